@@ -1,0 +1,24 @@
+// swift-tools-version:6.2
+// Microbenchmarks (package-benchmark). A package of its own so the main build stays lean.
+// Run from the repository root: `make bench-micro` (or `cd Benchmarks && swift package --disable-sandbox benchmark`).
+import PackageDescription
+
+let package = Package(
+    name: "FlashSaleBenchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(name: "flashsale", path: ".."),
+        .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        .executableTarget(
+            name: "RedisCommandBenchmarks",
+            dependencies: [
+                .product(name: "Replication", package: "flashsale"),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/RedisCommandBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+    ]
+)

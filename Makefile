@@ -1,0 +1,28 @@
+# FlashSale: `make run` (the service with a local Redis) and `make test` (the whole suite).
+SHELL := /bin/bash
+export PATH := /opt/swift/usr/bin:$(PATH)
+
+.PHONY: bootstrap build release run test clean
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+build: bootstrap
+	swift build
+
+release: bootstrap
+	swift build -c release --product flashsale
+
+run: release
+	@scripts/run-local.sh
+
+test: bootstrap
+	swift build --build-tests
+	swift test --skip-build
+
+clean:
+	rm -rf .build .local
+
+.PHONY: bench-micro
+bench-micro: bootstrap
+	cd Benchmarks && swift package --disable-sandbox benchmark

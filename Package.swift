@@ -1,0 +1,108 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "flashsale",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "flashsale", targets: ["flashsale"]),
+        .library(name: "ReservationEngine", targets: ["ReservationEngine"]),
+        .library(name: "Replication", targets: ["Replication"]),
+        .library(name: "HTTPFront", targets: ["HTTPFront"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // The C world: module maps and one-line shim headers, nothing else.
+        .systemLibrary(
+            name: "CHiredis",
+            path: "Sources/CInterop/CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        .systemLibrary(
+            name: "CMongoc",
+            path: "Sources/CInterop/CMongoc",
+            pkgConfig: "libmongoc-1.0",
+            providers: [.apt(["libmongoc-dev"])]
+        ),
+        .systemLibrary(
+            name: "CJemalloc",
+            path: "Sources/CInterop/CJemalloc",
+            pkgConfig: "jemalloc",
+            providers: [.apt(["libjemalloc-dev"])]
+        ),
+
+        // Pure decision logic: no I/O, deterministic.
+        .target(
+            name: "ReservationEngine",
+            swiftSettings: swiftSettings
+        ),
+        // Everything that talks to Redis and MongoDB.
+        .target(
+            name: "Replication",
+            dependencies: [
+                "ReservationEngine",
+                "CHiredis",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The Hummingbird application.
+        .target(
+            name: "HTTPFront",
+            dependencies: [
+                "Replication",
+                "ReservationEngine",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "flashsale",
+            dependencies: [
+                "HTTPFront",
+                "Replication",
+                "CJemalloc",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // Test support: a real redis-server per test, on a free loopback port.
+        .target(
+            name: "TestSupport",
+            dependencies: ["Replication"],
+            path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ReplicationTests",
+            dependencies: ["Replication", "TestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "HTTPFrontTests",
+            dependencies: [
+                "HTTPFront",
+                "TestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

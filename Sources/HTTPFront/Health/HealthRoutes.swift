@@ -1,0 +1,59 @@
+import Hummingbird
+import Replication
+
+/// `/healthz` (the process answers) and `/readyz` (the ledger answers and its scripts are loaded).
+struct HealthRoutes: Sendable {
+    let redis: RedisClient
+    let readinessChecks: [@Sendable (RedisConnection) throws(RedisError) -> Void]
+
+    func register(on router: Router<some RequestContext>) {
+        router.get("healthz") { _, _ -> Response in
+            Self.json(status: .ok, #"{"status":"ok"}"#)
+        }
+        router.get("readyz") { _, _ -> Response in
+            await readiness()
+        }
+    }
+
+    private func readiness() async -> Response {
+        let checks = readinessChecks
+        do {
+            try await redis.withConnection { connection throws(RedisError) in
+                try connection.send("PING").throwingServerError()
+                for check in checks { try check(connection) }
+            }
+            return Self.json(status: .ok, #"{"status":"ready","checks":{"redis":"ok"}}"#)
+        } catch {
+            let detail = String(describing: error).jsonEscaped
+            return Self.json(status: .serviceUnavailable, #"{"status":"not_ready","checks":{"redis":"\#(detail)"}}"#)
+        }
+    }
+
+    static func json(status: HTTPResponse.Status, _ body: String) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        headers[.cacheControl] = "no-store"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}
+
+extension String {
+    /// The text escaped for use inside a JSON string literal.
+    var jsonEscaped: String {
+        var result = ""
+        result.reserveCapacity(utf8.count)
+        for scalar in unicodeScalars {
+            switch scalar {
+            case "\"": result += "\\\""
+            case "\\": result += "\\\\"
+            case "\n": result += "\\n"
+            case "\r": result += "\\r"
+            case "\t": result += "\\t"
+            case _ where scalar.value < 0x20:
+                result += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
+            default: result.unicodeScalars.append(scalar)
+            }
+        }
+        return result
+    }
+}

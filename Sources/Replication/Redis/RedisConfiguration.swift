@@ -1,0 +1,91 @@
+/// Where and how to reach Redis.
+public struct RedisConfiguration: Sendable, Hashable {
+    public var host: String
+    public var port: Int
+    public var username: String?
+    public var password: String?
+    public var database: Int
+    public var connectTimeoutMilliseconds: Int
+    /// Upper bound on waiting for one reply; after it the connection is discarded (outcome unknown).
+    public var commandTimeoutMilliseconds: Int
+
+    public init(
+        host: String = "127.0.0.1",
+        port: Int = 6379,
+        username: String? = nil,
+        password: String? = nil,
+        database: Int = 0,
+        connectTimeoutMilliseconds: Int = 1_000,
+        commandTimeoutMilliseconds: Int = 2_000
+    ) {
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.database = database
+        self.connectTimeoutMilliseconds = connectTimeoutMilliseconds
+        self.commandTimeoutMilliseconds = commandTimeoutMilliseconds
+    }
+
+    /// Parses `redis://[[username]:password@]host[:port][/database]`.
+    public init(url: String) throws(RedisError) {
+        let prefix = "redis://"
+        guard url.hasPrefix(prefix) else {
+            throw RedisError(.invalidConfiguration, "Redis URL must start with redis:// (got \(url.debugDescription))")
+        }
+        var rest = Substring(url.dropFirst(prefix.count))
+        self.init()
+        if let at = rest.lastIndex(of: "@") {
+            let credentials = rest[..<at]
+            rest = rest[rest.index(after: at)...]
+            if let colon = credentials.firstIndex(of: ":") {
+                let user = credentials[..<colon]
+                username = user.isEmpty ? nil : String(user).removingPercentEncodingIfPossible
+                password = String(credentials[credentials.index(after: colon)...]).removingPercentEncodingIfPossible
+            } else {
+                password = String(credentials).removingPercentEncodingIfPossible
+            }
+        }
+        if let slash = rest.firstIndex(of: "/") {
+            let databaseText = rest[rest.index(after: slash)...]
+            rest = rest[..<slash]
+            if !databaseText.isEmpty {
+                guard let database = Int(databaseText), database >= 0 else {
+                    throw RedisError(.invalidConfiguration, "invalid database number in Redis URL: \(databaseText)")
+                }
+                self.database = database
+            }
+        }
+        if let colon = rest.lastIndex(of: ":") {
+            guard let port = Int(rest[rest.index(after: colon)...]), (1...65_535).contains(port) else {
+                throw RedisError(.invalidConfiguration, "invalid port in Redis URL \(url.debugDescription)")
+            }
+            self.port = port
+            rest = rest[..<colon]
+        }
+        guard !rest.isEmpty else {
+            throw RedisError(.invalidConfiguration, "missing host in Redis URL \(url.debugDescription)")
+        }
+        host = String(rest)
+    }
+}
+
+extension String {
+    /// Decodes `%XX` escapes; leaves the text as it is when it is not valid percent-encoding.
+    fileprivate var removingPercentEncodingIfPossible: String {
+        guard contains("%") else { return self }
+        var bytes: [UInt8] = []
+        var iterator = utf8.makeIterator()
+        while let byte = iterator.next() {
+            if byte == UInt8(ascii: "%"), let high = iterator.next(), let low = iterator.next(),
+               let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16) {
+                bytes.append(value)
+            } else if byte == UInt8(ascii: "%") {
+                return self
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

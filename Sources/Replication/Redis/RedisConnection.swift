@@ -1,0 +1,282 @@
+import CHiredis
+import Foundation
+
+/// A blocking connection to Redis over hiredis.
+///
+/// Threading model: a `RedisConnection` is owned by exactly one thread and is deliberately not
+/// `Sendable`. Every call blocks that thread until Redis answers or the command timeout passes, so it must
+/// never run on the Swift cooperative pool or a NIO event loop. Async code reaches Redis through
+/// ``RedisClient`` (which owns one connection on its own ``BatchingThread``) or through a component that
+/// owns its own thread, like the group committer.
+///
+/// The connection owns its `redisContext` and frees it exactly once. After a timeout or a broken socket
+/// the context is discarded (the outcome of that command is unknown and is reported as such); the next
+/// call reconnects. A connection the server closed while idle (`CLIENT KILL`, a restart) is detected
+/// before the next command is sent and replaced transparently, so nothing is sent twice.
+public final class RedisConnection {
+    public let configuration: RedisConfiguration
+    private var context: UnsafeMutablePointer<redisContext>?
+    /// SHA1 of each script source loaded on the current server.
+    private var scriptDigests: [String: String] = [:]
+    /// How many times a fresh TCP connection was made (1 after the first command).
+    public private(set) var connectCount = 0
+
+    /// Creates the connection and connects eagerly, so that a wrong address fails here.
+    public init(configuration: RedisConfiguration) throws(RedisError) {
+        self.configuration = configuration
+        try connect()
+    }
+
+    deinit {
+        if let context { redisFree(context) }
+    }
+
+    public var isConnected: Bool { context != nil }
+
+    /// Closes the socket; the next command reconnects.
+    public func close() {
+        if let context { redisFree(context) }
+        context = nil
+    }
+
+    // MARK: Commands
+
+    /// Sends one command and waits for its reply. A server error comes back as `.error`.
+    public func send(_ command: RedisCommand) throws(RedisError) -> RedisReply {
+        precondition(command.count > 0, "a Redis command needs a name")
+        let context = try readyContext()
+        let raw = Self.withArgv(command) { argc, argv, lengths in
+            redisCommandArgv(context, argc, argv, lengths)
+        }
+        guard let raw else { throw discard(context) }
+        defer { freeReplyObject(raw) }
+        return Self.convert(raw.assumingMemoryBound(to: redisReply.self))
+    }
+
+    /// Convenience for textual commands: `try connection.send("SET", "key", "value")`.
+    public func send(_ name: String, _ arguments: String...) throws(RedisError) -> RedisReply {
+        var command = RedisCommand()
+        command.append(name)
+        for argument in arguments { command.append(argument) }
+        return try send(command)
+    }
+
+    /// Pipelining: writes every command, then reads every reply, in one round trip's worth of latency.
+    /// Replies come back in command order; server errors are `.error` elements.
+    public func pipeline(_ commands: [RedisCommand]) throws(RedisError) -> [RedisReply] {
+        guard !commands.isEmpty else { return [] }
+        let context = try readyContext()
+        for command in commands {
+            precondition(command.count > 0, "a Redis command needs a name")
+            let status = Self.withArgv(command) { argc, argv, lengths in
+                redisAppendCommandArgv(context, argc, argv, lengths)
+            }
+            guard status == REDIS_OK else { throw discard(context) }
+        }
+        var replies: [RedisReply] = []
+        replies.reserveCapacity(commands.count)
+        for _ in commands.indices {
+            var raw: UnsafeMutableRawPointer?
+            guard redisGetReply(context, &raw) == REDIS_OK, let raw else { throw discard(context) }
+            replies.append(Self.convert(raw.assumingMemoryBound(to: redisReply.self)))
+            freeReplyObject(raw)
+        }
+        return replies
+    }
+
+    /// Runs a script with `EVALSHA`, loading it first if needed and again after `NOSCRIPT`.
+    public func evaluate(_ script: RedisScript, keys: [String], arguments: RedisCommand = RedisCommand()) throws(RedisError) -> RedisReply {
+        for attempt in 0..<2 {
+            let digest = try digest(of: script)
+            var command = RedisCommand()
+            command.reserveCapacity(arguments: 3 + keys.count + arguments.count, bytes: 64 + arguments.bytes.count)
+            command.append("EVALSHA")
+            command.append(digest)
+            command.append(keys.count)
+            for key in keys { command.append(key) }
+            command.append(contentsOf: arguments)
+            let reply = try send(command)
+            if case .error(let message) = reply, message.hasPrefix("NOSCRIPT"), attempt == 0 {
+                scriptDigests[script.source] = nil
+                continue
+            }
+            return reply
+        }
+        preconditionFailure("unreachable: the second attempt always returns")
+    }
+
+    /// Loads a script now (at start-up, so that readiness means scripts are loaded).
+    @discardableResult
+    public func load(_ script: RedisScript) throws(RedisError) -> String {
+        scriptDigests[script.source] = nil
+        return try digest(of: script)
+    }
+
+    private func digest(of script: RedisScript) throws(RedisError) -> String {
+        if let digest = scriptDigests[script.source] { return digest }
+        let reply = try send(RedisCommand("SCRIPT", "LOAD", script.source)).throwingServerError()
+        guard let digest = reply.string, digest.utf8.count == 40 else {
+            throw RedisError(.unexpectedReply, "SCRIPT LOAD of \(script.name) answered \(reply)")
+        }
+        scriptDigests[script.source] = digest
+        return digest
+    }
+
+    // MARK: Connection management
+
+    /// Returns a context that is connected and whose peer has not closed it; reconnects otherwise.
+    private func readyContext() throws(RedisError) -> UnsafeMutablePointer<redisContext> {
+        if let context, !Self.peerClosed(context) { return context }
+        close()
+        try connect()
+        guard let context else { preconditionFailure("connect() returned without a context") }
+        return context
+    }
+
+    private func connect() throws(RedisError) {
+        precondition(context == nil, "connect() over a live context would leak it")
+        let connectTimeout = Self.timeval(milliseconds: configuration.connectTimeoutMilliseconds)
+        guard let fresh = redisConnectWithTimeout(configuration.host, Int32(configuration.port), connectTimeout) else {
+            throw RedisError(.connectionFailed, "cannot allocate a hiredis context")
+        }
+        if fresh.pointee.err != 0 {
+            let message = Self.errorText(fresh)
+            redisFree(fresh)
+            throw RedisError(.connectionFailed, "\(configuration.host):\(configuration.port): \(message)")
+        }
+        guard redisSetTimeout(fresh, Self.timeval(milliseconds: configuration.commandTimeoutMilliseconds)) == REDIS_OK else {
+            redisFree(fresh)
+            throw RedisError(.connectionFailed, "cannot set the command timeout")
+        }
+        _ = redisEnableKeepAlive(fresh)
+        context = fresh
+        connectCount += 1
+        scriptDigests.removeAll()
+        do {
+            if let password = configuration.password {
+                var auth = RedisCommand("AUTH")
+                if let username = configuration.username { auth.append(username) }
+                auth.append(password)
+                try sendOnFreshContext(auth)
+            }
+            if configuration.database != 0 {
+                try sendOnFreshContext(RedisCommand("SELECT", String(configuration.database)))
+            }
+        } catch {
+            close()
+            throw RedisError(.connectionFailed, "handshake failed: \(error.message)")
+        }
+    }
+
+    private func sendOnFreshContext(_ command: RedisCommand) throws(RedisError) {
+        guard let context else { throw RedisError(.connectionLost, "connection closed during handshake") }
+        let raw = Self.withArgv(command) { argc, argv, lengths in redisCommandArgv(context, argc, argv, lengths) }
+        guard let raw else { throw discard(context) }
+        defer { freeReplyObject(raw) }
+        try Self.convert(raw.assumingMemoryBound(to: redisReply.self)).throwingServerError()
+    }
+
+    /// Turns the context's error into a typed error and drops the context: its state is unknown.
+    private func discard(_ failed: UnsafeMutablePointer<redisContext>) -> RedisError {
+        precondition(failed == context, "discarding a context this connection does not own")
+        let code = failed.pointee.err
+        let message = Self.errorText(failed)
+        let savedErrno = errno
+        close()
+        switch code {
+        case REDIS_ERR_IO where savedErrno == EAGAIN || savedErrno == EWOULDBLOCK:
+            return RedisError(.timeout, "no reply within \(configuration.commandTimeoutMilliseconds) ms")
+        case REDIS_ERR_IO, REDIS_ERR_EOF:
+            return RedisError(.connectionLost, message)
+        case REDIS_ERR_PROTOCOL:
+            return RedisError(.protocolError, message)
+        default:
+            return RedisError(.connectionLost, message)
+        }
+    }
+
+    /// True when the server closed an idle connection (or sent something unsolicited, which RESP2
+    /// never does outside pub/sub): such a socket must not be used for the next command.
+    private static func peerClosed(_ context: UnsafeMutablePointer<redisContext>) -> Bool {
+        var descriptor = pollfd(fd: context.pointee.fd, events: Int16(POLLIN), revents: 0)
+        let ready = poll(&descriptor, 1, 0)
+        if ready == 0 { return false }
+        return true
+    }
+
+    // MARK: C helpers
+
+    private static func timeval(milliseconds: Int) -> Glibc.timeval {
+        Glibc.timeval(tv_sec: milliseconds / 1_000, tv_usec: (milliseconds % 1_000) * 1_000)
+    }
+
+    private static func errorText(_ context: UnsafeMutablePointer<redisContext>) -> String {
+        withUnsafeBytes(of: context.pointee.errstr) { raw in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            let end = bytes.firstIndex(of: 0) ?? bytes.count
+            return String(decoding: bytes[..<end], as: UTF8.self)
+        }
+    }
+
+    /// Calls `body` with argc/argv/argvlen pointing into the command's flat buffer (no copies).
+    private static func withArgv<Result>(
+        _ command: RedisCommand,
+        _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> Result
+    ) -> Result {
+        command.bytes.withUnsafeBufferPointer { bytes in
+            command.lengths.withUnsafeBufferPointer { lengths in
+                withUnsafeTemporaryAllocation(of: UnsafePointer<CChar>?.self, capacity: lengths.count) { argv in
+                    let empty: StaticString = ""
+                    let emptyPointer = UnsafeRawPointer(empty.utf8Start).assumingMemoryBound(to: CChar.self)
+                    var offset = 0
+                    for (index, length) in lengths.enumerated() {
+                        if let base = bytes.baseAddress, length > 0 {
+                            argv[index] = UnsafeRawPointer(base + offset).assumingMemoryBound(to: CChar.self)
+                        } else {
+                            argv[index] = emptyPointer
+                        }
+                        offset += length
+                    }
+                    precondition(offset == bytes.count, "RedisCommand lengths do not cover its bytes")
+                    return body(Int32(lengths.count), argv.baseAddress!, lengths.baseAddress!)
+                }
+            }
+        }
+    }
+
+    /// Copies a hiredis reply tree into Swift values. `depth` bounds recursion on hostile input.
+    private static func convert(_ reply: UnsafeMutablePointer<redisReply>, depth: Int = 0) -> RedisReply {
+        precondition(depth < 64, "Redis reply nested deeper than 64 levels")
+        let value = reply.pointee
+        switch value.type {
+        case REDIS_REPLY_STRING:
+            return .bulk(bytes(value.str, value.len))
+        case REDIS_REPLY_STATUS:
+            return .status(String(decoding: bytes(value.str, value.len), as: UTF8.self))
+        case REDIS_REPLY_ERROR:
+            return .error(String(decoding: bytes(value.str, value.len), as: UTF8.self))
+        case REDIS_REPLY_INTEGER:
+            return .integer(Int64(value.integer))
+        case REDIS_REPLY_NIL:
+            return .null
+        case REDIS_REPLY_ARRAY:
+            var elements: [RedisReply] = []
+            elements.reserveCapacity(Int(value.elements))
+            for index in 0..<Int(value.elements) {
+                if let element = value.element[index] {
+                    elements.append(convert(element, depth: depth + 1))
+                } else {
+                    elements.append(.null)
+                }
+            }
+            return .array(elements)
+        default:
+            return .error("unknown hiredis reply type \(value.type)")
+        }
+    }
+
+    private static func bytes(_ pointer: UnsafeMutablePointer<CChar>?, _ length: Int) -> [UInt8] {
+        guard let pointer, length > 0 else { return [] }
+        return Array(UnsafeRawBufferPointer(start: pointer, count: length))
+    }
+}

@@ -1,0 +1,11 @@
+import ArgumentParser
+
+@main
+struct FlashSaleCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "flashsale",
+        abstract: "FlashSale: a flash-sale reservation service that never oversells.",
+        subcommands: [ServeCommand.self],
+        defaultSubcommand: ServeCommand.self
+    )
+}

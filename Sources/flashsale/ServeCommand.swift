@@ -1,0 +1,69 @@
+import ArgumentParser
+import CJemalloc
+import Foundation
+import HTTPFront
+import Hummingbird
+import Logging
+import Replication
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the HTTP API (flags override the FLASHSALE_* environment variables)."
+    )
+
+    @Option(help: "Address to bind (FLASHSALE_HOST, default 127.0.0.1).")
+    var host: String?
+
+    @Option(help: "Port to listen on (FLASHSALE_PORT, default 8080).")
+    var port: Int?
+
+    @Option(name: .customLong("redis-url"), help: "Ledger Redis (FLASHSALE_REDIS_URL, default redis://127.0.0.1:6379).")
+    var redisURL: String?
+
+    @Option(name: .customLong("jwt-secret"), help: "HS256 secret for bearer tokens (FLASHSALE_JWT_SECRET).")
+    var jwtSecret: String?
+
+    @Option(name: .customLong("instance-id"), help: "This instance's name in the lease table (FLASHSALE_INSTANCE_ID, default host name + pid).")
+    var instanceID: String?
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        var logger = Logger(label: "flashsale")
+        logger.logLevel = Logger.Level(rawValue: environment["FLASHSALE_LOG_LEVEL"] ?? "info") ?? .info
+
+        let portValue = try port ?? environment["FLASHSALE_PORT"].map { text in
+            guard let value = Int(text), (0...65_535).contains(value) else {
+                throw ValidationError("FLASHSALE_PORT must be a port number, got \(text.debugDescription)")
+            }
+            return value
+        } ?? 8080
+        let redis = try RedisConfiguration(url: redisURL ?? environment["FLASHSALE_REDIS_URL"] ?? "redis://127.0.0.1:6379")
+        guard let secret = jwtSecret ?? environment["FLASHSALE_JWT_SECRET"], secret.utf8.count >= 16 else {
+            throw ValidationError("FLASHSALE_JWT_SECRET (or --jwt-secret) must be set to at least 16 bytes")
+        }
+        let configuration = ServerConfiguration(
+            host: host ?? environment["FLASHSALE_HOST"] ?? "127.0.0.1",
+            port: portValue,
+            redis: redis,
+            jwtSecret: secret,
+            instanceID: instanceID ?? environment["FLASHSALE_INSTANCE_ID"] ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
+        )
+        logger.info("starting", metadata: [
+            "address": "\(configuration.host):\(configuration.port)",
+            "redis": "\(redis.host):\(redis.port)",
+            "instance": "\(configuration.instanceID)",
+            "allocator": "jemalloc \(Self.jemallocVersion)",
+        ])
+        let application = FlashSaleApplication.build(configuration: configuration, logger: logger)
+        try await application.runService()
+    }
+
+    /// The version string of the linked jemalloc (proves it replaced the system allocator).
+    static var jemallocVersion: String {
+        var version: UnsafePointer<CChar>?
+        var size = MemoryLayout<UnsafePointer<CChar>?>.size
+        guard mallctl("version", &version, &size, nil, 0) == 0, let version else { return "unavailable" }
+        return String(cString: version)
+    }
+}

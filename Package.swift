@@ -91,6 +91,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "ReservationEngineTests",
+            dependencies: ["ReservationEngine"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "ReplicationTests",
             dependencies: ["Replication", "TestSupport"],
             swiftSettings: swiftSettings

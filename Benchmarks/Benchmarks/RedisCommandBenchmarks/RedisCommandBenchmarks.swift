@@ -10,6 +10,9 @@ let benchmarks: @Sendable () -> Void = {
         maxDuration: .seconds(3)
     )
 
+    let delivery = [UInt8](repeating: 0x2a, count: 96)
+    let customers = (0..<512).map { "customer-\($0)" }
+    let keys = (0..<512).map { "idem-\($0)" }
     for orders in [1, 64, 512] {
         Benchmark("RedisCommand encode batch of \(orders) orders") { benchmark in
             for _ in benchmark.scaledIterations {
@@ -20,10 +23,10 @@ let benchmarks: @Sendable () -> Void = {
                 command.append(1)
                 for index in 0..<orders {
                     command.append(index)
-                    command.append("customer-\(index)")
+                    command.append(customers[index])
                     command.append(1)
-                    command.append("idem-\(index)")
-                    command.append(bytes: repeatElement(UInt8(0x2a), count: 96))
+                    command.append(keys[index])
+                    command.append(bytes: delivery)
                 }
                 blackHole(command)
             }

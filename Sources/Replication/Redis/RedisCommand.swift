@@ -25,18 +25,39 @@ public struct RedisCommand: Sendable, Hashable {
     }
 
     public mutating func append(_ argument: String) {
-        var argument = argument
-        argument.withUTF8 { utf8 in
-            bytes.append(contentsOf: utf8)
-            lengths.append(utf8.count)
+        let start = bytes.count
+        bytes.append(contentsOf: argument.utf8)
+        lengths.append(bytes.count - start)
+    }
+
+    /// Appends a decimal integer without allocating an intermediate `String`.
+    public mutating func append(_ argument: Int) {
+        if argument == 0 {
+            bytes.append(UInt8(ascii: "0"))
+            lengths.append(1)
+            return
         }
+        var magnitude = argument.magnitude
+        let start = bytes.count
+        while magnitude > 0 {
+            bytes.append(UInt8(ascii: "0") + UInt8(magnitude % 10))
+            magnitude /= 10
+        }
+        if argument < 0 { bytes.append(UInt8(ascii: "-")) }
+        bytes[start...].reverse()
+        lengths.append(bytes.count - start)
     }
 
-    public mutating func append(_ argument: some BinaryInteger) {
-        append(String(argument))
+    public mutating func append(_ argument: Int64) {
+        append(Int(argument))
     }
 
-    public mutating func append(bytes argument: some Collection<UInt8>) {
+    public mutating func append(bytes argument: [UInt8]) {
+        bytes.append(contentsOf: argument)
+        lengths.append(argument.count)
+    }
+
+    public mutating func append(bytes argument: UnsafeRawBufferPointer) {
         bytes.append(contentsOf: argument)
         lengths.append(argument.count)
     }

@@ -1,0 +1,202 @@
+import Logging
+import Synchronization
+
+/// The group committer: one hiredis connection on its own thread.
+///
+/// Reservations decided locally queue here. The thread takes everything that queued while its previous
+/// call was in flight (at most `maxBatchOrders`) and sends ONE `EVALSHA` per sale for it. Under low load
+/// a batch is one order and the latency is one round trip; under high load batches grow by themselves.
+/// A caller is resumed only after the script answered: nothing is acknowledged before it is in the ledger.
+///
+/// Lease operations of the instance (acquire, renew, return) go through the same queue as ``perform(_:)``,
+/// so they are ordered with the commits: a lease is returned only after the commits queued before it.
+///
+/// When a commit's outcome is unknown (timeout, broken connection), the same batch is sent once more on a
+/// fresh connection: the script recognises orders it already holds (same order id) and answers them as
+/// duplicates, so a retry never sells twice. If that fails too, the callers get ``CommitOutcome/unavailable(_:)``.
+public final class GroupCommitter: Sendable {
+    public struct Configuration: Sendable {
+        public var queueCapacity: Int
+        public var maxBatchOrders: Int
+
+        public init(queueCapacity: Int = 65_536, maxBatchOrders: Int = 512) {
+            precondition(queueCapacity > 0 && maxBatchOrders > 0)
+            self.queueCapacity = queueCapacity
+            self.maxBatchOrders = maxBatchOrders
+        }
+    }
+
+    enum Request: Sendable {
+        case commit(saleID: String, PendingCommit, @Sendable (CommitOutcome) -> Void)
+        case control(@Sendable (Result<Ledger, RedisError>) -> Void)
+    }
+
+    /// Counters for metrics and benchmarks.
+    public struct Statistics: Sendable, Hashable {
+        public var batches: Int
+        public var orders: Int
+        public var retries: Int
+    }
+
+    private let thread: BatchingThread<Request>
+    private let counters: Counters
+
+    public init(redis: RedisConfiguration, owner: String, configuration: Configuration = Configuration(), logger: Logger) {
+        let counters = Counters()
+        self.counters = counters
+        let worker = CommitWorker(redis: redis, owner: owner, logger: logger, counters: counters)
+        thread = BatchingThread(
+            name: "group-committer",
+            queueCapacity: configuration.queueCapacity,
+            maxBatchItems: configuration.maxBatchOrders
+        ) { requests in
+            worker.handle(requests)
+        }
+    }
+
+    public var statistics: Statistics {
+        Statistics(
+            batches: counters.batches.load(ordering: .relaxed),
+            orders: counters.orders.load(ordering: .relaxed),
+            retries: counters.retries.load(ordering: .relaxed)
+        )
+    }
+
+    public var queuedCount: Int { thread.queuedCount }
+
+    /// Queues one order and waits until the ledger decided it.
+    public func commit(saleID: String, _ commit: PendingCommit) async -> CommitOutcome {
+        await withCheckedContinuation { continuation in
+            let request = Request.commit(saleID: saleID, commit) { outcome in continuation.resume(returning: outcome) }
+            switch thread.submit(request) {
+            case .accepted: break
+            case .queueFull: continuation.resume(returning: .unavailable(RedisError(.queueFull, "commit queue is full")))
+            case .stopped: continuation.resume(returning: .unavailable(RedisError(.shutDown, "group committer stopped")))
+            }
+        }
+    }
+
+    /// Runs `body` on the committer's thread, after every commit queued before it.
+    public func perform<Value: Sendable>(_ body: @escaping @Sendable (Ledger) throws(RedisError) -> Value) async throws(RedisError) -> Value {
+        let outcome: Result<Value, RedisError> = await withCheckedContinuation { continuation in
+            let request = Request.control { ledger in
+                switch ledger {
+                case .failure(let error):
+                    continuation.resume(returning: .failure(error))
+                case .success(let ledger):
+                    do throws(RedisError) {
+                        continuation.resume(returning: .success(try body(ledger)))
+                    } catch {
+                        continuation.resume(returning: .failure(error))
+                    }
+                }
+            }
+            switch thread.submit(request) {
+            case .accepted: break
+            case .queueFull: continuation.resume(returning: .failure(RedisError(.queueFull, "commit queue is full")))
+            case .stopped: continuation.resume(returning: .failure(RedisError(.shutDown, "group committer stopped")))
+            }
+        }
+        return try outcome.get()
+    }
+
+    /// Finishes every queued request, then stops the thread.
+    public func shutdown() {
+        thread.shutdown()
+    }
+}
+
+final class Counters: Sendable {
+    let batches = Atomic(0)
+    let orders = Atomic(0)
+    let retries = Atomic(0)
+}
+
+/// State of the committer's thread. `@unchecked Sendable`: used only on that thread.
+private final class CommitWorker: @unchecked Sendable {
+    private let redis: RedisConfiguration
+    private let owner: String
+    private let logger: Logger
+    private let counters: Counters
+    private var connection: RedisConnection?
+
+    init(redis: RedisConfiguration, owner: String, logger: Logger, counters: Counters) {
+        self.redis = redis
+        self.owner = owner
+        self.logger = logger
+        self.counters = counters
+    }
+
+    private typealias Commit = (saleID: String, commit: PendingCommit, completion: @Sendable (CommitOutcome) -> Void)
+
+    func handle(_ requests: [GroupCommitter.Request]) {
+        var run: [Commit] = []
+        for request in requests {
+            switch request {
+            case .commit(let saleID, let commit, let completion):
+                run.append((saleID, commit, completion))
+            case .control(let body):
+                flush(run)
+                run.removeAll(keepingCapacity: true)
+                body(ledger())
+            }
+        }
+        flush(run)
+    }
+
+    private func ledger() -> Result<Ledger, RedisError> {
+        if let connection { return .success(Ledger(connection: connection)) }
+        do throws(RedisError) {
+            let fresh = try RedisConnection(configuration: redis)
+            connection = fresh
+            return .success(Ledger(connection: fresh))
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    /// One EVALSHA per sale present in the run, orders of a sale in arrival order.
+    private func flush(_ run: [Commit]) {
+        guard !run.isEmpty else { return }
+        var saleOrder: [String] = []
+        var bySale: [String: [Commit]] = [:]
+        for item in run {
+            if bySale[item.saleID] == nil { saleOrder.append(item.saleID) }
+            bySale[item.saleID, default: []].append(item)
+        }
+        for saleID in saleOrder {
+            guard let commits = bySale[saleID] else { continue }
+            let outcomes = commitWithOneRetry(saleID: saleID, commits.map(\.commit))
+            assert(outcomes.count == commits.count, "one outcome per order")
+            counters.batches.add(1, ordering: .relaxed)
+            counters.orders.add(commits.count, ordering: .relaxed)
+            for (item, outcome) in zip(commits, outcomes) { item.completion(outcome) }
+        }
+    }
+
+    private func commitWithOneRetry(saleID: String, _ commits: [PendingCommit]) -> [CommitOutcome] {
+        var lastError = RedisError(.connectionFailed, "not attempted")
+        attempts: for attempt in 0..<2 {
+            switch ledger() {
+            case .failure(let error):
+                lastError = error
+            case .success(let ledger):
+                do throws(RedisError) {
+                    return try ledger.commit(saleID: saleID, owner: owner, commits)
+                } catch {
+                    lastError = error
+                    // A server error (script error) is definite: no retry.
+                    if error.code == .serverError || error.code == .unexpectedReply { break attempts }
+                    // Outcome unknown or connection lost: drop the connection, the retry reconnects.
+                    connection?.close()
+                }
+            }
+            if attempt == 0 {
+                counters.retries.add(1, ordering: .relaxed)
+                logger.warning("commit batch failed, retrying once", metadata: ["sale": "\(saleID)", "orders": "\(commits.count)", "error": "\(lastError)"])
+            }
+        }
+        logger.error("commit batch failed", metadata: ["sale": "\(saleID)", "orders": "\(commits.count)", "error": "\(lastError)"])
+        return Array(repeating: .unavailable(lastError), count: commits.count)
+    }
+}

@@ -1,0 +1,62 @@
+import ReservationEngine
+
+/// Tuning of one instance's reservation engine. Units are in the names.
+public struct EngineConfiguration: Sendable {
+    /// This instance's name in the lease table.
+    public var instanceID: String
+    /// Lease lifetime in the ledger (Redis time).
+    public var leaseTTLMilliseconds: Int
+    /// Start renewing a lease this long before its local deadline.
+    public var leaseRenewMarginMilliseconds: Int
+    /// The local deadline is the grant's TTL from the request's send time minus this margin.
+    public var leaseSafetyMarginMilliseconds: Int
+    public var shardSizing: ShardSizing
+    /// Ask for another lease when the local units fall below this fraction of the last grant.
+    public var prefetchFraction: Double
+    /// At most this many live leases per sale in this instance.
+    public var maxLeasesPerSale: Int
+    /// Reconcile (renew, prefetch, return surplus, refresh the global view) this often.
+    public var reconcileIntervalMilliseconds: Int
+    public var commitQueueCapacity: Int
+    public var commitBatchMaxOrders: Int
+    /// Bound on take/lease/waitlist rounds of one reservation before it answers RETRY_LATER.
+    public var maxReserveRounds: Int
+
+    public init(
+        instanceID: String,
+        leaseTTLMilliseconds: Int = 2_000,
+        leaseRenewMarginMilliseconds: Int = 1_000,
+        leaseSafetyMarginMilliseconds: Int = 250,
+        shardSizing: ShardSizing = ShardSizing(),
+        prefetchFraction: Double = 0.25,
+        maxLeasesPerSale: Int = 4,
+        reconcileIntervalMilliseconds: Int = 200,
+        commitQueueCapacity: Int = 65_536,
+        commitBatchMaxOrders: Int = 512,
+        maxReserveRounds: Int = 6
+    ) {
+        precondition(!instanceID.isEmpty, "instanceID must not be empty")
+        precondition(leaseTTLMilliseconds > leaseSafetyMarginMilliseconds + leaseRenewMarginMilliseconds / 2)
+        precondition(maxLeasesPerSale >= 1 && maxReserveRounds >= 1 && reconcileIntervalMilliseconds >= 1)
+        self.instanceID = instanceID
+        self.leaseTTLMilliseconds = leaseTTLMilliseconds
+        self.leaseRenewMarginMilliseconds = leaseRenewMarginMilliseconds
+        self.leaseSafetyMarginMilliseconds = leaseSafetyMarginMilliseconds
+        self.shardSizing = shardSizing
+        self.prefetchFraction = prefetchFraction
+        self.maxLeasesPerSale = maxLeasesPerSale
+        self.reconcileIntervalMilliseconds = reconcileIntervalMilliseconds
+        self.commitQueueCapacity = commitQueueCapacity
+        self.commitBatchMaxOrders = commitBatchMaxOrders
+        self.maxReserveRounds = maxReserveRounds
+    }
+}
+
+/// What a reservation came to.
+public enum ReservationOutcome: Sendable, Hashable {
+    /// In the ledger (also for a replayed idempotency key: the first order).
+    case confirmed(OrderRecord)
+    /// No unit is free now but some are held by leases or pending commits.
+    case waitlisted(position: Int)
+    case rejected(ReservationError, retryAfterSeconds: Int?)
+}

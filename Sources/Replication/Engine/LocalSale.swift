@@ -1,0 +1,79 @@
+import ReservationEngine
+import Synchronization
+
+/// One sale as this instance holds it: its leases (state machine + bucket each), the last global view,
+/// and the single-flight refill. `Sendable`: all mutable state is inside mutexes; buckets are atomic.
+final class LocalSale: Sendable {
+    struct Slot: Sendable {
+        var machine: LeaseStateMachine
+        var bucket: TokenBucket?
+        var takenAtLastTick: Int
+        /// The lease's remaining units in the ledger at the last renewal (in-flight commits included).
+        var ledgerRemaining: Int
+    }
+
+    enum RefillResult: Sendable, Hashable {
+        case granted
+        case empty
+        case closed(ClosedReason)
+        case notStarted(millisecondsUntilStart: Int64)
+        case notFound
+        case unavailable(RedisError)
+        /// Another refill finished meanwhile: try the buckets again.
+        case retry
+    }
+
+    struct State: Sendable {
+        var slots: [String: Slot] = [:]
+        var view: LedgerView?
+        var refillWaiters: [CheckedContinuation<RefillResult, Never>]?
+        var lastGrantUnits = 0
+    }
+
+    let definition: SaleDefinition
+    /// The open buckets, read on every reservation (a short lock to copy references, then CAS on a bucket).
+    private let openBuckets = Mutex<[TokenBucket]>([])
+    let state = Mutex(State())
+
+    init(definition: SaleDefinition) {
+        self.definition = definition
+    }
+
+    /// Takes `quantity` units from the first bucket that has them.
+    func take(_ quantity: Int) -> TokenBucket? {
+        let buckets = openBuckets.withLock { $0 }
+        for bucket in buckets where bucket.take(quantity) { return bucket }
+        return nil
+    }
+
+    var availableLocally: Int {
+        openBuckets.withLock { $0.reduce(0) { $0 + $1.available } }
+    }
+
+    func publish(_ bucket: TokenBucket) {
+        openBuckets.withLock { $0.append(bucket) }
+    }
+
+    func unpublish(_ bucket: TokenBucket) {
+        openBuckets.withLock { buckets in buckets.removeAll { $0 === bucket } }
+    }
+
+    var view: LedgerView? { state.withLock { $0.view } }
+
+    func update(view: LedgerView) {
+        state.withLock { state in
+            // Views arrive from different calls; keep the newest by ledger time.
+            if let current = state.view, current.ledgerNowMilliseconds > view.ledgerNowMilliseconds { return }
+            state.view = view
+        }
+    }
+
+    /// Closes every bucket (the sale closed, or the instance stops); returns the untaken units per lease.
+    func closeAllBuckets() -> [(shardID: String, fence: Int64, units: Int)] {
+        let buckets = openBuckets.withLock { buckets in
+            defer { buckets.removeAll() }
+            return buckets
+        }
+        return buckets.map { ($0.shardID, $0.fence, $0.close()) }
+    }
+}

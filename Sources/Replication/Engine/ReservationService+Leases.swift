@@ -1,0 +1,274 @@
+import Logging
+import ReservationEngine
+import Synchronization
+
+private let shardSequence = Atomic<Int>(0)
+
+extension ReservationService {
+    /// Gets another lease for the sale. Single flight: concurrent callers wait for the one request.
+    func refill(sale: LocalSale) async -> LocalSale.RefillResult {
+        let isLeader = sale.state.withLock { state -> Bool in
+            if state.refillWaiters != nil { return false }
+            state.refillWaiters = []
+            return true
+        }
+        guard isLeader else {
+            return await withCheckedContinuation { continuation in
+                let registered = sale.state.withLock { state -> Bool in
+                    guard state.refillWaiters != nil else { return false }
+                    state.refillWaiters!.append(continuation)
+                    return true
+                }
+                if !registered { continuation.resume(returning: .retry) }
+            }
+        }
+        let result = await acquireLease(sale: sale)
+        let waiters = sale.state.withLock { state in
+            defer { state.refillWaiters = nil }
+            return state.refillWaiters ?? []
+        }
+        for waiter in waiters { waiter.resume(returning: result) }
+        return result
+    }
+
+    private func acquireLease(sale: LocalSale) async -> LocalSale.RefillResult {
+        let slotCount = sale.state.withLock { $0.slots.count }
+        // Bound the leases one instance holds; drained ones are retired by the reconciler.
+        if slotCount >= configuration.maxLeasesPerSale * 4 {
+            return .empty
+        }
+        let saleID = sale.definition.id
+        let owner = configuration.instanceID
+        let shardID = "\(owner)#\(shardSequence.add(1, ordering: .relaxed).newValue)"
+        let sizing = configuration.shardSizing
+        let ttl = configuration.leaseTTLMilliseconds
+        let sentAt = monotonicMilliseconds
+        let acquisition: LeaseAcquisition
+        do {
+            acquisition = try await committer.perform { ledger throws(RedisError) in
+                try ledger.acquireLease(saleID: saleID, owner: owner, shardID: shardID, sizing: sizing, ttlMilliseconds: ttl)
+            }
+        } catch {
+            return .unavailable(error)
+        }
+        switch acquisition {
+        case .granted(let fence, let units, _, _):
+            var machine = LeaseStateMachine(renewMarginMilliseconds: Int64(configuration.leaseRenewMarginMilliseconds))
+            let grant = LeaseStateMachine.Grant(shardID: shardID, fence: fence, units: units,
+                                                deadlineMilliseconds: sentAt + Int64(ttl - configuration.leaseSafetyMarginMilliseconds))
+            guard case .openBucket = machine.granted(grant) else { preconditionFailure("a grant opens a bucket") }
+            let bucket = TokenBucket(shardID: shardID, fence: fence, units: units)
+            sale.state.withLock { state in
+                state.slots[shardID] = LocalSale.Slot(machine: machine, bucket: bucket, takenAtLastTick: 0, ledgerRemaining: units)
+                state.lastGrantUnits = units
+            }
+            sale.publish(bucket)
+            logger.debug("lease granted", metadata: ["sale": "\(saleID)", "shard": "\(shardID)", "fence": "\(fence)", "units": "\(units)"])
+            return .granted
+        case .empty:
+            return .empty
+        case .closed(let reason):
+            closeLocally(sale: sale, reason: reason)
+            return .closed(reason)
+        case .notStarted(let milliseconds):
+            return .notStarted(millisecondsUntilStart: milliseconds)
+        case .notFound:
+            return .notFound
+        }
+    }
+
+    /// The ledger refused a commit on this lease: stop selling from it.
+    func leaseLost(sale: LocalSale, shardID: String) {
+        let bucket = sale.state.withLock { state -> TokenBucket? in
+            guard var slot = state.slots[shardID] else { return nil }
+            _ = slot.machine.lost()
+            state.slots[shardID] = slot
+            return slot.bucket
+        }
+        if let bucket {
+            sale.unpublish(bucket)
+            _ = bucket.close()
+        }
+    }
+
+    /// The ledger says the sale is closed: close every bucket and forget the leases (the close revoked them).
+    func closeLocally(sale: LocalSale, reason: ClosedReason) {
+        _ = sale.closeAllBuckets()
+        sale.state.withLock { state in
+            state.slots.removeAll()
+            if var view = state.view {
+                view.status = .closed
+                view.closedReason = reason
+                state.view = view
+            }
+        }
+    }
+
+    // MARK: Reconcile
+
+    /// One reconcile tick for every sale this instance tracks.
+    public func reconcileAll() async {
+        for sale in trackedSales { await reconcile(sale: sale) }
+    }
+
+    /// Renews leases near their deadline, learns the global view, returns surplus when customers wait,
+    /// retires drained leases and prefetches a lease when the local units run low.
+    func reconcile(sale: LocalSale) async {
+        let saleID = sale.definition.id
+        let now = monotonicMilliseconds
+        var renewals: [(shardID: String, fence: Int64)] = []
+        var expired: [TokenBucket] = []
+        sale.state.withLock { state in
+            for shardID in state.slots.keys.sorted() {
+                guard var slot = state.slots[shardID] else { continue }
+                switch slot.machine.tick(nowMilliseconds: now) {
+                case .sendRenew(let shard, let fence): renewals.append((shard, fence))
+                case .closeBucket: if let bucket = slot.bucket { expired.append(bucket) }
+                case .none, .openBucket, .closeBucketAndReturn: break
+                }
+                state.slots[shardID] = slot
+            }
+        }
+        for bucket in expired {
+            sale.unpublish(bucket)
+            _ = bucket.close()
+            logger.warning("lease passed its local deadline unrenewed", metadata: ["sale": "\(saleID)", "shard": "\(bucket.shardID)"])
+        }
+
+        let owner = configuration.instanceID
+        let ttl = configuration.leaseTTLMilliseconds
+        let sentAt = monotonicMilliseconds
+        let renewed: (LedgerView, [Int?])?
+        do {
+            let leases = renewals
+            renewed = try await committer.perform { ledger throws(RedisError) in
+                try ledger.renewLeases(saleID: saleID, owner: owner, leases: leases, ttlMilliseconds: ttl)
+            }
+        } catch {
+            logger.warning("reconcile failed", metadata: ["sale": "\(saleID)", "error": "\(error)"])
+            return
+        }
+        guard let (view, remaining) = renewed else { return }
+        sale.update(view: view)
+        if view.status == .closed {
+            closeLocally(sale: sale, reason: view.closedReason ?? .ended)
+            return
+        }
+
+        // Apply renewals; decide returns (surplus while customers wait, drained leases).
+        let deadline = sentAt + Int64(ttl - configuration.leaseSafetyMarginMilliseconds)
+        var returns: [(shardID: String, fence: Int64, bucket: TokenBucket?)] = []
+        var lost: [TokenBucket] = []
+        sale.state.withLock { state in
+            for (lease, units) in zip(renewals, remaining) {
+                guard var slot = state.slots[lease.shardID] else { continue }
+                if let units {
+                    slot.ledgerRemaining = units
+                    if case .closeBucketAndReturn(let shard, let fence) = slot.machine.renewed(deadlineMilliseconds: deadline) {
+                        returns.append((shard, fence, slot.bucket))
+                    }
+                } else {
+                    _ = slot.machine.lost()
+                    if let bucket = slot.bucket { lost.append(bucket) }
+                }
+                state.slots[lease.shardID] = slot
+            }
+            for shardID in state.slots.keys.sorted() {
+                guard var slot = state.slots[shardID], slot.machine.isSelling, let bucket = slot.bucket else { continue }
+                let available = bucket.available
+                let taken = bucket.capacity - available
+                let idle = taken == slot.takenAtLastTick
+                slot.takenAtLastTick = taken
+                let drained = available == 0 && slot.ledgerRemaining == 0
+                let surplus = view.waitlist > 0 && idle && available > 0
+                if drained || surplus, case .closeBucketAndReturn(let shard, let fence) = slot.machine.returnRequested() {
+                    returns.append((shard, fence, bucket))
+                }
+                state.slots[shardID] = slot
+            }
+            state.slots = state.slots.filter { _, slot in
+                switch slot.machine.state {
+                case .fenced, .returned: false
+                default: true
+                }
+            }
+        }
+        for bucket in lost {
+            sale.unpublish(bucket)
+            _ = bucket.close()
+        }
+        for item in returns {
+            if let bucket = item.bucket {
+                sale.unpublish(bucket)
+                _ = bucket.close()
+            }
+        }
+        if !returns.isEmpty {
+            let leases = returns.map { ($0.shardID, $0.fence) }
+            do {
+                try await committer.perform { ledger throws(RedisError) in
+                    for (shardID, fence) in leases {
+                        _ = try ledger.returnLease(saleID: saleID, owner: owner, shardID: shardID, fence: fence)
+                    }
+                }
+            } catch {
+                // The leases expire by themselves and return to the pool.
+                logger.warning("lease return failed", metadata: ["sale": "\(saleID)", "error": "\(error)"])
+            }
+        }
+
+        // Prefetch so that customers rarely wait for a lease round trip.
+        let lastGrant = sale.state.withLock { $0.lastGrantUnits }
+        let threshold = max(1, Int(Double(lastGrant) * configuration.prefetchFraction))
+        if view.status == .open, view.pool > 0, view.waitlist == 0, sale.availableLocally < threshold {
+            _ = await refill(sale: sale)
+        }
+    }
+
+    // MARK: Admin
+
+    /// Revokes leases in the ledger: every lease (`even`: they re-spread by adaptive sizing) or those of
+    /// one instance (`drain`). The owners learn it at their next renewal or commit.
+    public func rebalance(saleID: String, drainInstance: String?) async throws(ReservationError) -> (revokedLeases: Int, returnedUnits: Int) {
+        let result: (leases: Int, units: Int)?
+        do {
+            result = try await committer.perform { ledger throws(RedisError) in
+                try ledger.revokeLeases(saleID: saleID, owner: drainInstance)
+            }
+        } catch {
+            throw ReservationError(.retryLater, "the ledger is unreachable (\(error.code))")
+        }
+        guard let result else { throw ReservationError(.notFound, "no sale \(saleID)") }
+        return (result.leases, result.units)
+    }
+
+    /// Graceful stop: close every bucket, return every lease after the queued commits, stop the committer.
+    public func shutdown() async {
+        let owner = configuration.instanceID
+        for sale in trackedSales {
+            let saleID = sale.definition.id
+            let closed = sale.closeAllBuckets()
+            let leases = sale.state.withLock { state -> [(String, Int64)] in
+                defer { state.slots.removeAll() }
+                return state.slots.values.compactMap { slot in
+                    switch slot.machine.state {
+                    case .active(let grant), .renewing(let grant), .expiring(let grant): (grant.shardID, grant.fence)
+                    default: nil
+                    }
+                }
+            }
+            guard !leases.isEmpty else { continue }
+            do {
+                try await committer.perform { ledger throws(RedisError) in
+                    for (shardID, fence) in leases {
+                        _ = try ledger.returnLease(saleID: saleID, owner: owner, shardID: shardID, fence: fence)
+                    }
+                }
+                logger.info("leases returned", metadata: ["sale": "\(saleID)", "leases": "\(leases.count)", "unsold": "\(closed.reduce(0) { $0 + $1.units })"])
+            } catch {
+                logger.warning("returning leases at shutdown failed; they expire by themselves", metadata: ["sale": "\(saleID)", "error": "\(error)"])
+            }
+        }
+        committer.shutdown()
+    }
+}

@@ -1,0 +1,258 @@
+import Logging
+import ReservationEngine
+import Synchronization
+
+/// The reservation engine of one instance: the Swift API the HTTP layer calls.
+///
+/// Hot path of `reserve`: check the window and the customer's in-flight units, take units from a local
+/// bucket with one compare-and-swap, queue the order for the group committer and answer only once the
+/// ledger confirmed it. Lease acquisition, waitlist joins and returns go through the committer's queue
+/// too, so everything this instance says to the ledger is ordered.
+public final class ReservationService: Sendable {
+    public let configuration: EngineConfiguration
+    let committer: GroupCommitter
+    let logger: Logger
+    private let sales = Mutex<[String: LocalSale]>([:])
+    private let pending = PendingUnits()
+    private let keyedRequests = Mutex<[String: [CheckedContinuation<ReservationOutcome?, Never>]]>([:])
+    private let clockOrigin = ContinuousClock.now
+
+    public init(redis: RedisConfiguration, configuration: EngineConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        self.committer = GroupCommitter(
+            redis: redis,
+            owner: configuration.instanceID,
+            configuration: .init(queueCapacity: configuration.commitQueueCapacity, maxBatchOrders: configuration.commitBatchMaxOrders),
+            logger: logger
+        )
+    }
+
+    public var commitStatistics: GroupCommitter.Statistics { committer.statistics }
+
+    /// Monotonic milliseconds since this service started.
+    var monotonicMilliseconds: Int64 {
+        let elapsed = clockOrigin.duration(to: .now)
+        return elapsed.components.seconds * 1_000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+    }
+
+    // MARK: Sales
+
+    /// Creates a sale in the ledger.
+    public func createSale(_ definition: SaleDefinition) async throws(ReservationError) {
+        try definition.validate()
+        let created: Bool
+        do {
+            created = try await committer.perform { ledger throws(RedisError) in try ledger.createSale(definition) }
+        } catch {
+            throw ReservationError(.retryLater, "the ledger is unreachable: \(error.code)")
+        }
+        guard created else { throw ReservationError(.saleExists, "a sale with id \(definition.id) exists") }
+    }
+
+    /// An atomic read of the sale in the ledger (lease table, counters); nil when unknown.
+    public func snapshot(saleID: String) async throws(RedisError) -> LedgerSnapshot? {
+        try await committer.perform { ledger throws(RedisError) in try ledger.snapshot(saleID: saleID) }
+    }
+
+    /// The last global view this instance learned (at most one reconcile interval old).
+    public func stock(saleID: String) async throws(RedisError) -> LedgerView? {
+        if let view = sales.withLock({ $0[saleID] })?.view { return view }
+        guard let snapshot = try await snapshot(saleID: saleID) else { return nil }
+        return LedgerView(
+            status: snapshot.status, closedReason: snapshot.closedReason, stock: snapshot.definition.stock,
+            sold: snapshot.sold, pool: snapshot.pool, leased: snapshot.leased, waitlist: snapshot.waitlist,
+            ledgerNowMilliseconds: snapshot.ledgerNowMilliseconds
+        )
+    }
+
+    /// The sale as this instance tracks it, loaded from the ledger the first time.
+    func localSale(_ saleID: String) async throws(ReservationError) -> LocalSale {
+        if let sale = sales.withLock({ $0[saleID] }) { return sale }
+        guard SaleDefinition.isValidID(saleID) else { throw ReservationError(.notFound, "no sale \(saleID)") }
+        let snapshot: LedgerSnapshot?
+        do {
+            snapshot = try await self.snapshot(saleID: saleID)
+        } catch {
+            throw ReservationError(.retryLater, "the ledger is unreachable: \(error.code)")
+        }
+        guard let snapshot else { throw ReservationError(.notFound, "no sale \(saleID)") }
+        let fresh = LocalSale(definition: snapshot.definition)
+        fresh.update(view: LedgerView(
+            status: snapshot.status, closedReason: snapshot.closedReason, stock: snapshot.definition.stock,
+            sold: snapshot.sold, pool: snapshot.pool, leased: snapshot.leased, waitlist: snapshot.waitlist,
+            ledgerNowMilliseconds: snapshot.ledgerNowMilliseconds
+        ))
+        return sales.withLock { sales in
+            if let existing = sales[saleID] { return existing }
+            sales[saleID] = fresh
+            return fresh
+        }
+    }
+
+    var trackedSales: [LocalSale] { sales.withLock { Array($0.values) } }
+
+    // MARK: Reservations
+
+    /// Reserves `quantity` units of a sale for a customer. Never throws: every refusal is a typed outcome.
+    public func reserve(saleID: String, customerID: String, quantity: Int, idempotencyKey: String?, delivery: String) async -> ReservationOutcome {
+        guard let idempotencyKey, !idempotencyKey.isEmpty else {
+            return await reserveOnce(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: "", delivery: delivery)
+        }
+        // Concurrent requests with the same key on this instance share the first one's outcome.
+        let requestKey = "\(saleID.utf8.count):\(saleID)\(customerID.utf8.count):\(customerID)\(idempotencyKey)"
+        let isLeader = keyedRequests.withLock { requests -> Bool in
+            if requests[requestKey] != nil { return false }
+            requests[requestKey] = []
+            return true
+        }
+        if !isLeader {
+            let shared: ReservationOutcome? = await withCheckedContinuation { continuation in
+                let registered = keyedRequests.withLock { requests -> Bool in
+                    guard requests[requestKey] != nil else { return false }
+                    requests[requestKey]!.append(continuation)
+                    return true
+                }
+                if !registered { continuation.resume(returning: nil) }
+            }
+            if let shared { return shared }
+            // The first request finished between our check and registration: the ledger knows the key now.
+            return await reserveOnce(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: idempotencyKey, delivery: delivery)
+        }
+        let outcome = await reserveOnce(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: idempotencyKey, delivery: delivery)
+        let followers = keyedRequests.withLock { $0.removeValue(forKey: requestKey) } ?? []
+        for follower in followers { follower.resume(returning: outcome) }
+        return outcome
+    }
+
+    private func reserveOnce(saleID: String, customerID: String, quantity: Int, idempotencyKey: String, delivery: String) async -> ReservationOutcome {
+        let sale: LocalSale
+        do {
+            sale = try await localSale(saleID)
+        } catch {
+            return .rejected(error, retryAfterSeconds: error.code == .retryLater ? 1 : nil)
+        }
+        let limit = sale.definition.perCustomerLimit
+        guard quantity >= 1, quantity <= limit else {
+            return .rejected(ReservationError(.invalidRequest, "quantity must be between 1 and \(limit)"), retryAfterSeconds: nil)
+        }
+        if let view = sale.view {
+            let window = SaleWindow(definition: sale.definition)
+            switch window.admission(nowMilliseconds: view.ledgerNowMilliseconds + Self.wallClockDrift(view), status: view.status, closedReason: view.closedReason) {
+            case .open, .notStarted:
+                break  // the ledger decides the opening instant with its own clock
+            case .ended:
+                return .rejected(ReservationError(.saleEnded, "the sale has ended"), retryAfterSeconds: nil)
+            case .soldOut:
+                return .rejected(ReservationError(.soldOut, "every unit is sold"), retryAfterSeconds: nil)
+            }
+        }
+        guard pending.reserve(customerID: customerID, quantity: quantity, limit: limit) else {
+            return .rejected(ReservationError(.limitExceeded, "at most \(limit) units per customer"), retryAfterSeconds: nil)
+        }
+        defer { pending.release(customerID: customerID, quantity: quantity) }
+
+        let orderID = OrderID.make()
+        for _ in 0..<configuration.maxReserveRounds {
+            if let bucket = sale.take(quantity) {
+                let commit = PendingCommit(orderID: orderID, shardID: bucket.shardID, fence: bucket.fence, customerID: customerID,
+                                           quantity: quantity, idempotencyKey: idempotencyKey, delivery: delivery)
+                switch await committer.commit(saleID: saleID, commit) {
+                case .committed(let createdAt):
+                    return .confirmed(OrderRecord(
+                        orderID: orderID, customerID: customerID, quantity: quantity, createdAtMilliseconds: createdAt,
+                        status: .confirmed, idempotencyKey: idempotencyKey, delivery: delivery, shardID: bucket.shardID,
+                        fence: bucket.fence, instanceID: configuration.instanceID, source: "bucket"
+                    ))
+                case .duplicate(let record):
+                    // Our own order replayed after an unknown outcome used the units; an earlier order did not.
+                    if record.orderID != orderID { bucket.putBack(quantity) }
+                    return .confirmed(record)
+                case .limitExceeded:
+                    bucket.putBack(quantity)
+                    return .rejected(ReservationError(.limitExceeded, "at most \(limit) units per customer"), retryAfterSeconds: nil)
+                case .fenced:
+                    leaseLost(sale: sale, shardID: bucket.shardID)
+                    return .rejected(ReservationError(.retryLater, "the lease was fenced off; nothing was reserved"), retryAfterSeconds: 1)
+                case .closed(let reason):
+                    closeLocally(sale: sale, reason: reason)
+                    return .rejected(Self.closedError(reason), retryAfterSeconds: nil)
+                case .notFound:
+                    return .rejected(ReservationError(.notFound, "no sale \(saleID)"), retryAfterSeconds: nil)
+                case .unavailable(let error):
+                    // Outcome unknown: the units stay out of the bucket; they return with the lease.
+                    return .rejected(ReservationError(.retryLater, "the ledger did not answer (\(error.code))"), retryAfterSeconds: 1)
+                }
+            }
+            switch await refill(sale: sale) {
+            case .granted, .retry:
+                continue
+            case .empty:
+                break
+            case .closed(let reason):
+                return .rejected(Self.closedError(reason), retryAfterSeconds: nil)
+            case .notStarted(let milliseconds):
+                return .rejected(ReservationError(.saleNotStarted, "the sale has not started"), retryAfterSeconds: Int((milliseconds + 999) / 1_000))
+            case .notFound:
+                return .rejected(ReservationError(.notFound, "no sale \(saleID)"), retryAfterSeconds: nil)
+            case .unavailable(let error):
+                return .rejected(ReservationError(.retryLater, "the ledger is unreachable (\(error.code))"), retryAfterSeconds: 1)
+            }
+            let owner = configuration.instanceID
+            let joined: WaitlistOutcome
+            do {
+                joined = try await committer.perform { ledger throws(RedisError) in
+                    try ledger.joinWaitlist(saleID: saleID, owner: owner, customerID: customerID, quantity: quantity,
+                                            orderID: orderID, idempotencyKey: idempotencyKey, delivery: delivery)
+                }
+            } catch {
+                return .rejected(ReservationError(.retryLater, "the ledger is unreachable (\(error.code))"), retryAfterSeconds: 1)
+            }
+            switch joined {
+            case .waiting(let position): return .waitlisted(position: position)
+            case .served(let record), .duplicate(let record): return .confirmed(record)
+            case .retry: continue
+            case .limitExceeded:
+                return .rejected(ReservationError(.limitExceeded, "at most \(limit) units per customer"), retryAfterSeconds: nil)
+            case .insufficientStock(let unsold):
+                return .rejected(ReservationError(.insufficientStock, "only \(unsold) units are left"), retryAfterSeconds: nil)
+            case .closed(let reason):
+                closeLocally(sale: sale, reason: reason)
+                return .rejected(Self.closedError(reason), retryAfterSeconds: nil)
+            case .notStarted(let milliseconds):
+                return .rejected(ReservationError(.saleNotStarted, "the sale has not started"), retryAfterSeconds: Int((milliseconds + 999) / 1_000))
+            case .notFound:
+                return .rejected(ReservationError(.notFound, "no sale \(saleID)"), retryAfterSeconds: nil)
+            }
+        }
+        return .rejected(ReservationError(.retryLater, "too much contention for the last units; try again"), retryAfterSeconds: 1)
+    }
+
+    /// Cancels an order (`customerID` nil: an admin). Units go back to the sale, waitlist first.
+    public func cancel(saleID: String, orderID: String, customerID: String?) async throws(ReservationError) -> OrderRecord {
+        let outcome: CancelOutcome
+        do {
+            outcome = try await committer.perform { ledger throws(RedisError) in
+                try ledger.cancel(saleID: saleID, orderID: orderID, customerID: customerID)
+            }
+        } catch {
+            throw ReservationError(.retryLater, "the ledger is unreachable (\(error.code))")
+        }
+        switch outcome {
+        case .cancelled(let record): return record
+        case .notFound: throw ReservationError(.notFound, "no order \(orderID)")
+        case .closed: throw ReservationError(.saleEnded, "the sale is closed; orders can no longer be cancelled")
+        }
+    }
+
+    static func closedError(_ reason: ClosedReason) -> ReservationError {
+        switch reason {
+        case .soldOut: ReservationError(.soldOut, "every unit is sold")
+        case .ended: ReservationError(.saleEnded, "the sale has ended")
+        }
+    }
+
+    /// The view's ledger time is in the past by the time it is read; this instance does not know by how much.
+    /// Zero keeps the local window check conservative (it never rejects what the ledger would accept).
+    static func wallClockDrift(_ view: LedgerView) -> Int64 { 0 }
+}

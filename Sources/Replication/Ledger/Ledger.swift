@@ -1,0 +1,334 @@
+import Foundation
+import ReservationEngine
+
+/// Typed calls to the ledger scripts over one blocking ``RedisConnection``.
+///
+/// Runs on the thread that owns the connection (the group committer's, or a ``RedisClient``'s).
+public struct Ledger {
+    public let connection: RedisConnection
+
+    public init(connection: RedisConnection) {
+        self.connection = connection
+    }
+
+    /// Loads every script (readiness means they are loaded).
+    public func loadScripts() throws(RedisError) {
+        for script in LedgerScripts.all { try connection.load(script) }
+    }
+
+    // MARK: Sales
+
+    /// Creates the sale; false when a sale with this id exists.
+    public func createSale(_ definition: SaleDefinition) throws(RedisError) -> Bool {
+        var arguments = RedisCommand()
+        arguments.append(definition.id)
+        arguments.append(definition.name)
+        arguments.append(definition.stock)
+        arguments.append(definition.startsAtMilliseconds)
+        arguments.append(definition.endsAtMilliseconds)
+        arguments.append(definition.perCustomerLimit)
+        let reply = try run(LedgerScripts.createSale, saleID: definition.id, arguments)
+        switch try Self.tag(reply) {
+        case "OK": return true
+        case "EXISTS": return false
+        default: throw Self.unexpected(reply, LedgerScripts.createSale)
+        }
+    }
+
+    /// Closes the sale if its end passed or it sold out (`auto`), or forces a close.
+    public func closeSale(saleID: String, mode: String = "auto") throws(RedisError) -> (SaleStatus, ClosedReason?)? {
+        var arguments = RedisCommand()
+        arguments.append(mode)
+        let reply = try run(LedgerScripts.closeSale, saleID: saleID, arguments)
+        guard let elements = reply.array, elements.count == 2 else {
+            if (try? Self.tag(reply)) == "NOT_FOUND" { return nil }
+            throw Self.unexpected(reply, LedgerScripts.closeSale)
+        }
+        guard let status = elements[0].string.flatMap(SaleStatus.init(rawValue:)) else {
+            throw Self.unexpected(reply, LedgerScripts.closeSale)
+        }
+        return (status, elements[1].string.flatMap(ClosedReason.init(rawValue:)))
+    }
+
+    public func snapshot(saleID: String) throws(RedisError) -> LedgerSnapshot? {
+        let reply = try run(LedgerScripts.snapshot, saleID: saleID, RedisCommand())
+        if (try? Self.tag(reply)) == "NOT_FOUND" { return nil }
+        guard let parts = reply.array, parts.count == 8,
+              let metaFlat = parts[0].array, let pool = parts[1].integer, let sold = parts[2].integer,
+              let leasesFlat = parts[3].array, let waitlist = parts[4].integer, let statsFlat = parts[5].array,
+              let buyers = parts[6].integer, let now = parts[7].integer
+        else { throw Self.unexpected(reply, LedgerScripts.snapshot) }
+        let meta = Self.pairs(metaFlat)
+        guard let stock = meta["stock"].flatMap(Int.init), let start = meta["startMs"].flatMap(Int64.init),
+              let end = meta["endMs"].flatMap(Int64.init), let limit = meta["limit"].flatMap(Int.init),
+              let status = meta["status"].flatMap(SaleStatus.init(rawValue:))
+        else { throw Self.unexpected(reply, LedgerScripts.snapshot) }
+        var leases: [LeaseRecord] = []
+        for (shardID, json) in Self.pairs(leasesFlat).sorted(by: { $0.key < $1.key }) {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any],
+                  let owner = object["o"] as? String, let fence = (object["f"] as? NSNumber)?.int64Value,
+                  let remaining = (object["r"] as? NSNumber)?.intValue, let expires = (object["e"] as? NSNumber)?.int64Value
+            else { throw Self.unexpected(reply, LedgerScripts.snapshot) }
+            leases.append(LeaseRecord(shardID: shardID, owner: owner, fence: fence, remaining: remaining, expiresAtMilliseconds: expires))
+        }
+        var timestamps: [String: Int64] = [:]
+        for key in ["createdAtMs", "openedAtMs", "soldOutAtMs", "closedAtMs"] {
+            if let value = meta[key].flatMap(Int64.init) { timestamps[key] = value }
+        }
+        return LedgerSnapshot(
+            definition: SaleDefinition(id: meta["id"] ?? saleID, name: meta["name"] ?? "", stock: stock,
+                                       startsAtMilliseconds: start, endsAtMilliseconds: end, perCustomerLimit: limit),
+            status: status,
+            closedReason: meta["closedReason"].flatMap(ClosedReason.init(rawValue:)),
+            pool: Int(pool), sold: Int(sold), leases: leases, waitlist: Int(waitlist), buyers: Int(buyers),
+            statistics: Self.pairs(statsFlat).compactMapValues { Int64($0) },
+            timestamps: timestamps, ledgerNowMilliseconds: now
+        )
+    }
+
+    // MARK: Leases
+
+    public func acquireLease(saleID: String, owner: String, shardID: String, sizing: ShardSizing, ttlMilliseconds: Int) throws(RedisError) -> LeaseAcquisition {
+        var arguments = RedisCommand()
+        arguments.append(owner)
+        arguments.append(shardID)
+        arguments.append(sizing.maxShardUnits)
+        arguments.append(sizing.spreadFactor)
+        arguments.append(ttlMilliseconds)
+        let reply = try run(LedgerScripts.acquireLease, saleID: saleID, arguments)
+        let elements = reply.array ?? []
+        switch try Self.tag(reply) {
+        case "OK":
+            guard elements.count == 5, let fence = elements[1].integer, let units = elements[2].integer,
+                  let expires = elements[3].integer, let now = elements[4].integer, units > 0, fence > 0
+            else { throw Self.unexpected(reply, LedgerScripts.acquireLease) }
+            return .granted(fence: fence, units: Int(units), expiresAtMilliseconds: expires, ledgerNowMilliseconds: now)
+        case "EMPTY":
+            guard elements.count == 4, let sold = elements[1].integer, let leased = elements[2].integer, let waitlist = elements[3].integer
+            else { throw Self.unexpected(reply, LedgerScripts.acquireLease) }
+            return .empty(sold: Int(sold), leased: Int(leased), waitlist: Int(waitlist))
+        case "CLOSED": return .closed(try Self.reason(reply))
+        case "NOT_STARTED": return .notStarted(millisecondsUntilStart: elements.count > 1 ? elements[1].integer ?? 0 : 0)
+        case "NOT_FOUND": return .notFound
+        default: throw Self.unexpected(reply, LedgerScripts.acquireLease)
+        }
+    }
+
+    /// Renews the given leases of `owner`; answers the global view and, per lease, its remaining units
+    /// (nil when the lease was lost). Nil overall when the sale does not exist.
+    public func renewLeases(saleID: String, owner: String, leases: [(shardID: String, fence: Int64)], ttlMilliseconds: Int) throws(RedisError) -> (LedgerView, [Int?])? {
+        precondition(leases.count <= 10_000, "renew at most 10000 leases per call")
+        var arguments = RedisCommand()
+        arguments.append(owner)
+        arguments.append(ttlMilliseconds)
+        arguments.append(leases.count)
+        for lease in leases {
+            arguments.append(lease.shardID)
+            arguments.append(lease.fence)
+        }
+        let reply = try run(LedgerScripts.renewLeases, saleID: saleID, arguments)
+        if (try? Self.tag(reply)) == "NOT_FOUND" { return nil }
+        guard let parts = reply.array, parts.count == 9,
+              let status = parts[0].string.flatMap(SaleStatus.init(rawValue:)),
+              let sold = parts[2].integer, let pool = parts[3].integer, let leased = parts[4].integer,
+              let waitlist = parts[5].integer, let stock = parts[6].integer, let now = parts[7].integer,
+              let results = parts[8].array, results.count == leases.count
+        else { throw Self.unexpected(reply, LedgerScripts.renewLeases) }
+        let view = LedgerView(
+            status: status, closedReason: parts[1].string.flatMap(ClosedReason.init(rawValue:)),
+            stock: Int(stock), sold: Int(sold), pool: Int(pool), leased: Int(leased), waitlist: Int(waitlist),
+            ledgerNowMilliseconds: now
+        )
+        let remaining: [Int?] = results.map { reply in
+            guard let value = reply.integer, value >= 0 else { return nil }
+            return Int(value)
+        }
+        return (view, remaining)
+    }
+
+    /// Returns a lease's remaining units to the pool. Nil when the lease was already lost.
+    public func returnLease(saleID: String, owner: String, shardID: String, fence: Int64) throws(RedisError) -> Int? {
+        var arguments = RedisCommand()
+        arguments.append(owner)
+        arguments.append(shardID)
+        arguments.append(fence)
+        let reply = try run(LedgerScripts.returnLease, saleID: saleID, arguments)
+        switch try Self.tag(reply) {
+        case "OK":
+            guard let units = reply.array?.dropFirst().first?.integer else { throw Self.unexpected(reply, LedgerScripts.returnLease) }
+            return Int(units)
+        case "LOST", "NOT_FOUND": return nil
+        default: throw Self.unexpected(reply, LedgerScripts.returnLease)
+        }
+    }
+
+    /// Revokes the leases of `owner` (all leases when nil); answers (revoked leases, returned units).
+    public func revokeLeases(saleID: String, owner: String?) throws(RedisError) -> (leases: Int, units: Int)? {
+        var arguments = RedisCommand()
+        arguments.append(owner ?? "")
+        let reply = try run(LedgerScripts.revokeLeases, saleID: saleID, arguments)
+        if (try? Self.tag(reply)) == "NOT_FOUND" { return nil }
+        guard let elements = reply.array, elements.count == 2, let leases = elements[0].integer, let units = elements[1].integer else {
+            throw Self.unexpected(reply, LedgerScripts.revokeLeases)
+        }
+        return (Int(leases), Int(units))
+    }
+
+    // MARK: Orders
+
+    /// Encodes the arguments of one commit batch (all orders of one sale).
+    public static func encodeCommit(owner: String, _ commits: some Collection<PendingCommit>) -> RedisCommand {
+        var arguments = RedisCommand()
+        arguments.reserveCapacity(arguments: 2 + commits.count * 7, bytes: 32 + commits.count * 192)
+        arguments.append(owner)
+        arguments.append(commits.count)
+        for commit in commits {
+            arguments.append(commit.orderID)
+            arguments.append(commit.shardID)
+            arguments.append(commit.fence)
+            arguments.append(commit.customerID)
+            arguments.append(commit.quantity)
+            arguments.append(commit.idempotencyKey)
+            arguments.append(commit.delivery)
+        }
+        return arguments
+    }
+
+    /// Commits a batch of orders of one sale in one `EVALSHA`; one outcome per order, in order.
+    public func commit(saleID: String, owner: String, _ commits: some Collection<PendingCommit>) throws(RedisError) -> [CommitOutcome] {
+        precondition(!commits.isEmpty, "commit at least one order")
+        let reply = try run(LedgerScripts.commitBatch, saleID: saleID, Self.encodeCommit(owner: owner, commits))
+        guard let results = reply.array, results.count == commits.count else {
+            throw Self.unexpected(reply, LedgerScripts.commitBatch)
+        }
+        var outcomes: [CommitOutcome] = []
+        outcomes.reserveCapacity(results.count)
+        for result in results {
+            let elements = result.array ?? []
+            switch try Self.tag(result) {
+            case "OK":
+                guard elements.count == 2, let created = elements[1].integer else { throw Self.unexpected(result, LedgerScripts.commitBatch) }
+                outcomes.append(.committed(createdAtMilliseconds: created))
+            case "DUP":
+                outcomes.append(.duplicate(try Self.record(result)))
+            case "LIMIT":
+                outcomes.append(.limitExceeded(purchased: Int(elements.count == 2 ? elements[1].integer ?? 0 : 0)))
+            case "FENCED":
+                outcomes.append(.fenced)
+            case "CLOSED":
+                outcomes.append(.closed(try Self.reason(result)))
+            case "NOT_FOUND":
+                outcomes.append(.notFound)
+            default:
+                throw Self.unexpected(result, LedgerScripts.commitBatch)
+            }
+        }
+        return outcomes
+    }
+
+    public func joinWaitlist(saleID: String, owner: String, customerID: String, quantity: Int, orderID: String, idempotencyKey: String, delivery: String) throws(RedisError) -> WaitlistOutcome {
+        var arguments = RedisCommand()
+        arguments.append(customerID)
+        arguments.append(quantity)
+        arguments.append(orderID)
+        arguments.append(idempotencyKey)
+        arguments.append(delivery)
+        arguments.append(owner)
+        let reply = try run(LedgerScripts.joinWaitlist, saleID: saleID, arguments)
+        let elements = reply.array ?? []
+        switch try Self.tag(reply) {
+        case "WAITING":
+            guard elements.count == 2, let position = elements[1].integer else { throw Self.unexpected(reply, LedgerScripts.joinWaitlist) }
+            return .waiting(position: Int(position))
+        case "SERVED": return .served(try Self.record(reply))
+        case "DUP": return .duplicate(try Self.record(reply))
+        case "RETRY": return .retry
+        case "LIMIT": return .limitExceeded(purchased: Int(elements.count == 2 ? elements[1].integer ?? 0 : 0))
+        case "INSUFFICIENT": return .insufficientStock(unsold: Int(elements.count == 2 ? elements[1].integer ?? 0 : 0))
+        case "CLOSED": return .closed(try Self.reason(reply))
+        case "NOT_STARTED": return .notStarted(millisecondsUntilStart: elements.count > 1 ? elements[1].integer ?? 0 : 0)
+        case "NOT_FOUND": return .notFound
+        default: throw Self.unexpected(reply, LedgerScripts.joinWaitlist)
+        }
+    }
+
+    /// Cancels an order; `customerID` nil means an admin cancels any order.
+    public func cancel(saleID: String, orderID: String, customerID: String?) throws(RedisError) -> CancelOutcome {
+        var arguments = RedisCommand()
+        arguments.append(orderID)
+        arguments.append(customerID ?? "")
+        let reply = try run(LedgerScripts.cancelOrder, saleID: saleID, arguments)
+        switch try Self.tag(reply) {
+        case "OK": return .cancelled(try Self.record(reply))
+        case "NOT_FOUND": return .notFound
+        case "CLOSED": return .closed(try Self.reason(reply))
+        default: throw Self.unexpected(reply, LedgerScripts.cancelOrder)
+        }
+    }
+
+    /// Every order of the sale, in no particular order (for tests, summaries and rebuilds; O(orders)).
+    public func orders(saleID: String) throws(RedisError) -> [OrderRecord] {
+        let reply = try connection.send(RedisCommand("HVALS", LedgerKeys(saleID: saleID).orders)).throwingServerError()
+        guard let values = reply.array else { throw RedisError(.unexpectedReply, "HVALS answered \(reply)") }
+        var records: [OrderRecord] = []
+        records.reserveCapacity(values.count)
+        for value in values {
+            guard case .bulk(let json) = value else { throw RedisError(.unexpectedReply, "order record is not a string") }
+            records.append(try OrderRecord(ledgerJSON: json))
+        }
+        return records
+    }
+
+    /// Units bought per customer.
+    public func purchases(saleID: String) throws(RedisError) -> [String: Int] {
+        let reply = try connection.send(RedisCommand("HGETALL", LedgerKeys(saleID: saleID).users)).throwingServerError()
+        return Self.pairs(reply.array ?? []).compactMapValues { Int($0) }
+    }
+
+    // MARK: Helpers
+
+    private func run(_ script: RedisScript, saleID: String, _ arguments: RedisCommand) throws(RedisError) -> RedisReply {
+        let reply = try connection.evaluate(script, keys: LedgerKeys(saleID: saleID).all, arguments: arguments)
+        if case .error(let message) = reply {
+            // A broken ledger invariant is a bug in these scripts: stop loudly in debug builds and tests.
+            assert(!message.hasPrefix("INVARIANT"), "ledger invariant broken by \(script.name): \(message)")
+            throw RedisError(.serverError, "\(script.name): \(message)")
+        }
+        return reply
+    }
+
+    private static func tag(_ reply: RedisReply) throws(RedisError) -> String {
+        guard let first = reply.array?.first?.string else {
+            throw RedisError(.unexpectedReply, "ledger reply without a tag: \(reply)")
+        }
+        return first
+    }
+
+    private static func reason(_ reply: RedisReply) throws(RedisError) -> ClosedReason {
+        guard let elements = reply.array, elements.count >= 2, let reason = elements[1].string.flatMap(ClosedReason.init(rawValue:)) else {
+            throw RedisError(.unexpectedReply, "closed reply without a reason: \(reply)")
+        }
+        return reason
+    }
+
+    private static func record(_ reply: RedisReply) throws(RedisError) -> OrderRecord {
+        guard let elements = reply.array, elements.count == 2, case .bulk(let json) = elements[1] else {
+            throw RedisError(.unexpectedReply, "reply without an order record: \(reply)")
+        }
+        return try OrderRecord(ledgerJSON: json)
+    }
+
+    private static func unexpected(_ reply: RedisReply, _ script: RedisScript) -> RedisError {
+        RedisError(.unexpectedReply, "\(script.name) answered \(reply)")
+    }
+
+    static func pairs(_ flat: [RedisReply]) -> [String: String] {
+        var result: [String: String] = [:]
+        var index = 0
+        while index + 1 < flat.count {
+            if let key = flat[index].string, let value = flat[index + 1].string { result[key] = value }
+            index += 2
+        }
+        return result
+    }
+}

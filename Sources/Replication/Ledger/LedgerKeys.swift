@@ -1,0 +1,33 @@
+/// The Redis keys of one sale. Every key carries the hash tag `{saleID}`, so a sale lives in one Redis
+/// Cluster slot and every ledger script can touch all of them atomically.
+public struct LedgerKeys: Sendable, Hashable {
+    public let saleID: String
+
+    public init(saleID: String) {
+        self.saleID = saleID
+    }
+
+    private func key(_ suffix: String) -> String { "fs:{\(saleID)}:\(suffix)" }
+
+    public var meta: String { key("meta") }
+    public var pool: String { key("pool") }
+    public var sold: String { key("sold") }
+    public var fence: String { key("fence") }
+    public var leases: String { key("leases") }
+    public var users: String { key("users") }
+    public var idempotency: String { key("idem") }
+    public var orders: String { key("orders") }
+    public var outbox: String { key("outbox") }
+    public var stockLog: String { key("stocklog") }
+    public var waitlist: String { key("waitlist") }
+    public var waiters: String { key("waiters") }
+    public var stats: String { key("stats") }
+
+    /// The order every ledger script expects its KEYS in (see `LedgerScripts.prelude`).
+    public var all: [String] {
+        [meta, pool, sold, fence, leases, users, idempotency, orders, outbox, stockLog, waitlist, waiters, stats]
+    }
+
+    /// The channel on which stock changes of the sale are announced.
+    public var channel: String { key("events") }
+}

@@ -161,6 +161,7 @@ public enum LedgerScripts {
       serve_waitlist(now, meta)
       return settle_lifecycle(now, meta)
     end
+
     """#
 
     /// ARGV: id, name, stock, startMs, endMs, limit. Answers `{OK, nowMs}` or `{EXISTS}`.

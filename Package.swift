@@ -14,6 +14,8 @@ let package = Package(
         .library(name: "ReservationEngine", targets: ["ReservationEngine"]),
         .library(name: "Replication", targets: ["Replication"]),
         .library(name: "HTTPFront", targets: ["HTTPFront"]),
+        // A real redis-server per test or benchmark run (used by Tests/ and Benchmarks/).
+        .library(name: "TestSupport", targets: ["TestSupport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),

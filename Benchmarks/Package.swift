@@ -20,5 +20,16 @@ let package = Package(
             path: "Benchmarks/RedisCommandBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        .executableTarget(
+            name: "EngineBenchmarks",
+            dependencies: [
+                .product(name: "ReservationEngine", package: "flashsale"),
+                .product(name: "Replication", package: "flashsale"),
+                .product(name: "TestSupport", package: "flashsale"),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/EngineBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )

@@ -13,7 +13,7 @@ public struct EngineConfiguration: Sendable {
     public var shardSizing: ShardSizing
     /// Ask for another lease when the local units fall below this fraction of the last grant.
     public var prefetchFraction: Double
-    /// At most this many live leases per sale in this instance.
+    /// Leases per sale this instance expects to sell from at once; a hard cap of 16 times this bounds them.
     public var maxLeasesPerSale: Int
     /// Reconcile (renew, prefetch, return surplus, refresh the global view) this often.
     public var reconcileIntervalMilliseconds: Int

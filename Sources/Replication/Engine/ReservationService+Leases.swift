@@ -32,10 +32,13 @@ extension ReservationService {
     }
 
     private func acquireLease(sale: LocalSale) async -> LocalSale.RefillResult {
-        let slotCount = sale.state.withLock { $0.slots.count }
-        // Bound the leases one instance holds; drained ones are retired by the reconciler.
-        if slotCount >= configuration.maxLeasesPerSale * 4 {
-            return .empty
+        // Bound the leases one instance sells from at once. Drained ones do not count (the reconciler
+        // retires them); leases whose few units are too few for large orders do, up to a hard cap.
+        let sellingWithUnits = sale.state.withLock { state in
+            state.slots.values.filter { $0.machine.isSelling && ($0.bucket?.available ?? 0) > 0 }.count
+        }
+        if sellingWithUnits >= configuration.maxLeasesPerSale * 16 {
+            return .retry
         }
         let saleID = sale.definition.id
         let owner = configuration.instanceID

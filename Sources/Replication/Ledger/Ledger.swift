@@ -252,6 +252,31 @@ public struct Ledger {
         }
     }
 
+    /// The textbook order path (comparison only): one script call per order, straight against the pool.
+    public func directOrder(saleID: String, orderID: String, customerID: String, quantity: Int, idempotencyKey: String, delivery: String) throws(RedisError) -> DirectOrderOutcome {
+        var arguments = RedisCommand()
+        arguments.append(orderID)
+        arguments.append(customerID)
+        arguments.append(quantity)
+        arguments.append(idempotencyKey)
+        arguments.append(delivery)
+        let reply = try run(LedgerScripts.directOrder, saleID: saleID, arguments)
+        let elements = reply.array ?? []
+        switch try Self.tag(reply) {
+        case "OK":
+            guard elements.count == 2, let created = elements[1].integer else { throw Self.unexpected(reply, LedgerScripts.directOrder) }
+            return .committed(createdAtMilliseconds: created)
+        case "DUP": return .duplicate(try Self.record(reply))
+        case "LIMIT": return .limitExceeded(purchased: Int(elements.count == 2 ? elements[1].integer ?? 0 : 0))
+        case "SOLD_OUT": return .closed(.soldOut)
+        case "INSUFFICIENT": return .insufficientStock(unsold: Int(elements.count == 2 ? elements[1].integer ?? 0 : 0))
+        case "CLOSED": return .closed(try Self.reason(reply))
+        case "NOT_STARTED": return .notStarted(millisecondsUntilStart: elements.count > 1 ? elements[1].integer ?? 0 : 0)
+        case "NOT_FOUND": return .notFound
+        default: throw Self.unexpected(reply, LedgerScripts.directOrder)
+        }
+    }
+
     /// Cancels an order; `customerID` nil means an admin cancels any order.
     public func cancel(saleID: String, orderID: String, customerID: String?) throws(RedisError) -> CancelOutcome {
         var arguments = RedisCommand()

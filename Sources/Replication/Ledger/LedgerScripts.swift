@@ -75,13 +75,14 @@ public enum LedgerScripts {
       return reclaimed
     end
 
-    local function create_order(now, id, customer, quantity, key, delivery, shard, fence, instance, source)
+    -- Writes one confirmed order. `batched` callers add the order count to stats themselves, once.
+    local function create_order(now, id, customer, quantity, key, delivery, shard, fence, instance, source, batched)
       local record = {id = id, c = customer, q = quantity, t = now, s = 'confirmed', k = key, d = delivery,
         sh = shard, f = fence, i = instance, src = source}
       redis.call('HSET', K.orders, id, cjson.encode(record))
       if key ~= '' then redis.call('HSET', K.idem, idem_field(customer, key), id) end
       redis.call('HINCRBY', K.users, customer, quantity)
-      redis.call('HINCRBY', K.stats, 'orders', 1)
+      if not batched then redis.call('HINCRBY', K.stats, 'orders', 1) end
       redis.call('XADD', K.outbox, '*', 'type', 'order', 'orderId', id, 'customer', customer,
         'quantity', quantity, 'at', now, 'status', 'confirmed', 'delivery', delivery)
     end
@@ -276,7 +277,7 @@ public enum LedgerScripts {
     end
     local owner = ARGV[1]
     local leases, dirty = {}, {}
-    local delta = 0
+    local delta, committed = 0, 0
     for i = 0, count - 1 do
       local b = 3 + i * 7
       local id, shard, fence, customer = ARGV[b], ARGV[b + 1], tonumber(ARGV[b + 2]), ARGV[b + 3]
@@ -305,8 +306,8 @@ public enum LedgerScripts {
           lease.r = lease.r - quantity
           dirty[shard] = true
           delta = delta + quantity
-          redis.call('INCRBY', K.sold, quantity)
-          create_order(now, id, customer, quantity, key, delivery, shard, fence, owner, 'bucket')
+          committed = committed + 1
+          create_order(now, id, customer, quantity, key, delivery, shard, fence, owner, 'bucket', true)
           results[i + 1] = {'OK', now}
         end
       end
@@ -315,6 +316,8 @@ public enum LedgerScripts {
       redis.call('HSET', K.leases, shard, cjson.encode(leases[shard]))
     end
     if delta > 0 then
+      redis.call('INCRBY', K.sold, delta)
+      redis.call('HINCRBY', K.stats, 'orders', committed)
       log_stock(now, 'commit', -delta, 0, owner)
       local sold = num(redis.call('GET', K.sold))
       if sold > meta.stock then return redis.error_reply('INVARIANT sold=' .. sold .. ' > stock=' .. meta.stock) end
@@ -442,8 +445,39 @@ public enum LedgerScripts {
     return {revoked, units}
     """#)
 
+    /// The textbook flash-sale order path, for side-by-side comparison only: one script call per order
+    /// straight against the pool (no leases, no group commit), with the same bookkeeping as a commit.
+    /// ARGV: orderId, customer, quantity, idempotencyKey, delivery. Answers like one `commitBatch` element,
+    /// plus `{SOLD_OUT}` and `{INSUFFICIENT, unsold}`.
+    public static let directOrder = RedisScript(name: "direct_order", source: prelude + #"""
+    local meta = load_meta()
+    if not meta then return {'NOT_FOUND'} end
+    local now = now_ms()
+    local gate = settle_lifecycle(now, meta)
+    if gate then return gate end
+    local id, customer, quantity, key = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+    if key ~= '' then
+      local keyed = redis.call('HGET', K.idem, idem_field(customer, key))
+      if keyed then return {'DUP', redis.call('HGET', K.orders, keyed)} end
+    end
+    local bought = num(redis.call('HGET', K.users, customer))
+    if bought + quantity > meta.limit then return {'LIMIT', bought} end
+    local pool = num(redis.call('GET', K.pool))
+    if pool < quantity then
+      local unsold = meta.stock - num(redis.call('GET', K.sold))
+      if unsold == 0 then return {'SOLD_OUT'} end
+      return {'INSUFFICIENT', unsold}
+    end
+    redis.call('DECRBY', K.pool, quantity)
+    redis.call('INCRBY', K.sold, quantity)
+    create_order(now, id, customer, quantity, key, ARGV[5], '', 0, 'direct', 'direct')
+    log_stock(now, 'direct', -quantity, 0, '')
+    if num(redis.call('GET', K.sold)) == meta.stock then close_sale(now, 'sold_out') end
+    return {'OK', now}
+    """#)
+
     public static let all: [RedisScript] = [
         createSale, acquireLease, renewLeases, returnLease, commitBatch, cancelOrder, joinWaitlist, closeSale, snapshot,
-        revokeLeases,
+        revokeLeases, directOrder,
     ]
 }

@@ -117,6 +117,17 @@ public enum CommitOutcome: Sendable, Hashable {
     case unavailable(RedisError)
 }
 
+/// What the textbook one-call-per-order path decided (comparison mode only).
+public enum DirectOrderOutcome: Sendable, Hashable {
+    case committed(createdAtMilliseconds: Int64)
+    case duplicate(OrderRecord)
+    case limitExceeded(purchased: Int)
+    case insufficientStock(unsold: Int)
+    case closed(ClosedReason)
+    case notStarted(millisecondsUntilStart: Int64)
+    case notFound
+}
+
 public enum WaitlistOutcome: Sendable, Hashable {
     case waiting(position: Int)
     case served(OrderRecord)

@@ -1,0 +1,133 @@
+import Benchmark
+import Foundation
+import Logging
+import Replication
+import ReservationEngine
+import Synchronization
+import TestSupport
+
+/// Engine microbenchmarks and in-process ledger throughput. The ledger benchmarks start their own
+/// redis-server (AOF on, appendfsync always) on a free loopback port.
+let benchmarks: @Sendable () -> Void = {
+    let nanoseconds = Benchmark.Configuration(metrics: [.wallClock, .mallocCountTotal], scalingFactor: .mega, maxDuration: .seconds(2))
+
+    // MARK: Bucket take vs a bare atomic decrement
+
+    Benchmark("Bare atomic decrement, uncontended (baseline)", configuration: nanoseconds) { benchmark in
+        let counter = Atomic<Int>(Int.max / 2)
+        for _ in benchmark.scaledIterations { blackHole(counter.subtract(1, ordering: .relaxed)) }
+    }
+    Benchmark("Bucket take, uncontended", configuration: nanoseconds) { benchmark in
+        let bucket = TokenBucket(shardID: "s", fence: 1, units: Int.max / 4)
+        for _ in benchmark.scaledIterations { blackHole(bucket.take(1)) }
+    }
+    Benchmark("Bare atomic decrement, 2 threads (baseline)", configuration: nanoseconds) { benchmark in
+        let counter = SharedAtomic()
+        let perThread = benchmark.scaledIterations.count / 2
+        runOnTwoThreads { for _ in 0..<perThread { blackHole(counter.value.subtract(1, ordering: .relaxed)) } }
+    }
+    Benchmark("Bucket take, 2 threads", configuration: nanoseconds) { benchmark in
+        let bucket = TokenBucket(shardID: "s", fence: 1, units: Int.max / 4)
+        let perThread = benchmark.scaledIterations.count / 2
+        runOnTwoThreads { for _ in 0..<perThread { blackHole(bucket.take(1)) } }
+    }
+
+    // MARK: Commit batch encoding
+
+    for orders in [1, 64, 512] {
+        let commits = (0..<orders).map { index in
+            PendingCommit(orderID: "o\(String(index, radix: 16))0123456789abcdef", shardID: "instance-1#42", fence: 1_234,
+                          customerID: "customer-\(index)", quantity: 1, idempotencyKey: "checkout-\(index)",
+                          delivery: String(repeating: "x", count: 96))
+        }
+        Benchmark("Commit batch encoding, \(orders) orders", configuration: .init(metrics: [.wallClock, .mallocCountTotal], maxDuration: .seconds(2))) { benchmark in
+            for _ in benchmark.scaledIterations { blackHole(Ledger.encodeCommit(owner: "instance-1", commits)) }
+        }
+    }
+
+    // MARK: Ledger throughput, in process (no HTTP)
+
+    let ledgerConfiguration = Benchmark.Configuration(metrics: [.wallClock], maxDuration: .seconds(30), maxIterations: 5)
+    for instances in [1, 3] {
+        Benchmark("Ledger, group commit, \(instances) instance(s), \(reservationsPerRound) reservations", configuration: ledgerConfiguration) { benchmark in
+            let sale = try LedgerFixture.createOpenSale(on: sharedRedis, stock: 10_000_000, limit: 100)
+            let engines = (0..<instances).map { LedgerFixture.engine(on: sharedRedis, instanceID: "bench-\($0)", leaseTTLMilliseconds: 5_000, maxShardUnits: 1_024) }
+            let reconcilers = Task {
+                while !Task.isCancelled {
+                    for engine in engines { await engine.reconcileAll() }
+                    try? await Task.sleep(for: .milliseconds(200))
+                }
+            }
+            benchmark.startMeasurement()
+            let confirmed = await runReservations { index in
+                let outcome = await engines[index % instances].reserve(saleID: sale.id, customerID: "c\(index)", quantity: 1, idempotencyKey: nil, delivery: "{}")
+                if case .confirmed = outcome { return true }
+                return false
+            }
+            benchmark.stopMeasurement()
+            reconcilers.cancel()
+            await reconcilers.value
+            precondition(confirmed == reservationsPerRound, "every reservation confirmed (\(confirmed))")
+            for engine in engines { await engine.shutdown() }
+        }
+    }
+    Benchmark("Ledger, one EVALSHA per order (textbook), \(reservationsPerRound) reservations", configuration: ledgerConfiguration) { benchmark in
+        let sale = try LedgerFixture.createOpenSale(on: sharedRedis, stock: 10_000_000, limit: 100)
+        let clients = (0..<8).map { RedisClient(configuration: sharedRedis.configuration, name: "direct-\($0)") }
+        benchmark.startMeasurement()
+        let confirmed = await runReservations { index in
+            let outcome = try? await clients[index % clients.count].withConnection { connection throws(RedisError) in
+                try Ledger(connection: connection).directOrder(saleID: sale.id, orderID: "d\(index)", customerID: "c\(index)",
+                                                              quantity: 1, idempotencyKey: "", delivery: "{}")
+            }
+            if case .committed? = outcome { return true }
+            return false
+        }
+        benchmark.stopMeasurement()
+        precondition(confirmed == reservationsPerRound, "every reservation confirmed (\(confirmed))")
+        for client in clients { client.shutdown() }
+    }
+}
+
+let reservationsPerRound = 20_000
+/// Concurrent customers in the ledger benchmarks.
+let concurrentCustomers = 256
+
+nonisolated(unsafe) let sharedRedis: RedisServer = {
+    do { return try RedisServer() } catch { fatalError("cannot start redis-server: \(error)") }
+}()
+
+/// Runs `reservationsPerRound` reservations from `concurrentCustomers` tasks; returns how many succeeded.
+func runReservations(_ reserve: @escaping @Sendable (Int) async -> Bool) async -> Int {
+    await withTaskGroup(of: Int.self) { group in
+        for worker in 0..<concurrentCustomers {
+            group.addTask {
+                var succeeded = 0
+                for index in stride(from: worker, to: reservationsPerRound, by: concurrentCustomers) where await reserve(index) {
+                    succeeded += 1
+                }
+                return succeeded
+            }
+        }
+        var total = 0
+        for await part in group { total += part }
+        return total
+    }
+}
+
+final class SharedAtomic: Sendable {
+    let value = Atomic<Int>(Int.max / 2)
+}
+
+/// Runs `body` on two OS threads at once and waits for both.
+func runOnTwoThreads(_ body: @escaping @Sendable () -> Void) {
+    let group = DispatchGroup()
+    for _ in 0..<2 {
+        group.enter()
+        Thread.detachNewThread {
+            body()
+            group.leave()
+        }
+    }
+    group.wait()
+}

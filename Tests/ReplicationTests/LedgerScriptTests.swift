@@ -1,0 +1,125 @@
+import Foundation
+import Replication
+import ReservationEngine
+import Testing
+import TestSupport
+
+@Suite("Ledger scripts")
+struct LedgerScriptTests {
+    // A sale id is created once; the second create answers EXISTS and changes nothing.
+    @Test func createSaleOnce() throws {
+        let server = try RedisServer()
+        let sale = try LedgerFixture.createOpenSale(on: server, stock: 10)
+        let ledger = Ledger(connection: try server.connect())
+        var again = sale
+        again.stock = 99
+        #expect(try ledger.createSale(again) == false)
+        #expect(try LedgerFixture.snapshot(on: server, saleID: sale.id).definition.stock == 10)
+    }
+
+    // Before its start a sale grants no lease and says when it starts; it opens by itself at the start.
+    @Test func scheduledSaleOpensAtStart() throws {
+        let server = try RedisServer()
+        let ledger = Ledger(connection: try server.connect())
+        let now = LedgerFixture.nowMilliseconds
+        let sale = SaleDefinition(id: "later", name: "Later", stock: 5, startsAtMilliseconds: now + 400, endsAtMilliseconds: now + 60_000)
+        #expect(try ledger.createSale(sale))
+        let early = try ledger.acquireLease(saleID: sale.id, owner: "a", shardID: "a#1", sizing: ShardSizing(), ttlMilliseconds: 1_000)
+        guard case .notStarted(let wait) = early else { Issue.record("expected notStarted, got \(early)"); return }
+        #expect(wait > 0 && wait <= 400)
+        #expect(try LedgerFixture.snapshot(on: server, saleID: sale.id).status == .scheduled)
+        Thread.sleep(forTimeInterval: 0.45)
+        let opened = try #require(try ledger.renewLeases(saleID: sale.id, owner: "a", leases: [], ttlMilliseconds: 1_000))
+        #expect(opened.0.status == .open)
+        #expect(try LedgerFixture.snapshot(on: server, saleID: sale.id).timestamps["openedAtMs"] != nil)
+    }
+
+    // A commit naming a lease with another fence, an unknown lease or too many units is FENCED; nothing changes.
+    @Test func commitChecksTheFence() throws {
+        let server = try RedisServer()
+        let sale = try LedgerFixture.createOpenSale(on: server, stock: 10)
+        let ledger = Ledger(connection: try server.connect())
+        guard case .granted(let fence, let units, _, _) = try ledger.acquireLease(saleID: sale.id, owner: "a", shardID: "a#1", sizing: ShardSizing(spreadFactor: 1, maxShardUnits: 4), ttlMilliseconds: 5_000) else {
+            Issue.record("lease expected"); return
+        }
+        #expect(units == 4)
+        func order(_ id: String, fence: Int64, shard: String = "a#1", quantity: Int = 1) -> PendingCommit {
+            PendingCommit(orderID: id, shardID: shard, fence: fence, customerID: "c-\(id)", quantity: quantity, idempotencyKey: "", delivery: "{}")
+        }
+        let outcomes = try ledger.commit(saleID: sale.id, owner: "a", [
+            order("1", fence: fence + 1), order("2", fence: fence, shard: "a#9"), order("3", fence: fence),
+        ])
+        #expect(outcomes[0] == .fenced && outcomes[1] == .fenced)
+        guard case .committed = outcomes[2] else { Issue.record("order 3 commits: \(outcomes[2])"); return }
+        #expect(try ledger.commit(saleID: sale.id, owner: "b", [order("4", fence: fence)]) == [.fenced], "another owner")
+        // A replay of order 3 (unknown outcome retried) is recognised, not sold twice.
+        guard case .duplicate(let record) = try ledger.commit(saleID: sale.id, owner: "a", [order("3", fence: fence)])[0] else {
+            Issue.record("replay must be a duplicate"); return
+        }
+        #expect(record.orderID == "3")
+        let snapshot = try LedgerFixture.snapshot(on: server, saleID: sale.id)
+        #expect(snapshot.sold == 1 && snapshot.leases.first?.remaining == 3 && snapshot.invariantHolds)
+    }
+
+    // Cancelling returns the units to the waitlist head first; others' orders are NOT_FOUND; after close CLOSED.
+    @Test func cancelServesWaitlistHead() throws {
+        let server = try RedisServer()
+        let sale = try LedgerFixture.createOpenSale(on: server, stock: 2, limit: 2)
+        let ledger = Ledger(connection: try server.connect())
+        guard case .committed = try ledger.directOrder(saleID: sale.id, orderID: "o1", customerID: "alice", quantity: 1, idempotencyKey: "", delivery: "{}"),
+              case .granted(let fence, _, _, _) = try ledger.acquireLease(saleID: sale.id, owner: "a", shardID: "a#1", sizing: ShardSizing(), ttlMilliseconds: 60_000)
+        else { Issue.record("setup"); return }
+        // The last unit is in a's lease: bob and carol wait.
+        #expect(try ledger.joinWaitlist(saleID: sale.id, owner: "b", customerID: "bob", quantity: 1, orderID: "w-bob", idempotencyKey: "", delivery: "{}") == .waiting(position: 1))
+        #expect(try ledger.joinWaitlist(saleID: sale.id, owner: "b", customerID: "carol", quantity: 1, orderID: "w-carol", idempotencyKey: "", delivery: "{}") == .waiting(position: 2))
+        #expect(try ledger.joinWaitlist(saleID: sale.id, owner: "b", customerID: "bob", quantity: 1, orderID: "w-bob2", idempotencyKey: "", delivery: "{}") == .waiting(position: 1))
+
+        #expect(try ledger.cancel(saleID: sale.id, orderID: "o1", customerID: "mallory") == .notFound)
+        guard case .cancelled(let cancelled) = try ledger.cancel(saleID: sale.id, orderID: "o1", customerID: "alice") else { Issue.record("cancel"); return }
+        #expect(cancelled.status == .cancelled)
+        let orders = try LedgerFixture.orders(on: server, saleID: sale.id)
+        #expect(orders.contains { $0.orderID == "w-bob" && $0.customerID == "bob" && $0.source == "waitlist" }, "bob, the head, got the unit")
+        #expect(try LedgerFixture.purchases(on: server, saleID: sale.id) == ["bob": 1])
+
+        // a sells its last unit: sold out, the sale closes, carol is unserved, cancels are refused.
+        let last = PendingCommit(orderID: "o2", shardID: "a#1", fence: fence, customerID: "dave", quantity: 1, idempotencyKey: "", delivery: "{}")
+        guard case .committed = try ledger.commit(saleID: sale.id, owner: "a", [last])[0] else { Issue.record("last unit"); return }
+        let snapshot = try LedgerFixture.snapshot(on: server, saleID: sale.id)
+        #expect(snapshot.status == .closed && snapshot.closedReason == .soldOut && snapshot.sold == 2)
+        #expect(snapshot.statistics["waitlistUnserved"] == 1 && snapshot.statistics["waitlistServed"] == 1 && snapshot.statistics["cancelled"] == 1)
+        #expect(try ledger.cancel(saleID: sale.id, orderID: "o2", customerID: "dave") == .closed(.soldOut))
+        #expect(snapshot.invariantHolds)
+    }
+
+    // The textbook path never oversells either: 5 units, 10 customers of 1 unit.
+    @Test func directOrderPath() throws {
+        let server = try RedisServer()
+        let sale = try LedgerFixture.createOpenSale(on: server, stock: 5, limit: 1)
+        let ledger = Ledger(connection: try server.connect())
+        var committed = 0
+        for index in 0..<10 {
+            let outcome = try ledger.directOrder(saleID: sale.id, orderID: "d\(index)", customerID: "c\(index)", quantity: 1, idempotencyKey: "", delivery: "{}")
+            if case .committed = outcome { committed += 1 } else { #expect(outcome == .closed(.soldOut)) }
+        }
+        #expect(committed == 5)
+        #expect(try ledger.directOrder(saleID: sale.id, orderID: "x", customerID: "c0", quantity: 1, idempotencyKey: "", delivery: "{}") == .closed(.soldOut))
+        #expect(try LedgerFixture.snapshot(on: server, saleID: sale.id).invariantHolds)
+    }
+
+    // A sale past its end closes by itself (reason ended) on the next ledger call, leases revoked.
+    @Test func saleEndsByItself() throws {
+        let server = try RedisServer()
+        let ledger = Ledger(connection: try server.connect())
+        let now = LedgerFixture.nowMilliseconds
+        let sale = SaleDefinition(id: "short", name: "Short", stock: 5, startsAtMilliseconds: now - 1_000, endsAtMilliseconds: now + 300)
+        #expect(try ledger.createSale(sale))
+        guard case .granted = try ledger.acquireLease(saleID: sale.id, owner: "a", shardID: "a#1", sizing: ShardSizing(), ttlMilliseconds: 60_000) else {
+            Issue.record("lease"); return
+        }
+        Thread.sleep(forTimeInterval: 0.35)
+        let closed = try #require(try ledger.closeSale(saleID: sale.id))
+        #expect(closed.0 == .closed && closed.1 == .ended)
+        let snapshot = try LedgerFixture.snapshot(on: server, saleID: sale.id)
+        #expect(snapshot.leases.isEmpty && snapshot.pool == 5 && snapshot.invariantHolds)
+    }
+}

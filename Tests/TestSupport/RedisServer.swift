@@ -145,6 +145,8 @@ public final class RedisServer: @unchecked Sendable {
         for descriptor: Int32 in [0, 1, 2] {
             posix_spawn_file_actions_addopen(&actions, descriptor, "/dev/null", descriptor == 0 ? O_RDONLY : O_WRONLY, 0)
         }
+        // Inherit nothing else: a server holding its parent's pipes would keep whoever reads them waiting.
+        Self.markDescriptorsCloseOnExec()
         // The child must not inherit a blocked or ignored SIGTERM (signal handling in the test process
         // may have set either); otherwise a graceful stop would hang until the SIGKILL fallback.
         var attributes = posix_spawnattr_t()
@@ -164,6 +166,16 @@ public final class RedisServer: @unchecked Sendable {
         let result = posix_spawn(&pid, arguments[0], &actions, &attributes, &cArguments, environ)
         guard result == 0 else { throw RedisServerError("posix_spawn \(arguments[0]) failed: \(result)") }
         return pid
+    }
+
+    /// Sets FD_CLOEXEC on every descriptor above stderr of this process.
+    private static func markDescriptorsCloseOnExec() {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return }
+        for name in names {
+            guard let descriptor = Int32(name), descriptor > 2 else { continue }
+            let flags = fcntl(descriptor, F_GETFD)
+            if flags >= 0 { _ = fcntl(descriptor, F_SETFD, flags | FD_CLOEXEC) }
+        }
     }
 
     /// Waits for a child to exit (bounded: escalates to SIGKILL after 10 s).

@@ -94,7 +94,13 @@ let reservationsPerRound = 20_000
 let concurrentCustomers = 256
 
 nonisolated(unsafe) let sharedRedis: RedisServer = {
-    do { return try RedisServer() } catch { fatalError("cannot start redis-server: \(error)") }
+    do {
+        let server = try RedisServer()
+        atexit { sharedRedis.stop() }
+        return server
+    } catch {
+        fatalError("cannot start redis-server: \(error)")
+    }
 }()
 
 /// Runs `reservationsPerRound` reservations from `concurrentCustomers` tasks; returns how many succeeded.

@@ -1,25 +1,70 @@
 import Hummingbird
+import HummingbirdWebSocket
 import Logging
 import Replication
 
-/// Builds the FlashSale HTTP application and the services it runs (Redis client, later the
-/// committers, reconciler and scheduler). `runService()` on the result handles SIGTERM/SIGINT:
-/// intake stops, services shut down in reverse order.
+/// Builds the FlashSale HTTP application and the services it runs: the control Redis client, the
+/// reservation engine's reconciler (lease renewal, lifecycle, summaries) and the live stock hub.
+/// `runService()` on the result handles SIGTERM/SIGINT: the server stops taking requests first, then the
+/// hub closes sockets, the reconciler returns the leases after the queued commits, the client closes.
 public enum FlashSaleApplication {
     public static func build(configuration: ServerConfiguration, logger: Logger) -> some ApplicationProtocol {
-        let redis = RedisClient(configuration: configuration.redis, name: "redis-control")
-        let router = Router()
-        HealthRoutes(redis: redis, readinessChecks: []).register(on: router)
+        let components = Components(configuration: configuration, logger: logger)
+        return components.application
+    }
 
-        var application = Application(
-            router: router,
-            configuration: .init(
-                address: .hostname(configuration.host, port: configuration.port),
-                serverName: "flashsale"
-            ),
-            logger: logger
-        )
-        application.addServices(redis)
-        return application
+    /// The application and its parts (tests reach the engine and hub through it).
+    public struct Components {
+        public let engine: ReservationService
+        public let hub: LiveStockHub
+        public let application: Application<RouterResponder<FlashSaleRequestContext>>
+
+        public init(configuration: ServerConfiguration, logger: Logger) {
+            let redis = RedisClient(configuration: configuration.redis, name: "redis-control")
+            let engine = ReservationService(redis: configuration.redis, configuration: configuration.engine, logger: logger)
+            let hub = LiveStockHub(engine: engine, logger: logger)
+            let router = Router(context: FlashSaleRequestContext.self)
+            router.middlewares.add(RequestLogMiddleware())
+            HealthRoutes(redis: redis).register(on: router)
+            StaticRoutes().register(on: router)
+            let api = APIRoutes(
+                engine: engine,
+                tokens: BearerTokens(secret: configuration.jwtSecret),
+                customerLimiter: RateLimiter(ratePerSecond: configuration.rateLimitPerCustomer),
+                addressLimiter: RateLimiter(ratePerSecond: configuration.rateLimitPerAddress)
+            )
+            api.register(on: router)
+            api.registerLive(on: router, hub: hub)
+
+            var application = Application(
+                router: router,
+                server: .http1WebSocketUpgrade(webSocketRouter: router),
+                configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "flashsale"),
+                logger: logger
+            )
+            application.addServices(redis, LeaseReconciler(service: engine), hub)
+            self.engine = engine
+            self.hub = hub
+            self.application = application
+        }
+    }
+}
+
+/// One log line per request with its id, method, path (never the query: it may hold a token) and status.
+struct RequestLogMiddleware: RouterMiddleware {
+    typealias Context = FlashSaleRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            let response = try await next(request, context)
+            context.logger.debug("request", metadata: ["method": "\(request.method)", "path": "\(request.uri.path)", "status": "\(response.status.code)"])
+            return response
+        } catch let error as any HTTPResponseError {
+            context.logger.debug("request", metadata: ["method": "\(request.method)", "path": "\(request.uri.path)", "status": "\(error.status.code)"])
+            throw error
+        } catch {
+            context.logger.error("request failed", metadata: ["method": "\(request.method)", "path": "\(request.uri.path)", "error": "\(error)"])
+            throw error
+        }
     }
 }

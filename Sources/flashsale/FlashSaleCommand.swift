@@ -5,7 +5,7 @@ struct FlashSaleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "flashsale",
         abstract: "FlashSale: a flash-sale reservation service that never oversells.",
-        subcommands: [ServeCommand.self],
+        subcommands: [ServeCommand.self, TokenCommand.self],
         defaultSubcommand: ServeCommand.self
     )
 }

@@ -42,12 +42,21 @@ struct ServeCommand: AsyncParsableCommand {
         guard let secret = jwtSecret ?? environment["FLASHSALE_JWT_SECRET"], secret.utf8.count >= 16 else {
             throw ValidationError("FLASHSALE_JWT_SECRET (or --jwt-secret) must be set to at least 16 bytes")
         }
+        func rate(_ name: String, default value: Double) throws -> Double {
+            guard let text = environment[name] else { return value }
+            guard let rate = Double(text), rate >= 0, rate.isFinite else {
+                throw ValidationError("\(name) must be a number of requests per second (0 = off), got \(text.debugDescription)")
+            }
+            return rate
+        }
         let configuration = ServerConfiguration(
             host: host ?? environment["FLASHSALE_HOST"] ?? "127.0.0.1",
             port: portValue,
             redis: redis,
             jwtSecret: secret,
-            instanceID: instanceID ?? environment["FLASHSALE_INSTANCE_ID"] ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
+            instanceID: instanceID ?? environment["FLASHSALE_INSTANCE_ID"] ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())",
+            rateLimitPerCustomer: try rate("FLASHSALE_RATE_LIMIT_CUSTOMER", default: 20),
+            rateLimitPerAddress: try rate("FLASHSALE_RATE_LIMIT_ADDRESS", default: 2_000)
         )
         logger.info("starting", metadata: [
             "address": "\(configuration.host):\(configuration.port)",

@@ -4,7 +4,8 @@ import Replication
 /// `/healthz` (the process answers) and `/readyz` (the ledger answers and its scripts are loaded).
 struct HealthRoutes: Sendable {
     let redis: RedisClient
-    let readinessChecks: [@Sendable (RedisConnection) throws(RedisError) -> Void]
+    /// Readiness also requires the ledger scripts to be loaded on the server.
+    var requireLedgerScripts = true
 
     func register(on router: Router<some RequestContext>) {
         router.get("healthz") { _, _ -> Response in
@@ -16,11 +17,11 @@ struct HealthRoutes: Sendable {
     }
 
     private func readiness() async -> Response {
-        let checks = readinessChecks
+        let requireLedgerScripts = requireLedgerScripts
         do {
             try await redis.withConnection { connection throws(RedisError) in
                 try connection.send("PING").throwingServerError()
-                for check in checks { try check(connection) }
+                if requireLedgerScripts { try Ledger(connection: connection).loadScripts() }
             }
             return Self.json(status: .ok, #"{"status":"ready","checks":{"redis":"ok"}}"#)
         } catch {

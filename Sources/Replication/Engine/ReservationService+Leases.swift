@@ -109,9 +109,43 @@ extension ReservationService {
 
     // MARK: Reconcile
 
-    /// One reconcile tick for every sale this instance tracks.
+    /// One reconcile tick: picks up sales created elsewhere, then reconciles every tracked sale. Sales whose
+    /// lifecycle settled (closed, summary stored) leave the registry of active sales.
     public func reconcileAll() async {
-        for sale in trackedSales { await reconcile(sale: sale) }
+        if let active = try? await committer.perform({ ledger throws(RedisError) in try ledger.activeSaleIDs() }) {
+            for saleID in active.prefix(1_000) { _ = try? await localSale(saleID) }
+        }
+        for sale in trackedSales {
+            await reconcile(sale: sale)
+            let saleID = sale.definition.id
+            let counts = takeRejections(saleID: saleID)
+            let closed = sale.view?.status == .closed
+            guard !counts.isEmpty || closed else { continue }
+            do {
+                try await committer.perform { ledger throws(RedisError) in
+                    try ledger.addRejections(saleID: saleID, counts)
+                    if closed { _ = try ledger.summary(saleID: saleID) }
+                }
+            } catch {
+                logger.warning("storing sale statistics failed", metadata: ["sale": "\(saleID)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// The sale's summary (final once it closed).
+    public func summary(saleID: String) async throws(ReservationError) -> SaleSummary {
+        let counts = takeRejections(saleID: saleID)
+        let summary: SaleSummary?
+        do {
+            summary = try await committer.perform { ledger throws(RedisError) in
+                try ledger.addRejections(saleID: saleID, counts)
+                return try ledger.summary(saleID: saleID)
+            }
+        } catch {
+            throw ReservationError(.retryLater, "the ledger is unreachable (\(error.code))")
+        }
+        guard let summary else { throw ReservationError(.notFound, "no sale \(saleID)") }
+        return summary
     }
 
     /// Renews leases near their deadline, learns the global view, returns surplus when customers wait,

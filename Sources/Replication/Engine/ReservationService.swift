@@ -16,6 +16,8 @@ public final class ReservationService: Sendable {
     private let pending = PendingUnits()
     private let keyedRequests = Mutex<[String: [CheckedContinuation<ReservationOutcome?, Never>]]>([:])
     private let clockOrigin = ContinuousClock.now
+    /// Rejections by sale and code since the last reconcile (flushed into the sale's statistics).
+    private let rejections = Mutex<[String: [String: Int]]>([:])
 
     public init(redis: RedisConfiguration, configuration: EngineConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -96,6 +98,24 @@ public final class ReservationService: Sendable {
 
     /// Reserves `quantity` units of a sale for a customer. Never throws: every refusal is a typed outcome.
     public func reserve(saleID: String, customerID: String, quantity: Int, idempotencyKey: String?, delivery: String) async -> ReservationOutcome {
+        let outcome = await reserveDeduplicated(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: idempotencyKey, delivery: delivery)
+        if case .rejected(let error, _) = outcome, error.code != .notFound, error.code != .invalidRequest {
+            rejections.withLock { $0[saleID, default: [:]][error.code.rawValue, default: 0] += 1 }
+        }
+        return outcome
+    }
+
+    /// Counts a refusal decided before the engine (rate limits, bad input) in the sale's statistics.
+    public func recordRejection(saleID: String, code: ReservationError.Code) {
+        rejections.withLock { $0[saleID, default: [:]][code.rawValue, default: 0] += 1 }
+    }
+
+    /// Takes the rejection counts gathered since the last call.
+    func takeRejections(saleID: String) -> [String: Int] {
+        rejections.withLock { $0.removeValue(forKey: saleID) } ?? [:]
+    }
+
+    private func reserveDeduplicated(saleID: String, customerID: String, quantity: Int, idempotencyKey: String?, delivery: String) async -> ReservationOutcome {
         guard let idempotencyKey, !idempotencyKey.isEmpty else {
             return await reserveOnce(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: "", delivery: delivery)
         }
@@ -152,7 +172,7 @@ public final class ReservationService: Sendable {
         }
         defer { pending.release(customerID: customerID, quantity: quantity) }
 
-        let orderID = OrderID.make()
+        let orderID = OrderID.make(saleID: saleID)
         for _ in 0..<configuration.maxReserveRounds {
             if let bucket = sale.take(quantity) {
                 let commit = PendingCommit(orderID: orderID, shardID: bucket.shardID, fence: bucket.fence, customerID: customerID,
@@ -243,6 +263,31 @@ public final class ReservationService: Sendable {
         case .notFound: throw ReservationError(.notFound, "no order \(orderID)")
         case .closed: throw ReservationError(.saleEnded, "the sale is closed; orders can no longer be cancelled")
         }
+    }
+
+    /// One order by id (its sale is part of the id); nil when unknown or malformed.
+    public func order(orderID: String) async throws(ReservationError) -> OrderRecord? {
+        guard let saleID = OrderID.saleID(of: orderID) else { return nil }
+        do {
+            return try await committer.perform { ledger throws(RedisError) in try ledger.order(saleID: saleID, orderID: orderID) }
+        } catch {
+            throw ReservationError(.retryLater, "the ledger is unreachable (\(error.code))")
+        }
+    }
+
+    /// A customer's orders in a sale and waitlist position; NOT_FOUND for an unknown sale.
+    public func customerView(saleID: String, customerID: String) async throws(ReservationError) -> (orders: [OrderRecord], waitlistPosition: Int?) {
+        _ = try await localSale(saleID)
+        do {
+            return try await committer.perform { ledger throws(RedisError) in try ledger.customerView(saleID: saleID, customerID: customerID) }
+        } catch {
+            throw ReservationError(.retryLater, "the ledger is unreachable (\(error.code))")
+        }
+    }
+
+    /// The sale's definition; NOT_FOUND for an unknown sale.
+    public func definition(saleID: String) async throws(ReservationError) -> SaleDefinition {
+        try await localSale(saleID).definition
     }
 
     static func closedError(_ reason: ClosedReason) -> ReservationError {

@@ -11,9 +11,9 @@ public struct Ledger {
         self.connection = connection
     }
 
-    /// Loads every script (readiness means they are loaded).
+    /// Makes sure every script is loaded on this connection's server (readiness means they are).
     public func loadScripts() throws(RedisError) {
-        for script in LedgerScripts.all { try connection.load(script) }
+        for script in LedgerScripts.all { try connection.ensureLoaded(script) }
     }
 
     // MARK: Sales
@@ -29,7 +29,14 @@ public struct Ledger {
         arguments.append(definition.perCustomerLimit)
         let reply = try run(LedgerScripts.createSale, saleID: definition.id, arguments)
         switch try Self.tag(reply) {
-        case "OK": return true
+        case "OK":
+            var all = RedisCommand("ZADD", LedgerKeys.allSales)
+            all.append(definition.startsAtMilliseconds)
+            all.append(definition.id)
+            for reply in try connection.pipeline([all, RedisCommand("SADD", LedgerKeys.activeSales, definition.id)]) {
+                try reply.throwingServerError()
+            }
+            return true
         case "EXISTS": return false
         default: throw Self.unexpected(reply, LedgerScripts.createSale)
         }
@@ -302,6 +309,32 @@ public struct Ledger {
             records.append(try OrderRecord(ledgerJSON: json))
         }
         return records
+    }
+
+    /// One order, or nil.
+    public func order(saleID: String, orderID: String) throws(RedisError) -> OrderRecord? {
+        let reply = try connection.send(RedisCommand("HGET", LedgerKeys(saleID: saleID).orders, orderID)).throwingServerError()
+        guard case .bulk(let json) = reply else { return nil }
+        return try OrderRecord(ledgerJSON: json)
+    }
+
+    /// A customer's orders in the sale (oldest first) and waitlist position (1-based) if waiting.
+    public func customerView(saleID: String, customerID: String) throws(RedisError) -> (orders: [OrderRecord], waitlistPosition: Int?) {
+        let keys = LedgerKeys(saleID: saleID)
+        let replies = try connection.pipeline([
+            RedisCommand("HGET", keys.customers, customerID),
+            RedisCommand("ZRANK", keys.waitlist, customerID),
+        ])
+        let ids = (replies[0].string ?? "").split(separator: " ").map(String.init)
+        let position = replies[1].integer.map { Int($0) + 1 }
+        guard !ids.isEmpty else { return ([], position) }
+        precondition(ids.count <= 10_000, "a customer holds at most perCustomerLimit orders plus cancelled ones")
+        var command = RedisCommand("HMGET", keys.orders)
+        for id in ids { command.append(id) }
+        let records = try connection.send(command).throwingServerError().array ?? []
+        var orders: [OrderRecord] = []
+        for case .bulk(let json) in records { orders.append(try OrderRecord(ledgerJSON: json)) }
+        return (orders, position)
     }
 
     /// Units bought per customer.

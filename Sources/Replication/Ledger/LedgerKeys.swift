@@ -22,12 +22,22 @@ public struct LedgerKeys: Sendable, Hashable {
     public var waitlist: String { key("waitlist") }
     public var waiters: String { key("waiters") }
     public var stats: String { key("stats") }
+    /// customer -> space-separated order ids (for "my orders").
+    public var customers: String { key("customers") }
+    /// The final summary (JSON), written once at close.
+    public var summary: String { key("summary") }
 
     /// The order every ledger script expects its KEYS in (see `LedgerScripts.prelude`).
     public var all: [String] {
-        [meta, pool, sold, fence, leases, users, idempotency, orders, outbox, stockLog, waitlist, waiters, stats]
+        [meta, pool, sold, fence, leases, users, idempotency, orders, outbox, stockLog, waitlist, waiters, stats, customers]
     }
 
     /// The channel on which stock changes of the sale are announced.
     public var channel: String { key("events") }
+
+    /// Sales whose lifecycle is not settled yet (scheduled or open, or closed without a stored summary).
+    /// A registry across sales, so deliberately without a sale's hash tag; never touched by a script.
+    public static let activeSales = "fs:sales:active"
+    /// Every sale id ever created, scored by creation time.
+    public static let allSales = "fs:sales:all"
 }

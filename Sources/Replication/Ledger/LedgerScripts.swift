@@ -13,7 +13,7 @@ public enum LedgerScripts {
     static let prelude = #"""
     local K = {meta = KEYS[1], pool = KEYS[2], sold = KEYS[3], fence = KEYS[4], leases = KEYS[5],
       users = KEYS[6], idem = KEYS[7], orders = KEYS[8], outbox = KEYS[9], stocklog = KEYS[10],
-      waitlist = KEYS[11], waiters = KEYS[12], stats = KEYS[13]}
+      waitlist = KEYS[11], waiters = KEYS[12], stats = KEYS[13], customers = KEYS[14]}
     local MAX_SETTLE = 1000
 
     local function num(value) return tonumber(value) or 0 end
@@ -82,6 +82,8 @@ public enum LedgerScripts {
       redis.call('HSET', K.orders, id, cjson.encode(record))
       if key ~= '' then redis.call('HSET', K.idem, idem_field(customer, key), id) end
       redis.call('HINCRBY', K.users, customer, quantity)
+      local mine = redis.call('HGET', K.customers, customer)
+      redis.call('HSET', K.customers, customer, mine and (mine .. ' ' .. id) or id)
       if not batched then redis.call('HINCRBY', K.stats, 'orders', 1) end
       redis.call('XADD', K.outbox, '*', 'type', 'order', 'orderId', id, 'customer', customer,
         'quantity', quantity, 'at', now, 'status', 'confirmed', 'delivery', delivery)

@@ -112,6 +112,11 @@ public final class RedisConnection {
         return try digest(of: script)
     }
 
+    /// Loads a script unless this connection already loaded it on the current server.
+    public func ensureLoaded(_ script: RedisScript) throws(RedisError) {
+        if scriptDigests[script.source] == nil || !isConnected { _ = try digest(of: script) }
+    }
+
     private func digest(of script: RedisScript) throws(RedisError) -> String {
         if let digest = scriptDigests[script.source] { return digest }
         let reply = try send(RedisCommand("SCRIPT", "LOAD", script.source)).throwingServerError()

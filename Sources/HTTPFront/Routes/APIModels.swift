@@ -1,0 +1,208 @@
+import Foundation
+import Replication
+import ReservationEngine
+
+// Request bodies. Unknown fields are ignored; wrong types and missing fields are INVALID_REQUEST.
+
+struct CreateSaleBody: Decodable {
+    var id: String?
+    var name: String
+    var stock: Int
+    var startsAt: String
+    var endsAt: String?
+    var durationSeconds: Int?
+    var perCustomerLimit: Int?
+}
+
+struct OrderBody: Decodable {
+    struct Delivery: Codable {
+        var name: String
+        var phone: String
+        var address: String
+    }
+    var quantity: Int
+    var delivery: Delivery
+}
+
+struct RebalanceBody: Decodable {
+    var mode: String
+    var instance: String?
+}
+
+// Responses.
+
+struct SaleResponse: Encodable {
+    var id: String
+    var name: String
+    var stock: Int
+    var startsAt: String
+    var endsAt: String
+    var perCustomerLimit: Int
+    var status: String
+    var available: Int
+    var sold: Int
+
+    init(definition: SaleDefinition, view: LedgerView?) {
+        id = definition.id
+        name = definition.name
+        stock = definition.stock
+        startsAt = Timestamps.format(milliseconds: definition.startsAtMilliseconds)
+        endsAt = Timestamps.format(milliseconds: definition.endsAtMilliseconds)
+        perCustomerLimit = definition.perCustomerLimit
+        let window = SaleWindow(definition: definition)
+        status = window.status(nowMilliseconds: Timestamps.nowMilliseconds, ledgerStatus: view?.status ?? .scheduled).rawValue
+        sold = view?.sold ?? 0
+        available = definition.stock - sold
+    }
+}
+
+struct StockResponse: Encodable {
+    var available: Int
+    var sold: Int
+    var status: String
+    var waitlist: Int
+    var asOf: String
+
+    init(definition: SaleDefinition, view: LedgerView) {
+        sold = view.sold
+        available = view.available
+        status = SaleWindow(definition: definition).status(nowMilliseconds: Timestamps.nowMilliseconds, ledgerStatus: view.status).rawValue
+        waitlist = view.waitlist
+        asOf = Timestamps.format(milliseconds: view.ledgerNowMilliseconds)
+    }
+}
+
+struct OrderResponse: Encodable {
+    var orderId: String
+    var saleId: String
+    var customerId: String
+    var quantity: Int
+    var status: String
+    var createdAt: String
+    var delivery: OrderBody.Delivery?
+
+    init(_ record: OrderRecord, saleID: String, includeDelivery: Bool = false) {
+        orderId = record.orderID
+        saleId = saleID
+        customerId = record.customerID
+        quantity = record.quantity
+        status = record.status.rawValue
+        createdAt = Timestamps.format(milliseconds: record.createdAtMilliseconds)
+        if includeDelivery { delivery = try? JSONDecoder().decode(OrderBody.Delivery.self, from: Data(record.delivery.utf8)) }
+    }
+}
+
+struct WaitlistedResponse: Encodable {
+    var status = "waitlisted"
+    var position: Int
+}
+
+struct MeResponse: Encodable {
+    struct Position: Encodable { var position: Int }
+    var purchased: Int
+    var orders: [OrderResponse]
+    var waitlist: Position?
+
+    enum CodingKeys: String, CodingKey { case purchased, orders, waitlist }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(purchased, forKey: .purchased)
+        try container.encode(orders, forKey: .orders)
+        if let waitlist { try container.encode(waitlist, forKey: .waitlist) } else { try container.encodeNil(forKey: .waitlist) }
+    }
+}
+
+struct CancelResponse: Encodable {
+    var orderId: String
+    var status = "cancelled"
+}
+
+struct SummaryResponse: Encodable {
+    struct Waitlist: Encodable { var joined: Int; var served: Int; var unserved: Int }
+    var final: Bool
+    var status: String
+    var stock: Int
+    var sold: Int
+    var orders: Int
+    var buyers: Int
+    var openedAt: String?
+    var soldOutAt: String?
+    var sellOutMilliseconds: Int64?
+    var closedAt: String?
+    var closedReason: String?
+    var cancelled: Int
+    var rejections: [String: Int]
+    var waitlist: Waitlist
+
+    enum CodingKeys: String, CodingKey {
+        case final, status, stock, sold, orders, buyers, openedAt, soldOutAt, sellOutMilliseconds, closedAt, closedReason, cancelled, rejections, waitlist
+    }
+
+    init(_ summary: SaleSummary) {
+        final = summary.final
+        status = summary.status.rawValue
+        stock = summary.stock
+        sold = summary.sold
+        orders = summary.orders
+        buyers = summary.buyers
+        openedAt = summary.openedAtMilliseconds.map(Timestamps.format(milliseconds:))
+        soldOutAt = summary.soldOutAtMilliseconds.map(Timestamps.format(milliseconds:))
+        sellOutMilliseconds = summary.sellOutMilliseconds
+        closedAt = summary.closedAtMilliseconds.map(Timestamps.format(milliseconds:))
+        closedReason = summary.closedReason?.rawValue
+        cancelled = summary.cancelled
+        rejections = summary.rejections
+        waitlist = Waitlist(joined: summary.waitlistJoined, served: summary.waitlistServed, unserved: summary.waitlistUnserved)
+    }
+
+    /// Absent times are explicit nulls, so every field of the contract is always present.
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(final, forKey: .final)
+        try container.encode(status, forKey: .status)
+        try container.encode(stock, forKey: .stock)
+        try container.encode(sold, forKey: .sold)
+        try container.encode(orders, forKey: .orders)
+        try container.encode(buyers, forKey: .buyers)
+        try container.encode(openedAt, forKey: .openedAt)
+        try container.encode(soldOutAt, forKey: .soldOutAt)
+        try container.encode(sellOutMilliseconds, forKey: .sellOutMilliseconds)
+        try container.encode(closedAt, forKey: .closedAt)
+        try container.encode(closedReason, forKey: .closedReason)
+        try container.encode(cancelled, forKey: .cancelled)
+        try container.encode(rejections, forKey: .rejections)
+        try container.encode(waitlist, forKey: .waitlist)
+    }
+}
+
+struct ShardsResponse: Encodable {
+    struct Lease: Encodable {
+        var shardId: String
+        var owner: String
+        var fence: Int64
+        var remaining: Int
+        var expiresAt: String
+    }
+    var pool: Int
+    var sold: Int
+    var stock: Int
+    var leases: [Lease]
+    var instances: [String]
+
+    init(_ snapshot: LedgerSnapshot) {
+        pool = snapshot.pool
+        sold = snapshot.sold
+        stock = snapshot.definition.stock
+        leases = snapshot.leases.map {
+            Lease(shardId: $0.shardID, owner: $0.owner, fence: $0.fence, remaining: $0.remaining,
+                  expiresAt: Timestamps.format(milliseconds: $0.expiresAtMilliseconds))
+        }
+        instances = Array(Set(snapshot.leases.map(\.owner))).sorted()
+    }
+}
+
+struct RebalanceResponse: Encodable {
+    var revokedLeases: Int
+    var returnedUnits: Int
+}

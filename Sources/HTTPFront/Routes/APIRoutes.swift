@@ -1,0 +1,255 @@
+import Foundation
+import Hummingbird
+import Replication
+import ReservationEngine
+
+/// Every route of the HTTP contract (../API.md) except health, metrics and the live socket.
+struct APIRoutes: Sendable {
+    let engine: ReservationService
+    let tokens: BearerTokens
+    let customerLimiter: RateLimiter
+    let addressLimiter: RateLimiter
+
+    func register(on router: Router<FlashSaleRequestContext>) {
+        router.post("admin/sales") { request, context in try await createSale(request, context) }
+        router.get("admin/sales/:saleId/shards") { request, context in try await shards(request, context) }
+        router.post("admin/sales/:saleId/rebalance") { request, context in try await rebalance(request, context) }
+        router.get("sales/:saleId") { request, context in try await sale(request, context) }
+        router.get("sales/:saleId/stock") { request, context in try await stock(request, context) }
+        router.get("sales/:saleId/summary") { request, context in try await summary(request, context) }
+        router.post("sales/:saleId/orders") { request, context in try await placeOrder(request, context) }
+        router.get("sales/:saleId/me") { request, context in try await me(request, context) }
+        router.get("orders/:orderId") { request, context in try await order(request, context) }
+        router.delete("orders/:orderId") { request, context in try await cancel(request, context) }
+    }
+
+    // MARK: Authentication and rate limits
+
+    /// Address limit, then the bearer token, then the customer limit.
+    func authenticate(_ request: Request, _ context: FlashSaleRequestContext, allowQueryToken: Bool = false) throws -> Principal {
+        if let wait = addressLimiter.acquire(context.clientAddress) { throw Problem.rateLimited(retryAfterSeconds: wait) }
+        var token: String?
+        if let header = request.headers[.authorization] {
+            guard header.hasPrefix("Bearer ") else { throw Problem.unauthorized("the Authorization header must be 'Bearer <token>'") }
+            token = String(header.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces)
+        } else if allowQueryToken {
+            token = request.uri.queryParameters.get("access_token")
+        }
+        guard let token, !token.isEmpty else { throw Problem.unauthorized("a bearer token is required") }
+        let principal: Principal
+        switch tokens.verify(token) {
+        case .success(let verified): principal = verified
+        case .failure(let problem): throw problem
+        }
+        if let wait = customerLimiter.acquire(principal.customerID) { throw Problem.rateLimited(retryAfterSeconds: wait) }
+        return principal
+    }
+
+    func requireAdmin(_ request: Request, _ context: FlashSaleRequestContext) throws -> Principal {
+        let principal = try authenticate(request, context)
+        guard principal.isAdmin else { throw Problem.forbidden("this route needs the admin scope") }
+        return principal
+    }
+
+    func saleID(_ context: FlashSaleRequestContext) throws -> String {
+        guard let saleID = context.parameters.get("saleId"), SaleDefinition.isValidID(saleID) else {
+            throw Problem.notFound("no such sale")
+        }
+        return saleID
+    }
+
+    // MARK: Sales
+
+    func createSale(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
+        _ = try requireAdmin(request, context)
+        var request = request
+        let body = try await request.decodeBody(CreateSaleBody.self, context: context)
+        let id = body.id ?? "sale-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        guard SaleDefinition.isValidID(id) else { throw Problem.invalidRequest("id must match [A-Za-z0-9_-]{1,64}") }
+        try requireLength(body.name, 1...200, field: "name")
+        guard SaleDefinition.stockRange.contains(body.stock) else { throw Problem.invalidRequest("stock must be between 1 and 10000000") }
+        let limit = body.perCustomerLimit ?? 2
+        guard SaleDefinition.perCustomerLimitRange.contains(limit) else { throw Problem.invalidRequest("perCustomerLimit must be between 1 and 100") }
+        guard let start = Timestamps.parse(body.startsAt) else { throw Problem.invalidRequest("startsAt must be an RFC 3339 timestamp") }
+        let end: Int64
+        switch (body.endsAt, body.durationSeconds) {
+        case (let endsAt?, nil):
+            guard let parsed = Timestamps.parse(endsAt) else { throw Problem.invalidRequest("endsAt must be an RFC 3339 timestamp") }
+            guard parsed > start else { throw Problem.invalidRequest("endsAt must be after startsAt") }
+            end = parsed
+        case (nil, let duration?):
+            guard (1...604_800).contains(duration) else { throw Problem.invalidRequest("durationSeconds must be between 1 and 604800") }
+            end = start + Int64(duration) * 1_000
+        default:
+            throw Problem.invalidRequest("give exactly one of endsAt and durationSeconds")
+        }
+        let definition = SaleDefinition(id: id, name: body.name, stock: body.stock, startsAtMilliseconds: start,
+                                        endsAtMilliseconds: end, perCustomerLimit: limit)
+        do {
+            try definition.validate()
+            try await engine.createSale(definition)
+        } catch {
+            throw Problem(error)
+        }
+        let view = try? await engine.stock(saleID: id)
+        return try jsonResponse(SaleResponse(definition: definition, view: view), status: .created)
+    }
+
+    func sale(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
+        _ = try authenticate(request, context)
+        let saleID = try saleID(context)
+        do {
+            let definition = try await engine.definition(saleID: saleID)
+            let view = try await engine.stock(saleID: saleID)
+            return try jsonResponse(SaleResponse(definition: definition, view: view))
+        } catch let error as ReservationError {
+            throw Problem(error)
+        } catch {
+            throw Problem(ReservationError(.retryLater, "the ledger is unreachable"))
+        }
+    }
+
+    func stock(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
+        _ = try authenticate(request, context)
+        let saleID = try saleID(context)
+        do {
+            let definition = try await engine.definition(saleID: saleID)
+            guard let view = try await engine.stock(saleID: saleID) else { throw Problem.notFound("no sale \(saleID)") }
+            return try jsonResponse(StockResponse(definition: definition, view: view))
+        } catch let error as ReservationError {
+            throw Problem(error)
+        } catch let problem as Problem {
+            throw problem
+        } catch {
+            throw Problem(ReservationError(.retryLater, "the ledger is unreachable"))
+        }
+    }
+
+    func summary(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
+        _ = try authenticate(request, context)
+        let saleID = try saleID(context)
+        do {
+            return try jsonResponse(SummaryResponse(try await engine.summary(saleID: saleID)))
+        } catch let error as ReservationError {
+            throw Problem(error)
+        }
+    }
+
+    // MARK: Orders
+
+    func placeOrder(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
+        let principal = try authenticate(request, context)
+        let saleID = try saleID(context)
+        var idempotencyKey: String?
+        if let key = request.headers.first(where: { $0.name.canonicalName == "idempotency-key" })?.value {
+            guard (1...64).contains(key.count) else {
+                engine.recordRejection(saleID: saleID, code: .invalidRequest)
+                throw Problem.invalidRequest("Idempotency-Key must be 1 to 64 characters")
+            }
+            idempotencyKey = key
+        }
+        var request = request
+        let body = try await request.decodeBody(OrderBody.self, context: context)
+        try requireLength(body.delivery.name, 1...100, field: "delivery.name")
+        try requireLength(body.delivery.phone, 6...20, field: "delivery.phone")
+        try requireLength(body.delivery.address, 1...500, field: "delivery.address")
+        guard body.quantity >= 1 else { throw Problem.invalidRequest("quantity must be at least 1") }
+        let delivery = String(decoding: try JSONEncoder().encode(body.delivery), as: UTF8.self)
+        let outcome = await engine.reserve(saleID: saleID, customerID: principal.customerID, quantity: body.quantity,
+                                           idempotencyKey: idempotencyKey, delivery: delivery)
+        switch outcome {
+        case .confirmed(let record):
+            return try jsonResponse(OrderResponse(record, saleID: saleID), status: .created)
+        case .waitlisted(let position):
+            return try jsonResponse(WaitlistedResponse(position: position), status: .accepted)
+        case .rejected(let error, let retryAfter):
+            throw Problem(error, retryAfterSeconds: retryAfter)
+        }
+    }
+
+    func me(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
+        let principal = try authenticate(request, context)
+        let saleID = try saleID(context)
+        do {
+            let view = try await engine.customerView(saleID: saleID, customerID: principal.customerID)
+            let orders = view.orders.map { OrderResponse($0, saleID: saleID) }
+            let purchased = view.orders.filter { $0.status == .confirmed }.reduce(0) { $0 + $1.quantity }
+            return try jsonResponse(MeResponse(purchased: purchased, orders: orders, waitlist: view.waitlistPosition.map { .init(position: $0) }))
+        } catch let error as ReservationError {
+            throw Problem(error)
+        }
+    }
+
+    /// The order if the caller may see it; someone else's order is NOT_FOUND, never revealed.
+    private func visibleOrder(_ request: Request, _ context: FlashSaleRequestContext) async throws -> (Principal, OrderRecord, String) {
+        let principal = try authenticate(request, context)
+        guard let orderID = context.parameters.get("orderId"), let saleID = OrderID.saleID(of: orderID) else {
+            throw Problem.notFound("no such order")
+        }
+        let record: OrderRecord?
+        do {
+            record = try await engine.order(orderID: orderID)
+        } catch {
+            throw Problem(error)
+        }
+        guard let record, principal.isAdmin || record.customerID == principal.customerID else {
+            throw Problem.notFound("no such order")
+        }
+        return (principal, record, saleID)
+    }
+
+    func order(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
+        let (_, record, saleID) = try await visibleOrder(request, context)
+        return try jsonResponse(OrderResponse(record, saleID: saleID, includeDelivery: true))
+    }
+
+    func cancel(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
+        let (principal, record, saleID) = try await visibleOrder(request, context)
+        do {
+            let cancelled = try await engine.cancel(saleID: saleID, orderID: record.orderID,
+                                                    customerID: principal.isAdmin ? nil : principal.customerID)
+            return try jsonResponse(CancelResponse(orderId: cancelled.orderID))
+        } catch let error as ReservationError {
+            throw Problem(error)
+        }
+    }
+
+    // MARK: Admin
+
+    func shards(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
+        _ = try requireAdmin(request, context)
+        let saleID = try saleID(context)
+        let snapshot: LedgerSnapshot?
+        do {
+            snapshot = try await engine.snapshot(saleID: saleID)
+        } catch {
+            throw Problem(ReservationError(.retryLater, "the ledger is unreachable (\(error.code))"))
+        }
+        guard let snapshot else { throw Problem.notFound("no sale \(saleID)") }
+        return try jsonResponse(ShardsResponse(snapshot))
+    }
+
+    func rebalance(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
+        _ = try requireAdmin(request, context)
+        let saleID = try saleID(context)
+        var request = request
+        let body = try await request.decodeBody(RebalanceBody.self, context: context)
+        let drain: String?
+        switch body.mode {
+        case "even": drain = nil
+        case "drain":
+            guard let instance = body.instance, (1...256).contains(instance.count) else {
+                throw Problem.invalidRequest("mode drain needs the instance to drain")
+            }
+            drain = instance
+        default:
+            throw Problem.invalidRequest("mode must be even or drain")
+        }
+        do {
+            let result = try await engine.rebalance(saleID: saleID, drainInstance: drain)
+            return try jsonResponse(RebalanceResponse(revokedLeases: result.revokedLeases, returnedUnits: result.returnedUnits), status: .accepted)
+        } catch let error as ReservationError {
+            throw Problem(error)
+        }
+    }
+}

@@ -110,6 +110,7 @@ let package = Package(
             name: "HTTPFrontTests",
             dependencies: [
                 "HTTPFront",
+                "ReservationEngine",
                 "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),

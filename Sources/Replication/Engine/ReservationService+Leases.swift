@@ -6,7 +6,7 @@ private let shardSequence = Atomic<Int>(0)
 
 extension ReservationService {
     /// Gets another lease for the sale. Single flight: concurrent callers wait for the one request.
-    func refill(sale: LocalSale) async -> LocalSale.RefillResult {
+    func refill(sale: LocalSale, minimumUnits: Int = 1) async -> LocalSale.RefillResult {
         let isLeader = sale.state.withLock { state -> Bool in
             if state.refillWaiters != nil { return false }
             state.refillWaiters = []
@@ -22,7 +22,7 @@ extension ReservationService {
                 if !registered { continuation.resume(returning: .retry) }
             }
         }
-        let result = await acquireLease(sale: sale)
+        let result = await acquireLease(sale: sale, minimumUnits: minimumUnits)
         let waiters = sale.state.withLock { state in
             defer { state.refillWaiters = nil }
             return state.refillWaiters ?? []
@@ -31,7 +31,7 @@ extension ReservationService {
         return result
     }
 
-    private func acquireLease(sale: LocalSale) async -> LocalSale.RefillResult {
+    private func acquireLease(sale: LocalSale, minimumUnits: Int) async -> LocalSale.RefillResult {
         // Bound the leases one instance sells from at once. Drained ones do not count (the reconciler
         // retires them); leases whose few units are too few for large orders do, up to a hard cap.
         let sellingWithUnits = sale.state.withLock { state in
@@ -49,7 +49,7 @@ extension ReservationService {
         let acquisition: LeaseAcquisition
         do {
             acquisition = try await committer.perform { ledger throws(RedisError) in
-                try ledger.acquireLease(saleID: saleID, owner: owner, shardID: shardID, sizing: sizing, ttlMilliseconds: ttl)
+                try ledger.acquireLease(saleID: saleID, owner: owner, shardID: shardID, sizing: sizing, ttlMilliseconds: ttl, minimumUnits: minimumUnits)
             }
         } catch {
             return .unavailable(error)

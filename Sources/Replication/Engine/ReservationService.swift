@@ -204,7 +204,7 @@ public final class ReservationService: Sendable {
                     return .rejected(ReservationError(.retryLater, "the ledger did not answer (\(error.code))"), retryAfterSeconds: 1)
                 }
             }
-            switch await refill(sale: sale) {
+            switch await refill(sale: sale, minimumUnits: quantity) {
             case .granted, .retry:
                 continue
             case .empty:

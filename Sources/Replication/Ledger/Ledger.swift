@@ -95,13 +95,15 @@ public struct Ledger {
 
     // MARK: Leases
 
-    public func acquireLease(saleID: String, owner: String, shardID: String, sizing: ShardSizing, ttlMilliseconds: Int) throws(RedisError) -> LeaseAcquisition {
+    public func acquireLease(saleID: String, owner: String, shardID: String, sizing: ShardSizing, ttlMilliseconds: Int, minimumUnits: Int = 1) throws(RedisError) -> LeaseAcquisition {
+        precondition(minimumUnits >= 1)
         var arguments = RedisCommand()
         arguments.append(owner)
         arguments.append(shardID)
         arguments.append(sizing.maxShardUnits)
         arguments.append(sizing.spreadFactor)
         arguments.append(ttlMilliseconds)
+        arguments.append(minimumUnits)
         let reply = try run(LedgerScripts.acquireLease, saleID: saleID, arguments)
         let elements = reply.array ?? []
         switch try Self.tag(reply) {

@@ -182,7 +182,8 @@ public enum LedgerScripts {
     return {'OK', now}
     """#)
 
-    /// ARGV: owner, shardId, maxShardUnits, spreadFactor, ttlMs.
+    /// ARGV: owner, shardId, maxShardUnits, spreadFactor, ttlMs, minUnits (the quantity that asked; a
+    /// shard smaller than one order could never serve it).
     /// Answers `{OK, fence, units, expiresAtMs, nowMs}`, `{EMPTY, sold, leased, waitlist}`,
     /// `{CLOSED, reason}`, `{NOT_STARTED, msUntilStart}` or `{NOT_FOUND}`.
     public static let acquireLease = RedisScript(name: "acquire_lease", source: prelude + #"""
@@ -200,7 +201,8 @@ public enum LedgerScripts {
     end
     if not owners[ARGV[1]] then count = count + 1 end
     local units = math.floor(pool / (tonumber(ARGV[4]) * count))
-    units = math.max(1, math.min(units, tonumber(ARGV[3]), pool))
+    units = math.max(1, tonumber(ARGV[6]) or 1, math.min(units, tonumber(ARGV[3])))
+    units = math.min(units, pool)
     local fence = redis.call('INCR', K.fence)
     local expires = now + tonumber(ARGV[5])
     redis.call('HSET', K.leases, ARGV[2], cjson.encode({o = ARGV[1], f = fence, r = units, e = expires}))

@@ -80,6 +80,38 @@ extension ReservationService {
         }
     }
 
+    /// Enough units are here but spread over buckets each too small for the order: give those leases back
+    /// (after the commits queued before) so the next lease can hold the whole order.
+    func consolidate(sale: LocalSale) async {
+        let saleID = sale.definition.id
+        let owner = configuration.instanceID
+        let returning = sale.state.withLock { state -> [(shardID: String, fence: Int64, bucket: TokenBucket)] in
+            var result: [(String, Int64, TokenBucket)] = []
+            for shardID in state.slots.keys.sorted() {
+                guard var slot = state.slots[shardID], let bucket = slot.bucket, bucket.available > 0,
+                      case .closeBucketAndReturn(let shard, let fence) = slot.machine.returnRequested() else { continue }
+                state.slots[shardID] = slot
+                result.append((shard, fence, bucket))
+            }
+            return result
+        }
+        guard !returning.isEmpty else { return }
+        for item in returning {
+            sale.unpublish(item.bucket)
+            _ = item.bucket.close()
+        }
+        let leases = returning.map { ($0.shardID, $0.fence) }
+        do {
+            try await committer.perform { ledger throws(RedisError) in
+                for (shardID, fence) in leases {
+                    _ = try ledger.returnLease(saleID: saleID, owner: owner, shardID: shardID, fence: fence)
+                }
+            }
+        } catch {
+            logger.warning("returning fragmented leases failed; they expire by themselves", metadata: ["sale": "\(saleID)", "error": "\(error)"])
+        }
+    }
+
     /// The ledger refused a commit on this lease: stop selling from it.
     func leaseLost(sale: LocalSale, shardID: String) {
         let bucket = sale.state.withLock { state -> TokenBucket? in

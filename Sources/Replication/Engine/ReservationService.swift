@@ -204,6 +204,9 @@ public final class ReservationService: Sendable {
                     return .rejected(ReservationError(.retryLater, "the ledger did not answer (\(error.code))"), retryAfterSeconds: 1)
                 }
             }
+            if quantity > 1, sale.availableLocally >= quantity {
+                await consolidate(sale: sale)
+            }
             switch await refill(sale: sale, minimumUnits: quantity) {
             case .granted, .retry:
                 continue

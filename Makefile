@@ -19,6 +19,7 @@ run: release
 test: bootstrap
 	swift build --build-tests
 	swift test --skip-build
+	scripts/api-conformance.sh
 
 clean:
 	rm -rf .build .local

@@ -29,15 +29,41 @@ fi
 stop_redis() {
   if [ "${started_redis:-0}" = 1 ]; then redis-cli -p "$REDIS_PORT" shutdown >/dev/null 2>&1 || true; fi
 }
-trap stop_redis EXIT
 
-BINARY=.build/release/flashsale
+BINARY=${FLASHSALE_BIN:-.build/release/flashsale}
+"$BINARY" serve &
+SERVER=$!
+trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; stop_redis' EXIT INT TERM
+for _ in $(seq 1 150); do
+  curl -fs "http://127.0.0.1:$FLASHSALE_PORT/readyz" >/dev/null 2>&1 && break
+  sleep 0.2
+done
+
+# The demo sale: the reference case, 1,000 phones, at most 2 per customer, opening a minute from now.
+ADMIN=$("$BINARY" token --sub demo-admin --admin --ttl-seconds 86400)
+CUSTOMER=$("$BINARY" token --sub demo-customer --ttl-seconds 86400)
+STARTS=$(date -u -d "+60 seconds" +%Y-%m-%dT%H:%M:%SZ)
+DEMO_ID="demo-$(date -u +%H%M%S)"
+curl -fs -o /dev/null -X POST "http://127.0.0.1:$FLASHSALE_PORT/admin/sales" \
+  -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
+  -d "{\"id\":\"$DEMO_ID\",\"name\":\"Phones (demo)\",\"stock\":1000,\"startsAt\":\"$STARTS\",\"durationSeconds\":3600,\"perCustomerLimit\":2}" \
+  || echo "run: could not create the demo sale"
+
 cat <<MSG
 
-FlashSale is starting on http://127.0.0.1:$FLASHSALE_PORT (local Redis on 127.0.0.1:$REDIS_PORT, data in $DATA)
-  curl -i http://127.0.0.1:$FLASHSALE_PORT/healthz
-  curl -i http://127.0.0.1:$FLASHSALE_PORT/readyz
-Stop with Ctrl-C.
+FlashSale is running on http://127.0.0.1:$FLASHSALE_PORT (local Redis on 127.0.0.1:$REDIS_PORT, data in $DATA)
+Demo sale "$DEMO_ID": 1,000 units, at most 2 per customer, opens at $STARTS.
 
+  Sale page:  http://127.0.0.1:$FLASHSALE_PORT/?sale=$DEMO_ID   (paste the customer token)
+  Health:     curl -i http://127.0.0.1:$FLASHSALE_PORT/readyz
+  Stock:      curl -s -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$FLASHSALE_PORT/sales/$DEMO_ID/stock
+  Order:      curl -s -X POST -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
+                -d '{"quantity":1,"delivery":{"name":"Ada","phone":"5550100","address":"1 Main St"}}' \\
+                http://127.0.0.1:$FLASHSALE_PORT/sales/$DEMO_ID/orders
+
+  export TOKEN=$CUSTOMER
+  Admin token (shards, rebalance): $ADMIN
+
+Stop with Ctrl-C.
 MSG
-"$BINARY" serve
+wait $SERVER

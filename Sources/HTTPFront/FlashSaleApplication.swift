@@ -21,17 +21,25 @@ public enum FlashSaleApplication {
 
         public init(configuration: ServerConfiguration, logger: Logger) {
             let redis = RedisClient(configuration: configuration.redis, name: "redis-control")
-            let engine = ReservationService(redis: configuration.redis, configuration: configuration.engine, logger: logger)
+            let metrics = FlashSaleMetrics()
+            let engine = ReservationService(redis: configuration.redis, configuration: configuration.engine, logger: logger, commitObserver: metrics)
             let hub = LiveStockHub(engine: engine, logger: logger)
             let router = Router(context: FlashSaleRequestContext.self)
             router.middlewares.add(RequestLogMiddleware())
+            router.middlewares.add(MetricsMiddleware(metrics: metrics))
+            router.get("metrics") { _, _ -> Response in
+                var headers = HTTPFields()
+                headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+                return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: metrics.exposition(engine: engine, hub: hub))))
+            }
             HealthRoutes(redis: redis).register(on: router)
             StaticRoutes().register(on: router)
             let api = APIRoutes(
                 engine: engine,
                 tokens: BearerTokens(secret: configuration.jwtSecret),
                 customerLimiter: RateLimiter(ratePerSecond: configuration.rateLimitPerCustomer),
-                addressLimiter: RateLimiter(ratePerSecond: configuration.rateLimitPerAddress)
+                addressLimiter: RateLimiter(ratePerSecond: configuration.rateLimitPerAddress),
+                metrics: metrics
             )
             api.register(on: router)
             api.registerLive(on: router, hub: hub)

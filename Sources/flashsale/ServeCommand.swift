@@ -29,8 +29,12 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
+        let level = Logger.Level(rawValue: environment["FLASHSALE_LOG_LEVEL"] ?? "info") ?? .info
+        if environment["FLASHSALE_LOG_FORMAT"] != "text" {
+            LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level) }
+        }
         var logger = Logger(label: "flashsale")
-        logger.logLevel = Logger.Level(rawValue: environment["FLASHSALE_LOG_LEVEL"] ?? "info") ?? .info
+        logger.logLevel = level
 
         let portValue = try port ?? environment["FLASHSALE_PORT"].map { text in
             guard let value = Int(text), (0...65_535).contains(value) else {

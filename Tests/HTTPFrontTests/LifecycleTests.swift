@@ -92,13 +92,13 @@ struct LifecycleTests {
     @Test func saleEndsByItself() async throws {
         let fixture = try HTTPFixture()
         try await fixture.components().application.test(.live) { client in
-            try await fixture.createSale(client, id: "brief", stock: 10, limit: 2, startsIn: -1, durationSeconds: 2)
+            try await fixture.createSale(client, id: "brief", stock: 10, limit: 2, startsIn: 0, durationSeconds: 3)
             var orderID = ""
             try await client.execute(uri: "/sales/brief/orders", method: .post, headers: fixture.headers("a"), body: HTTPFixture.orderBody(quantity: 1)) { response in
                 #expect(response.status == .created)
                 orderID = json(response)["orderId"] as? String ?? ""
             }
-            let closed = try await waitUntil(seconds: 5) { try fixture.ledger("brief").status == .closed }
+            let closed = try await waitUntil(seconds: 8) { try fixture.ledger("brief").status == .closed }
             #expect(closed, "closed at its end with no request")
             #expect(try fixture.ledger("brief").closedReason == .ended)
             try await client.execute(uri: "/sales/brief/orders", method: .post, headers: fixture.headers("b"), body: HTTPFixture.orderBody(quantity: 1)) { expectProblem($0, .conflict, "SALE_ENDED") }

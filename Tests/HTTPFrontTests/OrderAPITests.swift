@@ -242,6 +242,14 @@ struct OrderAPITests {
             try await client.execute(uri: "/openapi.yaml", method: .get) { response in
                 #expect(response.status == .ok && String(buffer: response.body).hasPrefix("openapi: 3.1.0"))
             }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                let text = String(buffer: response.body)
+                #expect(response.status == .ok)
+                #expect(text.contains(#"flashsale_orders_total{result="confirmed"} 1"#) || text.contains(#"flashsale_orders_total{result="confirmed"} 2"#), "\(text)")
+                #expect(text.contains(#"flashsale_http_requests_total{route="/sales/{saleId}/orders",status="201"}"#), "\(text)")
+                #expect(text.contains("flashsale_commit_batch_orders_bucket") && text.contains("flashsale_commit_latency_seconds_bucket"))
+                #expect(text.contains("flashsale_leases_held") && text.contains("flashsale_websocket_clients 0"))
+            }
         }
     }
 }

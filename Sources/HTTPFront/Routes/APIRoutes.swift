@@ -9,6 +9,7 @@ struct APIRoutes: Sendable {
     let tokens: BearerTokens
     let customerLimiter: RateLimiter
     let addressLimiter: RateLimiter
+    let metrics: FlashSaleMetrics
 
     func register(on router: Router<FlashSaleRequestContext>) {
         router.post("admin/sales") { request, context in try await createSale(request, context) }
@@ -159,10 +160,13 @@ struct APIRoutes: Sendable {
                                            idempotencyKey: idempotencyKey, delivery: delivery)
         switch outcome {
         case .confirmed(let record):
+            metrics.order(result: "confirmed")
             return try jsonResponse(OrderResponse(record, saleID: saleID), status: .created)
         case .waitlisted(let position):
+            metrics.order(result: "waitlisted")
             return try jsonResponse(WaitlistedResponse(position: position), status: .accepted)
         case .rejected(let error, let retryAfter):
+            metrics.order(result: error.code.rawValue)
             throw Problem(error, retryAfterSeconds: retryAfter)
         }
     }

@@ -41,10 +41,10 @@ public final class GroupCommitter: Sendable {
     private let thread: BatchingThread<Request>
     private let counters: Counters
 
-    public init(redis: RedisConfiguration, owner: String, configuration: Configuration = Configuration(), logger: Logger) {
+    public init(redis: RedisConfiguration, owner: String, configuration: Configuration = Configuration(), logger: Logger, observer: (any CommitObserver)? = nil) {
         let counters = Counters()
         self.counters = counters
-        let worker = CommitWorker(redis: redis, owner: owner, logger: logger, counters: counters)
+        let worker = CommitWorker(redis: redis, owner: owner, logger: logger, counters: counters, observer: observer)
         thread = BatchingThread(
             name: "group-committer",
             queueCapacity: configuration.queueCapacity,
@@ -106,6 +106,11 @@ public final class GroupCommitter: Sendable {
     }
 }
 
+/// Told about every commit batch (for metrics): its size and the time from send to answer.
+public protocol CommitObserver: Sendable {
+    func batchCommitted(orders: Int, latency: Duration)
+}
+
 final class Counters: Sendable {
     let batches = Atomic(0)
     let orders = Atomic(0)
@@ -118,13 +123,15 @@ private final class CommitWorker: @unchecked Sendable {
     private let owner: String
     private let logger: Logger
     private let counters: Counters
+    private let observer: (any CommitObserver)?
     private var connection: RedisConnection?
 
-    init(redis: RedisConfiguration, owner: String, logger: Logger, counters: Counters) {
+    init(redis: RedisConfiguration, owner: String, logger: Logger, counters: Counters, observer: (any CommitObserver)?) {
         self.redis = redis
         self.owner = owner
         self.logger = logger
         self.counters = counters
+        self.observer = observer
     }
 
     private typealias Commit = (saleID: String, commit: PendingCommit, completion: @Sendable (CommitOutcome) -> Void)
@@ -166,7 +173,9 @@ private final class CommitWorker: @unchecked Sendable {
         }
         for saleID in saleOrder {
             guard let commits = bySale[saleID] else { continue }
+            let started = ContinuousClock.now
             let outcomes = commitWithOneRetry(saleID: saleID, commits.map(\.commit))
+            observer?.batchCommitted(orders: commits.count, latency: started.duration(to: .now))
             assert(outcomes.count == commits.count, "one outcome per order")
             counters.batches.add(1, ordering: .relaxed)
             counters.orders.add(commits.count, ordering: .relaxed)

@@ -134,6 +134,13 @@ extension ReservationService {
             if var view = state.view {
                 view.status = .closed
                 view.closedReason = reason
+                if reason == .soldOut {
+                    // Sold out means every unit is sold: no need to wait for the next view.
+                    view.sold = view.stock
+                    view.pool = 0
+                    view.leased = 0
+                }
+                view.waitlist = 0
                 state.view = view
             }
         }
@@ -214,8 +221,14 @@ extension ReservationService {
                 try ledger.renewLeases(saleID: saleID, owner: owner, leases: leases, ttlMilliseconds: ttl)
             }
         } catch {
-            logger.warning("reconcile failed", metadata: ["sale": "\(saleID)", "error": "\(error)"])
+            // Once per outage, not once per tick.
+            if ledgerReachable.exchange(false, ordering: .relaxed) {
+                logger.warning("the ledger is unreachable; leases expire unless it returns", metadata: ["sale": "\(saleID)", "error": "\(error)"])
+            }
             return
+        }
+        if !ledgerReachable.exchange(true, ordering: .relaxed) {
+            logger.info("the ledger is reachable again", metadata: ["sale": "\(saleID)"])
         }
         guard let (view, remaining) = renewed else { return }
         sale.update(view: view)

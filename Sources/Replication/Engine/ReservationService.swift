@@ -18,19 +18,32 @@ public final class ReservationService: Sendable {
     private let clockOrigin = ContinuousClock.now
     /// Rejections by sale and code since the last reconcile (flushed into the sale's statistics).
     private let rejections = Mutex<[String: [String: Int]]>([:])
+    /// Whether the last reconcile reached the ledger (for logging transitions only).
+    let ledgerReachable = Atomic(true)
 
-    public init(redis: RedisConfiguration, configuration: EngineConfiguration, logger: Logger) {
+    public init(redis: RedisConfiguration, configuration: EngineConfiguration, logger: Logger, commitObserver: (any CommitObserver)? = nil) {
         self.configuration = configuration
         self.logger = logger
         self.committer = GroupCommitter(
             redis: redis,
             owner: configuration.instanceID,
             configuration: .init(queueCapacity: configuration.commitQueueCapacity, maxBatchOrders: configuration.commitBatchMaxOrders),
-            logger: logger
+            logger: logger,
+            observer: commitObserver
         )
     }
 
+    /// Leases this instance sells from, across sales.
+    public var leasesHeld: Int {
+        trackedSales.reduce(0) { total, sale in
+            total + sale.state.withLock { $0.slots.values.filter(\.machine.isSelling).count }
+        }
+    }
+
     public var commitStatistics: GroupCommitter.Statistics { committer.statistics }
+
+    /// Requests waiting for the group committer.
+    public var commitQueueDepth: Int { committer.queuedCount }
 
     /// Monotonic milliseconds since this service started.
     var monotonicMilliseconds: Int64 {

@@ -1,0 +1,92 @@
+import Hummingbird
+import Prometheus
+import Replication
+import Synchronization
+
+/// The instance's Prometheus metrics (swift-prometheus), one registry per application, served at `/metrics`.
+///
+/// Names: `flashsale_http_requests_total{route,status}`, `flashsale_orders_total{result}`,
+/// `flashsale_commit_batch_orders` (histogram), `flashsale_commit_latency_seconds` (histogram),
+/// `flashsale_leases_held`, `flashsale_websocket_clients`, `flashsale_commit_queue_depth`.
+public final class FlashSaleMetrics: CommitObserver, Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    private let requestCounters = Mutex<[String: Counter]>([:])
+    private let orderCounters = Mutex<[String: Counter]>([:])
+    private let batchOrders: ValueHistogram
+    private let commitLatency: DurationHistogram
+    private let leasesHeld: Gauge
+    private let webSocketClients: Gauge
+    private let commitQueueDepth: Gauge
+
+    public init() {
+        batchOrders = registry.makeValueHistogram(name: "flashsale_commit_batch_orders", buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
+                                                  help: "Orders per commit batch (one EVALSHA)")
+        commitLatency = registry.makeDurationHistogram(
+            name: "flashsale_commit_latency_seconds",
+            buckets: [.microseconds(250), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .seconds(1)],
+            help: "Time from sending a commit batch to the ledger's answer"
+        )
+        leasesHeld = registry.makeGauge(name: "flashsale_leases_held", help: "Leases this instance sells from")
+        webSocketClients = registry.makeGauge(name: "flashsale_websocket_clients", help: "Open live-stock WebSockets")
+        commitQueueDepth = registry.makeGauge(name: "flashsale_commit_queue_depth", help: "Orders and ledger calls waiting for the committer")
+    }
+
+    public func batchCommitted(orders: Int, latency: Duration) {
+        batchOrders.record(Double(orders))
+        commitLatency.record(latency)
+    }
+
+    func request(route: String, status: Int) {
+        let key = "\(route) \(status)"
+        let counter = requestCounters.withLock { counters in
+            if let counter = counters[key] { return counter }
+            let counter = registry.makeCounter(name: "flashsale_http_requests_total", labels: [("route", route), ("status", String(status))],
+                                               help: "HTTP requests by route and status")
+            counters[key] = counter
+            return counter
+        }
+        counter.increment()
+    }
+
+    /// `result` is `confirmed`, `waitlisted` or an error code.
+    func order(result: String) {
+        let counter = orderCounters.withLock { counters in
+            if let counter = counters[result] { return counter }
+            let counter = registry.makeCounter(name: "flashsale_orders_total", labels: [("result", result)], help: "Order requests by outcome")
+            counters[result] = counter
+            return counter
+        }
+        counter.increment()
+    }
+
+    /// The Prometheus text exposition, with the gauges read now.
+    func exposition(engine: ReservationService, hub: LiveStockHub) -> [UInt8] {
+        leasesHeld.set(to: Double(engine.leasesHeld))
+        webSocketClients.set(to: Double(hub.socketCount))
+        commitQueueDepth.set(to: Double(engine.commitQueueDepth))
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(8_192)
+        registry.emit(into: &buffer)
+        return buffer
+    }
+}
+
+/// Counts every request by route template and status.
+struct MetricsMiddleware: RouterMiddleware {
+    typealias Context = FlashSaleRequestContext
+    let metrics: FlashSaleMetrics
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            let response = try await next(request, context)
+            metrics.request(route: context.endpointPath ?? "unmatched", status: Int(response.status.code))
+            return response
+        } catch let error as any HTTPResponseError {
+            metrics.request(route: context.endpointPath ?? "unmatched", status: Int(error.status.code))
+            throw error
+        } catch {
+            metrics.request(route: context.endpointPath ?? "unmatched", status: 500)
+            throw error
+        }
+    }
+}

@@ -1,0 +1,55 @@
+"""Opens N live-stock WebSockets to one FlashSale instance, checks each gets the stock frame on connect,
+then that every socket receives the pushed frame after an order changes the stock, and closes them.
+
+Usage: live_sockets.py BASE_URL SALE_ID TOKEN ADMIN_TOKEN COUNT
+Bounded: connecting has 120 s, the push has 30 s; exits non-zero on any failure.
+"""
+import asyncio
+import json
+import sys
+import urllib.request
+
+import websockets
+
+BASE, SALE, TOKEN, COUNT = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[5])
+
+
+async def open_socket(url, semaphore):
+    async with semaphore:
+        socket = await websockets.connect(url, open_timeout=60, max_queue=8, ping_interval=None)
+        first = json.loads(await asyncio.wait_for(socket.recv(), 30))
+        assert first["type"] == "stock", first
+        return socket, first
+
+
+def place_order():
+    request = urllib.request.Request(
+        f"{BASE}/sales/{SALE}/orders", method="POST",
+        data=json.dumps({"quantity": 1, "delivery": {"name": "Load", "phone": "5550100", "address": "1 Main St"}}).encode(),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 201, response.status
+
+
+async def wait_for_change(socket, sold_before):
+    while True:
+        message = json.loads(await socket.recv())
+        if message["type"] == "stock" and message["sold"] > sold_before:
+            return message
+
+
+async def main():
+    url = BASE.replace("http://", "ws://") + f"/sales/{SALE}/live?access_token={TOKEN}"
+    semaphore = asyncio.Semaphore(500)
+    opened = await asyncio.wait_for(asyncio.gather(*(open_socket(url, semaphore) for _ in range(COUNT))), 120)
+    sockets = [socket for socket, _ in opened]
+    sold_before = max(first["sold"] for _, first in opened)
+    print(f"live: {len(sockets)} sockets open, each got the stock frame on connect")
+    await asyncio.get_running_loop().run_in_executor(None, place_order)
+    updates = await asyncio.wait_for(asyncio.gather(*(wait_for_change(socket, sold_before) for socket in sockets)), 30)
+    assert all(update["sold"] > sold_before for update in updates)
+    print(f"live: all {len(updates)} sockets received the pushed stock change")
+    await asyncio.gather(*(socket.close() for socket in sockets))
+
+
+asyncio.run(main())

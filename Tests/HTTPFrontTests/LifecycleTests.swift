@@ -112,6 +112,55 @@ struct LifecycleTests {
     }
 }
 
+@Suite("Waitlist over HTTP")
+struct WaitlistHTTPTests {
+    // Units held by another instance's lease: the customer is waitlisted (202, position 1); when that lease
+    // expires the units serve the customer, a waitlist message reaches the customer's socket, /me shows it.
+    @Test func waitlistedCustomerIsServedAndTold() async throws {
+        let fixture = try HTTPFixture()
+        let other = LedgerFixture.engine(on: fixture.redis, instanceID: "other", leaseTTLMilliseconds: 600, maxShardUnits: 10, spreadFactor: 1)
+        try await fixture.components().application.test(.live) { client in
+            let port = try #require(client.port)
+            try await fixture.createSale(client, id: "wait", stock: 3, limit: 1)
+            guard case .confirmed = await other.reserve(saleID: "wait", customerID: "first", quantity: 1, idempotencyKey: nil, delivery: "{}") else {
+                Issue.record("the other instance sells one unit"); return
+            }
+            #expect(try fixture.ledger("wait").leases.first?.remaining == 2, "the other instance holds 2 units")
+
+            try await client.execute(uri: "/sales/wait/orders", method: .post, headers: fixture.headers("patient"), body: HTTPFixture.orderBody(quantity: 1)) { response in
+                #expect(response.status == .accepted)
+                #expect(json(response)["status"] as? String == "waitlisted" && json(response)["position"] as? Int == 1)
+            }
+            try await client.execute(uri: "/sales/wait/me", method: .get, headers: fixture.headers("patient")) { response in
+                #expect((json(response)["waitlist"] as? [String: Any])?["position"] as? Int == 1)
+            }
+
+            let received = ReceivedMessages()
+            let token = fixture.tokens.sign(subject: "patient", admin: false, expiresAt: Date().addingTimeInterval(600))
+            var logger = Logger(label: "ws-client")
+            logger.logLevel = .warning
+            let socket = Task {
+                try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/sales/wait/live?access_token=\(token)", logger: logger) { inbound, _, _ in
+                    for try await message in inbound.messages(maxSize: 1 << 16) {
+                        if case .text(let text) = message { received.append(text) }
+                    }
+                }
+            }
+            // The other instance stops renewing; its lease expires and this instance's reconciler serves the waitlist.
+            let told = try await waitUntil(seconds: 8) { received.all.contains { $0.contains(#""type":"waitlist""#) } }
+            socket.cancel()
+            #expect(told, "the served customer's socket gets a waitlist message: \(received.all)")
+            try await client.execute(uri: "/sales/wait/me", method: .get, headers: fixture.headers("patient")) { response in
+                let body = json(response)
+                #expect(body["purchased"] as? Int == 1 && body["waitlist"] is NSNull)
+            }
+            let snapshot = try fixture.ledger("wait")
+            #expect(snapshot.sold == 2 && snapshot.invariantHolds && snapshot.statistics["waitlistServed"] == 1)
+        }
+        await other.shutdown()
+    }
+}
+
 /// Polls `condition` every 50 ms for at most `seconds`.
 func waitUntil(seconds: Double, _ condition: () throws -> Bool) async throws -> Bool {
     let deadline = Date().addingTimeInterval(seconds)

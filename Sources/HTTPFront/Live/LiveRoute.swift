@@ -8,17 +8,22 @@ extension APIRoutes {
     /// (browsers cannot set headers on a WebSocket); it is never logged.
     func registerLive(on router: Router<FlashSaleRequestContext>, hub: LiveStockHub) {
         router.ws("sales/:saleId/live") { request, context in
-            _ = try authenticate(request, context, allowQueryToken: true)
+            let principal = try authenticate(request, context, allowQueryToken: true)
             let saleID = try saleID(context)
             do {
                 _ = try await engine.definition(saleID: saleID)
             } catch let error as ReservationError {
                 throw Problem(error)
             }
+            _ = principal
             return .upgrade([:])
         } onUpgrade: { inbound, outbound, context in
             guard let saleID = context.requestContext.parameters.get("saleId") else { return }
-            let (id, frames) = hub.subscribe(saleID: saleID)
+            // The token was verified before the upgrade; read its subject again for waitlist messages.
+            let customerID = bearerToken(of: context.request, allowQueryToken: true).flatMap { token in
+                try? tokens.verify(token).get().customerID
+            } ?? ""
+            let (id, frames) = hub.subscribe(saleID: saleID, customerID: customerID)
             defer { hub.unsubscribe(saleID: saleID, id: id) }
             if let (frame, closedReason) = await hub.currentFrame(saleID: saleID) {
                 try await outbound.write(.text(frame))

@@ -18,6 +18,7 @@ public final class LiveStockHub: Service, Sendable {
 
     private struct SaleSockets {
         var sockets: [UInt64: AsyncStream<String>.Continuation] = [:]
+        var customers: [UInt64: String] = [:]
         var lastNumbers: String?
     }
 
@@ -29,22 +30,44 @@ public final class LiveStockHub: Service, Sendable {
     public init(engine: ReservationService, logger: Logger) {
         self.engine = engine
         self.logger = logger
+        engine.onWaitersServed { [weak self] saleID, served in self?.announce(saleID: saleID, served: served) }
+    }
+
+    /// Tells each served customer's sockets on this instance that their waitlist entry became an order.
+    func announce(saleID: String, served: [ServedWaiter]) {
+        let byCustomer = Dictionary(grouping: served, by: \.customerID)
+        let deliveries = sales.withLock { sales -> [(AsyncStream<String>.Continuation, ServedWaiter)] in
+            guard let entry = sales[saleID] else { return [] }
+            var result: [(AsyncStream<String>.Continuation, ServedWaiter)] = []
+            for (id, customer) in entry.customers {
+                guard let continuation = entry.sockets[id], let mine = byCustomer[customer] else { continue }
+                for waiter in mine { result.append((continuation, waiter)) }
+            }
+            return result
+        }
+        for (continuation, waiter) in deliveries {
+            continuation.yield(#"{"type":"waitlist","status":"confirmed","orderId":"\#(waiter.orderID)","quantity":\#(waiter.quantity)}"#)
+        }
     }
 
     /// Open sockets across all sales (for metrics and tests).
     public var socketCount: Int { sales.withLock { $0.values.reduce(0) { $0 + $1.sockets.count } } }
 
     /// Registers a socket; the stream ends when the sale closes or the hub stops.
-    func subscribe(saleID: String) -> (id: UInt64, frames: AsyncStream<String>) {
+    func subscribe(saleID: String, customerID: String) -> (id: UInt64, frames: AsyncStream<String>) {
         let id = nextID.add(1, ordering: .relaxed).newValue
         let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(Self.socketBufferFrames))
-        sales.withLock { $0[saleID, default: SaleSockets()].sockets[id] = continuation }
+        sales.withLock { sales in
+            sales[saleID, default: SaleSockets()].sockets[id] = continuation
+            sales[saleID]?.customers[id] = customerID
+        }
         return (id, stream)
     }
 
     func unsubscribe(saleID: String, id: UInt64) {
         let continuation = sales.withLock { sales -> AsyncStream<String>.Continuation? in
             let removed = sales[saleID]?.sockets.removeValue(forKey: id)
+            sales[saleID]?.customers[id] = nil
             if sales[saleID]?.sockets.isEmpty == true { sales[saleID] = nil }
             return removed
         }

@@ -29,14 +29,12 @@ struct APIRoutes: Sendable {
     /// Address limit, then the bearer token, then the customer limit.
     func authenticate(_ request: Request, _ context: FlashSaleRequestContext, allowQueryToken: Bool = false) throws -> Principal {
         if let wait = addressLimiter.acquire(context.clientAddress) { throw Problem.rateLimited(retryAfterSeconds: wait) }
-        var token: String?
-        if let header = request.headers[.authorization] {
-            guard header.hasPrefix("Bearer ") else { throw Problem.unauthorized("the Authorization header must be 'Bearer <token>'") }
-            token = String(header.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces)
-        } else if allowQueryToken {
-            token = request.uri.queryParameters.get("access_token")
+        if let header = request.headers[.authorization], !header.hasPrefix("Bearer ") {
+            throw Problem.unauthorized("the Authorization header must be 'Bearer <token>'")
         }
-        guard let token, !token.isEmpty else { throw Problem.unauthorized("a bearer token is required") }
+        guard let token = bearerToken(of: request, allowQueryToken: allowQueryToken), !token.isEmpty else {
+            throw Problem.unauthorized("a bearer token is required")
+        }
         let principal: Principal
         switch tokens.verify(token) {
         case .success(let verified): principal = verified
@@ -44,6 +42,16 @@ struct APIRoutes: Sendable {
         }
         if let wait = customerLimiter.acquire(principal.customerID) { throw Problem.rateLimited(retryAfterSeconds: wait) }
         return principal
+    }
+
+    /// The bearer token of the Authorization header (or `?access_token=` where allowed).
+    func bearerToken(of request: Request, allowQueryToken: Bool) -> String? {
+        if let header = request.headers[.authorization] {
+            guard header.hasPrefix("Bearer ") else { return nil }
+            return String(header.dropFirst("Bearer ".count)).trimmingCharacters(in: .whitespaces)
+        }
+        guard allowQueryToken, let token = request.uri.queryParameters.get("access_token") else { return nil }
+        return String(token)
     }
 
     func requireAdmin(_ request: Request, _ context: FlashSaleRequestContext) throws -> Principal {

@@ -28,6 +28,8 @@ final class LocalSale: Sendable {
         var view: LedgerView?
         var refillWaiters: [CheckedContinuation<RefillResult, Never>]?
         var lastGrantUnits = 0
+        /// The last entry of the served-waiters stream this instance has announced.
+        var lastServedID: String?
     }
 
     let definition: SaleDefinition

@@ -112,6 +112,19 @@ extension ReservationService {
         }
     }
 
+    /// Reads the waiters served since the last tick and hands them to the observer (the live hub). The
+    /// first read of a sale only positions the cursor: a restarted instance does not replay old news.
+    func announceServedWaiters(sale: LocalSale) async {
+        guard let observer = servedObserver.withLock({ $0 }) else { return }
+        let saleID = sale.definition.id
+        let after = sale.state.withLock { $0.lastServedID }
+        guard let result = try? await committer.perform({ ledger throws(RedisError) in
+            try ledger.servedWaiters(saleID: saleID, after: after)
+        }) else { return }
+        sale.state.withLock { $0.lastServedID = result.lastID }
+        if !result.served.isEmpty { observer(saleID, result.served) }
+    }
+
     /// The ledger refused a commit on this lease: stop selling from it.
     func leaseLost(sale: LocalSale, shardID: String) {
         let bucket = sale.state.withLock { state -> TokenBucket? in
@@ -232,6 +245,7 @@ extension ReservationService {
         }
         guard let (view, remaining) = renewed else { return }
         sale.update(view: view)
+        await announceServedWaiters(sale: sale)
         if view.status == .closed {
             closeLocally(sale: sale, reason: view.closedReason ?? .ended)
             return

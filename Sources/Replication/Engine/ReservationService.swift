@@ -18,6 +18,8 @@ public final class ReservationService: Sendable {
     private let clockOrigin = ContinuousClock.now
     /// Rejections by sale and code since the last reconcile (flushed into the sale's statistics).
     private let rejections = Mutex<[String: [String: Int]]>([:])
+    /// Told, per sale, about waiting customers that were served (the live hub pushes it to them).
+    let servedObserver = Mutex<(@Sendable (String, [ServedWaiter]) -> Void)?>(nil)
     /// Whether the last reconcile reached the ledger (for logging transitions only).
     let ledgerReachable = Atomic(true)
 
@@ -31,6 +33,11 @@ public final class ReservationService: Sendable {
             logger: logger,
             observer: commitObserver
         )
+    }
+
+    /// Registers the receiver of served-waiter announcements (one per service).
+    public func onWaitersServed(_ observer: @escaping @Sendable (_ saleID: String, _ served: [ServedWaiter]) -> Void) {
+        servedObserver.withLock { $0 = observer }
     }
 
     /// Leases this instance sells from, across sales.

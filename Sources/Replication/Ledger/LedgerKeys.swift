@@ -24,12 +24,14 @@ public struct LedgerKeys: Sendable, Hashable {
     public var stats: String { key("stats") }
     /// customer -> space-separated order ids (for "my orders").
     public var customers: String { key("customers") }
+    /// Stream of waitlist entries served from freed units (customer, orderId, quantity), for live pushes.
+    public var served: String { key("served") }
     /// The final summary (JSON), written once at close.
     public var summary: String { key("summary") }
 
     /// The order every ledger script expects its KEYS in (see `LedgerScripts.prelude`).
     public var all: [String] {
-        [meta, pool, sold, fence, leases, users, idempotency, orders, outbox, stockLog, waitlist, waiters, stats, customers]
+        [meta, pool, sold, fence, leases, users, idempotency, orders, outbox, stockLog, waitlist, waiters, stats, customers, served]
     }
 
     /// The channel on which stock changes of the sale are announced.

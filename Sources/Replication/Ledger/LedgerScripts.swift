@@ -13,7 +13,7 @@ public enum LedgerScripts {
     static let prelude = #"""
     local K = {meta = KEYS[1], pool = KEYS[2], sold = KEYS[3], fence = KEYS[4], leases = KEYS[5],
       users = KEYS[6], idem = KEYS[7], orders = KEYS[8], outbox = KEYS[9], stocklog = KEYS[10],
-      waitlist = KEYS[11], waiters = KEYS[12], stats = KEYS[13], customers = KEYS[14]}
+      waitlist = KEYS[11], waiters = KEYS[12], stats = KEYS[13], customers = KEYS[14], served = KEYS[15]}
     local MAX_SETTLE = 1000
 
     local function num(value) return tonumber(value) or 0 end
@@ -123,6 +123,7 @@ public enum LedgerScripts {
           redis.call('INCRBY', K.sold, waiter.q)
           create_order(now, waiter.id, customer, waiter.q, waiter.k, waiter.d, '', 0, waiter.i, 'waitlist')
           redis.call('HINCRBY', K.stats, 'waitlistServed', 1)
+          redis.call('XADD', K.served, 'MAXLEN', '~', 100000, '*', 'customer', customer, 'orderId', waiter.id, 'quantity', waiter.q)
           served = served + waiter.q
         else
           break

@@ -51,6 +51,13 @@ public struct SaleSummary: Sendable, Hashable, Codable {
     }
 }
 
+/// A waiting customer who got units freed later.
+public struct ServedWaiter: Sendable, Hashable {
+    public let customerID: String
+    public let orderID: String
+    public let quantity: Int
+}
+
 extension Ledger {
     /// The stored final summary if there is one; otherwise the live numbers, stored when the sale is closed.
     public func summary(saleID: String) throws(RedisError) -> SaleSummary? {
@@ -86,6 +93,31 @@ extension Ledger {
             return command
         }
         for reply in try connection.pipeline(commands) { try reply.throwingServerError() }
+    }
+
+    /// Waitlist entries served after stream id `after`, at most `limit`, and the last id seen. With `after`
+    /// nil it only answers the newest id (a cursor to start from).
+    public func servedWaiters(saleID: String, after: String?, limit: Int = 1_000) throws(RedisError) -> (served: [ServedWaiter], lastID: String) {
+        precondition(limit > 0 && limit <= 10_000)
+        let key = LedgerKeys(saleID: saleID).served
+        guard let after else {
+            let newest = try connection.send(RedisCommand("XREVRANGE", key, "+", "-", "COUNT", "1")).throwingServerError()
+            return ([], newest.array?.first?.array?.first?.string ?? "0-0")
+        }
+        var command = RedisCommand("XRANGE", key, "(" + after, "+", "COUNT")
+        command.append(limit)
+        let entries = try connection.send(command).throwingServerError().array ?? []
+        var served: [ServedWaiter] = []
+        var lastID = after
+        for entry in entries {
+            guard let parts = entry.array, parts.count == 2, let id = parts[0].string, let fields = parts[1].array else { continue }
+            lastID = id
+            let values = Ledger.pairs(fields)
+            if let customer = values["customer"], let orderID = values["orderId"], let quantity = values["quantity"].flatMap(Int.init) {
+                served.append(ServedWaiter(customerID: customer, orderID: orderID, quantity: quantity))
+            }
+        }
+        return (served, lastID)
     }
 
     /// Sale ids whose lifecycle is not settled yet.

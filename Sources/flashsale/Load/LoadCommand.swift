@@ -1,0 +1,135 @@
+import ArgumentParser
+import Foundation
+import HTTPFront
+import NIOHTTP1
+
+struct LoadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "load",
+        abstract: "Generate load against a FlashSale instance and write a JSON and HTML report.",
+        discussion: """
+        flash-crowd: N virtual customers (each its own connection and token) wait for the opening, all order at \
+        once, retry RETRY_LATER, follow waitlist positions, and stop when the sale closes.
+        closed-loop: C connections order back to back as fresh customers for the duration.
+        open-loop: a fixed arrival rate for the duration; latency counts from the intended send time.
+        Every run is bounded by --max-seconds.
+        """
+    )
+
+    enum Mode: String, ExpressibleByArgument, CaseIterable {
+        case flashCrowd = "flash-crowd"
+        case closedLoop = "closed-loop"
+        case openLoop = "open-loop"
+    }
+
+    @Option(help: "Base URL of the instance.") var url = "http://127.0.0.1:8080"
+    @Option(help: "flash-crowd, closed-loop or open-loop.") var mode: Mode = .flashCrowd
+    @Option(help: "Virtual customers (flash-crowd).") var customers = 10_000
+    @Option(help: "Concurrent connections (closed-loop).") var connections = 64
+    @Option(help: "Arrivals per second (open-loop).") var rate: Double = 1_000
+    @Option(name: .customLong("duration-seconds"), help: "Length of a loop run.") var durationSeconds: Double = 10
+    @Option(name: .customLong("max-seconds"), help: "Hard bound on the whole run.") var maxSeconds: Double = 180
+    @Option(help: "Use this existing sale instead of creating one.") var sale: String?
+    @Option(help: "Stock of the created sale (flash-crowd; loop modes use 10,000,000).") var stock = 1_000
+    @Option(help: "Per-customer limit of the created sale.") var limit = 2
+    @Option(help: "Units per order.") var quantity = 1
+    @Option(name: .customLong("starts-in-seconds"), help: "The created sale opens this long after the run starts.") var startsInSeconds = 5
+    @Option(name: .customLong("jwt-secret"), help: "HS256 secret (FLASHSALE_JWT_SECRET) to sign customer tokens.") var jwtSecret: String?
+    @Option(help: "Report path without extension (.json and .html are written).") var report: String?
+
+    func validate() throws {
+        guard customers >= 1, customers <= 50_000 else { throw ValidationError("--customers must be 1 to 50000") }
+        guard connections >= 1, connections <= 10_000 else { throw ValidationError("--connections must be 1 to 10000") }
+        guard rate > 0, rate <= 100_000 else { throw ValidationError("--rate must be in (0, 100000]") }
+        guard durationSeconds > 0, maxSeconds > 0, maxSeconds <= 3_600 else { throw ValidationError("durations must be positive, --max-seconds at most 3600") }
+        guard quantity >= 1, quantity <= limit else { throw ValidationError("--quantity must be 1 to --limit") }
+    }
+
+    func run() async throws {
+        guard let secret = jwtSecret ?? ProcessInfo.processInfo.environment["FLASHSALE_JWT_SECRET"], secret.utf8.count >= 16 else {
+            throw ValidationError("FLASHSALE_JWT_SECRET (or --jwt-secret) must be the server's secret")
+        }
+        let tokens = BearerTokens(secret: secret)
+        let admin = tokens.sign(subject: "load-admin", admin: true, expiresAt: Date().addingTimeInterval(7_200))
+        let connectionCount = mode == .flashCrowd ? customers : (mode == .closedLoop ? connections : min(10_000, Int(rate)))
+        let client = LoadClient(baseURL: url, connections: connectionCount)
+        let origin = ContinuousClock.now
+        let scenarios = Scenarios(client: client, tokens: tokens, origin: origin, deadline: origin + .seconds(maxSeconds))
+
+        let saleID: String
+        if let sale {
+            saleID = sale
+        } else {
+            saleID = try await createSale(client, admin: admin)
+        }
+        let started = ContinuousClock.now
+        var records: [CustomerRecord] = []
+        var openedAtMilliseconds: Double?
+        switch mode {
+        case .flashCrowd:
+            let opensAt = started + .milliseconds(Int64(startsInSeconds) * 1_000 + 50)
+            openedAtMilliseconds = scenarios.milliseconds(since: opensAt)
+            records = await withTaskGroup(of: CustomerRecord.self) { group in
+                for index in 0..<customers {
+                    group.addTask { await scenarios.flashCrowdCustomer(index: index, saleID: saleID, opensAt: opensAt, quantity: quantity) }
+                }
+                var all: [CustomerRecord] = []
+                for await record in group { all.append(record) }
+                return all
+            }
+        case .closedLoop:
+            let end = ContinuousClock.now + .milliseconds(Int64(durationSeconds * 1_000))
+            records = await withTaskGroup(of: [CustomerRecord].self) { group in
+                for worker in 0..<connections {
+                    group.addTask { await scenarios.closedLoopWorker(worker: worker, saleID: saleID, until: end, maxRequests: 1_000_000) }
+                }
+                var all: [CustomerRecord] = []
+                for await part in group { all.append(contentsOf: part) }
+                return all
+            }
+        case .openLoop:
+            records = await scenarios.openLoop(saleID: saleID, ratePerSecond: rate, seconds: durationSeconds)
+        }
+        let elapsed = started.duration(to: .now)
+        var seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        if mode == .flashCrowd { seconds = max(0.001, seconds - Double(startsInSeconds)) }
+
+        let oversell = try? await oversellCheck(client, admin: admin, saleID: saleID, records: records)
+        try await client.shutdown()
+        let saleStock = mode == .flashCrowd ? oversell?.stock ?? stock : nil
+        let built = LoadReport.build(mode: mode.rawValue, command: CommandLine.arguments.joined(separator: " "), records: records,
+                                     durationSeconds: seconds, stock: saleStock, oversell: oversell, openedAtMilliseconds: openedAtMilliseconds)
+        let path = report ?? "reports/load-\(mode.rawValue)-\(Int(Date().timeIntervalSince1970))"
+        try FileManager.default.createDirectory(at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
+        try built.json().write(to: URL(fileURLWithPath: path + ".json"))
+        try Data(built.html().utf8).write(to: URL(fileURLWithPath: path + ".html"))
+        print(built.summaryText)
+        print("report: \(path).json and \(path).html")
+        if oversell?.oversold == true || oversell?.invariantHolds == false {
+            throw ValidationError("the ledger check failed: oversold or invariant broken")
+        }
+    }
+
+    private func createSale(_ client: LoadClient, admin: String) async throws -> String {
+        let id = "load-\(mode.rawValue)-\(Int(Date().timeIntervalSince1970))"
+        let startsIn = mode == .flashCrowd ? startsInSeconds : 0
+        let startsAt = ISO8601DateFormatter().string(from: Date().addingTimeInterval(Double(startsIn)))
+        let saleStock = mode == .flashCrowd ? stock : 10_000_000
+        let saleLimit = mode == .flashCrowd ? limit : 100
+        let body = #"{"id":"\#(id)","name":"Load \#(mode.rawValue)","stock":\#(saleStock),"startsAt":"\#(startsAt)","durationSeconds":\#(Int(maxSeconds) + 60),"perCustomerLimit":\#(saleLimit)}"#
+        let response = try await client.send(.POST, "/admin/sales", token: admin, json: body)
+        guard response.status == 201 else { throw ValidationError("creating the sale failed: HTTP \(response.status) \(response.body)") }
+        return id
+    }
+
+    private func oversellCheck(_ client: LoadClient, admin: String, saleID: String, records: [CustomerRecord]) async throws -> LoadReport.Oversell {
+        let shards = try await client.send(.GET, "/admin/sales/\(saleID)/shards", token: admin)
+        let stock = shards.body["stock"] as? Int ?? 0
+        let sold = shards.body["sold"] as? Int ?? 0
+        let pool = shards.body["pool"] as? Int ?? 0
+        let leased = (shards.body["leases"] as? [[String: Any]] ?? []).reduce(0) { $0 + ($1["remaining"] as? Int ?? 0) }
+        let seen = records.reduce(0) { $0 + $1.confirmedUnits }
+        return LoadReport.Oversell(stock: stock, sold: sold, soldSeenByCustomers: seen, pool: pool, leased: leased,
+                                   invariantHolds: pool + leased + sold == stock, oversold: sold > stock || seen > sold)
+    }
+}

@@ -34,13 +34,17 @@ public enum FlashSaleApplication {
             }
             HealthRoutes(redis: redis).register(on: router)
             StaticRoutes().register(on: router)
-            let api = APIRoutes(
+            var api = APIRoutes(
                 engine: engine,
                 tokens: BearerTokens(secret: configuration.jwtSecret),
                 customerLimiter: RateLimiter(ratePerSecond: configuration.rateLimitPerCustomer),
                 addressLimiter: RateLimiter(ratePerSecond: configuration.rateLimitPerAddress),
                 metrics: metrics
             )
+            api.orderPath = configuration.orderPath
+            if configuration.orderPath == .direct {
+                api.directClients = (0..<8).map { RedisClient(configuration: configuration.redis, name: "redis-direct-\($0)") }
+            }
             api.register(on: router)
             api.registerLive(on: router, hub: hub)
 
@@ -51,6 +55,10 @@ public enum FlashSaleApplication {
                 logger: logger
             )
             application.addServices(redis, LeaseReconciler(service: engine), hub)
+            for client in api.directClients { application.addServices(client) }
+            if configuration.orderPath != .engine {
+                logger.warning("comparison order path: orders do not go through the engine", metadata: ["orderPath": "\(configuration.orderPath.rawValue)"])
+            }
             self.engine = engine
             self.hub = hub
             self.application = application

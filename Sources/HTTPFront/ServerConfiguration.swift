@@ -1,5 +1,17 @@
 import Replication
 
+/// How `POST /sales/{id}/orders` is served. Only `engine` is the product; the others exist so the load
+/// generator can measure the same server side by side.
+public enum OrderPath: String, Sendable, CaseIterable {
+    /// Leased shards, local buckets, group commit (the design).
+    case engine
+    /// The textbook flash-sale design: one Lua call per order straight against the pool, from a pool of
+    /// connections; no shards, no group commit.
+    case direct
+    /// Parse, authenticate, validate and answer 201 without touching the ledger: this machine's HTTP ceiling.
+    case noop
+}
+
 /// Configuration of `flashsale serve`; see the README table for the environment variables.
 public struct ServerConfiguration: Sendable {
     public var host: String
@@ -12,6 +24,7 @@ public struct ServerConfiguration: Sendable {
     /// Requests per second per client address (burst twice that); 0 turns the limit off.
     public var rateLimitPerAddress: Double
     public var engine: EngineConfiguration
+    public var orderPath: OrderPath = .engine
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, redis: RedisConfiguration = RedisConfiguration(), jwtSecret: String,

@@ -27,6 +27,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("instance-id"), help: "This instance's name in the lease table (FLASHSALE_INSTANCE_ID, default host name + pid).")
     var instanceID: String?
 
+    @Option(name: .customLong("order-path"), help: "engine (default); direct or noop only for side-by-side benchmarks (FLASHSALE_ORDER_PATH).")
+    var orderPath: String?
+
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         let level = Logger.Level(rawValue: environment["FLASHSALE_LOG_LEVEL"] ?? "info") ?? .info
@@ -68,7 +71,13 @@ struct ServeCommand: AsyncParsableCommand {
             "instance": "\(configuration.instanceID)",
             "allocator": "jemalloc \(Self.jemallocVersion)",
         ])
-        let application = FlashSaleApplication.build(configuration: configuration, logger: logger)
+        var serverConfiguration = configuration
+        let pathName = orderPath ?? environment["FLASHSALE_ORDER_PATH"] ?? "engine"
+        guard let path = OrderPath(rawValue: pathName) else {
+            throw ValidationError("--order-path must be engine, direct or noop, got \(pathName.debugDescription)")
+        }
+        serverConfiguration.orderPath = path
+        let application = FlashSaleApplication.build(configuration: serverConfiguration, logger: logger)
         try await application.runService()
     }
 

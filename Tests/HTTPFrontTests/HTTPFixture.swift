@@ -18,14 +18,15 @@ struct HTTPFixture {
         redis = try RedisServer()
     }
 
-    func components(customerRate: Double = 0, addressRate: Double = 0) -> FlashSaleApplication.Components {
+    func components(customerRate: Double = 0, addressRate: Double = 0, orderPath: OrderPath = .engine) -> FlashSaleApplication.Components {
         var logger = Logger(label: "http-test")
         logger.logLevel = .warning
         let engine = EngineConfiguration(instanceID: "http-test", leaseTTLMilliseconds: 1_000, leaseRenewMarginMilliseconds: 500,
                                          leaseSafetyMarginMilliseconds: 100, reconcileIntervalMilliseconds: 50)
-        let configuration = ServerConfiguration(host: "127.0.0.1", port: 0, redis: redis.configuration, jwtSecret: Self.secret,
+        var configuration = ServerConfiguration(host: "127.0.0.1", port: 0, redis: redis.configuration, jwtSecret: Self.secret,
                                                 instanceID: "http-test", rateLimitPerCustomer: customerRate,
                                                 rateLimitPerAddress: addressRate, engine: engine)
+        configuration.orderPath = orderPath
         return FlashSaleApplication.Components(configuration: configuration, logger: logger)
     }
 

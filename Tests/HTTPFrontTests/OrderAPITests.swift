@@ -252,4 +252,31 @@ struct OrderAPITests {
             }
         }
     }
+
+    // The comparison paths: direct sells through one script call per order and never oversells; noop
+    // answers 201 without touching the ledger.
+    @Test func comparisonOrderPaths() async throws {
+        let fixture = try HTTPFixture()
+        try await fixture.components(orderPath: .direct).application.test(.live) { client in
+            try await fixture.createSale(client, id: "direct", stock: 3, limit: 1)
+            var confirmed = 0
+            for customer in 0..<5 {
+                try await client.execute(uri: "/sales/direct/orders", method: .post, headers: fixture.headers("d\(customer)"), body: HTTPFixture.orderBody(quantity: 1)) { response in
+                    if response.status == .created { confirmed += 1 } else { expectProblem(response, .conflict, "SOLD_OUT") }
+                }
+            }
+            #expect(confirmed == 3)
+            let snapshot = try fixture.ledger("direct")
+            #expect(snapshot.sold == 3 && snapshot.leases.isEmpty && snapshot.invariantHolds && snapshot.status == .closed)
+        }
+        let noop = try HTTPFixture()
+        try await noop.components(orderPath: .noop).application.test(.live) { client in
+            try await noop.createSale(client, id: "noop", stock: 3, limit: 1)
+            try await client.execute(uri: "/sales/noop/orders", method: .post, headers: noop.headers("n"), body: HTTPFixture.orderBody(quantity: 1)) { response in
+                #expect(response.status == .created)
+            }
+            try await client.execute(uri: "/sales/noop/orders", method: .post, headers: noop.headers("n"), body: ByteBuffer(string: "{}")) { expectProblem($0, .badRequest, "INVALID_REQUEST") }
+            #expect(try noop.ledger("noop").sold == 0, "noop never touches the ledger")
+        }
+    }
 }

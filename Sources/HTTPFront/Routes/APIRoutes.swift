@@ -10,6 +10,9 @@ struct APIRoutes: Sendable {
     let customerLimiter: RateLimiter
     let addressLimiter: RateLimiter
     let metrics: FlashSaleMetrics
+    var orderPath: OrderPath = .engine
+    /// Connections of the textbook comparison path (`OrderPath.direct` only).
+    var directClients: [RedisClient] = []
 
     func register(on router: Router<FlashSaleRequestContext>) {
         router.post("admin/sales") { request, context in try await createSale(request, context) }
@@ -164,8 +167,20 @@ struct APIRoutes: Sendable {
         try requireLength(body.delivery.address, 1...500, field: "delivery.address")
         guard body.quantity >= 1 else { throw Problem.invalidRequest("quantity must be at least 1") }
         let delivery = String(decoding: try JSONEncoder().encode(body.delivery), as: UTF8.self)
-        let outcome = await engine.reserve(saleID: saleID, customerID: principal.customerID, quantity: body.quantity,
+        let outcome: ReservationOutcome
+        switch orderPath {
+        case .engine:
+            outcome = await engine.reserve(saleID: saleID, customerID: principal.customerID, quantity: body.quantity,
                                            idempotencyKey: idempotencyKey, delivery: delivery)
+        case .direct:
+            outcome = await directOrder(saleID: saleID, customerID: principal.customerID, quantity: body.quantity,
+                                        idempotencyKey: idempotencyKey ?? "", delivery: delivery)
+        case .noop:
+            outcome = .confirmed(OrderRecord(orderID: OrderID.make(saleID: saleID), customerID: principal.customerID, quantity: body.quantity,
+                                             createdAtMilliseconds: Timestamps.nowMilliseconds, status: .confirmed,
+                                             idempotencyKey: idempotencyKey ?? "", delivery: delivery, shardID: "", fence: 0,
+                                             instanceID: "noop", source: "noop"))
+        }
         switch outcome {
         case .confirmed(let record):
             metrics.order(result: "confirmed")
@@ -176,6 +191,35 @@ struct APIRoutes: Sendable {
         case .rejected(let error, let retryAfter):
             metrics.order(result: error.code.rawValue)
             throw Problem(error, retryAfterSeconds: retryAfter)
+        }
+    }
+
+    /// The textbook comparison path: one `EVALSHA` per order on one of a pool of connections.
+    func directOrder(saleID: String, customerID: String, quantity: Int, idempotencyKey: String, delivery: String) async -> ReservationOutcome {
+        precondition(!directClients.isEmpty, "the direct order path needs its connections")
+        let orderID = OrderID.make(saleID: saleID)
+        let client = directClients[Int.random(in: 0..<directClients.count)]
+        let outcome: DirectOrderOutcome
+        do {
+            outcome = try await client.withConnection { connection throws(RedisError) in
+                try Ledger(connection: connection).directOrder(saleID: saleID, orderID: orderID, customerID: customerID, quantity: quantity,
+                                                               idempotencyKey: idempotencyKey, delivery: delivery)
+            }
+        } catch {
+            return .rejected(ReservationError(.retryLater, "the ledger is unreachable (\(error.code))"), retryAfterSeconds: 1)
+        }
+        switch outcome {
+        case .committed(let createdAt):
+            return .confirmed(OrderRecord(orderID: orderID, customerID: customerID, quantity: quantity, createdAtMilliseconds: createdAt,
+                                          status: .confirmed, idempotencyKey: idempotencyKey, delivery: delivery, shardID: "", fence: 0,
+                                          instanceID: "direct", source: "direct"))
+        case .duplicate(let record): return .confirmed(record)
+        case .limitExceeded: return .rejected(ReservationError(.limitExceeded, "per-customer limit reached"), retryAfterSeconds: nil)
+        case .insufficientStock(let unsold): return .rejected(ReservationError(.insufficientStock, "only \(unsold) units are left"), retryAfterSeconds: nil)
+        case .closed(let reason): return .rejected(ReservationService.closedError(reason), retryAfterSeconds: nil)
+        case .notStarted(let milliseconds):
+            return .rejected(ReservationError(.saleNotStarted, "the sale has not started"), retryAfterSeconds: Int((milliseconds + 999) / 1_000))
+        case .notFound: return .rejected(ReservationError(.notFound, "no sale \(saleID)"), retryAfterSeconds: nil)
         }
     }
 

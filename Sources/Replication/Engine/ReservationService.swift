@@ -313,7 +313,7 @@ public final class ReservationService: Sendable {
         try await localSale(saleID).definition
     }
 
-    static func closedError(_ reason: ClosedReason) -> ReservationError {
+    public static func closedError(_ reason: ClosedReason) -> ReservationError {
         switch reason {
         case .soldOut: ReservationError(.soldOut, "every unit is sold")
         case .ended: ReservationError(.saleEnded, "the sale has ended")

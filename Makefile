@@ -24,6 +24,14 @@ test: bootstrap
 clean:
 	rm -rf .build .local
 
-.PHONY: bench-micro
+.PHONY: bench-micro bench demo
 bench-micro: bootstrap
 	cd Benchmarks && swift package --disable-sandbox benchmark
+
+# Microbenchmarks, then engine vs direct vs noop side by side; writes BENCHMARKS.md (bounded, < 15 min).
+bench: bootstrap
+	scripts/bench.sh
+
+# The reference case: 1,000 units, limit 2, 10,000 virtual customers; prints the summary and the report.
+demo: bootstrap
+	scripts/demo.sh

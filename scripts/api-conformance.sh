@@ -7,30 +7,18 @@ cd "$(dirname "$0")/.."
 
 BIN=${FLASHSALE_BIN:-.build/debug/flashsale}
 EXAMPLES=${CONFORMANCE_MAX_EXAMPLES:-20}
+source scripts/lib.sh
 WORK=$(mktemp -d)
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 REDIS_PORT=$(free_port)
 HTTP_PORT=$(free_port)
-
-cleanup() {
-  [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null || true
-  redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK" --save "" --appendonly yes --appendfsync always \
-  --daemonize yes --pidfile "$WORK/redis.pid" --logfile "$WORK/redis.log"
+trap 'stop_servers; rm -rf "$WORK"' EXIT
+start_test_redis "$WORK"
 
 export FLASHSALE_JWT_SECRET=conformance-secret-0123456789
 export FLASHSALE_RATE_LIMIT_CUSTOMER=0 FLASHSALE_RATE_LIMIT_ADDRESS=0 FLASHSALE_LOG_LEVEL=error
 "$BIN" serve --port "$HTTP_PORT" --redis-url "redis://127.0.0.1:$REDIS_PORT" --instance-id conformance 2>"$WORK/server.log" &
 SERVER=$!
-for _ in $(seq 1 150); do
-  curl -fs "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1 && break
-  sleep 0.2
-done
-curl -fs "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null || { echo "conformance: server not ready"; cat "$WORK/server.log"; exit 1; }
+wait_ready "http://127.0.0.1:$HTTP_PORT/readyz" || { echo "conformance: server not ready"; cat "$WORK/server.log"; exit 1; }
 
 ADMIN=$("$BIN" token --sub conformance-admin --admin --ttl-seconds 3600)
 STARTS=$(date -u +%Y-%m-%dT%H:%M:%SZ)

@@ -84,7 +84,6 @@ extension ReservationService {
     /// (after the commits queued before) so the next lease can hold the whole order.
     func consolidate(sale: LocalSale) async {
         let saleID = sale.definition.id
-        let owner = configuration.instanceID
         let returning = sale.state.withLock { state -> [(shardID: String, fence: Int64, bucket: TokenBucket)] in
             var result: [(String, Int64, TokenBucket)] = []
             for shardID in state.slots.keys.sorted() {
@@ -100,16 +99,7 @@ extension ReservationService {
             sale.unpublish(item.bucket)
             _ = item.bucket.close()
         }
-        let leases = returning.map { ($0.shardID, $0.fence) }
-        do {
-            try await committer.perform { ledger throws(RedisError) in
-                for (shardID, fence) in leases {
-                    _ = try ledger.returnLease(saleID: saleID, owner: owner, shardID: shardID, fence: fence)
-                }
-            }
-        } catch {
-            logger.warning("returning fragmented leases failed; they expire by themselves", metadata: ["sale": "\(saleID)", "error": "\(error)"])
-        }
+        await returnLeases(saleID: saleID, returning.map { ($0.shardID, $0.fence) }, reason: "fragmented")
     }
 
     /// Reads the waiters served since the last tick and hands them to the observer (the live hub). The
@@ -123,6 +113,25 @@ extension ReservationService {
         }) else { return }
         sale.state.withLock { $0.lastServedID = result.lastID }
         if !result.served.isEmpty { observer(saleID, result.served) }
+    }
+
+    /// Gives leases back to the pool (waitlist first), after every commit queued before. On failure the
+    /// leases expire by themselves and return to the pool then. Answers whether the ledger took them.
+    @discardableResult
+    func returnLeases(saleID: String, _ leases: [(shardID: String, fence: Int64)], reason: String) async -> Bool {
+        precondition(leases.count <= 10_000, "return at most 10000 leases at once")
+        let owner = configuration.instanceID
+        do {
+            try await committer.perform { ledger throws(RedisError) in
+                for lease in leases {
+                    _ = try ledger.returnLease(saleID: saleID, owner: owner, shardID: lease.shardID, fence: lease.fence)
+                }
+            }
+            return true
+        } catch {
+            logger.warning("returning leases failed; they expire by themselves", metadata: ["sale": "\(saleID)", "reason": "\(reason)", "error": "\(error)"])
+            return false
+        }
     }
 
     /// The ledger refused a commit on this lease: stop selling from it.
@@ -300,17 +309,7 @@ extension ReservationService {
             }
         }
         if !returns.isEmpty {
-            let leases = returns.map { ($0.shardID, $0.fence) }
-            do {
-                try await committer.perform { ledger throws(RedisError) in
-                    for (shardID, fence) in leases {
-                        _ = try ledger.returnLease(saleID: saleID, owner: owner, shardID: shardID, fence: fence)
-                    }
-                }
-            } catch {
-                // The leases expire by themselves and return to the pool.
-                logger.warning("lease return failed", metadata: ["sale": "\(saleID)", "error": "\(error)"])
-            }
+            await returnLeases(saleID: saleID, returns.map { ($0.shardID, $0.fence) }, reason: "surplus or drained")
         }
 
         // Prefetch so that customers rarely wait for a lease round trip.
@@ -340,7 +339,6 @@ extension ReservationService {
 
     /// Graceful stop: close every bucket, return every lease after the queued commits, stop the committer.
     public func shutdown() async {
-        let owner = configuration.instanceID
         for sale in trackedSales {
             let saleID = sale.definition.id
             let closed = sale.closeAllBuckets()
@@ -354,15 +352,8 @@ extension ReservationService {
                 }
             }
             guard !leases.isEmpty else { continue }
-            do {
-                try await committer.perform { ledger throws(RedisError) in
-                    for (shardID, fence) in leases {
-                        _ = try ledger.returnLease(saleID: saleID, owner: owner, shardID: shardID, fence: fence)
-                    }
-                }
+            if await returnLeases(saleID: saleID, leases, reason: "shutdown") {
                 logger.info("leases returned", metadata: ["sale": "\(saleID)", "leases": "\(leases.count)", "unsold": "\(closed.reduce(0) { $0 + $1.units })"])
-            } catch {
-                logger.warning("returning leases at shutdown failed; they expire by themselves", metadata: ["sale": "\(saleID)", "error": "\(error)"])
             }
         }
         committer.shutdown()

@@ -92,6 +92,20 @@ struct Scenarios {
         return record
     }
 
+    /// One order of one unit by a fresh customer, recorded.
+    func singleOrder(customer: String, saleID: String, intendedStart: ContinuousClock.Instant) async -> CustomerRecord {
+        var record = CustomerRecord(customerID: customer)
+        let response = await attempt(&record, saleID: saleID, token: token(customer), quantity: 1, idempotencyKey: nil, intendedStart: intendedStart)
+        if response?.status == 201 {
+            record.outcome = "confirmed"
+            record.confirmedUnits = 1
+            record.confirmedAtMilliseconds = milliseconds(since: .now)
+        } else {
+            record.outcome = record.requests.last?.result ?? "none"
+        }
+        return record
+    }
+
     /// Closed loop: `connections` workers, each ordering as fresh customers back to back until the deadline.
     func closedLoopWorker(worker: Int, saleID: String, until end: ContinuousClock.Instant, maxRequests: Int) async -> [CustomerRecord] {
         var records: [CustomerRecord] = []
@@ -99,16 +113,7 @@ struct Scenarios {
         while ContinuousClock.now < end, sequence < maxRequests {
             let customer = "loop-\(worker)-\(sequence)"
             sequence += 1
-            var record = CustomerRecord(customerID: customer)
-            if let response = await attempt(&record, saleID: saleID, token: token(customer), quantity: 1, idempotencyKey: nil),
-               response.status == 201 {
-                record.outcome = "confirmed"
-                record.confirmedUnits = 1
-                record.confirmedAtMilliseconds = milliseconds(since: .now)
-            } else {
-                record.outcome = record.requests.last?.result ?? "none"
-            }
-            records.append(record)
+            records.append(await singleOrder(customer: customer, saleID: saleID, intendedStart: .now))
         }
         return records
     }
@@ -122,19 +127,7 @@ struct Scenarios {
                 let intended = start + .nanoseconds(Int64(Double(index) / ratePerSecond * 1e9))
                 guard intended < deadline else { break }
                 try? await Task.sleep(until: intended, clock: .continuous)
-                group.addTask {
-                    let customer = "open-\(index)"
-                    var record = CustomerRecord(customerID: customer)
-                    if let response = await attempt(&record, saleID: saleID, token: token(customer), quantity: 1, idempotencyKey: nil, intendedStart: intended),
-                       response.status == 201 {
-                        record.outcome = "confirmed"
-                        record.confirmedUnits = 1
-                        record.confirmedAtMilliseconds = milliseconds(since: .now)
-                    } else {
-                        record.outcome = record.requests.last?.result ?? "none"
-                    }
-                    return record
-                }
+                group.addTask { await singleOrder(customer: "open-\(index)", saleID: saleID, intendedStart: intended) }
             }
             var records: [CustomerRecord] = []
             for await record in group { records.append(record) }

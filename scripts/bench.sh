@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# `make bench`: the package-benchmark microbenchmarks, then the same server with three order paths
+# (engine, direct = the textbook design, noop = the HTTP ceiling) under the same load generator,
+# alternating, several rounds; medians and ratios go to BENCHMARKS.md. Bounded: every step has a timeout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${BENCH_ROUNDS:-3}
+SECONDS_PER_RUN=${BENCH_SECONDS:-8}
+CONNECTIONS=${BENCH_CONNECTIONS:-64}
+OUT=reports/bench
+mkdir -p "$OUT"
+BIN=.build/release/flashsale
+timeout 900 swift build -c release --product flashsale
+
+if [ "${BENCH_SKIP_MICRO:-0}" != 1 ]; then
+  echo "bench: microbenchmarks (package-benchmark)"
+  (cd Benchmarks && timeout 900 swift package --disable-sandbox benchmark --no-progress) | tr -d '\033' | sed 's/\[[0-9;]*m//g' > "$OUT/micro.txt" 2>&1 || true
+fi
+
+source scripts/lib.sh
+WORK=$(mktemp -d)
+REDIS_PORT=$(free_port)
+trap 'stop_servers; rm -rf "$WORK"' EXIT
+start_test_redis "$WORK"
+export FLASHSALE_JWT_SECRET=bench-secret-0123456789abcdef
+export FLASHSALE_RATE_LIMIT_CUSTOMER=0 FLASHSALE_RATE_LIMIT_ADDRESS=0 FLASHSALE_LOG_LEVEL=error
+
+for round in $(seq 1 "$ROUNDS"); do
+  for path in engine direct noop; do
+    HTTP_PORT=$(free_port)
+    "$BIN" serve --port "$HTTP_PORT" --redis-url "redis://127.0.0.1:$REDIS_PORT" --order-path "$path" --instance-id "bench-$path" 2>"$WORK/server.log" &
+    SERVER=$!
+    wait_ready "http://127.0.0.1:$HTTP_PORT/readyz"
+    echo "bench: round $round, order path $path"
+    timeout 120 "$BIN" load --url "http://127.0.0.1:$HTTP_PORT" --mode closed-loop --connections "$CONNECTIONS" \
+      --duration-seconds "$SECONDS_PER_RUN" --max-seconds 60 --report "$OUT/$path-$round" | sed 's/^/  /'
+    kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
+    SERVER=
+  done
+done
+
+python3 scripts/bench_report.py "$OUT" "$ROUNDS" "$SECONDS_PER_RUN" "$CONNECTIONS" > BENCHMARKS.md
+echo "bench: wrote BENCHMARKS.md"

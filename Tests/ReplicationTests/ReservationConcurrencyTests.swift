@@ -127,4 +127,15 @@ struct ReservationConcurrencyTests {
         for engine in engines { await engine.shutdown() }
         #expect(try LedgerFixture.snapshot(on: server, saleID: sale.id).invariantHolds)
     }
+
+    // An instance that tracks a sale but has no customers for it never takes a lease (no hoarding).
+    @Test func idleInstanceDoesNotHoardStock() async throws {
+        let server = try RedisServer()
+        let sale = try LedgerFixture.createOpenSale(on: server, stock: 100)
+        let idle = LedgerFixture.engine(on: server, instanceID: "idle")
+        for _ in 0..<5 { await idle.reconcileAll() }
+        let snapshot = try LedgerFixture.snapshot(on: server, saleID: sale.id)
+        #expect(snapshot.leases.isEmpty && snapshot.pool == 100, "leases: \(snapshot.leases)")
+        await idle.shutdown()
+    }
 }

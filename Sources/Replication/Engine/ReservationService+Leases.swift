@@ -312,10 +312,11 @@ extension ReservationService {
             await returnLeases(saleID: saleID, returns.map { ($0.shardID, $0.fence) }, reason: "surplus or drained")
         }
 
-        // Prefetch so that customers rarely wait for a lease round trip.
+        // Prefetch so that customers rarely wait for a lease round trip, but only where customers order:
+        // an instance that never needed a lease for this sale does not hoard its stock.
         let lastGrant = sale.state.withLock { $0.lastGrantUnits }
         let threshold = max(1, Int(Double(lastGrant) * configuration.prefetchFraction))
-        if view.status == .open, view.pool > 0, view.waitlist == 0, sale.availableLocally < threshold {
+        if lastGrant > 0, view.status == .open, view.pool > 0, view.waitlist == 0, sale.availableLocally < threshold {
             _ = await refill(sale: sale)
         }
     }

@@ -279,4 +279,23 @@ struct OrderAPITests {
             #expect(try noop.ledger("noop").sold == 0, "noop never touches the ledger")
         }
     }
+
+    // With the ledger unreachable an order is RETRY_LATER (503, Retry-After) and nothing is reserved;
+    // once Redis is back the same request succeeds.
+    @Test func ledgerDownIsRetryLater() async throws {
+        let fixture = try HTTPFixture()
+        try await fixture.components().application.test(.live) { client in
+            try await fixture.createSale(client, id: "down", stock: 5)
+            fixture.redis.shutdown()
+            try await client.execute(uri: "/sales/down/orders", method: .post, headers: fixture.headers("alice"), body: HTTPFixture.orderBody(quantity: 1)) { response in
+                expectProblem(response, .serviceUnavailable, "RETRY_LATER")
+                #expect(Int(response.headers[.retryAfter] ?? "") ?? 0 >= 1)
+            }
+            try fixture.redis.restart()
+            #expect(try fixture.ledger("down").sold == 0, "nothing was reserved while the ledger was down")
+            try await client.execute(uri: "/sales/down/orders", method: .post, headers: fixture.headers("alice"), body: HTTPFixture.orderBody(quantity: 1)) { response in
+                #expect(response.status == .created)
+            }
+        }
+    }
 }

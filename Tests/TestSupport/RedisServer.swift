@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Replication
 
 /// A real `redis-server` for one test: a free loopback port, a temporary directory, AOF on with
@@ -124,8 +125,17 @@ public final class RedisServer: @unchecked Sendable {
                 lock.withLock { pid = 0 }
                 throw RedisServerError("redis-server exited at start on port \(port)")
             }
-            if let connection = try? RedisConnection(configuration: configuration),
-               (try? connection.send("PING")) != nil {  // PONG, or NOAUTH when a password is required
+            if let connection = try? RedisConnection(configuration: configuration), let reply = try? connection.send("PING"),
+               reply == .status("PONG") || reply.errorMessage?.hasPrefix("NOAUTH") == true {  // not LOADING: the AOF is in
+                // Make sure the server answering is the one just started, not another on a reused port.
+                if case .bulk(let info)? = try? connection.send("INFO", "server"),
+                   let line = String(decoding: info, as: UTF8.self).split(separator: "\r\n").first(where: { $0.hasPrefix("process_id:") }),
+                   Int32(line.dropFirst("process_id:".count)) != spawned {
+                    Foundation.kill(spawned, SIGKILL)
+                    Self.reap(spawned)
+                    lock.withLock { pid = 0 }
+                    throw RedisServerError("port \(port) answers for another redis-server")
+                }
                 return
             }
             usleep(20_000)
@@ -201,25 +211,35 @@ public final class RedisServer: @unchecked Sendable {
         throw RedisServerError("redis-server not found on PATH; run `make test` (it installs it)")
     }
 
-    /// Asks the kernel for a free TCP port on 127.0.0.1.
+    /// Ports handed out by this process, below Linux's ephemeral range (32768-60999) so that neither the
+    /// kernel (for client sockets or `bind(0)`) nor another test of this process can take a port that a
+    /// stopped server will be restarted on.
+    private static let nextPort = Mutex<Int>(20_000 + Int(getpid() % 500) * 20)
+
+    /// A free TCP port on 127.0.0.1 that this process has not handed out before.
     public static func freeLoopbackPort() throws -> Int {
+        for _ in 0..<2_000 {
+            let candidate = nextPort.withLock { port -> Int in
+                port = port >= 32_000 ? 20_000 : port + 1
+                return port
+            }
+            if isFree(candidate) { return candidate }
+        }
+        throw RedisServerError("no free loopback port between 20000 and 32000")
+    }
+
+    private static func isFree(_ port: Int) -> Bool {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { throw RedisServerError("socket() failed: \(errno)") }
+        guard descriptor >= 0 else { return false }
         defer { close(descriptor) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard bound == 0 else { throw RedisServerError("bind() failed: \(errno)") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
-        }
-        guard named == 0 else { throw RedisServerError("getsockname() failed: \(errno)") }
-        return Int(UInt16(bigEndian: address.sin_port))
+        return bound == 0
     }
 }
 

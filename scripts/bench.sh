@@ -42,5 +42,18 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
+# The reference case on each real order path: 10,000 customers at the opening instant, 1,000 units, limit 2.
+for path in engine direct; do
+  HTTP_PORT=$(free_port)
+  "$BIN" serve --port "$HTTP_PORT" --redis-url "redis://127.0.0.1:$REDIS_PORT" --order-path "$path" --instance-id "crowd-$path" 2>"$WORK/server.log" &
+  SERVER=$!
+  wait_ready "http://127.0.0.1:$HTTP_PORT/readyz"
+  echo "bench: flash crowd, order path $path"
+  timeout 200 "$BIN" load --url "http://127.0.0.1:$HTTP_PORT" --mode flash-crowd --customers "${BENCH_CROWD:-10000}" \
+    --stock 1000 --limit 2 --starts-in-seconds 5 --max-seconds 120 --report "$OUT/crowd-$path" | sed 's/^/  /'
+  kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
+  SERVER=
+done
+
 python3 scripts/bench_report.py "$OUT" "$ROUNDS" "$SECONDS_PER_RUN" "$CONNECTIONS" > BENCHMARKS.md
 echo "bench: wrote BENCHMARKS.md"

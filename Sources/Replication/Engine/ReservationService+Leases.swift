@@ -108,7 +108,7 @@ extension ReservationService {
         guard let observer = servedObserver.withLock({ $0 }) else { return }
         let saleID = sale.definition.id
         let after = sale.state.withLock { $0.lastServedID }
-        guard let result = try? await committer.perform({ ledger throws(RedisError) in
+        guard let result = try? await control.perform({ ledger throws(RedisError) in
             try ledger.servedWaiters(saleID: saleID, after: after)
         }) else { return }
         sale.state.withLock { $0.lastServedID = result.lastID }
@@ -173,7 +173,7 @@ extension ReservationService {
     /// One reconcile tick: picks up sales created elsewhere, then reconciles every tracked sale. Sales whose
     /// lifecycle settled (closed, summary stored) leave the registry of active sales.
     public func reconcileAll() async {
-        if let active = try? await committer.perform({ ledger throws(RedisError) in try ledger.activeSaleIDs() }) {
+        if let active = try? await control.perform({ ledger throws(RedisError) in try ledger.activeSaleIDs() }) {
             for saleID in active.prefix(1_000) { _ = try? await localSale(saleID) }
         }
         for sale in trackedSales {
@@ -183,7 +183,7 @@ extension ReservationService {
             let closed = sale.view?.status == .closed
             guard !counts.isEmpty || closed else { continue }
             do {
-                try await committer.perform { ledger throws(RedisError) in
+                try await control.perform { ledger throws(RedisError) in
                     try ledger.addRejections(saleID: saleID, counts)
                     if closed { _ = try ledger.summary(saleID: saleID) }
                 }
@@ -198,7 +198,7 @@ extension ReservationService {
         let counts = takeRejections(saleID: saleID)
         let summary: SaleSummary?
         do {
-            summary = try await committer.perform { ledger throws(RedisError) in
+            summary = try await control.perform { ledger throws(RedisError) in
                 try ledger.addRejections(saleID: saleID, counts)
                 return try ledger.summary(saleID: saleID)
             }
@@ -239,7 +239,7 @@ extension ReservationService {
         let renewed: (LedgerView, [Int?])?
         do {
             let leases = renewals
-            renewed = try await committer.perform { ledger throws(RedisError) in
+            renewed = try await control.perform { ledger throws(RedisError) in
                 try ledger.renewLeases(saleID: saleID, owner: owner, leases: leases, ttlMilliseconds: ttl)
             }
         } catch {
@@ -328,7 +328,7 @@ extension ReservationService {
     public func rebalance(saleID: String, drainInstance: String?) async throws(ReservationError) -> (revokedLeases: Int, returnedUnits: Int) {
         let result: (leases: Int, units: Int)?
         do {
-            result = try await committer.perform { ledger throws(RedisError) in
+            result = try await control.perform { ledger throws(RedisError) in
                 try ledger.revokeLeases(saleID: saleID, owner: drainInstance)
             }
         } catch {
@@ -358,5 +358,6 @@ extension ReservationService {
             }
         }
         committer.shutdown()
+        control.shutdown()
     }
 }

@@ -10,7 +10,11 @@ import Synchronization
 /// too, so everything this instance says to the ledger is ordered.
 public final class ReservationService: Sendable {
     public let configuration: EngineConfiguration
+    /// Commits, and the ledger calls that must be ordered with them (lease acquire and return, waitlist).
     let committer: GroupCommitter
+    /// Everything else (renewals, reads, summaries) on a connection of its own, so that a deep commit
+    /// queue never delays a lease renewal past its deadline.
+    let control: GroupCommitter
     let logger: Logger
     private let sales = Mutex<[String: LocalSale]>([:])
     private let pending = PendingUnits()
@@ -32,6 +36,12 @@ public final class ReservationService: Sendable {
             configuration: .init(queueCapacity: configuration.commitQueueCapacity, maxBatchOrders: configuration.commitBatchMaxOrders),
             logger: logger,
             observer: commitObserver
+        )
+        self.control = GroupCommitter(
+            redis: redis,
+            owner: configuration.instanceID,
+            configuration: .init(queueCapacity: 4_096, maxBatchOrders: 64),
+            logger: logger
         )
     }
 
@@ -65,7 +75,7 @@ public final class ReservationService: Sendable {
         try definition.validate()
         let created: Bool
         do {
-            created = try await committer.perform { ledger throws(RedisError) in try ledger.createSale(definition) }
+            created = try await control.perform { ledger throws(RedisError) in try ledger.createSale(definition) }
         } catch {
             throw ReservationError(.retryLater, "the ledger is unreachable: \(error.code)")
         }
@@ -74,7 +84,7 @@ public final class ReservationService: Sendable {
 
     /// An atomic read of the sale in the ledger (lease table, counters); nil when unknown.
     public func snapshot(saleID: String) async throws(RedisError) -> LedgerSnapshot? {
-        try await committer.perform { ledger throws(RedisError) in try ledger.snapshot(saleID: saleID) }
+        try await control.perform { ledger throws(RedisError) in try ledger.snapshot(saleID: saleID) }
     }
 
     /// The last global view this instance learned (at most one reconcile interval old).
@@ -292,7 +302,7 @@ public final class ReservationService: Sendable {
     public func order(orderID: String) async throws(ReservationError) -> OrderRecord? {
         guard let saleID = OrderID.saleID(of: orderID) else { return nil }
         do {
-            return try await committer.perform { ledger throws(RedisError) in try ledger.order(saleID: saleID, orderID: orderID) }
+            return try await control.perform { ledger throws(RedisError) in try ledger.order(saleID: saleID, orderID: orderID) }
         } catch {
             throw ReservationError(.retryLater, "the ledger is unreachable (\(error.code))")
         }
@@ -302,7 +312,7 @@ public final class ReservationService: Sendable {
     public func customerView(saleID: String, customerID: String) async throws(ReservationError) -> (orders: [OrderRecord], waitlistPosition: Int?) {
         _ = try await localSale(saleID)
         do {
-            return try await committer.perform { ledger throws(RedisError) in try ledger.customerView(saleID: saleID, customerID: customerID) }
+            return try await control.perform { ledger throws(RedisError) in try ledger.customerView(saleID: saleID, customerID: customerID) }
         } catch {
             throw ReservationError(.retryLater, "the ledger is unreachable (\(error.code))")
         }

@@ -37,7 +37,7 @@ for round in $(seq 1 "$ROUNDS"); do
     [ "$path" = noop ] && CHECK=(--skip-ledger-check)
     timeout 120 "$BIN" load --url "http://127.0.0.1:$HTTP_PORT" --mode closed-loop --connections "$CONNECTIONS" \
       --duration-seconds "$SECONDS_PER_RUN" --max-seconds 60 --report "$OUT/$path-$round" "${CHECK[@]}" | sed 's/^/  /'
-    kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
+    stop_process "$SERVER"
     SERVER=
   done
 done
@@ -51,7 +51,7 @@ for path in engine direct; do
   echo "bench: flash crowd, order path $path"
   timeout 200 "$BIN" load --url "http://127.0.0.1:$HTTP_PORT" --mode flash-crowd --customers "${BENCH_CROWD:-10000}" \
     --stock 1000 --limit 2 --starts-in-seconds 5 --max-seconds 120 --report "$OUT/crowd-$path" | sed 's/^/  /'
-  kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
+  stop_process "$SERVER"
   SERVER=
 done
 

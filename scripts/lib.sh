@@ -2,6 +2,7 @@
 #   free_port                 prints a free TCP port on 127.0.0.1
 #   start_test_redis DIR      starts redis-server (AOF, appendfsync always) on $REDIS_PORT with data in DIR
 #   wait_ready URL            waits up to 30 s for URL to answer 2xx
+#   stop_process PID          SIGTERM, then SIGKILL after 15 s
 #   stop_servers              stops $SERVER and the redis on $REDIS_PORT (for trap ... EXIT)
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -19,7 +20,15 @@ wait_ready() {
   return 1
 }
 
+# Stops a process with SIGTERM and waits at most 15 s before SIGKILL.
+stop_process() {
+  kill "$1" 2>/dev/null || return 0
+  for _ in $(seq 1 150); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
 stop_servers() {
-  if [ -n "${SERVER:-}" ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi
+  if [ -n "${SERVER:-}" ]; then stop_process "$SERVER"; fi
   redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
 }

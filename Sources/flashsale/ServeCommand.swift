@@ -79,6 +79,10 @@ struct ServeCommand: AsyncParsableCommand {
         serverConfiguration.orderPath = path
         let application = FlashSaleApplication.build(configuration: serverConfiguration, logger: logger)
         try await application.runService()
+        logger.info("stopped")
+        // The service group has finished (leases returned, queues drained); do not let a thread that
+        // missed its shutdown keep the process alive.
+        Foundation.exit(0)
     }
 
     /// The version string of the linked jemalloc (proves it replaced the system allocator).

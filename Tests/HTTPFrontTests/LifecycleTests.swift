@@ -16,6 +16,19 @@ final class ReceivedMessages: Sendable {
     private let messages = Mutex<[String]>([])
     func append(_ message: String) { messages.withLock { $0.append(message) } }
     var all: [String] { messages.withLock { $0 } }
+
+    /// Connects to a sale's live socket and collects its text messages until the task is cancelled.
+    func listen(port: Int, saleID: String, token: String) -> Task<Void, any Error> {
+        var logger = Logger(label: "ws-client")
+        logger.logLevel = .warning
+        return Task {
+            try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/sales/\(saleID)/live?access_token=\(token)", logger: logger) { inbound, _, _ in
+                for try await message in inbound.messages(maxSize: 1 << 16) {
+                    if case .text(let text) = message { self.append(text) }
+                }
+            }
+        }
+    }
 }
 
 @Suite("Sale lifecycle and live stock on the live server")
@@ -40,16 +53,7 @@ struct LifecycleTests {
 
             // Listen to the live socket for the whole sale.
             let received = ReceivedMessages()
-            let token = fixture.tokens.sign(subject: "watcher", admin: false, expiresAt: Date().addingTimeInterval(600))
-            var logger = Logger(label: "ws-client")
-            logger.logLevel = .warning
-            let socket = Task {
-                try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/sales/launch/live?access_token=\(token)", logger: logger) { inbound, _, _ in
-                    for try await message in inbound.messages(maxSize: 1 << 16) {
-                        if case .text(let text) = message { received.append(text) }
-                    }
-                }
-            }
+            let socket = received.listen(port: port, saleID: "launch", token: fixture.tokens.sign(subject: "watcher", admin: false, expiresAt: Date().addingTimeInterval(600)))
 
             // It opens by itself: the ledger says open without any order arriving.
             let opened = try await waitUntil(seconds: 6) { try fixture.ledger("launch").status == .open }
@@ -137,16 +141,7 @@ struct WaitlistHTTPTests {
             }
 
             let received = ReceivedMessages()
-            let token = fixture.tokens.sign(subject: "patient", admin: false, expiresAt: Date().addingTimeInterval(600))
-            var logger = Logger(label: "ws-client")
-            logger.logLevel = .warning
-            let socket = Task {
-                try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/sales/wait/live?access_token=\(token)", logger: logger) { inbound, _, _ in
-                    for try await message in inbound.messages(maxSize: 1 << 16) {
-                        if case .text(let text) = message { received.append(text) }
-                    }
-                }
-            }
+            let socket = received.listen(port: port, saleID: "wait", token: fixture.tokens.sign(subject: "patient", admin: false, expiresAt: Date().addingTimeInterval(600)))
             // The other instance stops renewing; its lease expires and this instance's reconciler serves the waitlist.
             let told = try await waitUntil(seconds: 8) { received.all.contains { $0.contains(#""type":"waitlist""#) } }
             socket.cancel()

@@ -33,7 +33,7 @@ public struct EngineConfiguration: Sendable {
         reconcileIntervalMilliseconds: Int = 200,
         commitQueueCapacity: Int = 65_536,
         commitBatchMaxOrders: Int = 512,
-        maxReserveRounds: Int = 6
+        maxReserveRounds: Int = 16
     ) {
         precondition(!instanceID.isEmpty, "instanceID must not be empty")
         precondition(leaseTTLMilliseconds > leaseSafetyMarginMilliseconds + leaseRenewMarginMilliseconds / 2)

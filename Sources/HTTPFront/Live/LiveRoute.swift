@@ -8,14 +8,13 @@ extension APIRoutes {
     /// (browsers cannot set headers on a WebSocket); it is never logged.
     func registerLive(on router: Router<FlashSaleRequestContext>, hub: LiveStockHub) {
         router.ws("sales/:saleId/live") { request, context in
-            let principal = try authenticate(request, context, allowQueryToken: true)
+            _ = try authenticate(request, context, allowQueryToken: true)
             let saleID = try saleID(context)
             do {
                 _ = try await engine.definition(saleID: saleID)
             } catch let error as ReservationError {
                 throw Problem(error)
             }
-            _ = principal
             return .upgrade([:])
         } onUpgrade: { inbound, outbound, context in
             guard let saleID = context.requestContext.parameters.get("saleId") else { return }

@@ -41,12 +41,15 @@ public final class GroupCommitter: Sendable {
     private let thread: BatchingThread<Request>
     private let counters: Counters
 
-    public init(redis: RedisConfiguration, owner: String, configuration: Configuration = Configuration(), logger: Logger, observer: (any CommitObserver)? = nil) {
+    public init(
+        redis: RedisConfiguration, owner: String, configuration: Configuration = Configuration(), logger: Logger,
+        observer: (any CommitObserver)? = nil, threadName: String = "group-committer"
+    ) {
         let counters = Counters()
         self.counters = counters
         let worker = CommitWorker(redis: redis, owner: owner, logger: logger, counters: counters, observer: observer)
         thread = BatchingThread(
-            name: "group-committer",
+            name: threadName,
             queueCapacity: configuration.queueCapacity,
             maxBatchItems: configuration.maxBatchOrders
         ) { requests in

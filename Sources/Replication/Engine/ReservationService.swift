@@ -41,7 +41,8 @@ public final class ReservationService: Sendable {
             redis: redis,
             owner: configuration.instanceID,
             configuration: .init(queueCapacity: 4_096, maxBatchOrders: 64),
-            logger: logger
+            logger: logger,
+            threadName: "ledger-control"
         )
     }
 

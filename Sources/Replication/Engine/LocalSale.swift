@@ -30,6 +30,8 @@ final class LocalSale: Sendable {
         var lastGrantUnits = 0
         /// The last entry of the served-waiters stream this instance has announced.
         var lastServedID: String?
+        /// Closed and its final summary stored: nothing is left to reconcile.
+        var settled = false
     }
 
     let definition: SaleDefinition

@@ -177,16 +177,22 @@ extension ReservationService {
             for saleID in active.prefix(1_000) { _ = try? await localSale(saleID) }
         }
         for sale in trackedSales {
-            await reconcile(sale: sale)
             let saleID = sale.definition.id
+            // A settled sale costs no ledger call any more; refusals after its close are not in its summary.
+            if sale.state.withLock({ $0.settled }) {
+                _ = takeRejections(saleID: saleID)
+                continue
+            }
+            await reconcile(sale: sale)
             let counts = takeRejections(saleID: saleID)
             let closed = sale.view?.status == .closed
             guard !counts.isEmpty || closed else { continue }
             do {
-                try await control.perform { ledger throws(RedisError) in
+                let stored = try await control.perform { ledger throws(RedisError) -> Bool in
                     try ledger.addRejections(saleID: saleID, counts)
-                    if closed { _ = try ledger.summary(saleID: saleID) }
+                    return closed ? try ledger.summary(saleID: saleID)?.final == true : false
                 }
+                if stored { sale.state.withLock { $0.settled = true } }
             } catch {
                 logger.warning("storing sale statistics failed", metadata: ["sale": "\(saleID)", "error": "\(error)"])
             }

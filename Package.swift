@@ -60,6 +60,8 @@ let package = Package(
             dependencies: [
                 "ReservationEngine",
                 "CHiredis",
+                "CMongoc",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -12,6 +12,8 @@ HTTP_PORT=$(free_port)
 trap 'stop_servers; rm -rf "$WORK"' EXIT
 start_test_redis "$WORK"
 export FLASHSALE_JWT_SECRET=demo-secret-0123456789abcdef
+FLASHSALE_DATA_KEY=$(head -c 32 /dev/urandom | base64)
+export FLASHSALE_DATA_KEY
 export FLASHSALE_RATE_LIMIT_CUSTOMER=20 FLASHSALE_RATE_LIMIT_ADDRESS=0 FLASHSALE_LOG_LEVEL=error
 "$BIN" serve --port "$HTTP_PORT" --redis-url "redis://127.0.0.1:$REDIS_PORT" --instance-id demo 2>"$WORK/server.log" &
 SERVER=$!

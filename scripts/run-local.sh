@@ -19,6 +19,17 @@ if [ -z "${FLASHSALE_JWT_SECRET:-}" ]; then
   export FLASHSALE_JWT_SECRET
 fi
 
+if [ -z "${FLASHSALE_DATA_KEY:-}" ]; then
+  if [ ! -s .local/data-key ]; then
+    (umask 077; head -c 32 /dev/urandom | base64 > .local/data-key)
+    echo "run: generated a local data key in .local/data-key (it seals delivery details; keep it with the data)"
+  else
+    echo "run: using the local data key in .local/data-key"
+  fi
+  FLASHSALE_DATA_KEY=$(cat .local/data-key)
+  export FLASHSALE_DATA_KEY
+fi
+
 if ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; then
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --protected-mode yes \
     --dir "$PWD/$DATA" --appendonly yes --appendfsync always --save "" \

@@ -17,6 +17,8 @@ public enum FlashSaleApplication {
     public struct Components {
         public let engine: ReservationService
         public let hub: LiveStockHub
+        /// The outbox drainer when MongoDB is configured.
+        public let drainer: OutboxDrainer?
         public let application: Application<RouterResponder<FlashSaleRequestContext>>
 
         public init(configuration: ServerConfiguration, logger: Logger) {
@@ -32,14 +34,34 @@ public enum FlashSaleApplication {
                 headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
                 return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: metrics.exposition(engine: engine, hub: hub))))
             }
-            HealthRoutes(redis: redis).register(on: router)
+            let cipher = configuration.dataCipher ?? {
+                logger.warning("no data key configured: delivery details are sealed with a key that lives only as long as this process")
+                return FieldCipher(sealing: FieldCipher.Key.generate(id: "ephemeral").key)
+            }()
+            var drainer: OutboxDrainer?
+            var mongoFailure: String?
+            if let uri = configuration.mongoURI {
+                do {
+                    let mongo = try MongoClient(uri: uri, appName: "flashsale-\(configuration.instanceID)")
+                    let outboxRedis = RedisClient(configuration: configuration.redis, name: "redis-outbox")
+                    drainer = OutboxDrainer(redis: outboxRedis, mongo: mongo, configuration: configuration.outbox, logger: logger)
+                    logger.info("orders go to MongoDB through the outbox", metadata: ["mongo": "\(mongo.redactedURI)", "database": "\(mongo.databaseName)"])
+                } catch {
+                    mongoFailure = "\(error)"
+                    logger.error("MONGO_URI is not usable; orders stay in the Redis outbox", metadata: ["error": "\(error)"])
+                }
+            } else {
+                logger.notice("MongoDB is not configured (MONGO_URI): confirmed orders stay in the Redis outbox streams")
+            }
+            HealthRoutes(redis: redis, drainer: drainer, mongoFailure: mongoFailure).register(on: router)
             StaticRoutes().register(on: router)
             var api = APIRoutes(
                 engine: engine,
                 tokens: BearerTokens(secret: configuration.jwtSecret),
                 customerLimiter: RateLimiter(ratePerSecond: configuration.rateLimitPerCustomer),
                 addressLimiter: RateLimiter(ratePerSecond: configuration.rateLimitPerAddress),
-                metrics: metrics
+                metrics: metrics,
+                cipher: cipher
             )
             api.orderPath = configuration.orderPath
             if configuration.orderPath == .direct {
@@ -56,11 +78,13 @@ public enum FlashSaleApplication {
             )
             application.addServices(redis, LeaseReconciler(service: engine), hub)
             for client in api.directClients { application.addServices(client) }
+            if let drainer { application.addServices(drainer) }
             if configuration.orderPath != .engine {
                 logger.warning("comparison order path: orders do not go through the engine", metadata: ["orderPath": "\(configuration.orderPath.rawValue)"])
             }
             self.engine = engine
             self.hub = hub
+            self.drainer = drainer
             self.application = application
         }
     }

@@ -25,6 +25,13 @@ public struct ServerConfiguration: Sendable {
     public var rateLimitPerAddress: Double
     public var engine: EngineConfiguration
     public var orderPath: OrderPath = .engine
+    /// Seals delivery details. Nil: a key is generated for this process only (details sealed by it cannot be
+    /// read after a restart); `flashsale serve` always passes the configured key.
+    public var dataCipher: FieldCipher?
+    /// MongoDB for orders, stock events and sales (`MONGO_URI`); nil keeps orders in the Redis outbox.
+    public var mongoURI: String?
+    /// Outbox drainer settings (the consumer name is the instance id).
+    public var outbox: OutboxDrainer.Configuration
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, redis: RedisConfiguration = RedisConfiguration(), jwtSecret: String,
@@ -38,5 +45,6 @@ public struct ServerConfiguration: Sendable {
         self.rateLimitPerCustomer = rateLimitPerCustomer
         self.rateLimitPerAddress = rateLimitPerAddress
         self.engine = engine ?? EngineConfiguration(instanceID: instanceID)
+        self.outbox = OutboxDrainer.Configuration(consumer: instanceID)
     }
 }

@@ -30,6 +30,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("order-path"), help: "engine (default); direct or noop only for side-by-side benchmarks (FLASHSALE_ORDER_PATH).")
     var orderPath: String?
 
+    @Option(name: .customLong("mongo-uri"), help: "MongoDB for orders, stock events and sales (MONGO_URI; unset keeps orders in the Redis outbox).")
+    var mongoURI: String?
+
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         let level = Logger.Level(rawValue: environment["FLASHSALE_LOG_LEVEL"] ?? "info") ?? .info
@@ -77,6 +80,8 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--order-path must be engine, direct or noop, got \(pathName.debugDescription)")
         }
         serverConfiguration.orderPath = path
+        serverConfiguration.dataCipher = try DataKeys.cipher(environment: environment)
+        serverConfiguration.mongoURI = (mongoURI ?? environment["MONGO_URI"]).flatMap { $0.isEmpty ? nil : $0 }
         let application = FlashSaleApplication.build(configuration: serverConfiguration, logger: logger)
         try await application.runService()
         logger.info("stopped")

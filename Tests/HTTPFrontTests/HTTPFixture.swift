@@ -18,7 +18,10 @@ struct HTTPFixture {
         redis = try RedisServer()
     }
 
-    func components(customerRate: Double = 0, addressRate: Double = 0, orderPath: OrderPath = .engine) -> FlashSaleApplication.Components {
+    /// The data key of the test applications (fixed, so a test can open what it sealed).
+    static let dataKey = try! FieldCipher.Key(id: "test1", base64: "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=")
+
+    func components(customerRate: Double = 0, addressRate: Double = 0, orderPath: OrderPath = .engine, mongoURI: String? = nil) -> FlashSaleApplication.Components {
         var logger = Logger(label: "http-test")
         logger.logLevel = .warning
         let engine = EngineConfiguration(instanceID: "http-test", leaseTTLMilliseconds: 1_000, leaseRenewMarginMilliseconds: 500,
@@ -27,6 +30,9 @@ struct HTTPFixture {
                                                 instanceID: "http-test", rateLimitPerCustomer: customerRate,
                                                 rateLimitPerAddress: addressRate, engine: engine)
         configuration.orderPath = orderPath
+        configuration.dataCipher = FieldCipher(sealing: Self.dataKey)
+        configuration.mongoURI = mongoURI
+        configuration.outbox.idlePollMilliseconds = 50
         return FlashSaleApplication.Components(configuration: configuration, logger: logger)
     }
 

@@ -148,7 +148,7 @@ public final class RedisServer: @unchecked Sendable {
 
     /// posix_spawn with stdio to /dev/null. (Foundation's Process needs a run loop to notice the exit,
     /// which can stall when every cooperative thread is busy; waitpid never does.)
-    private static func spawn(_ arguments: [String]) throws -> pid_t {
+    static func spawn(_ arguments: [String]) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -189,7 +189,7 @@ public final class RedisServer: @unchecked Sendable {
     }
 
     /// Waits for a child to exit (bounded: escalates to SIGKILL after 10 s).
-    private static func reap(_ pid: pid_t) {
+    static func reap(_ pid: pid_t) {
         var status: Int32 = 0
         for _ in 0..<1_000 {
             if waitpid(pid, &status, WNOHANG) != 0 { return }

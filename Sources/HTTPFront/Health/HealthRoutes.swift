@@ -2,8 +2,12 @@ import Hummingbird
 import Replication
 
 /// `/healthz` (the process answers) and `/readyz` (the ledger answers and its scripts are loaded).
+/// Readiness depends on Redis only: while MongoDB is away orders wait safely in the outbox, so the
+/// order store's state is reported in `details` but never makes the instance unready.
 struct HealthRoutes: Sendable {
     let redis: RedisClient
+    var drainer: OutboxDrainer?
+    var mongoFailure: String?
     /// Readiness also requires the ledger scripts to be loaded on the server.
     var requireLedgerScripts = true
 
@@ -23,11 +27,34 @@ struct HealthRoutes: Sendable {
                 try connection.send("PING").throwingServerError()
                 if requireLedgerScripts { try Ledger(connection: connection).loadScripts() }
             }
-            return Self.json(status: .ok, #"{"status":"ready","checks":{"redis":"ok"}}"#)
+            return Self.json(status: .ok, #"{"status":"ready","checks":{"redis":"ok"},"details":\#(details)}"#)
         } catch {
             let detail = String(describing: error).jsonEscaped
-            return Self.json(status: .serviceUnavailable, #"{"status":"not_ready","checks":{"redis":"\#(detail)"}}"#)
+            return Self.json(status: .serviceUnavailable, #"{"status":"not_ready","checks":{"redis":"\#(detail)"},"details":\#(details)}"#)
         }
+    }
+
+    /// The order store's state as a JSON object.
+    private var details: String {
+        guard let drainer else {
+            if let mongoFailure {
+                return #"{"orderStore":"unusable MONGO_URI (\#(mongoFailure.jsonEscaped)): confirmed orders stay in the Redis outbox"}"#
+            }
+            return #"{"orderStore":"MongoDB not configured: confirmed orders stay in the Redis outbox"}"#
+        }
+        let status = drainer.status
+        let state = status.lastError == nil ? (status.lastSuccessAtMilliseconds == nil ? "starting" : "draining") : "retrying"
+        var fields = [
+            #""orderStore":"mongodb""#,
+            #""outbox":"\#(state)""#,
+            #""ordersWritten":\#(status.ordersWritten)"#,
+            #""stockEventsWritten":\#(status.stockEventsWritten)"#,
+            #""compensated":\#(status.compensated)"#,
+            #""consecutiveFailures":\#(status.consecutiveFailures)"#,
+        ]
+        if let error = status.lastError { fields.append(#""lastError":"\#(error.jsonEscaped)""#) }
+        if let success = status.lastSuccessAtMilliseconds { fields.append(#""lastSuccessAt":"\#(Timestamps.format(milliseconds: success))""#) }
+        return "{" + fields.joined(separator: ",") + "}"
     }
 
     static func json(status: HTTPResponse.Status, _ body: String) -> Response {

@@ -81,14 +81,13 @@ struct OrderResponse: Encodable {
     var createdAt: String
     var delivery: OrderBody.Delivery?
 
-    init(_ record: OrderRecord, saleID: String, includeDelivery: Bool = false) {
+    init(_ record: OrderRecord, saleID: String) {
         orderId = record.orderID
         saleId = saleID
         customerId = record.customerID
         quantity = record.quantity
         status = record.status.rawValue
         createdAt = Timestamps.format(milliseconds: record.createdAtMilliseconds)
-        if includeDelivery { delivery = try? JSONDecoder().decode(OrderBody.Delivery.self, from: Data(record.delivery.utf8)) }
     }
 }
 

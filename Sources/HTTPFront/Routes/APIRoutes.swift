@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Logging
 import Replication
 import ReservationEngine
 
@@ -10,6 +11,8 @@ struct APIRoutes: Sendable {
     let customerLimiter: RateLimiter
     let addressLimiter: RateLimiter
     let metrics: FlashSaleMetrics
+    /// Seals the delivery fields before they reach the engine (and so Redis and MongoDB).
+    let cipher: FieldCipher
     var orderPath: OrderPath = .engine
     /// Connections of the textbook comparison path (`OrderPath.direct` only).
     var directClients: [RedisClient] = []
@@ -166,7 +169,8 @@ struct APIRoutes: Sendable {
         try requireLength(body.delivery.phone, 6...20, field: "delivery.phone")
         try requireLength(body.delivery.address, 1...500, field: "delivery.address")
         guard body.quantity >= 1 else { throw Problem.invalidRequest("quantity must be at least 1") }
-        let delivery = String(decoding: try JSONEncoder().encode(body.delivery), as: UTF8.self)
+        let delivery = try cipher.seal(String(decoding: try JSONEncoder().encode(body.delivery), as: UTF8.self),
+                                       context: Self.deliveryContext(saleID: saleID, customerID: principal.customerID))
         let outcome: ReservationOutcome
         switch orderPath {
         case .engine:
@@ -255,8 +259,24 @@ struct APIRoutes: Sendable {
     }
 
     func order(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
-        let (_, record, saleID) = try await visibleOrder(request, context)
-        return try jsonResponse(OrderResponse(record, saleID: saleID, includeDelivery: true))
+        let (principal, record, saleID) = try await visibleOrder(request, context)
+        var response = OrderResponse(record, saleID: saleID)
+        // Only the owner sees the delivery details in clear.
+        if principal.customerID == record.customerID {
+            do {
+                let opened = try cipher.open(record.delivery, context: Self.deliveryContext(saleID: saleID, customerID: record.customerID))
+                response.delivery = try JSONDecoder().decode(OrderBody.Delivery.self, from: Data(opened.utf8))
+            } catch {
+                context.logger.error("delivery details do not open", metadata: ["order": "\(record.orderID)", "error": "\(error)"])
+            }
+        }
+        return try jsonResponse(response)
+    }
+
+    /// What a sealed delivery is bound to: its sale and customer (copied onto another customer's order,
+    /// it does not open).
+    static func deliveryContext(saleID: String, customerID: String) -> String {
+        "delivery/\(saleID)/\(customerID)"
     }
 
     func cancel(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {

@@ -237,7 +237,7 @@ enum OpenAPIDocument {
             saleId: {type: string}
             customerId: {type: string}
             quantity: {type: integer}
-            status: {type: string, enum: [confirmed, cancelled]}
+            status: {type: string, enum: [confirmed, cancelled, failed]}
             createdAt: {type: string, format: date-time}
             delivery:
               type: object

@@ -86,7 +86,8 @@ public enum LedgerScripts {
       redis.call('HSET', K.customers, customer, mine and (mine .. ' ' .. id) or id)
       if not batched then redis.call('HINCRBY', K.stats, 'orders', 1) end
       redis.call('XADD', K.outbox, '*', 'type', 'order', 'orderId', id, 'customer', customer,
-        'quantity', quantity, 'at', now, 'status', 'confirmed', 'delivery', delivery)
+        'quantity', quantity, 'at', now, 'status', 'confirmed', 'delivery', delivery, 'key', key,
+        'shard', shard, 'fence', fence, 'instance', instance, 'source', source)
     end
 
     local function close_sale(now, reason)
@@ -363,6 +364,103 @@ public enum LedgerScripts {
     return {'OK', encoded}
     """#)
 
+    /// ARGV: orderId, reason. The compensating transaction for an order the order store refused for good:
+    /// the order is marked `failed`, its units go back (waitlist head first, else the pool), the
+    /// customer's count drops and the idempotency key is freed (the attempt bought nothing). Nothing goes
+    /// to the outbox. Answers `{OK, recordJSON}`, `{UNCHANGED, recordJSON}` when the order is no longer
+    /// confirmed, or `{NOT_FOUND}`.
+    public static let failOrder = RedisScript(name: "fail_order", source: prelude + #"""
+    local meta = load_meta()
+    if not meta then return {'NOT_FOUND'} end
+    local raw = redis.call('HGET', K.orders, ARGV[1])
+    if not raw then return {'NOT_FOUND'} end
+    local order = cjson.decode(raw)
+    if order.s ~= 'confirmed' then return {'UNCHANGED', raw} end
+    local now = now_ms()
+    order.s = 'failed'
+    order.ft = now
+    order.fr = ARGV[2]
+    local encoded = cjson.encode(order)
+    redis.call('HSET', K.orders, order.id, encoded)
+    redis.call('DECRBY', K.sold, order.q)
+    redis.call('INCRBY', K.pool, order.q)
+    if redis.call('HINCRBY', K.users, order.c, -order.q) <= 0 then redis.call('HDEL', K.users, order.c) end
+    if order.k and order.k ~= '' then
+      local field = idem_field(order.c, order.k)
+      if redis.call('HGET', K.idem, field) == order.id then redis.call('HDEL', K.idem, field) end
+    end
+    redis.call('HINCRBY', K.stats, 'orders', -1)
+    redis.call('HINCRBY', K.stats, 'failed', 1)
+    log_stock(now, 'order_failed', order.q, 0, '')
+    if meta.status ~= 'closed' and now >= meta.start and now < meta.finish then serve_waitlist(now, meta) end
+    local broken = check_invariant(meta)
+    if broken then return broken end
+    return {'OK', encoded}
+    """#)
+
+    /// ARGV: force ("1" or "0"). First step of a ledger rebuild: refuses (`{LIVE, status}`) while the sale's
+    /// meta exists unless forced; otherwise deletes every key of the sale (a half-finished earlier rebuild
+    /// never wrote meta, so it is wiped too) and answers `{OK}`.
+    public static let restoreBegin = RedisScript(name: "restore_begin", source: prelude + #"""
+    if ARGV[1] ~= '1' and redis.call('EXISTS', K.meta) == 1 then
+      return {'LIVE', redis.call('HGET', K.meta, 'status') or ''}
+    end
+    for _, key in ipairs(KEYS) do redis.call('DEL', key) end
+    return {'OK'}
+    """#)
+
+    /// ARGV: n, then n × (orderId, customer, quantity, status, recordJSON, idempotencyKey). Restores a chunk
+    /// of orders in their original order (callers send them sorted by outbox position); only confirmed
+    /// orders count towards sold and the customer's total. Refuses once meta exists (the rebuild finished).
+    public static let restoreOrders = RedisScript(name: "restore_orders", source: prelude + #"""
+    if redis.call('EXISTS', K.meta) == 1 then return {'LIVE'} end
+    local n = tonumber(ARGV[1])
+    local confirmed, units = 0, 0
+    for i = 0, n - 1 do
+      local b = 1 + i * 6
+      local id, customer, quantity, status, record, key = ARGV[b + 1], ARGV[b + 2], tonumber(ARGV[b + 3]), ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]
+      if redis.call('HSETNX', K.orders, id, record) == 1 then
+        local mine = redis.call('HGET', K.customers, customer)
+        redis.call('HSET', K.customers, customer, mine and (mine .. ' ' .. id) or id)
+        if status == 'confirmed' then
+          redis.call('HINCRBY', K.users, customer, quantity)
+          redis.call('INCRBY', K.sold, quantity)
+          confirmed, units = confirmed + 1, units + quantity
+        elseif status == 'cancelled' or status == 'failed' then
+          redis.call('HINCRBY', K.stats, status, 1)
+        end
+        -- A failed order freed its key; a cancelled one keeps it (as the live ledger does).
+        if key ~= '' and status ~= 'failed' then redis.call('HSET', K.idem, idem_field(customer, key), id) end
+      end
+    end
+    redis.call('HINCRBY', K.stats, 'orders', confirmed)
+    return {'OK', confirmed, units}
+    """#)
+
+    /// ARGV: then the meta hash as field/value pairs (must include stock and status), fence. The last step
+    /// of a rebuild: pool = stock - sold, the fence above every fence seen, meta written (the ledger is live
+    /// again). Answers `{OK, pool, sold}` or an `INVARIANT` error when the orders exceed the stock.
+    public static let restoreFinish = RedisScript(name: "restore_finish", source: prelude + #"""
+    if redis.call('EXISTS', K.meta) == 1 then return {'LIVE'} end
+    local sold = num(redis.call('GET', K.sold))
+    local fields = {}
+    for i = 2, #ARGV, 2 do fields[ARGV[i]] = ARGV[i + 1] end
+    local stock = tonumber(fields.stock)
+    if not stock or sold > stock then
+      return redis.error_reply('INVARIANT restored sold=' .. sold .. ' exceeds stock=' .. tostring(fields.stock))
+    end
+    redis.call('SET', K.sold, sold)
+    redis.call('SET', K.pool, stock - sold)
+    redis.call('SET', K.fence, ARGV[1])
+    for i = 2, #ARGV, 2 do redis.call('HSET', K.meta, ARGV[i], ARGV[i + 1]) end
+    local now = now_ms()
+    log_stock(now, 'rebuilt', stock - sold, tonumber(ARGV[1]), '')
+    local meta = load_meta()
+    local broken = check_invariant(meta)
+    if broken then return broken end
+    return {'OK', stock - sold, sold}
+    """#)
+
     /// ARGV: customer, quantity, orderId, idempotencyKey, delivery, owner. Called when this instance has
     /// no unit and the ledger granted no lease. Answers `{WAITING, position}`, `{SERVED, recordJSON}`,
     /// `{DUP, recordJSON}`, `{RETRY}` (units are free: lease them), `{LIMIT, purchased}`,
@@ -483,6 +581,7 @@ public enum LedgerScripts {
 
     public static let all: [RedisScript] = [
         createSale, acquireLease, renewLeases, returnLease, commitBatch, cancelOrder, joinWaitlist, closeSale, snapshot,
+        failOrder, restoreBegin, restoreOrders, restoreFinish,
         revokeLeases, directOrder,
     ]
 }

@@ -1,11 +1,13 @@
 import Foundation
 import ReservationEngine
 
-/// A confirmed (or cancelled) order as the ledger stores it.
+/// An order as the ledger stores it: confirmed, cancelled, or failed (the order store refused it for good
+/// and the compensating transaction gave its units back).
 public struct OrderRecord: Sendable, Hashable, Codable {
     public enum Status: String, Sendable, Hashable, Codable {
         case confirmed
         case cancelled
+        case failed
     }
 
     public var orderID: String
@@ -21,17 +23,19 @@ public struct OrderRecord: Sendable, Hashable, Codable {
     /// "bucket" (sold from a lease) or "waitlist" (served from freed units).
     public var source: String
     public var cancelledAtMilliseconds: Int64?
+    public var failedAtMilliseconds: Int64?
+    public var failureReason: String?
 
     enum CodingKeys: String, CodingKey {
         case orderID = "id", customerID = "c", quantity = "q", createdAtMilliseconds = "t", status = "s"
         case idempotencyKey = "k", delivery = "d", shardID = "sh", fence = "f", instanceID = "i", source = "src"
-        case cancelledAtMilliseconds = "ct"
+        case cancelledAtMilliseconds = "ct", failedAtMilliseconds = "ft", failureReason = "fr"
     }
 
     public init(
         orderID: String, customerID: String, quantity: Int, createdAtMilliseconds: Int64, status: Status,
         idempotencyKey: String, delivery: String, shardID: String, fence: Int64, instanceID: String, source: String,
-        cancelledAtMilliseconds: Int64? = nil
+        cancelledAtMilliseconds: Int64? = nil, failedAtMilliseconds: Int64? = nil, failureReason: String? = nil
     ) {
         self.orderID = orderID
         self.customerID = customerID
@@ -45,6 +49,8 @@ public struct OrderRecord: Sendable, Hashable, Codable {
         self.instanceID = instanceID
         self.source = source
         self.cancelledAtMilliseconds = cancelledAtMilliseconds
+        self.failedAtMilliseconds = failedAtMilliseconds
+        self.failureReason = failureReason
     }
 
     /// Decodes the JSON the ledger scripts write.

@@ -1,0 +1,316 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Moves each sale's confirmed orders, stock changes and sale document from Redis to MongoDB.
+///
+/// Per sale and pass: the sale document (when the ledger's meta changed), then a batch of the outbox
+/// stream, then a batch of the stock log. Streams are read with a consumer group, so several instances
+/// can drain side by side and an instance that dies leaves its claimed entries pending; they are taken
+/// over after ``Configuration/claimIdleMilliseconds`` with `XAUTOCLAIM`. An entry is acknowledged (and
+/// removed from the outbox) only after MongoDB accepted its write with write concern majority.
+///
+/// Failures: a transient error (MongoDB unreachable, an election, a write-concern timeout) leaves the
+/// entries pending and the drainer waits with capped exponential backoff and full jitter before the
+/// next pass; nothing is lost however long MongoDB is away. A document MongoDB refuses for good (a
+/// validation error, say) runs the compensating transaction on the ledger (``Ledger/failOrder``): the
+/// order is marked failed and its units go back to the sale. A command-level error that is not transient
+/// (authentication, a misconfigured server) is retried like a transient one, never compensated: it says
+/// nothing about the orders.
+///
+/// Bounds: at most ``Configuration/batchSize`` entries per stream per pass, at most
+/// ``Configuration/maxSalesPerPass`` sales per pass, so memory stays bounded whatever the backlog.
+public final class OutboxDrainer: Service, Sendable {
+    public struct Configuration: Sendable {
+        public var group = "mongo-sink"
+        /// This consumer's name in the group (the instance id: unique per live instance).
+        public var consumer: String
+        public var batchSize = 256
+        public var maxSalesPerPass = 1_000
+        public var idlePollMilliseconds = 200
+        /// Pending entries idle this long belong to a consumer presumed dead and are claimed.
+        public var claimIdleMilliseconds = 30_000
+        public var backoffBaseMilliseconds = 100
+        public var backoffCapMilliseconds = 10_000
+
+        public init(consumer: String) {
+            self.consumer = consumer
+        }
+    }
+
+    /// What one pass did.
+    public struct Pass: Sendable, Equatable {
+        public var orders = 0
+        public var stockEvents = 0
+        public var sales = 0
+        public var compensated = 0
+        /// Entries left pending by a transient per-document error (retried next pass).
+        public var deferred = 0
+
+        public var moved: Int { orders + stockEvents + sales + compensated }
+    }
+
+    /// For `/readyz` and metrics.
+    public struct Status: Sendable {
+        public var lastError: String?
+        public var consecutiveFailures = 0
+        public var lastSuccessAtMilliseconds: Int64?
+        public var ordersWritten = 0
+        public var stockEventsWritten = 0
+        public var compensated = 0
+    }
+
+    public let configuration: Configuration
+    private let redis: RedisClient
+    private let mongo: MongoClient
+    private let logger: Logger
+    private let state = Mutex(DrainState())
+
+    private struct DrainState {
+        var status = Status()
+        var groupsCreated: Set<String> = []
+        /// The meta hash last written to `sales`, per sale (skip unchanged sales).
+        var writtenMeta: [String: [String: String]] = [:]
+        /// Sales closed, summarized and fully drained: nothing more will come from them.
+        var finished: Set<String> = []
+        var indexesCreated = false
+    }
+
+    public init(redis: RedisClient, mongo: MongoClient, configuration: Configuration, logger: Logger) {
+        precondition(configuration.batchSize > 0 && configuration.batchSize <= 10_000, "batchSize must be in 1...10000")
+        self.redis = redis
+        self.mongo = mongo
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public var status: Status { state.withLock { $0.status } }
+
+    public func run() async throws {
+        var failures = 0
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            let pause: Int
+            do {
+                let pass = try await drainOnce()
+                if pass.deferred > 0 && pass.moved == 0 {
+                    // Only documents that keep failing transiently: back off rather than spin on them.
+                    failures += 1
+                    pause = Self.backoff(attempt: failures, base: configuration.backoffBaseMilliseconds, cap: configuration.backoffCapMilliseconds)
+                } else {
+                    failures = 0
+                    pause = pass.moved == 0 ? configuration.idlePollMilliseconds : 0
+                }
+            } catch {
+                failures += 1
+                pause = Self.backoff(attempt: failures, base: configuration.backoffBaseMilliseconds, cap: configuration.backoffCapMilliseconds)
+                if failures == 1 || failures % 20 == 0 {
+                    logger.warning("outbox drain failed; retrying", metadata: ["error": "\(error)", "attempt": "\(failures)", "retryInMs": "\(pause)"])
+                }
+            }
+            if pause > 0 {
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(pause)) }
+            }
+        }
+        mongo.shutdown()
+    }
+
+    /// Capped exponential backoff with full jitter: uniform in `0...min(cap, base·2^(attempt-1))`.
+    static func backoff(attempt: Int, base: Int, cap: Int) -> Int {
+        let exponent = min(max(attempt - 1, 0), 20)
+        let ceiling = min(cap, base << exponent)
+        return Int.random(in: 0...max(ceiling, 1))
+    }
+
+    /// One pass over every sale. Throws on a failure that stopped the pass (the next pass resumes).
+    @discardableResult
+    public func drainOnce() async throws -> Pass {
+        do {
+            let result = try await drainSales()
+            state.withLock {
+                $0.status.lastError = nil
+                $0.status.consecutiveFailures = 0
+                $0.status.lastSuccessAtMilliseconds = Int64(Date().timeIntervalSince1970 * 1_000)
+                $0.status.ordersWritten += result.orders
+                $0.status.stockEventsWritten += result.stockEvents
+                $0.status.compensated += result.compensated
+            }
+            return result
+        } catch {
+            state.withLock {
+                $0.status.lastError = String(describing: error)
+                $0.status.consecutiveFailures += 1
+            }
+            throw error
+        }
+    }
+
+    private func drainSales() async throws -> Pass {
+        if !state.withLock({ $0.indexesCreated }) {
+            for (collection, indexes) in OutboxDocuments.indexes { try await mongo.createIndexes(collection, indexes) }
+            state.withLock { $0.indexesCreated = true }
+        }
+        let limit = configuration.maxSalesPerPass
+        let sales = try await redis.withConnection { connection throws(RedisError) -> [String] in
+            var command = RedisCommand("ZREVRANGE", LedgerKeys.allSales, "0")
+            command.append(limit - 1)
+            return (try connection.send(command).throwingServerError().array ?? []).compactMap(\.string)
+        }
+        var pass = Pass()
+        for saleID in sales where !state.withLock({ $0.finished.contains(saleID) }) {
+            try await drain(saleID: saleID, into: &pass)
+        }
+        return pass
+    }
+
+    private func drain(saleID: String, into pass: inout Pass) async throws {
+        let keys = LedgerKeys(saleID: saleID)
+        let group = configuration.group
+        try await ensureGroups(keys)
+        // The sale document first: a rebuild needs the sale before its orders.
+        let (meta, summary) = try await redis.withConnection { connection throws(RedisError) in
+            let replies = try connection.pipeline([RedisCommand("HGETALL", keys.meta), RedisCommand("GET", keys.summary)])
+            return (Ledger.pairs(try replies[0].throwingServerError().array ?? []), try replies[1].throwingServerError().string)
+        }
+        guard !meta.isEmpty else { return }
+        var written = meta
+        if let summary { written["\u{0}summary"] = summary }
+        if state.withLock({ $0.writtenMeta[saleID] }) != written {
+            try await write(OutboxDocuments.sales, [OutboxDocuments.saleWrite(saleID: saleID, meta: meta, summaryJSON: summary)])
+            state.withLock { $0.writtenMeta[saleID] = written }
+            pass.sales += 1
+        }
+
+        let orderEntries = try await readBatch(stream: keys.outbox)
+        if !orderEntries.isEmpty { try await drainOrders(saleID: saleID, entries: orderEntries, into: &pass) }
+        let stockEntries = try await readBatch(stream: keys.stockLog)
+        if !stockEntries.isEmpty {
+            let writes = stockEntries.filter { !$0.fields.isEmpty }.map { OutboxDocuments.stockEventWrite(saleID: saleID, entry: $0) }
+            let result = try await mongo.bulkWrite(OutboxDocuments.stockEvents, writes)
+            let retry = Set(result.writeErrors.filter(\.isTransient).map { stockEntries.filter { !$0.fields.isEmpty }[$0.index].id })
+            for refused in result.writeErrors where !refused.isTransient {
+                logger.error("MongoDB refused a stock event; dropped", metadata: ["sale": "\(saleID)", "code": "\(refused.code)", "error": "\(refused.message)"])
+            }
+            try await acknowledge(stream: keys.stockLog, ids: stockEntries.map(\.id).filter { !retry.contains($0) }, delete: false)
+            pass.stockEvents += stockEntries.count - retry.count
+            pass.deferred += retry.count
+        }
+
+        if meta["status"] == "closed", summary != nil, orderEntries.isEmpty, stockEntries.isEmpty {
+            let backlog = try await redis.withConnection { connection throws(RedisError) -> Int64 in
+                let replies = try connection.pipeline([
+                    RedisCommand("XPENDING", keys.outbox, group),
+                    RedisCommand("XPENDING", keys.stockLog, group),
+                    RedisCommand("XLEN", keys.outbox),
+                ])
+                let pending = replies[0...1].reduce(Int64(0)) { $0 + ($1.array?.first?.integer ?? 0) }
+                return pending + (replies[2].integer ?? 0)
+            }
+            if backlog == 0 { state.withLock { _ = $0.finished.insert(saleID) } }
+        }
+    }
+
+    private func drainOrders(saleID: String, entries: [StreamEntry], into pass: inout Pass) async throws {
+        let keys = LedgerKeys(saleID: saleID)
+        var writable: [(entry: StreamEntry, write: MongoWrite)] = []
+        var skipped: [String] = []
+        for entry in entries {
+            if let write = OutboxDocuments.orderWrite(saleID: saleID, entry: entry) {
+                writable.append((entry, write))
+            } else {
+                // Deleted while pending, or not an order event: nothing to write.
+                if !entry.fields.isEmpty { logger.error("unreadable outbox entry skipped", metadata: ["sale": "\(saleID)", "entry": "\(entry.id)"]) }
+                skipped.append(entry.id)
+            }
+        }
+        let result = try await mongo.bulkWrite(OutboxDocuments.orders, writable.map(\.write))
+        var retry: Set<String> = []
+        for refused in result.writeErrors {
+            precondition(refused.index >= 0 && refused.index < writable.count, "write error index outside the batch")
+            let entry = writable[refused.index].entry
+            if refused.isTransient {
+                retry.insert(entry.id)
+                continue
+            }
+            guard entry.fields["type"] == "order", let orderID = entry.fields["orderId"] else {
+                logger.error("MongoDB refused an order update; the ledger keeps it", metadata: ["sale": "\(saleID)", "entry": "\(entry.id)", "error": "\(refused.message)"])
+                continue
+            }
+            let reason = "order store refused the order (code \(refused.code)): \(refused.message)"
+            let outcome = try await redis.withConnection { connection throws(RedisError) in
+                try Ledger(connection: connection).failOrder(saleID: saleID, orderID: orderID, reason: String(reason.prefix(300)))
+            }
+            logger.error("order failed permanently in MongoDB; compensated", metadata: [
+                "sale": "\(saleID)", "order": "\(orderID)", "code": "\(refused.code)", "outcome": "\(outcome)",
+            ])
+            pass.compensated += 1
+        }
+        let done = entries.map(\.id).filter { !retry.contains($0) }
+        try await acknowledge(stream: keys.outbox, ids: done, delete: true)
+        pass.orders += writable.count - result.writeErrors.count
+        pass.deferred += retry.count
+        _ = skipped
+    }
+
+    /// Creates the consumer groups of a sale's streams once per process (`MKSTREAM`: the outbox may be empty).
+    private func ensureGroups(_ keys: LedgerKeys) async throws {
+        guard !state.withLock({ $0.groupsCreated.contains(keys.saleID) }) else { return }
+        let group = configuration.group
+        try await redis.withConnection { connection throws(RedisError) in
+            for stream in [keys.outbox, keys.stockLog] {
+                let reply = try connection.send(RedisCommand("XGROUP", "CREATE", stream, group, "0", "MKSTREAM"))
+                if let message = reply.errorMessage, !message.hasPrefix("BUSYGROUP") { throw RedisError(.serverError, message) }
+            }
+        }
+        state.withLock { _ = $0.groupsCreated.insert(keys.saleID) }
+    }
+
+    /// This consumer's pending entries first (a failed earlier write, or entries claimed from a dead
+    /// consumer), then new ones: at most `batchSize`.
+    private func readBatch(stream: String) async throws -> [StreamEntry] {
+        let configuration = self.configuration
+        return try await redis.withConnection { connection throws(RedisError) -> [StreamEntry] in
+            var claim = RedisCommand("XAUTOCLAIM", stream, configuration.group, configuration.consumer)
+            claim.append(configuration.claimIdleMilliseconds)
+            claim.append("0-0")
+            claim.append("COUNT")
+            claim.append(configuration.batchSize)
+            try connection.send(claim).throwingServerError()
+            for start in ["0", ">"] {
+                var read = RedisCommand("XREADGROUP", "GROUP", configuration.group, configuration.consumer, "COUNT")
+                read.append(configuration.batchSize)
+                read.append("STREAMS")
+                read.append(stream)
+                read.append(start)
+                let reply = try connection.send(read).throwingServerError()
+                // [[stream, [[id, fields], ...]]] or nil when nothing is new.
+                let entries = StreamEntry.parse(reply.array?.first?.array?.last)
+                if !entries.isEmpty { return entries }
+            }
+            return []
+        }
+    }
+
+    private func acknowledge(stream: String, ids: [String], delete: Bool) async throws {
+        guard !ids.isEmpty else { return }
+        let group = configuration.group
+        try await redis.withConnection { connection throws(RedisError) in
+            var ack = RedisCommand("XACK", stream, group)
+            for id in ids { ack.append(id) }
+            var commands = [ack]
+            if delete {
+                var remove = RedisCommand("XDEL", stream)
+                for id in ids { remove.append(id) }
+                commands.append(remove)
+            }
+            for reply in try connection.pipeline(commands) { try reply.throwingServerError() }
+        }
+    }
+
+    private func write(_ collection: String, _ writes: [MongoWrite]) async throws {
+        let result = try await mongo.bulkWrite(collection, writes)
+        if let refused = result.writeErrors.first {
+            throw MongoError(kind: refused.isTransient ? .transient : .permanent, code: refused.code, message: "\(collection): \(refused.message)")
+        }
+    }
+}

@@ -1,0 +1,63 @@
+import ArgumentParser
+import Foundation
+import Replication
+
+struct LedgerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ledger",
+        abstract: "Ledger maintenance.",
+        subcommands: [RebuildCommand.self]
+    )
+
+    struct RebuildCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "rebuild",
+            abstract: "Rebuild a sale's Redis ledger from MongoDB after Redis lost it.",
+            discussion: """
+            Restores the sale's meta, sold, per-customer counts, orders, idempotency keys and order lists from \
+            the `sales` and `orders` collections. Every unsold unit goes to the pool; leases and the waitlist \
+            start empty. Refuses a sale that still has a live ledger unless --force (which replaces it).
+            """
+        )
+
+        @Option(help: "The sale to rebuild.")
+        var sale: String
+
+        @Option(name: .customLong("redis-url"), help: "Ledger Redis (FLASHSALE_REDIS_URL, default redis://127.0.0.1:6379).")
+        var redisURL: String?
+
+        @Option(name: .customLong("mongo-uri"), help: "MongoDB holding the orders (MONGO_URI).")
+        var mongoURI: String?
+
+        @Flag(help: "Replace a live ledger (its state is lost).")
+        var force = false
+
+        func run() async throws {
+            let environment = ProcessInfo.processInfo.environment
+            guard let uri = mongoURI ?? environment["MONGO_URI"], !uri.isEmpty else {
+                throw ValidationError("MONGO_URI (or --mongo-uri) must name the MongoDB that holds the orders")
+            }
+            let redisConfiguration = try RedisConfiguration(url: redisURL ?? environment["FLASHSALE_REDIS_URL"] ?? "redis://127.0.0.1:6379")
+            let redis = RedisClient(configuration: redisConfiguration, name: "redis-rebuild")
+            let mongo = try MongoClient(uri: uri, appName: "flashsale-rebuild", threads: 1)
+            defer {
+                redis.shutdown()
+                mongo.shutdown()
+            }
+            do {
+                let report = try await LedgerRebuild(redis: redis, mongo: mongo).rebuild(saleID: sale, force: force)
+                print("rebuilt \(report)")
+            } catch {
+                print("flashsale ledger rebuild: \(error)")
+                throw ExitCode(error.isLiveLedger ? 3 : 1)
+            }
+        }
+    }
+}
+
+extension LedgerRebuild.Failure {
+    var isLiveLedger: Bool {
+        if case .liveLedger = self { return true }
+        return false
+    }
+}

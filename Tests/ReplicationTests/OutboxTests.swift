@@ -1,0 +1,287 @@
+import Foundation
+import Logging
+@testable import Replication
+import ReservationEngine
+import Testing
+import TestSupport
+
+/// A sale with orders in the outbox, a drainer and the wire-level MongoDB server for one test.
+struct OutboxHarness {
+    let redis: RedisServer
+    /// The wire-level server; nil when the harness runs against a live MongoDB (`MONGO_URI`).
+    let mongoServer: MongoWireServer!
+    let client: RedisClient
+    let mongo: MongoClient
+    let drainer: OutboxDrainer
+    let sale: SaleDefinition
+    let engine: ReservationService
+
+    /// - Parameter liveURI: a live MongoDB to use (in a fresh database) instead of the wire-level server.
+    init(stock: Int = 20, batchSize: Int = 256, liveURI: String? = nil) throws {
+        redis = try RedisServer()
+        client = RedisClient(configuration: redis.configuration, name: "test-outbox")
+        if let liveURI {
+            mongoServer = nil
+            mongo = try MongoClient(uri: liveURI, database: "flashsale_test_\(UUID().uuidString.prefix(8).lowercased())", threads: 1)
+        } else {
+            mongoServer = try MongoWireServer()
+            mongo = try MongoClient(uri: mongoServer.uri, threads: 1)
+        }
+        var configuration = OutboxDrainer.Configuration(consumer: "test-drainer")
+        configuration.batchSize = batchSize
+        var logger = Logger(label: "test.outbox")
+        logger.logLevel = .critical
+        drainer = OutboxDrainer(redis: client, mongo: mongo, configuration: configuration, logger: logger)
+        sale = try LedgerFixture.createOpenSale(on: redis, stock: stock, limit: 2)
+        engine = LedgerFixture.engine(on: redis, instanceID: "outbox-test")
+    }
+
+    /// Places one order per customer and answers the confirmed records.
+    func placeOrders(_ customers: [String], quantity: Int = 1, key: String? = nil) async -> [OrderRecord] {
+        var records: [OrderRecord] = []
+        for customer in customers {
+            if case .confirmed(let record) = await engine.reserve(saleID: sale.id, customerID: customer, quantity: quantity,
+                                                                   idempotencyKey: key, delivery: "sealed-\(customer)") {
+                records.append(record)
+            }
+        }
+        return records
+    }
+
+    /// Drains until a pass moves nothing (bounded: at most `passes` passes); answers the summed passes.
+    @discardableResult
+    func drainUntilIdle(passes: Int = 20) async throws -> OutboxDrainer.Pass {
+        var total = OutboxDrainer.Pass()
+        for _ in 0..<passes {
+            let pass = try await drainer.drainOnce()
+            total.orders += pass.orders
+            total.stockEvents += pass.stockEvents
+            total.sales += pass.sales
+            total.compensated += pass.compensated
+            total.deferred += pass.deferred
+            if pass.moved == 0 && pass.deferred == 0 { return total }
+        }
+        Issue.record("the outbox did not drain within \(passes) passes")
+        return total
+    }
+
+    func streamState(_ stream: String) throws -> (length: Int64, pending: Int64) {
+        let connection = try redis.connect()
+        let length = try connection.send("XLEN", stream).integer ?? -1
+        let pending = try connection.send("XPENDING", stream, "mongo-sink").array?.first?.integer ?? -1
+        return (length, pending)
+    }
+
+    func shutdown() async {
+        await engine.shutdown()
+        if mongoServer == nil { _ = try? await mongo.command(["dropDatabase": .int32(1)]) }
+        mongo.shutdown()
+        client.shutdown()
+        mongoServer?.stop()
+    }
+}
+
+@Suite("Outbox to MongoDB over the wire protocol (libmongoc against mockupdb)", .serialized)
+struct OutboxTests {
+    @Test func drainsOrdersWithIdempotentMajorityUpserts() async throws {
+        let harness = try OutboxHarness()
+        let records = await harness.placeOrders((0..<6).map { "customer-\($0)" })
+        #expect(records.count == 6)
+        _ = try await harness.engine.cancel(saleID: harness.sale.id, orderID: records[0].orderID, customerID: records[0].customerID)
+
+        let pass = try await harness.drainUntilIdle()
+        #expect(pass.orders == 7, "six confirmations and one cancellation")
+        #expect(pass.compensated == 0)
+
+        let documents = try harness.mongoServer.documents("orders")
+        #expect(Set(documents.compactMap { $0["_id"] as? String }) == Set(records.map(\.orderID)))
+        let byID = Dictionary(uniqueKeysWithValues: documents.map { ($0["_id"] as! String, $0) })
+        #expect(byID[records[0].orderID]?["status"] as? String == "cancelled")
+        for record in records.dropFirst() {
+            let document = try #require(byID[record.orderID])
+            #expect(document["status"] as? String == "confirmed")
+            #expect(document["customerId"] as? String == record.customerID)
+            #expect(document["saleId"] as? String == harness.sale.id)
+            #expect(document["delivery"] as? String == "sealed-\(record.customerID)")
+            #expect((document["quantity"] as? NSNumber)?.intValue == 1)
+        }
+
+        // The exact commands: updates addressed by _id, upsert, unordered, write concern majority.
+        let updates = try harness.mongoServer.commands(named: "update").filter { $0["update"] as? String == "orders" }
+        #expect(!updates.isEmpty)
+        for command in updates {
+            #expect(command["ordered"] as? Bool == false)
+            let concern = try #require(command["writeConcern"] as? [String: Any])
+            #expect(concern["w"] as? String == "majority")
+            for statement in command["updates"] as? [[String: Any]] ?? [] {
+                #expect(statement["upsert"] as? Bool == true)
+                let query = try #require(statement["q"] as? [String: Any])
+                #expect(query.keys.sorted() == ["_id"])
+                #expect(records.contains { $0.orderID == query["_id"] as? String })
+            }
+        }
+        // Stock events and the sale document followed the same path; the indexes exist.
+        let events = try harness.mongoServer.documents("stock_events")
+        #expect(events.contains { $0["reason"] as? String == "created" })
+        #expect(events.contains { $0["reason"] as? String == "cancel" })
+        let sales = try harness.mongoServer.documents("sales")
+        #expect(sales.count == 1 && sales.first?["_id"] as? String == harness.sale.id)
+        let indexNames = try (harness.mongoServer.control(["op": "indexes", "collection": "orders"])["indexes"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
+        #expect(Set(indexNames).isSuperset(of: ["sale_customer", "sale_created", "customer_created"]))
+
+        // Acknowledged and removed: nothing pending, the outbox is empty.
+        let outbox = try harness.streamState(LedgerKeys(saleID: harness.sale.id).outbox)
+        #expect(outbox.length == 0 && outbox.pending == 0)
+        let stockLog = try harness.streamState(LedgerKeys(saleID: harness.sale.id).stockLog)
+        #expect(stockLog.pending == 0 && stockLog.length > 0, "the stock log is acknowledged and kept")
+        await harness.shutdown()
+    }
+
+    @Test func nothingIsLostWhileMongoIsUnreachable() async throws {
+        let harness = try OutboxHarness()
+        try harness.mongoServer.control(["op": "down"])
+        let records = await harness.placeOrders((0..<5).map { "down-\($0)" })
+        #expect(records.count == 5)
+        for _ in 0..<3 {
+            await #expect(throws: MongoError.self) { try await harness.drainer.drainOnce() }
+        }
+        #expect(harness.drainer.status.consecutiveFailures == 3)
+        let keys = LedgerKeys(saleID: harness.sale.id)
+        #expect(try harness.streamState(keys.outbox).length == 5, "the orders wait in the outbox")
+
+        try harness.mongoServer.control(["op": "up"])
+        try await harness.drainUntilIdle()
+        let stored = Set(try harness.mongoServer.documents("orders").compactMap { $0["_id"] as? String })
+        #expect(stored == Set(records.map(\.orderID)))
+        #expect(try harness.streamState(keys.outbox) == (0, 0))
+        #expect(harness.drainer.status.lastError == nil)
+        await harness.shutdown()
+    }
+
+    @Test func aReplyLostAfterTheWriteDoesNotDuplicate() async throws {
+        let harness = try OutboxHarness()
+        // One order and a drain first, so that the sale document is current and the next update is the orders'.
+        var records = await harness.placeOrders(["lost-first"])
+        try await harness.drainUntilIdle()
+        records += await harness.placeOrders((0..<4).map { "lost-\($0)" })
+        // The orders write is applied, then the connection drops before the reply.
+        try harness.mongoServer.control(["op": "hangupAfterWrite", "command": "update", "times": 1])
+        var failures = 0
+        for _ in 0..<5 {
+            do {
+                try await harness.drainUntilIdle(passes: 10)
+                break
+            } catch let error as MongoError {
+                #expect(error.isTransient, "a dropped connection is transient: \(error)")
+                failures += 1
+            }
+        }
+        #expect(failures >= 1, "the dropped reply surfaced as an error")
+        let documents = try harness.mongoServer.documents("orders")
+        #expect(documents.count == records.count, "one document per order, no duplicate")
+        #expect(Set(documents.compactMap { $0["_id"] as? String }) == Set(records.map(\.orderID)))
+        // The batch was sent twice, with the same _ids: the replay was a no-op upsert.
+        let orderUpdates = try harness.mongoServer.commands(named: "update").filter { $0["update"] as? String == "orders" }
+        #expect(orderUpdates.count >= 3, "the first drain, the write whose reply was lost, its replay")
+        #expect(try harness.streamState(LedgerKeys(saleID: harness.sale.id).outbox) == (0, 0))
+        await harness.shutdown()
+    }
+
+    @Test func notWritablePrimaryIsRetried() async throws {
+        let harness = try OutboxHarness()
+        let records = await harness.placeOrders((0..<3).map { "election-\($0)" })
+        try harness.mongoServer.control(["op": "fail", "command": "update", "code": 10107, "errmsg": "not primary", "times": 1])
+        do {
+            try await harness.drainer.drainOnce()
+            Issue.record("the scripted NotWritablePrimary must surface")
+        } catch let error as MongoError {
+            #expect(error.code == 10107 && error.isTransient)
+        }
+        try await harness.drainUntilIdle()
+        #expect(Set(try harness.mongoServer.documents("orders").compactMap { $0["_id"] as? String }) == Set(records.map(\.orderID)))
+        #expect(harness.drainer.status.compensated == 0)
+        await harness.shutdown()
+    }
+
+    @Test func aPermanentRefusalRunsTheCompensation() async throws {
+        let harness = try OutboxHarness(stock: 10)
+        let records = await harness.placeOrders((0..<3).map { "refused-\($0)" }, quantity: 2)
+        #expect(records.count == 3)
+        let victim = records[1]
+        let before = try LedgerFixture.snapshot(on: harness.redis, saleID: harness.sale.id)
+        try harness.mongoServer.control(["op": "writeError", "command": "update", "code": 121,
+                                         "errmsg": "Document failed validation", "match": ["_id": victim.orderID], "times": 1])
+        let pass = try await harness.drainUntilIdle()
+        #expect(pass.compensated == 1)
+
+        let after = try LedgerFixture.snapshot(on: harness.redis, saleID: harness.sale.id)
+        #expect(after.sold == before.sold - 2, "the refused order's units left sold")
+        #expect(after.pool + after.leases.reduce(0) { $0 + $1.remaining } + after.sold == harness.sale.stock)
+        let failed = try #require(try LedgerFixture.orders(on: harness.redis, saleID: harness.sale.id).first { $0.orderID == victim.orderID })
+        #expect(failed.status == .failed)
+        #expect(failed.failureReason?.contains("121") == true)
+        #expect(try LedgerFixture.purchases(on: harness.redis, saleID: harness.sale.id)[victim.customerID] == nil)
+        let stored = Set(try harness.mongoServer.documents("orders").compactMap { $0["_id"] as? String })
+        #expect(stored == Set(records.map(\.orderID)).subtracting([victim.orderID]))
+        #expect(try harness.streamState(LedgerKeys(saleID: harness.sale.id).outbox) == (0, 0))
+        let events = try harness.mongoServer.documents("stock_events")
+        #expect(events.contains { $0["reason"] as? String == "order_failed" })
+        // The units are sellable again: the customer can buy once more.
+        let retry = await harness.engine.reserve(saleID: harness.sale.id, customerID: victim.customerID, quantity: 2, idempotencyKey: nil, delivery: "x")
+        if case .confirmed = retry {} else { Issue.record("the customer's count was released: \(retry)") }
+        await harness.shutdown()
+    }
+
+    @Test func theLedgerRebuildsFromMongo() async throws {
+        let harness = try OutboxHarness(stock: 30)
+        let saleID = harness.sale.id
+        var records = await harness.placeOrders((0..<8).map { "rebuild-\($0)" }, quantity: 2)
+        records += await harness.placeOrders(["keyed-0", "keyed-1"], quantity: 1, key: "checkout-1")
+        _ = try await harness.engine.cancel(saleID: saleID, orderID: records[2].orderID, customerID: records[2].customerID)
+        _ = await harness.placeOrders(["rebuild-2"], quantity: 1)
+        await harness.engine.shutdown()  // leases back to the pool: the ledger is at rest
+        try await harness.drainUntilIdle()
+
+        let before = try LedgerState(server: harness.redis, saleID: saleID)
+        #expect(before.sold == 8 * 2 - 2 + 2 + 1)
+
+        let connection = try harness.redis.connect()
+        _ = try connection.send("FLUSHALL")
+        let rebuild = LedgerRebuild(redis: harness.client, mongo: harness.mongo)
+        let report = try await rebuild.rebuild(saleID: saleID, force: false)
+        #expect(report.sold == before.sold && report.orders == before.orders.count)
+        let after = try LedgerState(server: harness.redis, saleID: saleID)
+        #expect(after == before)
+
+        // A live ledger is refused without --force.
+        await #expect(throws: LedgerRebuild.Failure.self) { try await rebuild.rebuild(saleID: saleID, force: false) }
+        _ = try await rebuild.rebuild(saleID: saleID, force: true)
+        #expect(try LedgerState(server: harness.redis, saleID: saleID) == before)
+        harness.mongo.shutdown()
+        harness.client.shutdown()
+    }
+}
+
+/// The parts of a sale's ledger a rebuild restores.
+struct LedgerState: Equatable {
+    var meta: [String: String]
+    var sold: Int
+    var pool: Int
+    var users: [String: String]
+    var orders: [String: OrderRecord]
+    var idempotency: [String: String]
+    var customers: [String: String]
+
+    init(server: RedisServer, saleID: String) throws {
+        let connection = try server.connect()
+        let keys = LedgerKeys(saleID: saleID)
+        func hash(_ key: String) throws -> [String: String] { Ledger.pairs(try connection.send("HGETALL", key).array ?? []) }
+        meta = try hash(keys.meta)
+        sold = Int(try connection.send("GET", keys.sold).integer ?? -1)
+        pool = Int(try connection.send("GET", keys.pool).integer ?? -1)
+        users = try hash(keys.users)
+        orders = try hash(keys.orders).mapValues { try OrderRecord(ledgerJSON: Array($0.utf8)) }
+        idempotency = try hash(keys.idempotency)
+        customers = try hash(keys.customers)
+    }
+}

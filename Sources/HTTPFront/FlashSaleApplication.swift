@@ -29,11 +29,6 @@ public enum FlashSaleApplication {
             let router = Router(context: FlashSaleRequestContext.self)
             router.middlewares.add(RequestLogMiddleware())
             router.middlewares.add(MetricsMiddleware(metrics: metrics))
-            router.get("metrics") { _, _ -> Response in
-                var headers = HTTPFields()
-                headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
-                return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: metrics.exposition(engine: engine, hub: hub))))
-            }
             let cipher = configuration.dataCipher ?? {
                 logger.warning("no data key configured: delivery details are sealed with a key that lives only as long as this process")
                 return FieldCipher(sealing: FieldCipher.Key.generate(id: "ephemeral").key)
@@ -54,6 +49,12 @@ public enum FlashSaleApplication {
                 logger.notice("MongoDB is not configured (MONGO_URI): confirmed orders stay in the Redis outbox streams")
             }
             HealthRoutes(redis: redis, drainer: drainer, mongoFailure: mongoFailure).register(on: router)
+            router.get("metrics") { [drainer] _, _ -> Response in
+                var headers = HTTPFields()
+                headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+                let text = metrics.exposition(engine: engine, hub: hub, drainer: drainer)
+                return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: text)))
+            }
             StaticRoutes().register(on: router)
             var api = APIRoutes(
                 engine: engine,

@@ -48,7 +48,7 @@ struct LedgerCommand: AsyncParsableCommand {
                 let report = try await LedgerRebuild(redis: redis, mongo: mongo).rebuild(saleID: sale, force: force)
                 print("rebuilt \(report)")
             } catch {
-                print("flashsale ledger rebuild: \(error)")
+                FileHandle.standardError.write(Data("flashsale ledger rebuild: \(error)\n".utf8))
                 throw ExitCode(error.isLiveLedger ? 3 : 1)
             }
         }

@@ -76,6 +76,11 @@ struct OrderStoreTests {
                 #expect(details?["orderStore"] as? String == "mongodb")
                 #expect((details?["ordersWritten"] as? Int ?? 0) >= 1)
             }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                let text = String(buffer: response.body)
+                let line = text.split(separator: "\n").first { $0.hasPrefix(#"flashsale_outbox_written_total{kind="orders"}"#) }
+                #expect(line.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0 >= 1, "\(line ?? "no outbox metric")")
+            }
         }
         mongo.stop()
     }

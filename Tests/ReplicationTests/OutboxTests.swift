@@ -240,10 +240,24 @@ struct OutboxTests {
         _ = try await harness.engine.cancel(saleID: saleID, orderID: records[2].orderID, customerID: records[2].customerID)
         _ = await harness.placeOrders(["rebuild-2"], quantity: 1)
         await harness.engine.shutdown()  // leases back to the pool: the ledger is at rest
+        // Close the sale and store its final summary: the sale document carries it.
+        let ledger = Ledger(connection: try harness.redis.connect())
+        _ = try ledger.closeSale(saleID: saleID, mode: "ended")
+        let summary = try #require(try ledger.summary(saleID: saleID))
+        #expect(summary.final)
         try await harness.drainUntilIdle()
+        let saleDocument = try #require(try harness.mongoServer.documents("sales").first)
+        #expect(saleDocument["status"] as? String == "closed")
+        #expect((saleDocument["summary"] as? [String: Any])?["final"] as? Bool == true)
+        #expect((saleDocument["summary"] as? [String: Any])?["sold"] as? Int == summary.sold)
+        // A closed, summarized, drained sale is finished: later passes send MongoDB nothing for it.
+        let commandsBefore = try harness.mongoServer.commands().count
+        try await harness.drainer.drainOnce()
+        #expect(try harness.mongoServer.commands().count == commandsBefore)
 
         let before = try LedgerState(server: harness.redis, saleID: saleID)
         #expect(before.sold == 8 * 2 - 2 + 2 + 1)
+        #expect(before.summary != nil)
 
         let connection = try harness.redis.connect()
         _ = try connection.send("FLUSHALL")
@@ -271,6 +285,7 @@ struct LedgerState: Equatable {
     var orders: [String: OrderRecord]
     var idempotency: [String: String]
     var customers: [String: String]
+    var summary: String?
 
     init(server: RedisServer, saleID: String) throws {
         let connection = try server.connect()
@@ -283,5 +298,6 @@ struct LedgerState: Equatable {
         orders = try hash(keys.orders).mapValues { try OrderRecord(ledgerJSON: Array($0.utf8)) }
         idempotency = try hash(keys.idempotency)
         customers = try hash(keys.customers)
+        summary = try connection.send("GET", keys.summary).string
     }
 }

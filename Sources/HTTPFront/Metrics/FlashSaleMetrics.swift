@@ -7,7 +7,9 @@ import Synchronization
 ///
 /// Names: `flashsale_http_requests_total{route,status}`, `flashsale_orders_total{result}`,
 /// `flashsale_commit_batch_orders` (histogram), `flashsale_commit_latency_seconds` (histogram),
-/// `flashsale_leases_held`, `flashsale_websocket_clients`, `flashsale_commit_queue_depth`.
+/// `flashsale_leases_held`, `flashsale_websocket_clients`, `flashsale_commit_queue_depth`, and with MongoDB
+/// `flashsale_outbox_written_total{kind}` (orders, stock_events), `flashsale_outbox_compensated_total`,
+/// `flashsale_outbox_consecutive_failures`.
 public final class FlashSaleMetrics: CommitObserver, Sendable {
     public let registry = PrometheusCollectorRegistry()
     private let requestCounters = Mutex<[String: Counter]>([:])
@@ -17,6 +19,12 @@ public final class FlashSaleMetrics: CommitObserver, Sendable {
     private let leasesHeld: Gauge
     private let webSocketClients: Gauge
     private let commitQueueDepth: Gauge
+    private let outboxOrders: Counter
+    private let outboxStockEvents: Counter
+    private let outboxCompensated: Counter
+    private let outboxFailures: Gauge
+    /// The drainer's totals at the last scrape (counters advance by the difference).
+    private let outboxSeen = Mutex<(orders: Int, stockEvents: Int, compensated: Int)>((0, 0, 0))
 
     public init() {
         batchOrders = registry.makeValueHistogram(name: "flashsale_commit_batch_orders", buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
@@ -29,6 +37,10 @@ public final class FlashSaleMetrics: CommitObserver, Sendable {
         leasesHeld = registry.makeGauge(name: "flashsale_leases_held", help: "Leases this instance sells from")
         webSocketClients = registry.makeGauge(name: "flashsale_websocket_clients", help: "Open live-stock WebSockets")
         commitQueueDepth = registry.makeGauge(name: "flashsale_commit_queue_depth", help: "Orders and ledger calls waiting for the committer")
+        outboxOrders = registry.makeCounter(name: "flashsale_outbox_written_total", labels: [("kind", "orders")], help: "Outbox entries written to MongoDB")
+        outboxStockEvents = registry.makeCounter(name: "flashsale_outbox_written_total", labels: [("kind", "stock_events")], help: "Outbox entries written to MongoDB")
+        outboxCompensated = registry.makeCounter(name: "flashsale_outbox_compensated_total", help: "Orders MongoDB refused for good and the ledger compensated")
+        outboxFailures = registry.makeGauge(name: "flashsale_outbox_consecutive_failures", help: "Outbox passes failed in a row (0 while MongoDB accepts writes)")
     }
 
     public func batchCommitted(orders: Int, latency: Duration) {
@@ -60,7 +72,17 @@ public final class FlashSaleMetrics: CommitObserver, Sendable {
     }
 
     /// The Prometheus text exposition, with the gauges read now.
-    func exposition(engine: ReservationService, hub: LiveStockHub) -> [UInt8] {
+    func exposition(engine: ReservationService, hub: LiveStockHub, drainer: OutboxDrainer?) -> [UInt8] {
+        if let status = drainer?.status {
+            let previous = outboxSeen.withLock { seen in
+                defer { seen = (status.ordersWritten, status.stockEventsWritten, status.compensated) }
+                return seen
+            }
+            outboxOrders.increment(by: Int64(max(0, status.ordersWritten - previous.orders)))
+            outboxStockEvents.increment(by: Int64(max(0, status.stockEventsWritten - previous.stockEvents)))
+            outboxCompensated.increment(by: Int64(max(0, status.compensated - previous.compensated)))
+            outboxFailures.set(to: Double(status.consecutiveFailures))
+        }
         leasesHeld.set(to: Double(engine.leasesHeld))
         webSocketClients.set(to: Double(hub.socketCount))
         commitQueueDepth.set(to: Double(engine.commitQueueDepth))

@@ -137,6 +137,33 @@ struct OutboxTests {
         await harness.shutdown()
     }
 
+    // Two drainers may write an order's cancellation before its confirmation: the document ends complete
+    // and cancelled either way, and replays change nothing.
+    @Test func eventsOfOneOrderCommuteAndReplay() async throws {
+        let harness = try OutboxHarness()
+        let order = StreamEntry(id: "100-0", fields: [
+            "type": "order", "orderId": "o-1", "customer": "c-1", "quantity": "2", "at": "1000", "delivery": "fs1.k1.abc",
+            "key": "k", "shard": "s-0", "fence": "7", "instance": "A", "source": "bucket",
+        ])
+        var cancelFields = order.fields
+        cancelFields["type"] = "cancel"
+        cancelFields["at"] = "2000"
+        cancelFields["createdAt"] = "1000"
+        let cancel = StreamEntry(id: "101-0", fields: cancelFields)
+        let writes = [cancel, order, cancel, order].compactMap { OutboxDocuments.orderWrite(saleID: "s", entry: $0) }
+        for write in writes { _ = try await harness.mongo.bulkWrite("orders", [write]) }
+        let documents = try harness.mongoServer.documents("orders")
+        #expect(documents.count == 1)
+        let document = try #require(documents.first)
+        #expect(document["status"] as? String == "cancelled")
+        #expect(document["delivery"] as? String == "fs1.k1.abc")
+        #expect(document["idempotencyKey"] as? String == "k")
+        #expect((document["fence"] as? NSNumber)?.intValue == 7)
+        let record = try LedgerRebuild.record(from: try #require(try await harness.mongo.find("orders").first))
+        #expect(record.status == .cancelled && record.createdAtMilliseconds == 1_000 && record.cancelledAtMilliseconds == 2_000)
+        await harness.shutdown()
+    }
+
     @Test func nothingIsLostWhileMongoIsUnreachable() async throws {
         let harness = try OutboxHarness()
         try harness.mongoServer.control(["op": "down"])

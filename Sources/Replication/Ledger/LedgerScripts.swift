@@ -355,8 +355,11 @@ public enum LedgerScripts {
     if redis.call('HINCRBY', K.users, order.c, -order.q) <= 0 then redis.call('HDEL', K.users, order.c) end
     redis.call('HINCRBY', K.stats, 'orders', -1)
     redis.call('HINCRBY', K.stats, 'cancelled', 1)
+    -- The whole order travels with its cancellation: drained before its confirmation (two drainers),
+    -- it still creates a complete document.
     redis.call('XADD', K.outbox, '*', 'type', 'cancel', 'orderId', order.id, 'customer', order.c,
-      'quantity', order.q, 'at', now, 'status', 'cancelled')
+      'quantity', order.q, 'at', now, 'status', 'cancelled', 'createdAt', order.t, 'delivery', order.d or '',
+      'key', order.k or '', 'shard', order.sh or '', 'fence', order.f or 0, 'instance', order.i or '', 'source', order.src or '')
     log_stock(now, 'cancel', order.q, 0, '')
     if not gate then serve_waitlist(now, meta) end
     local broken = check_invariant(meta)

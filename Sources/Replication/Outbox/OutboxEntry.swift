@@ -50,14 +50,13 @@ public enum OutboxDocuments {
         let fields = entry.fields
         guard let orderID = fields["orderId"], let customer = fields["customer"],
               let quantity = fields["quantity"].flatMap(Int64.init), let at = fields["at"].flatMap(Int64.init) else { return nil }
-        switch fields["type"] {
-        case "order":
-            return .upsert(id: .string(orderID), update: ["$setOnInsert": .document([
+        // Everything but the status is a fact of the order: set once, whichever event arrives first.
+        func facts(createdAt: Int64) -> BSONDocument {
+            [
                 "saleId": .string(saleID),
                 "customerId": .string(customer),
                 "quantity": .int64(quantity),
-                "status": "confirmed",
-                "createdAt": .date(at),
+                "createdAt": .date(createdAt),
                 "delivery": .string(fields["delivery"] ?? ""),
                 "idempotencyKey": .string(fields["key"] ?? ""),
                 "shard": .string(fields["shard"] ?? ""),
@@ -65,14 +64,17 @@ public enum OutboxDocuments {
                 "instance": .string(fields["instance"] ?? ""),
                 "source": .string(fields["source"] ?? "bucket"),
                 "outboxId": .string(entry.id),
-            ])])
+            ]
+        }
+        switch fields["type"] {
+        case "order":
+            var insert = facts(createdAt: at)
+            insert["status"] = "confirmed"
+            return .upsert(id: .string(orderID), update: ["$setOnInsert": .document(insert)])
         case "cancel":
             return .upsert(id: .string(orderID), update: [
                 "$set": .document(["status": "cancelled", "cancelledAt": .date(at)]),
-                "$setOnInsert": .document([
-                    "saleId": .string(saleID), "customerId": .string(customer), "quantity": .int64(quantity),
-                    "createdAt": .date(at), "outboxId": .string(entry.id),
-                ]),
+                "$setOnInsert": .document(facts(createdAt: fields["createdAt"].flatMap(Int64.init) ?? at)),
             ])
         default:
             return nil

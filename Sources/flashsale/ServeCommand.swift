@@ -48,7 +48,23 @@ struct ServeCommand: AsyncParsableCommand {
             }
             return value
         } ?? 8080
-        let redis = try RedisConfiguration(url: redisURL ?? environment["FLASHSALE_REDIS_URL"] ?? "redis://127.0.0.1:6379")
+        var redis = try RedisConfiguration(url: redisURL ?? environment["FLASHSALE_REDIS_URL"] ?? "redis://127.0.0.1:6379")
+        if let sentinels = environment["FLASHSALE_REDIS_SENTINELS"], !sentinels.isEmpty {
+            redis.sentinels = try RedisConfiguration.endpoints(sentinels)
+            redis.masterName = environment["FLASHSALE_REDIS_MASTER_NAME"] ?? "flashsale"
+        }
+        if let acks = environment["FLASHSALE_REDIS_REPLICA_ACKS"] {
+            guard let value = Int(acks), (0...16).contains(value) else {
+                throw ValidationError("FLASHSALE_REDIS_REPLICA_ACKS must be 0...16, got \(acks.debugDescription)")
+            }
+            redis.replicaAcks = value
+        }
+        if let timeout = environment["FLASHSALE_REDIS_REPLICA_ACK_TIMEOUT_MS"] {
+            guard let value = Int(timeout), (1...60_000).contains(value) else {
+                throw ValidationError("FLASHSALE_REDIS_REPLICA_ACK_TIMEOUT_MS must be 1...60000, got \(timeout.debugDescription)")
+            }
+            redis.replicaAckTimeoutMilliseconds = value
+        }
         guard let secret = jwtSecret ?? environment["FLASHSALE_JWT_SECRET"], secret.utf8.count >= 16 else {
             throw ValidationError("FLASHSALE_JWT_SECRET (or --jwt-secret) must be set to at least 16 bytes")
         }
@@ -70,7 +86,8 @@ struct ServeCommand: AsyncParsableCommand {
         )
         logger.info("starting", metadata: [
             "address": "\(configuration.host):\(configuration.port)",
-            "redis": "\(redis.host):\(redis.port)",
+            "redis": redis.sentinels.isEmpty ? "\(redis.host):\(redis.port)" : "sentinels \(redis.sentinels.map(\.description).joined(separator: ",")) master \(redis.masterName)",
+            "replicaAcks": "\(redis.replicaAcks)",
             "instance": "\(configuration.instanceID)",
             "allocator": "jemalloc \(Self.jemallocVersion)",
         ])

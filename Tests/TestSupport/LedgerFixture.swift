@@ -36,11 +36,12 @@ public enum LedgerFixture {
     }
 
     /// An engine for one simulated instance.
-    public static func engine(on server: RedisServer, instanceID: String, leaseTTLMilliseconds: Int = 1_000, maxShardUnits: Int = 64, spreadFactor: Int = 4) -> ReservationService {
+    public static func engine(on server: RedisServer, instanceID: String, leaseTTLMilliseconds: Int = 1_000, maxShardUnits: Int = 64, spreadFactor: Int = 4,
+                              redis: RedisConfiguration? = nil) -> ReservationService {
         var logger = Logger(label: "test.\(instanceID)")
         logger.logLevel = .error
         return ReservationService(
-            redis: server.configuration,
+            redis: redis ?? server.configuration,
             configuration: EngineConfiguration(
                 instanceID: instanceID,
                 leaseTTLMilliseconds: leaseTTLMilliseconds,

@@ -186,6 +186,29 @@ private final class CommitWorker: @unchecked Sendable {
         }
     }
 
+    /// With `replicaAcks` configured, a batch that committed anything is acknowledged only once that many
+    /// replicas have it (`WAIT`). Short of that, its committed orders are answered `unavailable`: they exist
+    /// in the ledger (a retry with the same Idempotency-Key returns them) but were not promised to anyone.
+    private func awaitReplicas(_ connection: RedisConnection, _ outcomes: [CommitOutcome]) throws(RedisError) -> [CommitOutcome] {
+        // Duplicates too: after an unknown outcome the retry answers our own orders as duplicates.
+        func promised(_ outcome: CommitOutcome) -> Bool {
+            switch outcome {
+            case .committed, .duplicate: true
+            default: false
+            }
+        }
+        guard redis.replicaAcks > 0, outcomes.contains(where: promised) else { return outcomes }
+        do throws(RedisError) {
+            try Ledger(connection: connection).requireReplicas()
+            return outcomes
+        } catch where error.code == .notReplicated {
+            logger.warning("commit batch not replicated in time; its customers are told to retry", metadata: [
+                "orders": "\(outcomes.count)", "error": "\(error.message)",
+            ])
+            return outcomes.map { promised($0) ? .unavailable(error) : $0 }
+        }
+    }
+
     private func commitWithOneRetry(saleID: String, _ commits: [PendingCommit]) -> [CommitOutcome] {
         var lastError = RedisError(.connectionFailed, "not attempted")
         attempts: for attempt in 0..<2 {
@@ -194,7 +217,8 @@ private final class CommitWorker: @unchecked Sendable {
                 lastError = error
             case .success(let ledger):
                 do throws(RedisError) {
-                    return try ledger.commit(saleID: saleID, owner: owner, commits)
+                    let outcomes = try ledger.commit(saleID: saleID, owner: owner, commits)
+                    return try awaitReplicas(ledger.connection, outcomes)
                 } catch {
                     lastError = error
                     // A server error (script error) is definite: no retry.

@@ -249,8 +249,14 @@ public struct Ledger {
         case "WAITING":
             guard elements.count == 2, let position = elements[1].integer else { throw Self.unexpected(reply, LedgerScripts.joinWaitlist) }
             return .waiting(position: Int(position))
-        case "SERVED": return .served(try Self.record(reply))
-        case "DUP": return .duplicate(try Self.record(reply))
+        case "SERVED":
+            let record = try Self.record(reply)
+            try requireReplicas()
+            return .served(record)
+        case "DUP":
+            let record = try Self.record(reply)
+            try requireReplicas()
+            return .duplicate(record)
         case "RETRY": return .retry
         case "LIMIT": return .limitExceeded(purchased: Int(elements.count == 2 ? elements[1].integer ?? 0 : 0))
         case "INSUFFICIENT": return .insufficientStock(unsold: Int(elements.count == 2 ? elements[1].integer ?? 0 : 0))
@@ -346,6 +352,20 @@ public struct Ledger {
     }
 
     // MARK: Helpers
+
+    /// With `replicaAcks` configured, waits (`WAIT`) until that many replicas hold every write so far;
+    /// throws ``RedisError/Code/notReplicated`` when they do not in time (nothing may be promised then).
+    public func requireReplicas() throws(RedisError) {
+        let configuration = connection.configuration
+        guard configuration.replicaAcks > 0 else { return }
+        var wait = RedisCommand("WAIT")
+        wait.append(configuration.replicaAcks)
+        wait.append(configuration.replicaAckTimeoutMilliseconds)
+        let acknowledged = try connection.send(wait).throwingServerError().integer ?? 0
+        guard acknowledged >= Int64(configuration.replicaAcks) else {
+            throw RedisError(.notReplicated, "\(acknowledged) of \(configuration.replicaAcks) replicas acknowledged within \(configuration.replicaAckTimeoutMilliseconds) ms")
+        }
+    }
 
     private func run(_ script: RedisScript, saleID: String, _ arguments: RedisCommand) throws(RedisError) -> RedisReply {
         let reply = try connection.evaluate(script, keys: LedgerKeys(saleID: saleID).all, arguments: arguments)

@@ -1,7 +1,36 @@
+import Foundation
+
 /// Where and how to reach Redis.
+///
+/// With ``sentinels`` set, `host`/`port` are only a fallback: every (re)connection asks the Sentinels
+/// for the current primary of ``masterName`` and checks with `ROLE` that it is one, so the service follows
+/// a failover by itself. A connection that meets `READONLY` (it reached a demoted primary) is dropped and
+/// resolves again.
 public struct RedisConfiguration: Sendable, Hashable {
+    public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+
+        public var description: String { "\(host):\(port)" }
+    }
+
     public var host: String
     public var port: Int
+    /// Redis Sentinels to ask for the primary (empty: connect to `host:port` directly).
+    public var sentinels: [Endpoint] = []
+    /// The primary's name in the Sentinels' configuration.
+    public var masterName = "flashsale"
+    /// Replicas that must acknowledge a commit batch (`WAIT`) before its customers are answered; 0 = none.
+    /// With 1 and a replica, a confirmed order survives the loss of the primary's host and a failover.
+    public var replicaAcks = 0
+    /// How long a commit waits for ``replicaAcks``; when it passes, the batch's customers are told to
+    /// retry (their orders exist; the same Idempotency-Key returns them).
+    public var replicaAckTimeoutMilliseconds = 1_000
     public var username: String?
     public var password: String?
     public var database: Int
@@ -67,6 +96,25 @@ public struct RedisConfiguration: Sendable, Hashable {
             throw RedisError(.invalidConfiguration, "missing host in Redis URL \(url.debugDescription)")
         }
         host = String(rest)
+    }
+}
+
+extension RedisConfiguration {
+    /// Parses `host:port,host:port` (the `FLASHSALE_REDIS_SENTINELS` form).
+    public static func endpoints(_ list: String) throws(RedisError) -> [Endpoint] {
+        var endpoints: [Endpoint] = []
+        for item in list.split(separator: ",") {
+            let text = item.trimmingCharacters(in: .whitespaces)
+            guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65_535).contains(port),
+                  colon != text.startIndex else {
+                throw RedisError(.invalidConfiguration, "a Sentinel address is host:port, got \(text.debugDescription)")
+            }
+            endpoints.append(Endpoint(host: String(text[..<colon]), port: port))
+        }
+        guard !endpoints.isEmpty, endpoints.count <= 16 else {
+            throw RedisError(.invalidConfiguration, "between 1 and 16 Sentinel addresses are needed, got \(endpoints.count)")
+        }
+        return endpoints
     }
 }
 

@@ -20,10 +20,13 @@ public final class RedisConnection {
     private var scriptDigests: [String: String] = [:]
     /// How many times a fresh TCP connection was made (1 after the first command).
     public private(set) var connectCount = 0
+    /// The server of the current (or last) connection: the configured one, or the primary a Sentinel named.
+    public private(set) var endpoint: RedisConfiguration.Endpoint
 
     /// Creates the connection and connects eagerly, so that a wrong address fails here.
     public init(configuration: RedisConfiguration) throws(RedisError) {
         self.configuration = configuration
+        self.endpoint = RedisConfiguration.Endpoint(host: configuration.host, port: configuration.port)
         try connect()
     }
 
@@ -50,7 +53,15 @@ public final class RedisConnection {
         }
         guard let raw else { throw discard(context) }
         defer { freeReplyObject(raw) }
-        return Self.convert(raw.assumingMemoryBound(to: redisReply.self))
+        let reply = Self.convert(raw.assumingMemoryBound(to: redisReply.self))
+        dropIfDemoted(reply)
+        return reply
+    }
+
+    /// A `READONLY` answer means this server is no longer the primary (a failover demoted it): close, so the
+    /// next command resolves the primary again. The command itself was refused, not applied.
+    private func dropIfDemoted(_ reply: RedisReply) {
+        if case .error(let message) = reply, message.hasPrefix("READONLY") || message.hasPrefix("MASTERDOWN") { close() }
     }
 
     /// Convenience for textual commands: `try connection.send("SET", "key", "value")`.
@@ -81,6 +92,7 @@ public final class RedisConnection {
             replies.append(Self.convert(raw.assumingMemoryBound(to: redisReply.self)))
             freeReplyObject(raw)
         }
+        for reply in replies { dropIfDemoted(reply) }
         return replies
     }
 
@@ -140,14 +152,55 @@ public final class RedisConnection {
 
     private func connect() throws(RedisError) {
         precondition(context == nil, "connect() over a live context would leak it")
+        if configuration.sentinels.isEmpty {
+            try connect(to: RedisConfiguration.Endpoint(host: configuration.host, port: configuration.port))
+            return
+        }
+        let primary = try Self.primaryFromSentinels(configuration)
+        try connect(to: primary)
+        // A Sentinel may still name a primary it is demoting: trust the server's own answer.
+        let role = try send(RedisCommand("ROLE"))
+        guard role.array?.first?.string == "master" else {
+            close()
+            throw RedisError(.noPrimary, "\(primary) is not a primary (ROLE answered \(role)); a failover is in progress")
+        }
+    }
+
+    /// Asks each Sentinel in turn (bounded by their number) for the primary's address.
+    private static func primaryFromSentinels(_ configuration: RedisConfiguration) throws(RedisError) -> RedisConfiguration.Endpoint {
+        var failures: [String] = []
+        for sentinel in configuration.sentinels {
+            var direct = configuration
+            direct.sentinels = []
+            direct.host = sentinel.host
+            direct.port = sentinel.port
+            direct.password = nil
+            direct.username = nil
+            direct.database = 0
+            do throws(RedisError) {
+                let connection = try RedisConnection(configuration: direct)
+                let reply = try connection.send(RedisCommand("SENTINEL", "get-master-addr-by-name", configuration.masterName))
+                if let address = reply.array, address.count == 2, let host = address[0].string, let port = address[1].integer.map(Int.init) {
+                    return RedisConfiguration.Endpoint(host: host, port: port)
+                }
+                failures.append("\(sentinel): \(reply)")
+            } catch {
+                failures.append("\(sentinel): \(error.message)")
+            }
+        }
+        throw RedisError(.noPrimary, "no Sentinel named a primary for \(configuration.masterName): \(failures.joined(separator: "; "))")
+    }
+
+    private func connect(to target: RedisConfiguration.Endpoint) throws(RedisError) {
+        endpoint = target
         let connectTimeout = Self.timeval(milliseconds: configuration.connectTimeoutMilliseconds)
-        guard let fresh = redisConnectWithTimeout(configuration.host, Int32(configuration.port), connectTimeout) else {
+        guard let fresh = redisConnectWithTimeout(target.host, Int32(target.port), connectTimeout) else {
             throw RedisError(.connectionFailed, "cannot allocate a hiredis context")
         }
         if fresh.pointee.err != 0 {
             let message = Self.errorText(fresh)
             redisFree(fresh)
-            throw RedisError(.connectionFailed, "\(configuration.host):\(configuration.port): \(message)")
+            throw RedisError(.connectionFailed, "\(target): \(message)")
         }
         guard redisSetTimeout(fresh, Self.timeval(milliseconds: configuration.commandTimeoutMilliseconds)) == REDIS_OK else {
             redisFree(fresh)

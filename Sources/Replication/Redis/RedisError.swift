@@ -21,6 +21,10 @@ public struct RedisError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let queueFull = Code("REDIS_QUEUE_FULL")
         /// The client was shut down; nothing was sent.
         public static let shutDown = Code("REDIS_SHUT_DOWN")
+        /// A write was applied but fewer replicas than required acknowledged it in time (`WAIT`).
+        public static let notReplicated = Code("REDIS_NOT_REPLICATED")
+        /// No Sentinel named a reachable primary.
+        public static let noPrimary = Code("REDIS_NO_PRIMARY")
         /// A reply did not have the shape the caller expected.
         public static let unexpectedReply = Code("REDIS_UNEXPECTED_REPLY")
 

@@ -1,0 +1,98 @@
+import Foundation
+@testable import Replication
+import ReservationEngine
+import Testing
+import TestSupport
+
+@Suite("Redis Sentinel failover and replica acknowledgements", .serialized)
+struct SentinelTests {
+    /// A primary, a replica that has caught up, three Sentinels that know both.
+    struct Topology {
+        let primary: RedisServer
+        let replica: RedisServer
+        let sentinels: [RedisSentinel]
+
+        init() throws {
+            let primary = try RedisServer()
+            let replica = try RedisServer(extraArguments: ["--replicaof", "127.0.0.1", String(primary.port)])
+            let sentinels = try (0..<3).map { _ in try RedisSentinel(monitoring: primary) }
+            self.primary = primary
+            self.replica = replica
+            self.sentinels = sentinels
+            let deadline = ContinuousClock.now + .seconds(15)
+            while ContinuousClock.now < deadline {
+                let linked = (try? replica.connect().send("INFO", "replication").string)?.contains("master_link_status:up") == true
+                let known = sentinels.allSatisfy { sentinel in
+                    let configuration = RedisConfiguration(host: "127.0.0.1", port: sentinel.port)
+                    return ((try? RedisConnection(configuration: configuration).send("SENTINEL", "replicas", "flashsale"))?.array?.count ?? 0) == 1
+                }
+                if linked && known { return }
+                usleep(100_000)
+            }
+            throw RedisServerError("the replica or the Sentinels did not come up within 15 s")
+        }
+
+        var configuration: RedisConfiguration {
+            var configuration = primary.configuration
+            configuration.host = "127.0.0.1"
+            configuration.port = 1  // never used: the Sentinels name the primary
+            configuration.sentinels = sentinels.map(\.endpoint)
+            return configuration
+        }
+    }
+
+    @Test func theConnectionFollowsAFailover() async throws {
+        let topology = try Topology()
+        let connection = try RedisConnection(configuration: topology.configuration)
+        #expect(connection.endpoint.port == topology.primary.port)
+        #expect(try connection.send("SET", "before", "1") == .status("OK"))
+        _ = try connection.send("WAIT", "1", "2000")
+
+        try topology.sentinels[0].forceFailover()
+        let deadline = ContinuousClock.now + .seconds(20)
+        var written = false
+        while ContinuousClock.now < deadline, !written {
+            // Bounded: each attempt either fails fast (READONLY, a closed socket, no primary yet) or writes.
+            if let reply = try? connection.send("SET", "after", "2"), reply == .status("OK") {
+                written = connection.endpoint.port == topology.replica.port
+            }
+            if !written { usleep(100_000) }
+        }
+        #expect(written, "the connection reached the promoted replica and wrote to it")
+        #expect(topology.sentinels.allSatisfy { $0.primaryPort() == topology.replica.port })
+        #expect(try connection.send("GET", "before") == .bulk(Array("1".utf8)), "the write before the failover survived")
+        #expect(try connection.send("ROLE").array?.first?.string == "master")
+    }
+
+    @Test func commitsWaitForTheReplica() async throws {
+        let topology = try Topology()
+        var configuration = topology.configuration
+        configuration.replicaAcks = 1
+        configuration.replicaAckTimeoutMilliseconds = 300
+        let sale = try LedgerFixture.createOpenSale(on: topology.primary, stock: 10, limit: 2)
+        let engine = LedgerFixture.engine(on: topology.primary, instanceID: "acks", redis: configuration)
+
+        guard case .confirmed = await engine.reserve(saleID: sale.id, customerID: "c1", quantity: 1, idempotencyKey: "k1", delivery: "d") else {
+            Issue.record("with the replica up the order is confirmed"); return
+        }
+        topology.replica.pause()
+        let stalled = await engine.reserve(saleID: sale.id, customerID: "c2", quantity: 1, idempotencyKey: "k2", delivery: "d")
+        guard case .rejected(let error, _) = stalled, error.code == .retryLater else {
+            Issue.record("an order the replica did not acknowledge must not be confirmed: \(stalled)"); return
+        }
+        topology.replica.resume()
+        // The order was written; the retry with the same key returns it once the replica has it.
+        var confirmed: OrderRecord?
+        for _ in 0..<20 where confirmed == nil {
+            if case .confirmed(let record) = await engine.reserve(saleID: sale.id, customerID: "c2", quantity: 1, idempotencyKey: "k2", delivery: "d") {
+                confirmed = record
+            } else {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        #expect(confirmed != nil)
+        let orders = try LedgerFixture.orders(on: topology.primary, saleID: sale.id).filter { $0.customerID == "c2" }
+        #expect(orders.count == 1, "one order for the key, never two")
+        await engine.shutdown()
+    }
+}

@@ -12,7 +12,8 @@ struct SentinelTests {
         let replica: RedisServer
         let sentinels: [RedisSentinel]
 
-        init() throws {
+        /// Waits without blocking a cooperative thread (other suites run alongside with 1 s leases).
+        init() async throws {
             let primary = try RedisServer()
             let replica = try RedisServer(extraArguments: ["--replicaof", "127.0.0.1", String(primary.port)])
             let sentinels = try (0..<3).map { _ in try RedisSentinel(monitoring: primary) }
@@ -27,7 +28,7 @@ struct SentinelTests {
                     return ((try? RedisConnection(configuration: configuration).send("SENTINEL", "replicas", "flashsale"))?.array?.count ?? 0) == 1
                 }
                 if linked && known { return }
-                usleep(100_000)
+                try await Task.sleep(for: .milliseconds(100))
             }
             throw RedisServerError("the replica or the Sentinels did not come up within 15 s")
         }
@@ -42,7 +43,7 @@ struct SentinelTests {
     }
 
     @Test func theConnectionFollowsAFailover() async throws {
-        let topology = try Topology()
+        let topology = try await Topology()
         let connection = try RedisConnection(configuration: topology.configuration)
         #expect(connection.endpoint.port == topology.primary.port)
         #expect(try connection.send("SET", "before", "1") == .status("OK"))
@@ -56,7 +57,7 @@ struct SentinelTests {
             if let reply = try? connection.send("SET", "after", "2"), reply == .status("OK") {
                 written = connection.endpoint.port == topology.replica.port
             }
-            if !written { usleep(100_000) }
+            if !written { try await Task.sleep(for: .milliseconds(100)) }
         }
         #expect(written, "the connection reached the promoted replica and wrote to it")
         #expect(topology.sentinels.allSatisfy { $0.primaryPort() == topology.replica.port })
@@ -65,7 +66,7 @@ struct SentinelTests {
     }
 
     @Test func commitsWaitForTheReplica() async throws {
-        let topology = try Topology()
+        let topology = try await Topology()
         var configuration = topology.configuration
         configuration.replicaAcks = 1
         configuration.replicaAckTimeoutMilliseconds = 300

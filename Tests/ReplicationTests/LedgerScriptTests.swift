@@ -17,6 +17,27 @@ struct LedgerScriptTests {
         #expect(try LedgerFixture.snapshot(on: server, saleID: sale.id).definition.stock == 10)
     }
 
+    // A restarted instance naming a shard like a lease its earlier incarnation still holds supersedes it:
+    // the old lease's units go back to the pool first (found by the chaos suite: they used to vanish).
+    @Test func aReusedShardIDSupersedesTheOldLease() throws {
+        let server = try RedisServer()
+        let sale = try LedgerFixture.createOpenSale(on: server, stock: 100)
+        let ledger = Ledger(connection: try server.connect())
+        let sizing = ShardSizing(spreadFactor: 1, maxShardUnits: 10)
+        guard case .granted(let oldFence, let oldUnits, _, _) = try ledger.acquireLease(saleID: sale.id, owner: "a", shardID: "a#1", sizing: sizing, ttlMilliseconds: 60_000),
+              case .granted(let newFence, let newUnits, _, _) = try ledger.acquireLease(saleID: sale.id, owner: "a", shardID: "a#1", sizing: sizing, ttlMilliseconds: 60_000) else {
+            Issue.record("both grants expected"); return
+        }
+        #expect(oldUnits == 10 && newUnits == 10 && newFence > oldFence)
+        let snapshot = try LedgerFixture.snapshot(on: server, saleID: sale.id)
+        #expect(snapshot.leases.count == 1 && snapshot.leases.first?.fence == newFence)
+        #expect(snapshot.pool + snapshot.leases.reduce(0) { $0 + $1.remaining } + snapshot.sold == 100)
+        // The superseded holder's commit is fenced off.
+        let late = PendingCommit(orderID: "\(sale.id).olate", shardID: "a#1", fence: oldFence, customerID: "c", quantity: 1, idempotencyKey: "", delivery: "")
+        let outcomes = try ledger.commit(saleID: sale.id, owner: "a", [late])
+        #expect(outcomes == [.fenced])
+    }
+
     // Before its start a sale grants no lease and says when it starts; it opens by itself at the start.
     @Test func scheduledSaleOpensAtStart() throws {
         let server = try RedisServer()

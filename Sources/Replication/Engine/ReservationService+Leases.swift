@@ -3,6 +3,9 @@ import ReservationEngine
 import Synchronization
 
 private let shardSequence = Atomic<Int>(0)
+/// Distinguishes this process from earlier ones of the same instance id: a restarted instance must never
+/// name a shard like a lease its previous incarnation still holds in the ledger.
+private let incarnation = String(UInt32.random(in: 0x1000_0000...UInt32.max), radix: 16)
 
 extension ReservationService {
     /// Gets another lease for the sale. Single flight: concurrent callers wait for the one request.
@@ -42,7 +45,7 @@ extension ReservationService {
         }
         let saleID = sale.definition.id
         let owner = configuration.instanceID
-        let shardID = "\(owner)#\(shardSequence.add(1, ordering: .relaxed).newValue)"
+        let shardID = "\(owner)#\(incarnation).\(shardSequence.add(1, ordering: .relaxed).newValue)"
         let sizing = configuration.shardSizing
         let ttl = configuration.leaseTTLMilliseconds
         let sentAt = monotonicMilliseconds

@@ -207,6 +207,17 @@ public enum LedgerScripts {
     units = math.min(units, pool)
     local fence = redis.call('INCR', K.fence)
     local expires = now + tonumber(ARGV[5])
+    -- A shard id already in the table (an earlier incarnation of the instance reusing a name) is superseded:
+    -- its units go back to the pool first (its holder is fenced off by the new fence), never overwritten.
+    local previous = redis.call('HGET', K.leases, ARGV[2])
+    if previous then
+      local lease = cjson.decode(previous)
+      redis.call('HDEL', K.leases, ARGV[2])
+      if lease.r > 0 then redis.call('INCRBY', K.pool, lease.r) end
+      log_stock(now, 'lease_superseded', lease.r, lease.f, lease.o)
+      pool = num(redis.call('GET', K.pool))
+      units = math.min(math.max(units, 1), pool)
+    end
     redis.call('HSET', K.leases, ARGV[2], cjson.encode({o = ARGV[1], f = fence, r = units, e = expires}))
     redis.call('DECRBY', K.pool, units)
     log_stock(now, 'lease_granted', -units, fence, ARGV[1])

@@ -20,11 +20,16 @@ test: bootstrap
 	swift build --build-tests
 	swift test --skip-build
 	scripts/api-conformance.sh
+	timeout 600 .venv/bin/python chaos/chaos.py --bin .build/debug/flashsale --quick --scenarios kill-instance,pause-instance,kill-redis
 
 clean:
 	rm -rf .build .local
 
-.PHONY: bench-micro bench demo
+.PHONY: bench-micro bench demo chaos
+# Every chaos scenario against a release build (bounded: each scenario stops by itself; the whole run < 20 min).
+chaos: release
+	timeout 1200 .venv/bin/python chaos/chaos.py --bin .build/release/flashsale
+
 bench-micro: bootstrap
 	cd Benchmarks && swift package --disable-sandbox benchmark
 

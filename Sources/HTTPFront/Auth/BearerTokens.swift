@@ -30,7 +30,8 @@ public struct BearerTokens: Sendable {
     }
 
     /// Verifies signature, algorithm and expiry; returns the principal or a reason for a 401.
-    public func verify(_ token: String, now: Date = Date()) -> Result<Principal, Problem> {
+    public func verify(_ token: String, now: Date? = nil) -> Result<Principal, Problem> {
+        let now = now ?? Timestamps.now
         guard token.utf8.count <= 8_192 else { return .failure(.unauthorized("token too long")) }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let headerData = Self.decodeBase64URL(parts[0]), let payloadData = Self.decodeBase64URL(parts[1]),

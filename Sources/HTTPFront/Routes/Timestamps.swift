@@ -27,5 +27,18 @@ enum Timestamps {
         return nil
     }
 
-    static var nowMilliseconds: Int64 { Int64(Date().timeIntervalSince1970 * 1_000) }
+    /// This host's wall clock. Sale decisions never use it (the ledger's scripts read Redis `TIME`); it
+    /// serves displays and token expiry.
+    static var nowMilliseconds: Int64 { Int64(Date().timeIntervalSince1970 * 1_000) + clockOffsetMilliseconds }
+
+    static var now: Date { Date(timeIntervalSince1970: Double(nowMilliseconds) / 1_000) }
+
+    /// Fault injection only: `FLASHSALE_FAULT_CLOCK_OFFSET_MS` shifts this process's view of the wall clock,
+    /// as a host with a skewed clock would see it (the chaos suite's clock-offset scenario; libfaketime
+    /// cannot be used with jemalloc). Never set in production.
+    static let clockOffsetMilliseconds: Int64 = {
+        guard let text = ProcessInfo.processInfo.environment["FLASHSALE_FAULT_CLOCK_OFFSET_MS"], let offset = Int64(text),
+              abs(offset) <= 86_400_000 else { return 0 }
+        return offset
+    }()
 }

@@ -300,16 +300,23 @@ class Topology:
         self.scenario, self.binary, self.workdir = scenario, binary, workdir
         self.processes = []
         self.proxy = None
+        try:
+            self._start(sentinel, durable, rate_limits, offsets)
+        except BaseException:
+            self.shutdown()  # a topology that failed to start leaves no process behind
+            raise
+
+    def _start(self, sentinel, durable, rate_limits, offsets):
         self.sentinels = []
         self.replica = None
         self.durable = durable
-        self.redis_dir = os.path.join(workdir, "redis")
+        self.redis_dir = os.path.join(self.workdir, "redis")
         os.makedirs(self.redis_dir, exist_ok=True)
         self.redis_port = free_port()
         self.redis = self._start_redis("redis", self.redis_port, self.redis_dir)
         if sentinel:
             self.replica_port = free_port()
-            replica_dir = os.path.join(workdir, "replica")
+            replica_dir = os.path.join(self.workdir, "replica")
             os.makedirs(replica_dir, exist_ok=True)
             self.replica = self._start_redis("replica", self.replica_port, replica_dir,
                                              ["--replicaof", "127.0.0.1", str(self.redis_port)])
@@ -835,6 +842,8 @@ def main(argv=None):
         if not shutil.which(tool):
             parser.error("%s is not installed (scripts/bootstrap.sh installs it)" % tool)
 
+    # `timeout` (make chaos) sends SIGTERM: unwind through the finally blocks that stop every process.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.makedirs(args.report, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="flashsale-chaos-")
     results = []

@@ -184,17 +184,7 @@ public final class OutboxDrainer: Service, Sendable {
         let orderEntries = try await readBatch(stream: keys.outbox)
         if !orderEntries.isEmpty { try await drainOrders(saleID: saleID, entries: orderEntries, into: &pass) }
         let stockEntries = try await readBatch(stream: keys.stockLog)
-        if !stockEntries.isEmpty {
-            let writes = stockEntries.filter { !$0.fields.isEmpty }.map { OutboxDocuments.stockEventWrite(saleID: saleID, entry: $0) }
-            let result = try await mongo.bulkWrite(OutboxDocuments.stockEvents, writes)
-            let retry = Set(result.writeErrors.filter(\.isTransient).map { stockEntries.filter { !$0.fields.isEmpty }[$0.index].id })
-            for refused in result.writeErrors where !refused.isTransient {
-                logger.error("MongoDB refused a stock event; dropped", metadata: ["sale": "\(saleID)", "code": "\(refused.code)", "error": "\(refused.message)"])
-            }
-            try await acknowledge(stream: keys.stockLog, ids: stockEntries.map(\.id).filter { !retry.contains($0) }, delete: false)
-            pass.stockEvents += stockEntries.count - retry.count
-            pass.deferred += retry.count
-        }
+        if !stockEntries.isEmpty { try await drainStockLog(saleID: saleID, entries: stockEntries, into: &pass) }
 
         if meta["status"] == "closed", summary != nil, orderEntries.isEmpty, stockEntries.isEmpty {
             let backlog = try await redis.withConnection { connection throws(RedisError) -> Int64 in
@@ -213,14 +203,12 @@ public final class OutboxDrainer: Service, Sendable {
     private func drainOrders(saleID: String, entries: [StreamEntry], into pass: inout Pass) async throws {
         let keys = LedgerKeys(saleID: saleID)
         var writable: [(entry: StreamEntry, write: MongoWrite)] = []
-        var skipped: [String] = []
         for entry in entries {
             if let write = OutboxDocuments.orderWrite(saleID: saleID, entry: entry) {
                 writable.append((entry, write))
-            } else {
-                // Deleted while pending, or not an order event: nothing to write.
-                if !entry.fields.isEmpty { logger.error("unreadable outbox entry skipped", metadata: ["sale": "\(saleID)", "entry": "\(entry.id)"]) }
-                skipped.append(entry.id)
+            } else if !entry.fields.isEmpty {
+                // Not an order event (an entry deleted while pending has no fields): acknowledged, not written.
+                logger.error("unreadable outbox entry skipped", metadata: ["sale": "\(saleID)", "entry": "\(entry.id)"])
             }
         }
         let result = try await mongo.bulkWrite(OutboxDocuments.orders, writable.map(\.write))
@@ -249,7 +237,25 @@ public final class OutboxDrainer: Service, Sendable {
         try await acknowledge(stream: keys.outbox, ids: done, delete: true)
         pass.orders += writable.count - result.writeErrors.count
         pass.deferred += retry.count
-        _ = skipped
+    }
+
+    /// Stock events are a log: one MongoDB refuses for good is reported and dropped (there is nothing to
+    /// compensate); the stream keeps every entry (acknowledged, not deleted) for the ledger's own readers.
+    private func drainStockLog(saleID: String, entries: [StreamEntry], into pass: inout Pass) async throws {
+        let present = entries.filter { !$0.fields.isEmpty }
+        let result = try await mongo.bulkWrite(OutboxDocuments.stockEvents, present.map { OutboxDocuments.stockEventWrite(saleID: saleID, entry: $0) })
+        var retry: Set<String> = []
+        for refused in result.writeErrors {
+            precondition(refused.index >= 0 && refused.index < present.count, "write error index outside the batch")
+            if refused.isTransient {
+                retry.insert(present[refused.index].id)
+            } else {
+                logger.error("MongoDB refused a stock event; dropped", metadata: ["sale": "\(saleID)", "code": "\(refused.code)", "error": "\(refused.message)"])
+            }
+        }
+        try await acknowledge(stream: LedgerKeys(saleID: saleID).stockLog, ids: entries.map(\.id).filter { !retry.contains($0) }, delete: false)
+        pass.stockEvents += entries.count - retry.count
+        pass.deferred += retry.count
     }
 
     /// Creates the consumer groups of a sale's streams once per process (`MKSTREAM`: the outbox may be empty).

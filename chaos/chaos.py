@@ -3,7 +3,7 @@
 
 Each scenario starts a topology (three `flashsale serve` instances behind haproxy, a Redis primary with
 AOF `appendfsync always` behind a TCP proxy the harness controls, the wire-level MongoDB server, and for
-the failover scenario a replica and three Sentinels), runs a sale under a workload of many customers,
+the failover scenario two replicas and three Sentinels), runs a sale under a workload of many customers,
 injects its fault, heals, waits for quiescence and checks the history against the ledger and MongoDB:
 
   - confirmed units <= stock (no oversell),
@@ -300,6 +300,7 @@ class Topology:
         self.scenario, self.binary, self.workdir = scenario, binary, workdir
         self.processes = []
         self.proxy = None
+        self.observed = {}
         try:
             self._start(sentinel, durable, rate_limits, offsets)
         except BaseException:
@@ -308,22 +309,23 @@ class Topology:
 
     def _start(self, sentinel, durable, rate_limits, offsets):
         self.sentinels = []
-        self.replica = None
         self.durable = durable
         self.redis_dir = os.path.join(self.workdir, "redis")
         os.makedirs(self.redis_dir, exist_ok=True)
         self.redis_port = free_port()
         self.redis = self._start_redis("redis", self.redis_port, self.redis_dir)
         if sentinel:
-            self.replica_port = free_port()
-            replica_dir = os.path.join(self.workdir, "replica")
-            os.makedirs(replica_dir, exist_ok=True)
-            self.replica = self._start_redis("replica", self.replica_port, replica_dir,
-                                             ["--replicaof", "127.0.0.1", str(self.redis_port)])
-            wait_until(lambda: "master_link_status:up" in redis_call(self.replica_port, "INFO", "replication"), 15)
+            # Two replicas: with one replica ack required, commits go on after a failover while the other
+            # replica remains (with a single replica they would stop until the old primary rejoined).
+            self.replica_ports = [free_port(), free_port()]
+            for index, port in enumerate(self.replica_ports):
+                replica_dir = os.path.join(self.workdir, "replica-%d" % index)
+                os.makedirs(replica_dir, exist_ok=True)
+                self._start_redis("replica-%d" % index, port, replica_dir, ["--replicaof", "127.0.0.1", str(self.redis_port)])
+                wait_until(lambda: "master_link_status:up" in redis_call(port, "INFO", "replication"), 15)
             for index in range(3):
                 self.sentinels.append(self._start_sentinel(index))
-            wait_until(lambda: all(len(redis_call(port, "SENTINEL", "replicas", "flashsale") or []) == 1
+            wait_until(lambda: all(len(redis_call(port, "SENTINEL", "replicas", "flashsale") or []) == 2
                                    for _, port in self.sentinels), 20)
         else:
             self.proxy = TCPProxy(self.redis_port)
@@ -452,14 +454,16 @@ backend instances
         """The Redis primary now (a Sentinel's answer in the failover topology)."""
         if not self.sentinels:
             return self.redis_port
-        for _, port in self.sentinels:
-            try:
-                answer = redis_call(port, "SENTINEL", "get-master-addr-by-name", "flashsale")
-                if answer:
-                    return int(answer[1])
-            except Exception:  # noqa: BLE001
-                continue
-        return self.redis_port
+        for _ in range(20):  # bounded: 20 rounds over the Sentinels, 0.1 s apart
+            for _, port in self.sentinels:
+                try:
+                    answer = redis_call(port, "SENTINEL", "get-master-addr-by-name", "flashsale")
+                    if answer:
+                        return int(answer[1])
+                except Exception:  # noqa: BLE001 - ask the next Sentinel
+                    continue
+            time.sleep(0.1)
+        raise RuntimeError("no Sentinel names a primary")
 
     def shutdown(self):
         for process in reversed(self.processes):
@@ -519,11 +523,15 @@ def run_customer(lb_port, sale, customer, quantity, history, deadline, max_attem
 
 
 class Scenario:
-    def __init__(self, name, description, inject, heal=None, topology=None, workload=None, control=False):
+    """`effect(topology, history, stocklog)` answers (took effect?, evidence): a fault that changed nothing
+    proves nothing, so a scenario passes only when its fault demonstrably happened."""
+
+    def __init__(self, name, description, inject, heal=None, topology=None, workload=None, control=False, effect=None):
         self.name, self.description, self.inject, self.heal = name, description, inject, heal
         self.topology = topology or {}
         self.workload = workload or {}
         self.control = control
+        self.effect = effect
 
 
 def sleep(seconds):
@@ -567,17 +575,14 @@ def heal_redis(t):
 
 def kill_primary(t):
     t.redis.kill()
+    killed = time.monotonic()
     # Sentinels notice after 1 s and promote the replica.
-    wait_until(lambda: t.primary_port == t.replica_port, 20)
+    if wait_until(lambda: t.primary_port in t.replica_ports, 20):
+        t.observed["promotedAfterSeconds"] = round(time.monotonic() - killed, 2)
 
 
 def rejoin_old_primary(t):
     t.restart_redis()  # Sentinel reconfigures it as a replica of the new primary
-
-
-def mongo_down(t):
-    t.mongo_op({"op": "down"})
-    sleep(4.0)
 
 
 def mongo_up(t):
@@ -600,23 +605,81 @@ def nothing(t):
     sleep(2.0)
 
 
+def mongo_down_observed(t):
+    """While MongoDB is down, an instance's /readyz reports failed outbox passes."""
+    t.mongo_op({"op": "down"})
+    sleep(2.5)
+    try:
+        details = request(t.instance_ports[0], "GET", "/readyz", timeout=2)[1].get("details", {})
+        t.observed["outboxFailuresDuringOutage"] = details.get("consecutiveFailures", 0)
+    except Exception:  # noqa: BLE001 - the effect check reports the absence
+        pass
+    sleep(1.5)
+
+
+# Effect probes: evidence that each fault happened and mattered.
+
+def leases_expired_of(instance):
+    def probe(t, history, stocklog):
+        expired = [e for e in stocklog if e.get("reason") == "lease_expired" and e.get("instance") == instance]
+        return bool(expired), "%d leases of %s expired in the ledger" % (len(expired), instance)
+    return probe
+
+
+def requests_refused(t, history, stocklog):
+    refused = sum(1 for a in history.attempts if a["status"] in (503, "unknown"))
+    return refused > 0, "%d requests answered 503 or unknown during the outage" % refused
+
+
+def primary_moved(t, history, stocklog):
+    promoted = t.observed.get("promotedAfterSeconds")
+    return promoted is not None, "a replica was promoted %s s after the primary was killed; primary at the end: port %d (replicas %s)" % (
+        promoted, t.primary_port, t.replica_ports)
+
+
+def outbox_failed(t, history, stocklog):
+    failures = t.observed.get("outboxFailuresDuringOutage", 0)
+    return failures > 0, "%d outbox passes failed during the outage" % failures
+
+
+def leases_returned_by(instance):
+    def probe(t, history, stocklog):
+        moved = [e for e in stocklog if e.get("reason") in ("lease_returned", "lease_revoked") and e.get("instance") == instance]
+        return bool(moved), "%d leases of %s returned or revoked" % (len(moved), instance)
+    return probe
+
+
+def clock_skewed(t, history, stocklog):
+    # The skewed instances sell like the others: their leases carried orders.
+    sellers = {e.get("instance") for e in stocklog if e.get("reason") == "lease_granted"}
+    return {"chaos-1", "chaos-2"} <= sellers, "instances with leases: %s" % ", ".join(sorted(x for x in sellers if x))
+
+
+def load_shed(t, history, stocklog):
+    shed = sum(1 for a in history.attempts if a["status"] in (429, 503))
+    return shed > 0, "%d requests shed with 429/503" % shed
+
+
 SCENARIOS = [
-    Scenario("kill-instance", "SIGKILL an instance mid-sale, restart it", kill_instance, restart_instance_0),
+    Scenario("kill-instance", "SIGKILL an instance mid-sale, restart it", kill_instance, restart_instance_0,
+             effect=leases_expired_of("chaos-0")),
     Scenario("pause-instance", "SIGSTOP an instance for twice the lease TTL, then SIGCONT (fencing)",
-             pause_instance, resume_instance),
-    Scenario("kill-redis", "SIGKILL Redis, restart it on its AOF (appendfsync always)", kill_redis, restart_redis),
-    Scenario("partition", "cut every instance-Redis connection for 3 s", cut_redis, heal_redis),
-    Scenario("sentinel-failover", "SIGKILL the primary; Sentinel promotes the replica; commits wait for 1 replica",
-             kill_primary, rejoin_old_primary, topology={"sentinel": True}),
-    Scenario("mongo-down", "MongoDB unreachable for 4 s, then back", mongo_down, mongo_up),
+             pause_instance, resume_instance, effect=leases_expired_of("chaos-0")),
+    Scenario("kill-redis", "SIGKILL Redis, restart it on its AOF (appendfsync always)", kill_redis, restart_redis,
+             effect=requests_refused),
+    Scenario("partition", "cut every instance-Redis connection for 3 s", cut_redis, heal_redis, effect=requests_refused),
+    Scenario("sentinel-failover", "SIGKILL the primary of 2 replicas; Sentinel promotes one; commits wait for 1 replica ack",
+             kill_primary, rejoin_old_primary, topology={"sentinel": True}, effect=primary_moved),
+    Scenario("mongo-down", "MongoDB unreachable for 4 s, then back", mongo_down_observed, mongo_up, effect=outbox_failed),
     Scenario("rebalance-drain", "rebalance, then drain and stop an instance mid-sale (SIGTERM), restart it",
-             rebalance_and_drain, restart_instance_1),
+             rebalance_and_drain, restart_instance_1, effect=leases_returned_by("chaos-1")),
     Scenario("clock-offset", "instances 1 and 2 run with wall clocks 20 s ahead and 25 s behind",
-             nothing, topology={"offsets": {1: 20_000, 2: -25_000}}),
+             nothing, topology={"offsets": {1: 20_000, 2: -25_000}}, effect=clock_skewed),
     Scenario("overload", "8,000 customers on 400 connections, far above the admitted 300 req/s: shed, stay correct",
-             nothing, topology={"rate_limits": True}, workload={"customers": 8000, "workers": 400, "stock": 1500}),
+             nothing, topology={"rate_limits": True}, workload={"customers": 8000, "workers": 400, "stock": 1500},
+             effect=load_shed),
     Scenario("control-kill-redis-no-aof", "CONTROL: SIGKILL Redis running without AOF (RDB every second), restart",
-             kill_redis, restart_redis, topology={"durable": False}, control=True),
+             kill_redis, restart_redis, topology={"durable": False}, control=True, effect=requests_refused),
 ]
 
 
@@ -657,9 +720,11 @@ def run_scenario(scenario, binary, root_workdir, quick):
             time.sleep(1.0)
             fault["injected"] = time.monotonic()
             scenario.inject(topology)
+            fault["healStartedWall"], heal_started = time.time(), time.monotonic()
             if scenario.heal:
                 scenario.heal(topology)
-            fault["healed"] = time.monotonic()
+            # Measured while the workload still runs: from the start of healing until every instance is ready.
+            fault["readySeconds"] = measure_recovery(topology, heal_started)
 
         injector = threading.Thread(target=faults, daemon=True)
         with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -676,17 +741,16 @@ def run_scenario(scenario, binary, root_workdir, quick):
         with open(os.path.join(workdir, "history.jsonl"), "w") as handle:
             for attempt in sorted(history.attempts, key=lambda a: a["sent"]):
                 handle.write(json.dumps(attempt) + "\n")
-        result["recoverySeconds"] = measure_recovery(topology, fault)
+        result["recoverySeconds"] = recovery(history, fault)
         result["alive"] = all(p.alive for p in topology.instances)
         result["maxRSSMiB"] = round(max(p.rss_bytes() for p in topology.instances) / 2**20)
         quiesce(topology, sale)
         result.update(check(topology, sale, stock, history))
-        if scenario.name == "overload":
-            shed = sum(1 for a in history.attempts if a["status"] in (429, 503))
-            result["shed"] = shed
-            result["passed"] = result["passed"] and result["alive"] and shed > 0 and result["maxRSSMiB"] < 2048
-        else:
-            result["passed"] = result["passed"] and result["alive"]
+        stocklog = [pairs(entry[1]) for entry in redis_call(topology.primary_port, "XRANGE", "fs:{%s}:stocklog" % sale, "-", "+") or []]
+        took_effect, evidence = scenario.effect(topology, history, stocklog) if scenario.effect else (True, "-")
+        result["effect"], result["evidence"] = took_effect, evidence
+        # Memory stays bounded (overload especially): an instance above 2 GiB fails the scenario.
+        result["passed"] = result["passed"] and result["alive"] and took_effect and result["maxRSSMiB"] < 2048
     except Exception as error:  # noqa: BLE001 - a broken scenario is reported, never hidden
         result.update({"passed": False, "error": "%s: %s" % (type(error).__name__, error)})
     finally:
@@ -696,13 +760,23 @@ def run_scenario(scenario, binary, root_workdir, quick):
     return result
 
 
-def measure_recovery(topology, fault):
-    """Seconds from healing until every instance is ready and an order request is answered by the ledger."""
-    healed = fault.get("healed")
-    if healed is None:
+def measure_recovery(topology, since):
+    """Seconds from `since` (monotonic) until every instance answers /readyz 200 (None after 30 s)."""
+    ready = wait_until(lambda: all(request(p, "GET", "/readyz", timeout=2)[0] == 200 for p in topology.instance_ports), 30, 0.05)
+    return round(max(0.0, time.monotonic() - since), 2) if ready else None
+
+
+def recovery(history, fault):
+    """Time to recover: from the start of healing until the first order confirmed after it was answered;
+    when the sale had sold out by then, until every instance was ready again."""
+    started = fault.get("healStartedWall")
+    if started is None:
         return None
-    ready = wait_until(lambda: all(request(p, "GET", "/readyz", timeout=2)[0] == 200 for p in topology.instance_ports), 30)
-    return round(max(0.0, time.monotonic() - healed), 2) if ready else None
+    confirmed_after = [a["sent"] + a["latency"] - started for a in history.attempts
+                       if a["status"] == 201 and a["sent"] >= started]
+    if confirmed_after:
+        return round(max(0.0, min(confirmed_after)), 2)
+    return fault.get("readySeconds")
 
 
 def quiesce(topology, sale):
@@ -796,17 +870,18 @@ def check(topology, sale, stock, history):
 
 
 def print_table(results):
-    header = ("scenario", "requests", "confirmed", "unknown", "lost acked", "oversold", "recover s", "result")
+    header = ("scenario", "requests", "confirmed", "unknown", "lost acked", "oversold", "recover s", "fault", "result")
     rows = []
     for r in results:
         if "error" in r:
-            rows.append((r["scenario"], "-", "-", "-", "-", "-", "-", "ERROR"))
+            rows.append((r["scenario"], "-", "-", "-", "-", "-", "-", "-", "ERROR"))
             continue
         verdict = "PASS" if r["passed"] else "FAIL"
         if r["control"]:
             verdict = "lost orders (expected)" if (r["lost"] or r["oversold"]) else "no loss this run"
         rows.append((r["scenario"], r["requests"], r["confirmed"], "%d (%d ordered)" % (r["unknown"], r["unknownResolvedOrdered"]),
-                     r["lost"], r["oversold"], r["recoverySeconds"] if r["recoverySeconds"] is not None else "-", verdict))
+                     r["lost"], r["oversold"], r["recoverySeconds"] if r["recoverySeconds"] is not None else "-",
+                     "took effect" if r.get("effect") else "NO EFFECT", verdict))
     widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
     line = "  ".join(str(h).ljust(w) for h, w in zip(header, widths))
     print(line)
@@ -814,11 +889,14 @@ def print_table(results):
     for row in rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
     for r in results:
+        if "evidence" in r:
+            print("%s: %s" % (r["scenario"], r["evidence"]))
+    for r in results:
         if "error" in r:
             print("%s: %s" % (r["scenario"], r["error"]))
         elif not r["passed"] and not r["control"]:
             details = {k: r[k] for k in ("lost", "lostOrders", "oversold", "overLimit", "doubleKeys", "invariant",
-                                         "ledgerUnitsMatchSold", "missingInMongo", "alive") if k in r}
+                                         "ledgerUnitsMatchSold", "missingInMongo", "alive", "effect", "maxRSSMiB") if k in r}
             print("%s failed: %s" % (r["scenario"], json.dumps(details)))
 
 

@@ -718,7 +718,7 @@ def run_scenario(scenario, binary, root_workdir, quick):
 
         def faults():
             time.sleep(1.0)
-            fault["injected"] = time.monotonic()
+            fault["injected"], fault["injectedWall"] = time.monotonic(), time.time()
             scenario.inject(topology)
             fault["healStartedWall"], heal_started = time.time(), time.monotonic()
             if scenario.heal:
@@ -742,6 +742,7 @@ def run_scenario(scenario, binary, root_workdir, quick):
             for attempt in sorted(history.attempts, key=lambda a: a["sent"]):
                 handle.write(json.dumps(attempt) + "\n")
         result["recoverySeconds"] = recovery(history, fault)
+        result["outageSeconds"] = outage(history, fault)
         result["alive"] = all(p.alive for p in topology.instances)
         result["maxRSSMiB"] = round(max(p.rss_bytes() for p in topology.instances) / 2**20)
         quiesce(topology, sale)
@@ -777,6 +778,20 @@ def recovery(history, fault):
     if confirmed_after:
         return round(max(0.0, min(confirmed_after)), 2)
     return fault.get("readySeconds")
+
+
+def outage(history, fault):
+    """The longest time without a confirmed order from the fault's injection until the first order confirmed
+    after healing began: how long customers could not buy. None when nothing was confirmed after healing."""
+    injected, healing = fault.get("injectedWall"), fault.get("healStartedWall")
+    if injected is None or healing is None:
+        return None
+    done = sorted(a["sent"] + a["latency"] for a in history.attempts if a["status"] == 201)
+    after_heal = [t for t in done if t >= healing]
+    if not after_heal:
+        return None
+    window = [injected] + [t for t in done if injected <= t <= after_heal[0]]
+    return round(max(b - a for a, b in zip(window, window[1:])), 2) if len(window) > 1 else None
 
 
 def quiesce(topology, sale):
@@ -870,17 +885,18 @@ def check(topology, sale, stock, history):
 
 
 def print_table(results):
-    header = ("scenario", "requests", "confirmed", "unknown", "lost acked", "oversold", "recover s", "fault", "result")
+    header = ("scenario", "requests", "confirmed", "unknown", "lost acked", "oversold", "outage s", "recover s", "fault", "result")
     rows = []
     for r in results:
         if "error" in r:
-            rows.append((r["scenario"], "-", "-", "-", "-", "-", "-", "-", "ERROR"))
+            rows.append((r["scenario"], "-", "-", "-", "-", "-", "-", "-", "-", "ERROR"))
             continue
         verdict = "PASS" if r["passed"] else "FAIL"
         if r["control"]:
             verdict = "lost orders (expected)" if (r["lost"] or r["oversold"]) else "no loss this run"
         rows.append((r["scenario"], r["requests"], r["confirmed"], "%d (%d ordered)" % (r["unknown"], r["unknownResolvedOrdered"]),
-                     r["lost"], r["oversold"], r["recoverySeconds"] if r["recoverySeconds"] is not None else "-",
+                     r["lost"], r["oversold"], r["outageSeconds"] if r["outageSeconds"] is not None else "-",
+                     r["recoverySeconds"] if r["recoverySeconds"] is not None else "-",
                      "took effect" if r.get("effect") else "NO EFFECT", verdict))
     widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
     line = "  ".join(str(h).ljust(w) for h, w in zip(header, widths))

@@ -17,7 +17,7 @@ struct OutboxHarness {
     let engine: ReservationService
 
     /// - Parameter liveURI: a live MongoDB to use (in a fresh database) instead of the wire-level server.
-    init(stock: Int = 20, batchSize: Int = 256, liveURI: String? = nil) throws {
+    init(stock: Int = 20, batchSize: Int = 256, claimIdleMilliseconds: Int = 30_000, liveURI: String? = nil) throws {
         redis = try RedisServer()
         client = RedisClient(configuration: redis.configuration, name: "test-outbox")
         if let liveURI {
@@ -29,6 +29,7 @@ struct OutboxHarness {
         }
         var configuration = OutboxDrainer.Configuration(consumer: "test-drainer")
         configuration.batchSize = batchSize
+        configuration.claimIdleMilliseconds = claimIdleMilliseconds
         var logger = Logger(label: "test.outbox")
         logger.logLevel = .critical
         drainer = OutboxDrainer(redis: client, mongo: mongo, configuration: configuration, logger: logger)
@@ -161,6 +162,50 @@ struct OutboxTests {
         #expect((document["fence"] as? NSNumber)?.intValue == 7)
         let record = try LedgerRebuild.record(from: try #require(try await harness.mongo.find("orders").first))
         #expect(record.status == .cancelled && record.createdAtMilliseconds == 1_000 && record.cancelledAtMilliseconds == 2_000)
+        await harness.shutdown()
+    }
+
+    // Entries a consumer read and never acknowledged (it died) are claimed once idle and written.
+    @Test func aDeadConsumersEntriesAreClaimed() async throws {
+        let harness = try OutboxHarness(claimIdleMilliseconds: 200)
+        let records = await harness.placeOrders((0..<4).map { "orphan-\($0)" })
+        let outbox = LedgerKeys(saleID: harness.sale.id).outbox
+        let connection = try harness.redis.connect()
+        _ = try connection.send("XGROUP", "CREATE", outbox, "mongo-sink", "0", "MKSTREAM")
+        let taken = try connection.send("XREADGROUP", "GROUP", "mongo-sink", "dead-instance", "COUNT", "100", "STREAMS", outbox, ">")
+        #expect(taken.array?.first?.array?.last?.array?.count == 4, "the dead consumer holds all four entries")
+        #expect(try harness.streamState(outbox).pending == 4)
+
+        try await harness.drainer.drainOnce()
+        #expect(try harness.mongoServer.documents("orders").isEmpty, "not claimed before they are idle long enough")
+        try await Task.sleep(for: .milliseconds(300))
+        try await harness.drainUntilIdle()
+        #expect(Set(try harness.mongoServer.documents("orders").compactMap { $0["_id"] as? String }) == Set(records.map(\.orderID)))
+        #expect(try harness.streamState(outbox) == (0, 0))
+        await harness.shutdown()
+    }
+
+    // Two drainers in one consumer group (two instances) write every order exactly once between them.
+    @Test func twoDrainersShareTheOutbox() async throws {
+        let harness = try OutboxHarness(batchSize: 3)
+        let records = await harness.placeOrders((0..<12).map { "shared-\($0)" })
+        var logger = Logger(label: "test.outbox.second")
+        logger.logLevel = .critical
+        let secondMongo = try MongoClient(uri: harness.mongoServer.uri, threads: 1)
+        var configuration = OutboxDrainer.Configuration(consumer: "second-drainer")
+        configuration.batchSize = 3
+        let second = OutboxDrainer(redis: harness.client, mongo: secondMongo, configuration: configuration, logger: logger)
+        for _ in 0..<20 {
+            async let first = harness.drainer.drainOnce()
+            async let other = second.drainOnce()
+            let (a, b) = try await (first, other)
+            if a.moved == 0 && b.moved == 0 { break }
+        }
+        #expect(harness.drainer.status.ordersWritten > 0 && second.status.ordersWritten > 0, "both drainers took a share")
+        #expect(harness.drainer.status.ordersWritten + second.status.ordersWritten == records.count)
+        #expect(Set(try harness.mongoServer.documents("orders").compactMap { $0["_id"] as? String }) == Set(records.map(\.orderID)))
+        #expect(try harness.streamState(LedgerKeys(saleID: harness.sale.id).outbox) == (0, 0))
+        secondMongo.shutdown()
         await harness.shutdown()
     }
 

@@ -298,6 +298,10 @@ struct OutboxTests {
         #expect(try harness.streamState(LedgerKeys(saleID: harness.sale.id).outbox) == (0, 0))
         let events = try harness.mongoServer.documents("stock_events")
         #expect(events.contains { $0["reason"] as? String == "order_failed" })
+        // Cancelling the failed order gives nothing back a second time.
+        let cancelled = try await harness.engine.cancel(saleID: harness.sale.id, orderID: victim.orderID, customerID: victim.customerID)
+        #expect(cancelled.status == .failed)
+        #expect(try LedgerFixture.snapshot(on: harness.redis, saleID: harness.sale.id).sold == after.sold)
         // The units are sellable again: the customer can buy once more.
         let retry = await harness.engine.reserve(saleID: harness.sale.id, customerID: victim.customerID, quantity: 2, idempotencyKey: nil, delivery: "x")
         if case .confirmed = retry {} else { Issue.record("the customer's count was released: \(retry)") }

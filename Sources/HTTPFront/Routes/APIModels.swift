@@ -114,7 +114,8 @@ struct MeResponse: Encodable {
 
 struct CancelResponse: Encodable {
     var orderId: String
-    var status = "cancelled"
+    /// `cancelled`, or `failed` for an order the order store refused (it held nothing to cancel).
+    var status: String
 }
 
 struct SummaryResponse: Encodable {

@@ -284,7 +284,7 @@ struct APIRoutes: Sendable {
         do {
             let cancelled = try await engine.cancel(saleID: saleID, orderID: record.orderID,
                                                     customerID: principal.isAdmin ? nil : principal.customerID)
-            return try jsonResponse(CancelResponse(orderId: cancelled.orderID))
+            return try jsonResponse(CancelResponse(orderId: cancelled.orderID, status: cancelled.status.rawValue))
         } catch let error as ReservationError {
             throw Problem(error)
         }

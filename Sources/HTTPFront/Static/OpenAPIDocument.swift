@@ -263,7 +263,7 @@ enum OpenAPIDocument {
           required: [orderId, status]
           properties:
             orderId: {type: string}
-            status: {type: string, enum: [cancelled]}
+            status: {type: string, enum: [cancelled, failed]}
         Shards:
           type: object
           required: [pool, sold, stock, leases, instances]

@@ -345,7 +345,7 @@ public enum LedgerScripts {
 
     /// ARGV: orderId, customer ("" when an admin cancels). A compensating transaction: the units go to the
     /// waitlist head or the pool, the customer's count drops. Answers `{OK, recordJSON}`, `{NOT_FOUND}`
-    /// or `{CLOSED, reason}`. Cancelling a cancelled order answers OK again.
+    /// or `{CLOSED, reason}`. Cancelling a cancelled (or failed) order answers OK with it, unchanged.
     public static let cancelOrder = RedisScript(name: "cancel_order", source: prelude + #"""
     local meta = load_meta()
     if not meta then return {'NOT_FOUND'} end
@@ -353,7 +353,8 @@ public enum LedgerScripts {
     if not raw then return {'NOT_FOUND'} end
     local order = cjson.decode(raw)
     if ARGV[2] ~= '' and order.c ~= ARGV[2] then return {'NOT_FOUND'} end
-    if order.s == 'cancelled' then return {'OK', raw} end
+    -- Only a confirmed order holds units: cancelling a cancelled or failed one changes nothing.
+    if order.s ~= 'confirmed' then return {'OK', raw} end
     local now = now_ms()
     local gate = settle_lifecycle(now, meta)
     if gate and gate[1] == 'CLOSED' then return gate end

@@ -34,11 +34,13 @@ public enum FlashSaleApplication {
                 return FieldCipher(sealing: FieldCipher.Key.generate(id: "ephemeral").key)
             }()
             var drainer: OutboxDrainer?
+            var drainerRedis: RedisClient?
             var mongoFailure: String?
             if let uri = configuration.mongoURI {
                 do {
                     let mongo = try MongoClient(uri: uri, appName: "flashsale-\(configuration.instanceID)")
                     let outboxRedis = RedisClient(configuration: configuration.redis, name: "redis-outbox")
+                    drainerRedis = outboxRedis
                     drainer = OutboxDrainer(redis: outboxRedis, mongo: mongo, configuration: configuration.outbox, logger: logger)
                     logger.info("orders go to MongoDB through the outbox", metadata: ["mongo": "\(mongo.redactedURI)", "database": "\(mongo.databaseName)"])
                 } catch {
@@ -79,7 +81,8 @@ public enum FlashSaleApplication {
             )
             application.addServices(redis, LeaseReconciler(service: engine), hub)
             for client in api.directClients { application.addServices(client) }
-            if let drainer { application.addServices(drainer) }
+            // Services stop in reverse order: the drainer finishes before its Redis client closes.
+            if let drainer, let drainerRedis { application.addServices(drainerRedis, drainer) }
             if configuration.orderPath != .engine {
                 logger.warning("comparison order path: orders do not go through the engine", metadata: ["orderPath": "\(configuration.orderPath.rawValue)"])
             }

@@ -90,6 +90,19 @@ public enum LedgerScripts {
         'shard', shard, 'fence', fence, 'instance', instance, 'source', source)
     end
 
+    -- Takes a confirmed order out of the counts (cancellation, or the order store refusing it): its units
+    -- go back to the pool and the customer's count drops. The caller has set the order's new status.
+    local function release_order(order)
+      local encoded = cjson.encode(order)
+      redis.call('HSET', K.orders, order.id, encoded)
+      redis.call('DECRBY', K.sold, order.q)
+      redis.call('INCRBY', K.pool, order.q)
+      if redis.call('HINCRBY', K.users, order.c, -order.q) <= 0 then redis.call('HDEL', K.users, order.c) end
+      redis.call('HINCRBY', K.stats, 'orders', -1)
+      redis.call('HINCRBY', K.stats, order.s, 1)
+      return encoded
+    end
+
     local function close_sale(now, reason)
       local all = redis.call('HGETALL', K.leases)
       for i = 1, #all, 2 do
@@ -360,13 +373,7 @@ public enum LedgerScripts {
     if gate and gate[1] == 'CLOSED' then return gate end
     order.s = 'cancelled'
     order.ct = now
-    local encoded = cjson.encode(order)
-    redis.call('HSET', K.orders, order.id, encoded)
-    redis.call('DECRBY', K.sold, order.q)
-    redis.call('INCRBY', K.pool, order.q)
-    if redis.call('HINCRBY', K.users, order.c, -order.q) <= 0 then redis.call('HDEL', K.users, order.c) end
-    redis.call('HINCRBY', K.stats, 'orders', -1)
-    redis.call('HINCRBY', K.stats, 'cancelled', 1)
+    local encoded = release_order(order)
     -- The whole order travels with its cancellation: drained before its confirmation (two drainers),
     -- it still creates a complete document.
     redis.call('XADD', K.outbox, '*', 'type', 'cancel', 'orderId', order.id, 'customer', order.c,
@@ -395,17 +402,11 @@ public enum LedgerScripts {
     order.s = 'failed'
     order.ft = now
     order.fr = ARGV[2]
-    local encoded = cjson.encode(order)
-    redis.call('HSET', K.orders, order.id, encoded)
-    redis.call('DECRBY', K.sold, order.q)
-    redis.call('INCRBY', K.pool, order.q)
-    if redis.call('HINCRBY', K.users, order.c, -order.q) <= 0 then redis.call('HDEL', K.users, order.c) end
+    local encoded = release_order(order)
     if order.k and order.k ~= '' then
       local field = idem_field(order.c, order.k)
       if redis.call('HGET', K.idem, field) == order.id then redis.call('HDEL', K.idem, field) end
     end
-    redis.call('HINCRBY', K.stats, 'orders', -1)
-    redis.call('HINCRBY', K.stats, 'failed', 1)
     log_stock(now, 'order_failed', order.q, 0, '')
     if meta.status ~= 'closed' and now >= meta.start and now < meta.finish then serve_waitlist(now, meta) end
     local broken = check_invariant(meta)

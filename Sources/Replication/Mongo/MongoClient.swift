@@ -156,7 +156,11 @@ public final class MongoClient: Sendable {
                         }
                     }
                 }
-                guard added else { throw MongoError(kind: .permanent, domain: error.domain, code: Int32(truncatingIfNeeded: error.code), message: MongoError(error).message) }
+                guard added else {
+                    // libmongoc refused the operation itself (a malformed document): sending it again cannot help.
+                    let refused = MongoError(error)
+                    throw MongoError(kind: .permanent, domain: refused.domain, code: refused.code, message: refused.message)
+                }
             }
             let (succeeded, document) = withReplyDocument { reply in mongoc_bulk_operation_execute(bulk, reply, &error) != 0 }
             var result = MongoBulkResult()

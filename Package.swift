@@ -4,6 +4,15 @@ import PackageDescription
 let swiftSettings: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("MemberImportVisibility"),
+    // Our own targets build without a warning, and CI keeps it so (dependencies are not affected).
+    .treatAllWarnings(as: .error),
+]
+
+/// Every file under Sources/Replication/Ledger/Scripts (SwiftPM embeds them one by one).
+let ledgerScripts = [
+    "prelude", "create_sale", "acquire_lease", "renew_leases", "return_lease", "commit_batch", "cancel_order",
+    "fail_order", "restore_begin", "restore_orders", "restore_finish", "join_waitlist", "close_sale", "snapshot",
+    "revoke_leases", "direct_order",
 ]
 
 let package = Package(
@@ -65,6 +74,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            // The ledger's Lua, one script per file, compiled into the binary (`PackageResources`).
+            resources: ledgerScripts.map { .embedInCode("Ledger/Scripts/\($0).lua") },
             swiftSettings: swiftSettings
         ),
         // The Hummingbird application.

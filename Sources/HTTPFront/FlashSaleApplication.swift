@@ -50,11 +50,12 @@ public enum FlashSaleApplication {
             } else {
                 logger.notice("MongoDB is not configured (MONGO_URI): confirmed orders stay in the Redis outbox streams")
             }
-            HealthRoutes(redis: redis, drainer: drainer, mongoFailure: mongoFailure).register(on: router)
+            let durability = LedgerDurabilityMonitor(redis: redis, logger: logger)
+            HealthRoutes(redis: redis, drainer: drainer, mongoFailure: mongoFailure, durability: durability).register(on: router)
             router.get("metrics") { [drainer] _, _ -> Response in
                 var headers = HTTPFields()
                 headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
-                let text = metrics.exposition(engine: engine, hub: hub, drainer: drainer)
+                let text = metrics.exposition(engine: engine, hub: hub, drainer: drainer, durability: durability.durability)
                 return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: text)))
             }
             StaticRoutes().register(on: router)
@@ -79,7 +80,7 @@ public enum FlashSaleApplication {
                 configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "flashsale"),
                 logger: logger
             )
-            application.addServices(redis, LeaseReconciler(service: engine), hub)
+            application.addServices(redis, durability, LeaseReconciler(service: engine), hub)
             for client in api.directClients { application.addServices(client) }
             // Services stop in reverse order: the drainer finishes before its Redis client closes.
             if let drainer, let drainerRedis { application.addServices(drainerRedis, drainer) }

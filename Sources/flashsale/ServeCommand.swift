@@ -99,6 +99,12 @@ struct ServeCommand: AsyncParsableCommand {
         serverConfiguration.orderPath = path
         serverConfiguration.dataCipher = try DataKeys.cipher(environment: environment)
         serverConfiguration.mongoURI = (mongoURI ?? environment["MONGO_URI"]).flatMap { $0.isEmpty ? nil : $0 }
+        if let retention = environment["FLASHSALE_RETENTION_SECONDS"] {
+            guard let seconds = Int(retention), (60...31_536_000).contains(seconds) else {
+                throw ValidationError("FLASHSALE_RETENTION_SECONDS must be 60...31536000 (a year), got \(retention.debugDescription)")
+            }
+            serverConfiguration.outbox.retentionSeconds = seconds
+        }
         let application = FlashSaleApplication.build(configuration: serverConfiguration, logger: logger)
         try await application.runService()
         logger.info("stopped")

@@ -17,7 +17,7 @@ struct OutboxHarness {
     let engine: ReservationService
 
     /// - Parameter liveURI: a live MongoDB to use (in a fresh database) instead of the wire-level server.
-    init(stock: Int = 20, batchSize: Int = 256, claimIdleMilliseconds: Int = 30_000, liveURI: String? = nil) throws {
+    init(stock: Int = 20, batchSize: Int = 256, claimIdleMilliseconds: Int = 30_000, retentionSeconds: Int = 3_600, liveURI: String? = nil) throws {
         redis = try RedisServer()
         client = RedisClient(configuration: redis.configuration, name: "test-outbox")
         if let liveURI {
@@ -30,6 +30,7 @@ struct OutboxHarness {
         var configuration = OutboxDrainer.Configuration(consumer: "test-drainer")
         configuration.batchSize = batchSize
         configuration.claimIdleMilliseconds = claimIdleMilliseconds
+        configuration.retentionSeconds = retentionSeconds
         var logger = Logger(label: "test.outbox")
         logger.logLevel = .critical
         drainer = OutboxDrainer(redis: client, mongo: mongo, configuration: configuration, logger: logger)

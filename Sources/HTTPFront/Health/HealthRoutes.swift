@@ -8,6 +8,7 @@ struct HealthRoutes: Sendable {
     let redis: RedisClient
     var drainer: OutboxDrainer?
     var mongoFailure: String?
+    var durability: LedgerDurabilityMonitor?
     /// Readiness also requires the ledger scripts to be loaded on the server.
     var requireLedgerScripts = true
 
@@ -34,13 +35,14 @@ struct HealthRoutes: Sendable {
         }
     }
 
-    /// The order store's state as a JSON object.
+    /// The ledger's durability and the order store's state as a JSON object.
     private var details: String {
+        let ledger = durability.map { #""ledgerDurability":"\#(String(describing: $0.durability).jsonEscaped)","# } ?? ""
         guard let drainer else {
             if let mongoFailure {
-                return #"{"orderStore":"unusable MONGO_URI (\#(mongoFailure.jsonEscaped)): confirmed orders stay in the Redis outbox"}"#
+                return #"{\#(ledger)"orderStore":"unusable MONGO_URI (\#(mongoFailure.jsonEscaped)): confirmed orders stay in the Redis outbox"}"#
             }
-            return #"{"orderStore":"MongoDB not configured: confirmed orders stay in the Redis outbox"}"#
+            return #"{\#(ledger)"orderStore":"MongoDB not configured: confirmed orders stay in the Redis outbox"}"#
         }
         let status = drainer.status
         let state = status.lastError == nil ? (status.lastSuccessAtMilliseconds == nil ? "starting" : "draining") : "retrying"
@@ -54,7 +56,7 @@ struct HealthRoutes: Sendable {
         ]
         if let error = status.lastError { fields.append(#""lastError":"\#(error.jsonEscaped)""#) }
         if let success = status.lastSuccessAtMilliseconds { fields.append(#""lastSuccessAt":"\#(Timestamps.format(milliseconds: success))""#) }
-        return "{" + fields.joined(separator: ",") + "}"
+        return "{" + ledger + fields.joined(separator: ",") + "}"
     }
 
     static func json(status: HTTPResponse.Status, _ body: String) -> Response {

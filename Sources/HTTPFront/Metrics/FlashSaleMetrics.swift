@@ -23,24 +23,26 @@ public final class FlashSaleMetrics: CommitObserver, Sendable {
     private let outboxStockEvents: Counter
     private let outboxCompensated: Counter
     private let outboxFailures: Gauge
+    private let ledgerDurable: Gauge
     /// The drainer's totals at the last scrape (counters advance by the difference).
     private let outboxSeen = Mutex<(orders: Int, stockEvents: Int, compensated: Int)>((0, 0, 0))
 
     public init() {
-        batchOrders = registry.makeValueHistogram(name: "flashsale_commit_batch_orders", buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512],
-                                                  help: "Orders per commit batch (one EVALSHA)")
-        commitLatency = registry.makeDurationHistogram(
-            name: "flashsale_commit_latency_seconds",
-            buckets: [.microseconds(250), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .seconds(1)],
-            help: "Time from sending a commit batch to the ledger's answer"
-        )
-        leasesHeld = registry.makeGauge(name: "flashsale_leases_held", help: "Leases this instance sells from")
-        webSocketClients = registry.makeGauge(name: "flashsale_websocket_clients", help: "Open live-stock WebSockets")
-        commitQueueDepth = registry.makeGauge(name: "flashsale_commit_queue_depth", help: "Orders and ledger calls waiting for the committer")
-        outboxOrders = registry.makeCounter(name: "flashsale_outbox_written_total", labels: [("kind", "orders")], help: "Outbox entries written to MongoDB")
-        outboxStockEvents = registry.makeCounter(name: "flashsale_outbox_written_total", labels: [("kind", "stock_events")], help: "Outbox entries written to MongoDB")
-        outboxCompensated = registry.makeCounter(name: "flashsale_outbox_compensated_total", help: "Orders MongoDB refused for good and the ledger compensated")
-        outboxFailures = registry.makeGauge(name: "flashsale_outbox_consecutive_failures", help: "Outbox passes failed in a row (0 while MongoDB accepts writes)")
+        batchOrders = registry.makeValueHistogram(descriptor: Self.metric("flashsale_commit_batch_orders", help: "Orders per commit batch (one EVALSHA)"), buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
+        commitLatency = registry.makeDurationHistogram(descriptor: Self.metric("flashsale_commit_latency_seconds", help: "Time from sending a commit batch to the ledger's answer"), buckets: [.microseconds(250), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .seconds(1)])
+        leasesHeld = registry.makeGauge(descriptor: Self.metric("flashsale_leases_held", help: "Leases this instance sells from"))
+        webSocketClients = registry.makeGauge(descriptor: Self.metric("flashsale_websocket_clients", help: "Open live-stock WebSockets"))
+        commitQueueDepth = registry.makeGauge(descriptor: Self.metric("flashsale_commit_queue_depth", help: "Orders and ledger calls waiting for the committer"))
+        outboxOrders = registry.makeCounter(descriptor: Self.metric("flashsale_outbox_written_total", help: "Outbox entries written to MongoDB"), labels: [("kind", "orders")])
+        outboxStockEvents = registry.makeCounter(descriptor: Self.metric("flashsale_outbox_written_total", help: "Outbox entries written to MongoDB"), labels: [("kind", "stock_events")])
+        outboxCompensated = registry.makeCounter(descriptor: Self.metric("flashsale_outbox_compensated_total", help: "Orders MongoDB refused for good and the ledger compensated"))
+        outboxFailures = registry.makeGauge(descriptor: Self.metric("flashsale_outbox_consecutive_failures", help: "Outbox passes failed in a row (0 while MongoDB accepts writes)"))
+        ledgerDurable = registry.makeGauge(descriptor: Self.metric("flashsale_ledger_durable", help: "The ledger's Redis keeps acknowledged writes across a crash (1), does not (0), or would not say (-1)"))
+    }
+
+    /// A metric name written out whole (the unit is part of it, as in `_total` or `_seconds`).
+    private static func metric(_ name: String, help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
     }
 
     public func batchCommitted(orders: Int, latency: Duration) {
@@ -52,8 +54,7 @@ public final class FlashSaleMetrics: CommitObserver, Sendable {
         let key = "\(route) \(status)"
         let counter = requestCounters.withLock { counters in
             if let counter = counters[key] { return counter }
-            let counter = registry.makeCounter(name: "flashsale_http_requests_total", labels: [("route", route), ("status", String(status))],
-                                               help: "HTTP requests by route and status")
+            let counter = registry.makeCounter(descriptor: Self.metric("flashsale_http_requests_total", help: "HTTP requests by route and status"), labels: [("route", route), ("status", String(status))])
             counters[key] = counter
             return counter
         }
@@ -64,7 +65,7 @@ public final class FlashSaleMetrics: CommitObserver, Sendable {
     func order(result: String) {
         let counter = orderCounters.withLock { counters in
             if let counter = counters[result] { return counter }
-            let counter = registry.makeCounter(name: "flashsale_orders_total", labels: [("result", result)], help: "Order requests by outcome")
+            let counter = registry.makeCounter(descriptor: Self.metric("flashsale_orders_total", help: "Order requests by outcome"), labels: [("result", result)])
             counters[result] = counter
             return counter
         }
@@ -72,7 +73,8 @@ public final class FlashSaleMetrics: CommitObserver, Sendable {
     }
 
     /// The Prometheus text exposition, with the gauges read now.
-    func exposition(engine: ReservationService, hub: LiveStockHub, drainer: OutboxDrainer?) -> [UInt8] {
+    func exposition(engine: ReservationService, hub: LiveStockHub, drainer: OutboxDrainer?, durability: LedgerDurability) -> [UInt8] {
+        ledgerDurable.set(to: durability.gaugeValue)
         if let status = drainer?.status {
             let previous = outboxSeen.withLock { seen in
                 defer { seen = (status.ordersWritten, status.stockEventsWritten, status.compensated) }

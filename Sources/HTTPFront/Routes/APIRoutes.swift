@@ -218,6 +218,7 @@ struct APIRoutes: Sendable {
                                           status: .confirmed, idempotencyKey: idempotencyKey, delivery: delivery, shardID: "", fence: 0,
                                           instanceID: "direct", source: "direct"))
         case .duplicate(let record): return .confirmed(record)
+        case .waitlisted(let position): return .waitlisted(position: position)
         case .limitExceeded: return .rejected(ReservationError(.limitExceeded, "per-customer limit reached"), retryAfterSeconds: nil)
         case .insufficientStock(let unsold): return .rejected(ReservationError(.insufficientStock, "only \(unsold) units are left"), retryAfterSeconds: nil)
         case .closed(let reason): return .rejected(ReservationService.closedError(reason), retryAfterSeconds: nil)

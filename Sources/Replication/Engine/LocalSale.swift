@@ -23,6 +23,12 @@ final class LocalSale: Sendable {
         case retry
     }
 
+    struct AbandonedLease: Sendable, Hashable {
+        var shardID: String
+        var fence: Int64
+        var attemptsLeft: Int
+    }
+
     struct State: Sendable {
         var slots: [String: Slot] = [:]
         var view: LedgerView?
@@ -32,6 +38,12 @@ final class LocalSale: Sendable {
         var lastServedID: String?
         /// Closed and its final summary stored: nothing is left to reconcile.
         var settled = false
+        /// When the sale settled (monotonic ms): the process forgets it a while later.
+        var settledAtMilliseconds: Int64?
+        /// Leases given up after a commit with an unknown outcome, to return through the committer (after
+        /// that commit). Never renewed; each return is tried a bounded number of times, after which the
+        /// lease expires in the ledger by itself and its units are reclaimed into the pool.
+        var abandoned: [AbandonedLease] = []
     }
 
     let definition: SaleDefinition

@@ -111,8 +111,13 @@ extension ReservationService {
         guard let observer = servedObserver.withLock({ $0 }) else { return }
         let saleID = sale.definition.id
         let after = sale.state.withLock { $0.lastServedID }
+        // Served customers are told only once the replicas hold their orders (when configured): a failover
+        // must not take back an order somebody was told about. Short of that, the cursor stays put and the
+        // next tick tries again.
         guard let result = try? await control.perform({ ledger throws(RedisError) in
-            try ledger.servedWaiters(saleID: saleID, after: after)
+            let result = try ledger.servedWaiters(saleID: saleID, after: after)
+            if !result.served.isEmpty { try ledger.requireReplicasOfEveryWrite(saleID: saleID) }
+            return result
         }) else { return }
         sale.state.withLock { $0.lastServedID = result.lastID }
         if !result.served.isEmpty { observer(saleID, result.served) }
@@ -135,6 +140,51 @@ extension ReservationService {
             logger.warning("returning leases failed; they expire by themselves", metadata: ["sale": "\(saleID)", "reason": "\(reason)", "error": "\(error)"])
             return false
         }
+    }
+
+    /// A commit on this lease ended with an unknown outcome: its units are neither sold nor free until the
+    /// ledger says so. Stop selling from the lease and stop renewing it; the reconciler returns it through
+    /// the committer, so the return is ordered after the uncertain commit (a late copy of that commit is
+    /// applied first, or fenced). If the ledger stays away, the lease expires there by itself.
+    func abandonLease(sale: LocalSale, shardID: String) {
+        let bucket = sale.state.withLock { state -> TokenBucket? in
+            guard var slot = state.slots[shardID] else { return nil }
+            if case .closeBucketAndReturn(let shard, let fence) = slot.machine.returnRequested() {
+                precondition(state.abandoned.count < 100_000, "abandoned leases are returned every reconcile tick")
+                state.abandoned.append(LocalSale.AbandonedLease(shardID: shard, fence: fence, attemptsLeft: Self.abandonedReturnAttempts))
+            }
+            state.slots[shardID] = slot
+            return slot.bucket
+        }
+        if let bucket {
+            sale.unpublish(bucket)
+            _ = bucket.close()
+        }
+        logger.warning("a commit's outcome is unknown; its lease is given back", metadata: ["sale": "\(sale.definition.id)", "shard": "\(shardID)"])
+    }
+
+    /// Returns of abandoned leases tried per lease (one per reconcile tick) before leaving it to expire.
+    static let abandonedReturnAttempts = 20
+
+    /// Returns the leases given up after unknown outcomes; keeps those the ledger could not take yet.
+    func returnAbandonedLeases(sale: LocalSale) async {
+        let abandoned = sale.state.withLock { state in
+            defer { state.abandoned.removeAll() }
+            return state.abandoned
+        }
+        guard !abandoned.isEmpty else { return }
+        let saleID = sale.definition.id
+        if await returnLeases(saleID: saleID, abandoned.map { ($0.shardID, $0.fence) }, reason: "unknown commit outcome") {
+            logger.info("abandoned leases returned", metadata: ["sale": "\(saleID)", "leases": "\(abandoned.count)"])
+            return
+        }
+        let retry = abandoned.compactMap { lease -> LocalSale.AbandonedLease? in
+            guard lease.attemptsLeft > 1 else { return nil }
+            var next = lease
+            next.attemptsLeft -= 1
+            return next
+        }
+        sale.state.withLock { $0.abandoned.append(contentsOf: retry) }
     }
 
     /// The ledger refused a commit on this lease: stop selling from it.
@@ -182,8 +232,16 @@ extension ReservationService {
         for sale in trackedSales {
             let saleID = sale.definition.id
             // A settled sale costs no ledger call any more; refusals after its close are not in its summary.
-            if sale.state.withLock({ $0.settled }) {
+            // A while after it settled the process forgets it (a later request loads it again).
+            let now = monotonicMilliseconds
+            let forget = sale.state.withLock { state -> Bool? in
+                guard state.settled else { return nil }
+                if state.settledAtMilliseconds == nil { state.settledAtMilliseconds = now }
+                return now - state.settledAtMilliseconds! >= Self.settledSaleMemoryMilliseconds
+            }
+            if let forget {
                 _ = takeRejections(saleID: saleID)
+                if forget { forgetSale(saleID) }
                 continue
             }
             await reconcile(sale: sale)
@@ -201,6 +259,9 @@ extension ReservationService {
             }
         }
     }
+
+    /// How long a settled sale stays in this process's maps (it answers SOLD_OUT/SALE_ENDED from memory meanwhile).
+    static let settledSaleMemoryMilliseconds: Int64 = 60_000
 
     /// The sale's summary (final once it closed).
     public func summary(saleID: String) async throws(ReservationError) -> SaleSummary {
@@ -222,6 +283,7 @@ extension ReservationService {
     /// retires drained leases and prefetches a lease when the local units run low.
     func reconcile(sale: LocalSale) async {
         let saleID = sale.definition.id
+        await returnAbandonedLeases(sale: sale)
         let now = monotonicMilliseconds
         var renewals: [(shardID: String, fence: Int64)] = []
         var expired: [TokenBucket] = []
@@ -353,13 +415,16 @@ extension ReservationService {
             let saleID = sale.definition.id
             let closed = sale.closeAllBuckets()
             let leases = sale.state.withLock { state -> [(String, Int64)] in
-                defer { state.slots.removeAll() }
+                defer {
+                    state.slots.removeAll()
+                    state.abandoned.removeAll()
+                }
                 return state.slots.values.compactMap { slot in
                     switch slot.machine.state {
                     case .active(let grant), .renewing(let grant), .expiring(let grant): (grant.shardID, grant.fence)
                     default: nil
                     }
-                }
+                } + state.abandoned.map { ($0.shardID, $0.fence) }
             }
             guard !leases.isEmpty else { continue }
             if await returnLeases(saleID: saleID, leases, reason: "shutdown") {

@@ -125,6 +125,16 @@ public final class ReservationService: Sendable {
 
     var trackedSales: [LocalSale] { sales.withLock { Array($0.values) } }
 
+    /// Drops a settled sale from this process's maps (its leases are gone: the close revoked them).
+    func forgetSale(_ saleID: String) {
+        let removed = sales.withLock { $0.removeValue(forKey: saleID) }
+        _ = takeRejections(saleID: saleID)
+        if let removed { precondition(removed.availableLocally == 0, "a settled sale has no open bucket") }
+    }
+
+    /// Sales this process tracks (for tests and metrics).
+    public var trackedSaleCount: Int { sales.withLock { $0.count } }
+
     // MARK: Reservations
 
     /// Reserves `quantity` units of a sale for a customer. Never throws: every refusal is a typed outcome.
@@ -219,6 +229,10 @@ public final class ReservationService: Sendable {
                     // Our own order replayed after an unknown outcome used the units; an earlier order did not.
                     if record.orderID != orderID { bucket.putBack(quantity) }
                     return .confirmed(record)
+                case .waitlisted(let position):
+                    // The key names this customer's waitlist entry (joined elsewhere): one key, one outcome.
+                    bucket.putBack(quantity)
+                    return .waitlisted(position: position)
                 case .limitExceeded:
                     bucket.putBack(quantity)
                     return .rejected(ReservationError(.limitExceeded, "at most \(limit) units per customer"), retryAfterSeconds: nil)
@@ -230,8 +244,14 @@ public final class ReservationService: Sendable {
                     return .rejected(Self.closedError(reason), retryAfterSeconds: nil)
                 case .notFound:
                     return .rejected(ReservationError(.notFound, "no sale \(saleID)"), retryAfterSeconds: nil)
+                case .unavailable(let error) where error.code == .queueFull:
+                    // Never queued, so never sent: the units are certainly free.
+                    bucket.putBack(quantity)
+                    return .rejected(ReservationError(.retryLater, "the ledger is overloaded (\(error.code))"), retryAfterSeconds: 1)
                 case .unavailable(let error):
-                    // Outcome unknown: the units stay out of the bucket; they return with the lease.
+                    // Outcome unknown: the units are neither sold nor free until the ledger says so. The lease
+                    // stops selling and goes back through the committer, after this commit.
+                    abandonLease(sale: sale, shardID: bucket.shardID)
                     return .rejected(ReservationError(.retryLater, "the ledger did not answer (\(error.code))"), retryAfterSeconds: 1)
                 }
             }
@@ -287,8 +307,13 @@ public final class ReservationService: Sendable {
         let outcome: CancelOutcome
         do {
             outcome = try await committer.perform { ledger throws(RedisError) in
-                try ledger.cancel(saleID: saleID, orderID: orderID, customerID: customerID)
+                let outcome = try ledger.cancel(saleID: saleID, orderID: orderID, customerID: customerID)
+                // Announced only once the replicas have it (when configured); the same call again answers it.
+                if case .cancelled = outcome { try ledger.requireReplicas() }
+                return outcome
             }
+        } catch where error.code == .notReplicated {
+            throw ReservationError(.retryLater, "the cancellation is not replicated yet; repeat the request")
         } catch {
             throw ReservationError(.retryLater, "the ledger is unreachable (\(error.code))")
         }

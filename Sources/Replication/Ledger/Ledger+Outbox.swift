@@ -24,11 +24,17 @@ extension Ledger {
             throw RedisError(.unexpectedReply, "fail_order answered \(reply)")
         }
         if tag == "NOT_FOUND" { return .notFound }
-        guard elements.count == 2, case .bulk(let json) = elements[1] else {
+        guard elements.count >= 2, case .bulk(let json) = elements[1] else {
             throw RedisError(.unexpectedReply, "fail_order answered \(reply)")
         }
         let record = try OrderRecord(ledgerJSON: json)
-        return tag == "OK" ? .failed(record) : .unchanged(record)
+        guard tag == "OK" else { return .unchanged(record) }
+        if elements.count == 3, elements[2].string == "1" {
+            // The sale had closed: its stored final summary no longer tells the truth; the next read
+            // computes it again from the ledger (and the drainer writes the new one to MongoDB).
+            try connection.send(RedisCommand("DEL", LedgerKeys(saleID: saleID).summary)).throwingServerError()
+        }
+        return .failed(record)
     }
 
     /// The ledger meta hash of a sale (empty when the sale has no live ledger).

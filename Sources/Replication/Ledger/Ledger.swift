@@ -19,7 +19,18 @@ public struct Ledger {
     // MARK: Sales
 
     /// Creates the sale; false when a sale with this id exists.
+    ///
+    /// The registries (which no script may touch: they carry no hash tag) are written first, and both
+    /// writes are idempotent. So a failure between the two steps leaves at worst a registry entry for a
+    /// sale that does not exist yet (its readers skip it, and the caller's retry creates the sale), never a
+    /// sale that the registries miss (which would never be reconciled or drained to MongoDB).
     public func createSale(_ definition: SaleDefinition) throws(RedisError) -> Bool {
+        var all = RedisCommand("ZADD", LedgerKeys.allSales, "NX")
+        all.append(definition.startsAtMilliseconds)
+        all.append(definition.id)
+        for reply in try connection.pipeline([all, RedisCommand("SADD", LedgerKeys.activeSales, definition.id)]) {
+            try reply.throwingServerError()
+        }
         var arguments = RedisCommand()
         arguments.append(definition.id)
         arguments.append(definition.name)
@@ -29,14 +40,7 @@ public struct Ledger {
         arguments.append(definition.perCustomerLimit)
         let reply = try run(LedgerScripts.createSale, saleID: definition.id, arguments)
         switch try Self.tag(reply) {
-        case "OK":
-            var all = RedisCommand("ZADD", LedgerKeys.allSales)
-            all.append(definition.startsAtMilliseconds)
-            all.append(definition.id)
-            for reply in try connection.pipeline([all, RedisCommand("SADD", LedgerKeys.activeSales, definition.id)]) {
-                try reply.throwingServerError()
-            }
-            return true
+        case "OK": return true
         case "EXISTS": return false
         default: throw Self.unexpected(reply, LedgerScripts.createSale)
         }
@@ -220,6 +224,9 @@ public struct Ledger {
                 outcomes.append(.committed(createdAtMilliseconds: created))
             case "DUP":
                 outcomes.append(.duplicate(try Self.record(result)))
+            case "WAITING":
+                guard elements.count == 2, let position = elements[1].integer else { throw Self.unexpected(result, LedgerScripts.commitBatch) }
+                outcomes.append(.waitlisted(position: Int(position)))
             case "LIMIT":
                 outcomes.append(.limitExceeded(purchased: Int(elements.count == 2 ? elements[1].integer ?? 0 : 0)))
             case "FENCED":
@@ -282,6 +289,9 @@ public struct Ledger {
             guard elements.count == 2, let created = elements[1].integer else { throw Self.unexpected(reply, LedgerScripts.directOrder) }
             return .committed(createdAtMilliseconds: created)
         case "DUP": return .duplicate(try Self.record(reply))
+        case "WAITING":
+            guard elements.count == 2, let position = elements[1].integer else { throw Self.unexpected(reply, LedgerScripts.directOrder) }
+            return .waitlisted(position: Int(position))
         case "LIMIT": return .limitExceeded(purchased: Int(elements.count == 2 ? elements[1].integer ?? 0 : 0))
         case "SOLD_OUT": return .closed(.soldOut)
         case "INSUFFICIENT": return .insufficientStock(unsold: Int(elements.count == 2 ? elements[1].integer ?? 0 : 0))
@@ -326,22 +336,41 @@ public struct Ledger {
         return try OrderRecord(ledgerJSON: json)
     }
 
-    /// A customer's orders in the sale (oldest first) and waitlist position (1-based) if waiting.
+    /// At most this many cancelled or failed orders of one customer are listed (the newest).
+    public static let customerViewPastOrders = 50
+    /// Orders that hold units are bounded by the per-customer limit (at most 100, see SaleDefinition).
+    static let customerViewActiveOrders = 200
+
+    /// A customer's orders in the sale (oldest first): every order that holds units (bounded by the
+    /// per-customer limit) and the newest ``customerViewPastOrders`` cancelled or failed ones; and the
+    /// waitlist position (1-based) if waiting. Three bounded reads of the per-customer index.
     public func customerView(saleID: String, customerID: String) throws(RedisError) -> (orders: [OrderRecord], waitlistPosition: Int?) {
         let keys = LedgerKeys(saleID: saleID)
-        let replies = try connection.pipeline([
-            RedisCommand("HGET", keys.customers, customerID),
-            RedisCommand("ZRANK", keys.waitlist, customerID),
-        ])
-        let ids = (replies[0].string ?? "").split(separator: " ").map(String.init)
-        let position = replies[1].integer.map { Int($0) + 1 }
+        // Index members are `<len>:<customer>|<a|x>|<createdAt>|<orderId>`; `}` sorts right after `|`.
+        let prefix = "\(customerID.utf8.count):\(customerID)|"
+        var active = RedisCommand("ZRANGEBYLEX", keys.customers, "[\(prefix)a|", "(\(prefix)a}", "LIMIT", "0")
+        active.append(Self.customerViewActiveOrders)
+        var past = RedisCommand("ZREVRANGEBYLEX", keys.customers, "(\(prefix)x}", "[\(prefix)x|", "LIMIT", "0")
+        past.append(Self.customerViewPastOrders)
+        let replies = try connection.pipeline([active, past, RedisCommand("ZRANK", keys.waitlist, customerID)])
+        var ids: [String] = []
+        for reply in replies[0...1] {
+            for member in try reply.throwingServerError().array ?? [] {
+                guard let member = member.string, let bar = member.lastIndex(of: "|") else {
+                    throw RedisError(.unexpectedReply, "malformed customer index entry in sale \(saleID)")
+                }
+                ids.append(String(member[member.index(after: bar)...]))
+            }
+        }
+        let position = try replies[2].throwingServerError().integer.map { Int($0) + 1 }
         guard !ids.isEmpty else { return ([], position) }
-        precondition(ids.count <= 10_000, "a customer holds at most perCustomerLimit orders plus cancelled ones")
+        assert(ids.count <= Self.customerViewActiveOrders + Self.customerViewPastOrders)
         var command = RedisCommand("HMGET", keys.orders)
         for id in ids { command.append(id) }
         let records = try connection.send(command).throwingServerError().array ?? []
         var orders: [OrderRecord] = []
         for case .bulk(let json) in records { orders.append(try OrderRecord(ledgerJSON: json)) }
+        orders.sort { ($0.createdAtMilliseconds, $0.orderID) < ($1.createdAtMilliseconds, $1.orderID) }
         return (orders, position)
     }
 
@@ -365,6 +394,16 @@ public struct Ledger {
         guard acknowledged >= Int64(configuration.replicaAcks) else {
             throw RedisError(.notReplicated, "\(acknowledged) of \(configuration.replicaAcks) replicas acknowledged within \(configuration.replicaAckTimeoutMilliseconds) ms")
         }
+    }
+
+    /// ``requireReplicas()`` for writes made by any client: `WAIT` covers the writes of its own connection
+    /// only, so this first makes one write of its own (a time stamp in the sale's statistics), which
+    /// replicas receive after every write the primary made before it.
+    public func requireReplicasOfEveryWrite(saleID: String) throws(RedisError) {
+        guard connection.configuration.replicaAcks > 0 else { return }
+        let time = try connection.send(RedisCommand("TIME")).throwingServerError().array?.first?.string ?? "0"
+        try connection.send(RedisCommand("HSET", LedgerKeys(saleID: saleID).stats, "replicatedCheckAt", time)).throwingServerError()
+        try requireReplicas()
     }
 
     private func run(_ script: RedisScript, saleID: String, _ arguments: RedisCommand) throws(RedisError) -> RedisReply {

@@ -22,8 +22,9 @@ public struct LedgerKeys: Sendable, Hashable {
     public var waitlist: String { key("waitlist") }
     public var waiters: String { key("waiters") }
     public var stats: String { key("stats") }
-    /// customer -> space-separated order ids (for "my orders").
-    public var customers: String { key("customers") }
+    /// The per-customer order index (a sorted set read by lexicographic range, for "my orders"; see
+    /// `customer_member` in the scripts' prelude).
+    public var customers: String { key("customer-orders") }
     /// Stream of waitlist entries served from freed units (customer, orderId, quantity), for live pushes.
     public var served: String { key("served") }
     /// The final summary (JSON), written once at close.
@@ -40,6 +41,9 @@ public struct LedgerKeys: Sendable, Hashable {
     /// Sales whose lifecycle is not settled yet (scheduled or open, or closed without a stored summary).
     /// A registry across sales, so deliberately without a sale's hash tag; never touched by a script.
     public static let activeSales = "fs:sales:active"
-    /// Every sale id ever created, scored by creation time.
+    /// Every sale id whose keys are still in Redis, scored by start time.
     public static let allSales = "fs:sales:all"
+    /// Settled, drained sales scored by the time their keys expire (Redis time, ms); the drainer removes
+    /// them from the registries then.
+    public static let retiringSales = "fs:sales:retiring"
 }

@@ -114,6 +114,9 @@ public enum CommitOutcome: Sendable, Hashable {
     case committed(createdAtMilliseconds: Int64)
     /// Already in the ledger: this very order (a replayed batch) or an earlier one with the same key.
     case duplicate(OrderRecord)
+    /// The customer's idempotency key names their waitlist entry (joined on another instance, say):
+    /// nothing was reserved; the entry's position is the answer.
+    case waitlisted(position: Int)
     case limitExceeded(purchased: Int)
     /// The lease is gone, expired or carries another fence: nothing was reserved.
     case fenced
@@ -127,6 +130,7 @@ public enum CommitOutcome: Sendable, Hashable {
 public enum DirectOrderOutcome: Sendable, Hashable {
     case committed(createdAtMilliseconds: Int64)
     case duplicate(OrderRecord)
+    case waitlisted(position: Int)
     case limitExceeded(purchased: Int)
     case insufficientStock(unsold: Int)
     case closed(ClosedReason)

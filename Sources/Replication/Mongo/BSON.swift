@@ -201,7 +201,7 @@ extension BSONDocument {
             guard let oid = bson_iter_oid(iterator) else { return .null }
             var text = [CChar](repeating: 0, count: 25)
             bson_oid_to_string(oid, &text)
-            return .objectID(String(cString: text))
+            return .objectID(String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         default: return .unsupported(type.rawValue)
         }
     }

@@ -21,6 +21,12 @@ import Synchronization
 ///
 /// Bounds: at most ``Configuration/batchSize`` entries per stream per pass, at most
 /// ``Configuration/maxSalesPerPass`` sales per pass, so memory stays bounded whatever the backlog.
+///
+/// Retention: the stock log is trimmed up to the oldest entry not yet acknowledged. Once a sale is closed,
+/// summarized and drained, its keys get a TTL of ``Configuration/retentionSeconds`` (set once: `EXPIRE NX`),
+/// it is scheduled to leave the registry of all sales when that TTL runs out, and this process forgets it.
+/// The sale document, its orders and stock events live on in MongoDB. Without MongoDB nothing expires:
+/// the Redis outbox is then the only copy of the orders.
 public final class OutboxDrainer: Service, Sendable {
     public struct Configuration: Sendable {
         public var group = "mongo-sink"
@@ -33,6 +39,8 @@ public final class OutboxDrainer: Service, Sendable {
         public var claimIdleMilliseconds = 30_000
         public var backoffBaseMilliseconds = 100
         public var backoffCapMilliseconds = 10_000
+        /// How long a settled, drained sale's keys stay in Redis (`FLASHSALE_RETENTION_SECONDS`).
+        public var retentionSeconds = 7 * 24 * 3_600
 
         public init(consumer: String) {
             self.consumer = consumer
@@ -79,6 +87,7 @@ public final class OutboxDrainer: Service, Sendable {
 
     public init(redis: RedisClient, mongo: MongoClient, configuration: Configuration, logger: Logger) {
         precondition(configuration.batchSize > 0 && configuration.batchSize <= 10_000, "batchSize must be in 1...10000")
+        precondition(configuration.retentionSeconds >= 1, "retentionSeconds must be positive")
         self.redis = redis
         self.mongo = mongo
         self.configuration = configuration
@@ -86,6 +95,11 @@ public final class OutboxDrainer: Service, Sendable {
     }
 
     public var status: Status { state.withLock { $0.status } }
+
+    /// Sales this drainer keeps anything about in memory (bounded by the sales in the registry).
+    public var trackedSaleCount: Int {
+        state.withLock { Set($0.writtenMeta.keys).union($0.groupsCreated).union($0.finished).count }
+    }
 
     public func run() async throws {
         var failures = 0
@@ -160,19 +174,83 @@ public final class OutboxDrainer: Service, Sendable {
         for saleID in sales where !state.withLock({ $0.finished.contains(saleID) }) {
             try await drain(saleID: saleID, into: &pass)
         }
+        // Sales that left the registry are forgotten here too.
+        let listed = Set(sales)
+        state.withLock { $0.finished.formIntersection(listed) }
+        try await forgetExpiredSales()
         return pass
+    }
+
+    /// Settled sales whose retention ran out leave the registries (their keys have expired by now).
+    private func forgetExpiredSales() async throws {
+        try await redis.withConnection { connection throws(RedisError) in
+            let now = try Self.redisMilliseconds(connection)
+            var due = RedisCommand("ZRANGEBYSCORE", LedgerKeys.retiringSales, "-inf")
+            due.append(now)
+            due.append(contentsOf: RedisCommand("LIMIT", "0", "1000"))
+            let expired = (try connection.send(due).throwingServerError().array ?? []).compactMap(\.string)
+            guard !expired.isEmpty else { return }
+            var fromAll = RedisCommand("ZREM", LedgerKeys.allSales)
+            var fromActive = RedisCommand("SREM", LedgerKeys.activeSales)
+            var fromRetiring = RedisCommand("ZREM", LedgerKeys.retiringSales)
+            for saleID in expired {
+                fromAll.append(saleID)
+                fromActive.append(saleID)
+                fromRetiring.append(saleID)
+            }
+            for reply in try connection.pipeline([fromAll, fromActive, fromRetiring]) { try reply.throwingServerError() }
+        }
+    }
+
+    /// Redis `TIME` in milliseconds (retention is counted on the server's clock, like every sale decision).
+    static func redisMilliseconds(_ connection: RedisConnection) throws(RedisError) -> Int64 {
+        let parts = try connection.send(RedisCommand("TIME")).throwingServerError().array ?? []
+        guard parts.count == 2, let seconds = parts[0].string.flatMap(Int64.init), let micros = parts[1].string.flatMap(Int64.init) else {
+            throw RedisError(.unexpectedReply, "TIME answered \(parts)")
+        }
+        return seconds * 1_000 + micros / 1_000
+    }
+
+    /// The sale is closed, summarized and drained: its keys expire after the retention period (set once,
+    /// so a restarted drainer does not push the expiry out), and the process forgets it.
+    private func retire(saleID: String) async throws {
+        let keys = LedgerKeys(saleID: saleID)
+        let retention = configuration.retentionSeconds
+        try await redis.withConnection { connection throws(RedisError) in
+            let now = try Self.redisMilliseconds(connection)
+            var commands: [RedisCommand] = []
+            for key in keys.all + [keys.summary] {
+                var expire = RedisCommand("EXPIRE", key)
+                expire.append(retention)
+                expire.append("NX")
+                commands.append(expire)
+            }
+            var retiring = RedisCommand("ZADD", LedgerKeys.retiringSales, "NX")
+            retiring.append(now + Int64(retention) * 1_000)
+            retiring.append(saleID)
+            commands.append(retiring)
+            for reply in try connection.pipeline(commands) { try reply.throwingServerError() }
+        }
+        state.withLock { state in
+            state.finished.insert(saleID)
+            state.writtenMeta.removeValue(forKey: saleID)
+            state.groupsCreated.remove(saleID)
+        }
+        logger.info("sale settled and drained; its keys expire after the retention period", metadata: ["sale": "\(saleID)", "retentionSeconds": "\(retention)"])
     }
 
     private func drain(saleID: String, into pass: inout Pass) async throws {
         let keys = LedgerKeys(saleID: saleID)
         let group = configuration.group
-        try await ensureGroups(keys)
         // The sale document first: a rebuild needs the sale before its orders.
         let (meta, summary) = try await redis.withConnection { connection throws(RedisError) in
             let replies = try connection.pipeline([RedisCommand("HGETALL", keys.meta), RedisCommand("GET", keys.summary)])
             return (Ledger.pairs(try replies[0].throwingServerError().array ?? []), try replies[1].throwingServerError().string)
         }
+        // No ledger (a sale whose keys expired, or one being created): touch nothing, so no stream is
+        // created again without its TTL.
         guard !meta.isEmpty else { return }
+        try await ensureGroups(keys)
         var written = meta
         if let summary { written["\u{0}summary"] = summary }
         if state.withLock({ $0.writtenMeta[saleID] }) != written {
@@ -196,7 +274,7 @@ public final class OutboxDrainer: Service, Sendable {
                 let pending = replies[0...1].reduce(Int64(0)) { $0 + ($1.array?.first?.integer ?? 0) }
                 return pending + (replies[2].integer ?? 0)
             }
-            if backlog == 0 { state.withLock { _ = $0.finished.insert(saleID) } }
+            if backlog == 0 { try await retire(saleID: saleID) }
         }
     }
 
@@ -253,7 +331,9 @@ public final class OutboxDrainer: Service, Sendable {
                 logger.error("MongoDB refused a stock event; dropped", metadata: ["sale": "\(saleID)", "code": "\(refused.code)", "error": "\(refused.message)"])
             }
         }
-        try await acknowledge(stream: LedgerKeys(saleID: saleID).stockLog, ids: entries.map(\.id).filter { !retry.contains($0) }, delete: false)
+        let stockLog = LedgerKeys(saleID: saleID).stockLog
+        try await acknowledge(stream: stockLog, ids: entries.map(\.id).filter { !retry.contains($0) }, delete: false)
+        try await trim(stockLog: stockLog, acknowledgedUpTo: entries.last?.id)
         pass.stockEvents += entries.count - retry.count
         pass.deferred += retry.count
     }
@@ -294,6 +374,21 @@ public final class OutboxDrainer: Service, Sendable {
                 if !entries.isEmpty { return entries }
             }
             return []
+        }
+    }
+
+    /// Trims the stock log below the oldest entry still pending in the group (any consumer's), or below
+    /// the newest acknowledged one when nothing is pending. Entries above the group's last delivered id
+    /// are never touched: every entry below the threshold was delivered and acknowledged.
+    private func trim(stockLog: String, acknowledgedUpTo newest: String?) async throws {
+        guard let newest else { return }
+        let group = configuration.group
+        try await redis.withConnection { connection throws(RedisError) in
+            // XPENDING summary: [count, smallest id, greatest id, consumers].
+            let pending = try connection.send(RedisCommand("XPENDING", stockLog, group)).throwingServerError().array ?? []
+            let count = pending.first?.integer ?? 0
+            let threshold = count > 0 ? (pending.count > 1 ? pending[1].string : nil) ?? newest : newest
+            try connection.send(RedisCommand("XTRIM", stockLog, "MINID", threshold)).throwingServerError()
         }
     }
 

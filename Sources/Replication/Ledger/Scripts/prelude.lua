@@ -1,0 +1,207 @@
+-- Shared by every ledger script (prepended to each): the KEYS table, time, the invariant,
+-- and the helpers that move units. See LedgerScripts.swift for the key order and record formats.
+local K = {meta = KEYS[1], pool = KEYS[2], sold = KEYS[3], fence = KEYS[4], leases = KEYS[5],
+  users = KEYS[6], idem = KEYS[7], orders = KEYS[8], outbox = KEYS[9], stocklog = KEYS[10],
+  waitlist = KEYS[11], waiters = KEYS[12], stats = KEYS[13], customers = KEYS[14], served = KEYS[15]}
+local MAX_SETTLE = 1000
+
+local function num(value) return tonumber(value) or 0 end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function load_meta()
+  local m = redis.call('HMGET', K.meta, 'stock', 'startMs', 'endMs', 'limit', 'status', 'closedReason')
+  if not m[1] then return nil end
+  return {stock = tonumber(m[1]), start = tonumber(m[2]), finish = tonumber(m[3]),
+    limit = tonumber(m[4]), status = m[5], reason = m[6] or ''}
+end
+
+local function idem_field(customer, key)
+  return string.len(customer) .. ':' .. customer .. key
+end
+
+-- The per-customer order index (`customers`, a sorted set read by lexicographic range): one member per
+-- order, `<len>:<customer>|<state>|<createdAtMs, 15 digits>|<orderId>`, state `a` while the order holds
+-- units and `x` once cancelled or failed. O(log n) per order; `/me` reads one customer's two ranges.
+local function customer_member(customer, state, created, id)
+  return string.len(customer) .. ':' .. customer .. '|' .. state .. '|' .. string.format('%015d', created) .. '|' .. id
+end
+
+-- What a customer's idempotency key already stands for: `{DUP, record}` when it names an order,
+-- `{WAITING, position}` when it names the customer's waitlist entry (a key is claimed by whichever comes
+-- first, order or waitlist entry), nil when the key is free. A claim left by an entry that is no longer
+-- waiting (cannot happen: unserved entries free their key) is freed rather than trusted.
+local function key_claim(customer, key)
+  if key == '' then return nil end
+  local field = idem_field(customer, key)
+  local claimed = redis.call('HGET', K.idem, field)
+  if not claimed then return nil end
+  local record = redis.call('HGET', K.orders, claimed)
+  if record then return {'DUP', record} end
+  local waiter = redis.call('HGET', K.waiters, customer)
+  if waiter and cjson.decode(waiter).id == claimed then
+    return {'WAITING', redis.call('ZRANK', K.waitlist, customer) + 1}
+  end
+  redis.call('HDEL', K.idem, field)
+  return nil
+end
+
+-- Frees a waitlist entry's key claim (the entry leaves unserved: its attempt bought nothing).
+local function release_claim(customer, waiter)
+  if not waiter.k or waiter.k == '' then return end
+  local field = idem_field(customer, waiter.k)
+  if redis.call('HGET', K.idem, field) == waiter.id then redis.call('HDEL', K.idem, field) end
+end
+
+local function log_stock(now, reason, delta, fence, instance)
+  redis.call('XADD', K.stocklog, '*', 'at', now, 'reason', reason, 'delta', delta,
+    'sold', redis.call('GET', K.sold) or '0', 'pool', redis.call('GET', K.pool) or '0',
+    'fence', fence or 0, 'instance', instance or '')
+end
+
+local function leased_total()
+  local total, owners, count = 0, {}, 0
+  local all = redis.call('HGETALL', K.leases)
+  for i = 1, #all, 2 do
+    local lease = cjson.decode(all[i + 1])
+    total = total + lease.r
+    if not owners[lease.o] then owners[lease.o] = true; count = count + 1 end
+  end
+  return total, owners, count
+end
+
+local function check_invariant(meta)
+  local pool, sold = num(redis.call('GET', K.pool)), num(redis.call('GET', K.sold))
+  local leased = leased_total()
+  if pool < 0 or sold < 0 or sold > meta.stock or pool + leased + sold ~= meta.stock then
+    return redis.error_reply('INVARIANT pool=' .. pool .. ' leased=' .. leased .. ' sold=' .. sold .. ' stock=' .. meta.stock)
+  end
+  return nil
+end
+
+local function reclaim_expired(now)
+  local all = redis.call('HGETALL', K.leases)
+  local reclaimed = 0
+  for i = 1, #all, 2 do
+    local lease = cjson.decode(all[i + 1])
+    if lease.e <= now then
+      redis.call('HDEL', K.leases, all[i])
+      if lease.r > 0 then redis.call('INCRBY', K.pool, lease.r) end
+      reclaimed = reclaimed + lease.r
+      log_stock(now, 'lease_expired', lease.r, lease.f, lease.o)
+    end
+  end
+  return reclaimed
+end
+
+-- Writes one confirmed order. `batched` callers add the order count to stats themselves, once.
+local function create_order(now, id, customer, quantity, key, delivery, shard, fence, instance, source, batched)
+  local record = {id = id, c = customer, q = quantity, t = now, s = 'confirmed', k = key, d = delivery,
+    sh = shard, f = fence, i = instance, src = source}
+  redis.call('HSET', K.orders, id, cjson.encode(record))
+  if key ~= '' then redis.call('HSET', K.idem, idem_field(customer, key), id) end
+  redis.call('HINCRBY', K.users, customer, quantity)
+  redis.call('ZADD', K.customers, 0, customer_member(customer, 'a', now, id))
+  if not batched then redis.call('HINCRBY', K.stats, 'orders', 1) end
+  redis.call('XADD', K.outbox, '*', 'type', 'order', 'orderId', id, 'customer', customer,
+    'quantity', quantity, 'at', now, 'status', 'confirmed', 'delivery', delivery, 'key', key,
+    'shard', shard, 'fence', fence, 'instance', instance, 'source', source)
+end
+
+-- Takes a confirmed order out of the counts (cancellation, or the order store refusing it): its units
+-- go back to the pool and the customer's count drops. The caller has set the order's new status.
+local function release_order(order)
+  local encoded = cjson.encode(order)
+  redis.call('HSET', K.orders, order.id, encoded)
+  redis.call('ZREM', K.customers, customer_member(order.c, 'a', order.t, order.id))
+  redis.call('ZADD', K.customers, 0, customer_member(order.c, 'x', order.t, order.id))
+  redis.call('DECRBY', K.sold, order.q)
+  redis.call('INCRBY', K.pool, order.q)
+  if redis.call('HINCRBY', K.users, order.c, -order.q) <= 0 then redis.call('HDEL', K.users, order.c) end
+  redis.call('HINCRBY', K.stats, 'orders', -1)
+  redis.call('HINCRBY', K.stats, order.s, 1)
+  return encoded
+end
+
+local function close_sale(now, reason)
+  local all = redis.call('HGETALL', K.leases)
+  for i = 1, #all, 2 do
+    local lease = cjson.decode(all[i + 1])
+    if lease.r > 0 then redis.call('INCRBY', K.pool, lease.r) end
+  end
+  redis.call('DEL', K.leases)
+  local waiting = redis.call('ZCARD', K.waitlist)
+  if waiting > 0 then
+    redis.call('HINCRBY', K.stats, 'waitlistUnserved', waiting)
+    local waiters = redis.call('HGETALL', K.waiters)
+    for i = 1, #waiters, 2 do release_claim(waiters[i], cjson.decode(waiters[i + 1])) end
+    redis.call('DEL', K.waitlist, K.waiters)
+  end
+  redis.call('HSET', K.meta, 'status', 'closed', 'closedReason', reason, 'closedAtMs', now)
+  if reason == 'sold_out' then redis.call('HSETNX', K.meta, 'soldOutAtMs', now) end
+  log_stock(now, 'closed_' .. reason, 0, 0, '')
+end
+
+-- Settles the waitlist head(s) from the pool in arrival order; see WaitlistModel for the rule.
+local function serve_waitlist(now, meta)
+  local served = 0
+  for _ = 1, MAX_SETTLE do
+    local head = redis.call('ZRANGE', K.waitlist, 0, 0)
+    if #head == 0 then break end
+    local customer = head[1]
+    local waiter = cjson.decode(redis.call('HGET', K.waiters, customer))
+    local sold, pool = num(redis.call('GET', K.sold)), num(redis.call('GET', K.pool))
+    local bought = num(redis.call('HGET', K.users, customer))
+    if bought + waiter.q > meta.limit or waiter.q > meta.stock - sold then
+      redis.call('HINCRBY', K.stats, 'waitlistUnserved', 1)
+      release_claim(customer, waiter)
+    elseif waiter.q <= pool then
+      redis.call('DECRBY', K.pool, waiter.q)
+      redis.call('INCRBY', K.sold, waiter.q)
+      create_order(now, waiter.id, customer, waiter.q, waiter.k, waiter.d, '', 0, waiter.i, 'waitlist')
+      redis.call('HINCRBY', K.stats, 'waitlistServed', 1)
+      redis.call('XADD', K.served, 'MAXLEN', '~', 100000, '*', 'customer', customer, 'orderId', waiter.id, 'quantity', waiter.q)
+      served = served + waiter.q
+    else
+      break
+    end
+    redis.call('ZREM', K.waitlist, customer)
+    redis.call('HDEL', K.waiters, customer)
+  end
+  if served > 0 then log_stock(now, 'waitlist_served', -served, 0, '') end
+  return served
+end
+
+-- Opens a scheduled sale whose start passed, closes one whose end passed or that sold out.
+-- Returns nil while the sale is open, otherwise the reply to give.
+local function settle_lifecycle(now, meta)
+  if meta.status == 'closed' then return {'CLOSED', meta.reason} end
+  if now < meta.start then return {'NOT_STARTED', meta.start - now} end
+  if now >= meta.finish then
+    close_sale(now, 'ended')
+    meta.status, meta.reason = 'closed', 'ended'
+    return {'CLOSED', 'ended'}
+  end
+  if meta.status == 'scheduled' then
+    redis.call('HSET', K.meta, 'status', 'open', 'openedAtMs', now)
+    meta.status = 'open'
+  end
+  if num(redis.call('GET', K.sold)) == meta.stock then
+    close_sale(now, 'sold_out')
+    meta.status, meta.reason = 'closed', 'sold_out'
+    return {'CLOSED', 'sold_out'}
+  end
+  return nil
+end
+
+-- Frees expired leases into the pool and serves the waitlist from it; may close a sold-out sale.
+local function settle(now, meta)
+  local gate = settle_lifecycle(now, meta)
+  if gate then return gate end
+  reclaim_expired(now)
+  serve_waitlist(now, meta)
+  return settle_lifecycle(now, meta)
+end

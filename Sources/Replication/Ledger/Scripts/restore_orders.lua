@@ -1,0 +1,25 @@
+-- ARGV: n, then n × (orderId, customer, quantity, status, recordJSON, idempotencyKey). Restores a chunk
+-- of orders in their original order (callers send them sorted by outbox position); only confirmed
+-- orders count towards sold and the customer's total. Refuses once meta exists (the rebuild finished).
+if redis.call('EXISTS', K.meta) == 1 then return {'LIVE'} end
+local n = tonumber(ARGV[1])
+local confirmed, units = 0, 0
+for i = 0, n - 1 do
+  local b = 1 + i * 6
+  local id, customer, quantity, status, record, key = ARGV[b + 1], ARGV[b + 2], tonumber(ARGV[b + 3]), ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]
+  if redis.call('HSETNX', K.orders, id, record) == 1 then
+    local created = tonumber(cjson.decode(record).t) or 0
+    redis.call('ZADD', K.customers, 0, customer_member(customer, status == 'confirmed' and 'a' or 'x', created, id))
+    if status == 'confirmed' then
+      redis.call('HINCRBY', K.users, customer, quantity)
+      redis.call('INCRBY', K.sold, quantity)
+      confirmed, units = confirmed + 1, units + quantity
+    elseif status == 'cancelled' or status == 'failed' then
+      redis.call('HINCRBY', K.stats, status, 1)
+    end
+    -- A failed order freed its key; a cancelled one keeps it (as the live ledger does).
+    if key ~= '' and status ~= 'failed' then redis.call('HSET', K.idem, idem_field(customer, key), id) end
+  end
+end
+redis.call('HINCRBY', K.stats, 'orders', confirmed)
+return {'OK', confirmed, units}

@@ -26,9 +26,12 @@ clean:
 	rm -rf .build .local
 
 .PHONY: bench-micro bench demo chaos
-# Every chaos scenario against a release build (bounded: each scenario stops by itself; the whole run < 20 min).
+# Every chaos scenario against a release build (bounded: each scenario stops by itself; the whole run < 20 min),
+# then the long run of the seeded liveness test (24 rounds of faults; FLASHSALE_LIVENESS_SEED replays one).
 chaos: release
 	timeout 1200 .venv/bin/python chaos/chaos.py --bin .build/release/flashsale
+	swift build --build-tests
+	FLASHSALE_LIVENESS_ROUNDS=24 timeout 600 swift test --skip-build --filter LivenessTests
 
 bench-micro: bootstrap
 	cd Benchmarks && swift package --disable-sandbox benchmark

@@ -21,6 +21,16 @@ struct HealthTests {
                 #expect(response.status == .ok)
                 #expect(String(buffer: response.body).contains(#""redis":"ok""#))
             }
+            // The durability check runs at start: the test server has AOF with appendfsync always.
+            var durability = ""
+            for _ in 0..<40 where !durability.contains("durable (") {
+                try await client.execute(uri: "/readyz", method: .get) { durability = String(buffer: $0.body) }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(durability.contains(#""ledgerDurability":"durable (appendonly yes, appendfsync always)""#))
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                #expect(String(buffer: response.body).contains("flashsale_ledger_durable 1"))
+            }
             server.shutdown()
             try await client.execute(uri: "/readyz", method: .get) { response in
                 #expect(response.status == .serviceUnavailable)

@@ -211,10 +211,12 @@ struct OrderAPITests {
             try await fixture.createSale(client, id: "adm", stock: 100)
             try await client.execute(uri: "/sales/adm/orders", method: .post, headers: fixture.headers("alice"), body: HTTPFixture.orderBody(quantity: 1)) { #expect($0.status == .created) }
             let admin = fixture.headers("root", admin: true)
+            var drainedShards: Set<String> = []
             try await client.execute(uri: "/admin/sales/adm/shards", method: .get, headers: admin) { response in
                 let body = json(response)
                 #expect(body["stock"] as? Int == 100 && body["sold"] as? Int == 1)
                 let leases = body["leases"] as? [[String: Any]] ?? []
+                drainedShards = Set(leases.compactMap { $0["shardId"] as? String })
                 #expect(leases.count == 1 && leases.first?["owner"] as? String == "http-test")
                 #expect((body["pool"] as? Int ?? 0) + leases.reduce(0) { $0 + ($1["remaining"] as? Int ?? 0) } == 99)
             }
@@ -222,7 +224,11 @@ struct OrderAPITests {
                 #expect(response.status == .accepted)
                 #expect(json(response)["revokedLeases"] as? Int == 1)
             }
-            #expect(try fixture.ledger("adm").leases.isEmpty && fixture.ledger("adm").pool == 99)
+            // The drained leases are gone and their units back in the pool (the reconciler may already hold a
+            // fresh lease taken from it: the units are then in that lease).
+            let drained = try fixture.ledger("adm")
+            #expect(drained.leases.allSatisfy { !drainedShards.contains($0.shardID) })
+            #expect(drained.pool + drained.leases.reduce(0) { $0 + $1.remaining } == 99)
             try await client.execute(uri: "/admin/sales/adm/rebalance", method: .post, headers: admin, body: ByteBuffer(string: #"{"mode":"sideways"}"#)) { expectProblem($0, .badRequest, "INVALID_REQUEST") }
             try await client.execute(uri: "/admin/sales/nope/shards", method: .get, headers: admin) { expectProblem($0, .notFound, "NOT_FOUND") }
             // After a drain the instance sells again from a fresh lease: the first order may hit the revoked

@@ -166,4 +166,24 @@ struct LedgerHygieneTests {
         let summary = try #require(try ledger.summary(saleID: sale.id))
         #expect(summary.final && summary.sold == 1, "the summary is computed again")
     }
+
+    // The durability check reads the server's persistence settings: durable with AOF always, not durable
+    // with everysec or without AOF, unknown (never an error) where CONFIG is refused.
+    @Test func durabilityIsReported() throws {
+        let server = try RedisServer()
+        let admin = try server.connect()
+        #expect(Ledger(connection: admin).durability() == .durable)
+        try admin.send(RedisCommand("CONFIG", "SET", "appendfsync", "everysec")).throwingServerError()
+        #expect(Ledger(connection: admin).durability() == .notDurable("appendfsync everysec"))
+        try admin.send(RedisCommand("CONFIG", "SET", "appendonly", "no")).throwingServerError()
+        #expect(Ledger(connection: admin).durability() == .notDurable("appendonly no"))
+        try admin.send(RedisCommand("ACL", "SETUSER", "managed", "on", ">managed-password", "~*", "&*", "+@all", "-config")).throwingServerError()
+        var managed = server.configuration
+        managed.username = "managed"
+        managed.password = "managed-password"
+        let refused = Ledger(connection: try RedisConnection(configuration: managed)).durability()
+        guard case .unknown(let reason) = refused else { Issue.record("a refused CONFIG GET is unknown: \(refused)"); return }
+        #expect(reason.contains("NOPERM"))
+        #expect(refused.gaugeValue == -1 && LedgerDurability.durable.gaugeValue == 1)
+    }
 }

@@ -9,7 +9,7 @@ import TestSupport
 struct RetentionTests {
     /// Orders committed straight through the ledger (FLASHSALE_RETENTION_ORDERS overrides, e.g. 100000).
     static var orderCount: Int {
-        ProcessInfo.processInfo.environment["FLASHSALE_RETENTION_ORDERS"].flatMap(Int.init) ?? 2_000
+        ProcessInfo.processInfo.environment["FLASHSALE_RETENTION_ORDERS"].flatMap(Int.init) ?? 600
     }
 
     // A sale with many orders closes and drains to MongoDB: the stock log is trimmed to its last

@@ -1,6 +1,7 @@
 import Foundation
 @testable import Replication
 import ReservationEngine
+import Synchronization
 import Testing
 import TestSupport
 
@@ -94,6 +95,55 @@ struct SentinelTests {
         #expect(confirmed != nil)
         let orders = try LedgerFixture.orders(on: topology.primary, saleID: sale.id).filter { $0.customerID == "c2" }
         #expect(orders.count == 1, "one order for the key, never two")
+        await engine.shutdown()
+    }
+
+    // With replica acks, a cancellation is answered only once the replica has it (a retryable 503 while it
+    // lags; repeating the cancel then returns it), and a customer served from the waitlist is announced
+    // only once the replica holds the order.
+    @Test func cancellationsAndServedWaitersWaitForTheReplica() async throws {
+        let topology = try await Topology()
+        var configuration = topology.configuration
+        configuration.replicaAcks = 1
+        configuration.replicaAckTimeoutMilliseconds = 300
+        let sale = try LedgerFixture.createOpenSale(on: topology.primary, stock: 2, limit: 1)
+        let engine = LedgerFixture.engine(on: topology.primary, instanceID: "acks", leaseTTLMilliseconds: 60_000, maxShardUnits: 1, redis: configuration)
+        let announced = Mutex<[String]>([])
+        engine.onWaitersServed { _, served in announced.withLock { $0.append(contentsOf: served.map(\.customerID)) } }
+        guard case .confirmed(let order) = await engine.reserve(saleID: sale.id, customerID: "c1", quantity: 1, idempotencyKey: "k1", delivery: "d") else {
+            Issue.record("with the replica up the order is confirmed"); return
+        }
+        // Another instance holds the last unit, so a second customer waits; the reconciler's first look
+        // positions the served-waiters cursor.
+        let holder = try Ledger(connection: topology.primary.connect()).acquireLease(
+            saleID: sale.id, owner: "holder", shardID: "holder#1", sizing: ShardSizing(spreadFactor: 1, maxShardUnits: 10), ttlMilliseconds: 60_000)
+        guard case .granted = holder else { Issue.record("the holder leases the last unit: \(holder)"); return }
+        let waiting = await engine.reserve(saleID: sale.id, customerID: "c2", quantity: 1, idempotencyKey: "k2", delivery: "d")
+        guard case .waitlisted = waiting else { Issue.record("the second customer waits: \(waiting)"); return }
+        await engine.reconcileAll()
+
+        topology.replica.pause()
+        do {
+            _ = try await engine.cancel(saleID: sale.id, orderID: order.orderID, customerID: "c1")
+            Issue.record("a cancellation the replica did not acknowledge must not be answered")
+        } catch {
+            #expect(error.code == .retryLater)
+        }
+        // The cancellation served c2 from the waitlist; nobody is told while the replica lags.
+        await engine.reconcileAll()
+        #expect(announced.withLock { $0 }.isEmpty, "no announcement before the replica has the order")
+        topology.replica.resume()
+        var cancelled: OrderRecord?
+        for _ in 0..<20 where cancelled == nil {
+            cancelled = try? await engine.cancel(saleID: sale.id, orderID: order.orderID, customerID: "c1")
+            if cancelled == nil { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(cancelled?.status == .cancelled)
+        for _ in 0..<20 where announced.withLock({ $0.isEmpty }) {
+            await engine.reconcileAll()
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(announced.withLock { $0 } == ["c2"], "served and announced once the replica has it")
         await engine.shutdown()
     }
 }

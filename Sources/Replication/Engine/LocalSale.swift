@@ -62,6 +62,13 @@ final class LocalSale: Sendable {
         return nil
     }
 
+    /// Units each open bucket can still sell, by shard id.
+    var sellableUnits: [String: Int] {
+        openBuckets.withLock { buckets in
+            Dictionary(buckets.map { ($0.shardID, $0.available) }, uniquingKeysWith: +)
+        }
+    }
+
     var availableLocally: Int {
         openBuckets.withLock { $0.reduce(0) { $0 + $1.available } }
     }

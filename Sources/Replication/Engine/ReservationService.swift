@@ -132,6 +132,11 @@ public final class ReservationService: Sendable {
         if let removed { precondition(removed.availableLocally == 0, "a settled sale has no open bucket") }
     }
 
+    /// Units this instance can sell now, per lease (shard id) of the sale; empty for an unknown sale.
+    public func sellableUnits(saleID: String) -> [String: Int] {
+        sales.withLock { $0[saleID] }?.sellableUnits ?? [:]
+    }
+
     /// Sales this process tracks (for tests and metrics).
     public var trackedSaleCount: Int { sales.withLock { $0.count } }
 

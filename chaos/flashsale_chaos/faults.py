@@ -1,0 +1,93 @@
+"""The faults: what each scenario does to its topology `t` while the sale runs (inject), and how it heals.
+Each function is bounded (fixed sleeps, waits with timeouts); `t.observed` keeps what an effect probe needs."""
+
+import signal
+import time
+
+from . import LEASE_TTL_SECONDS
+from .clients import request, token, wait_until
+
+
+def sleep(seconds):
+    time.sleep(seconds)
+
+
+def kill_instance(t):
+    t.instances[0].kill()
+
+
+def restart_instance_0(t):
+    t.restart_instance(0)
+
+
+def pause_instance(t):
+    t.instances[0].signal(signal.SIGSTOP)
+    sleep(LEASE_TTL_SECONDS * 2)  # longer than the lease: the ledger reclaims it; the instance is fenced
+
+
+def resume_instance(t):
+    t.instances[0].signal(signal.SIGCONT)
+
+
+def kill_redis(t):
+    t.redis.kill()
+    sleep(1.5)
+
+
+def restart_redis(t):
+    t.restart_redis()
+
+
+def cut_redis(t):
+    t.proxy.cut()
+    sleep(3.0)
+
+
+def heal_redis(t):
+    t.proxy.heal()
+
+
+def kill_primary(t):
+    t.redis.kill()
+    killed = time.monotonic()
+    # Sentinels notice after 1 s and promote the replica.
+    if wait_until(lambda: t.primary_port in t.replica_ports, 20):
+        t.observed["promotedAfterSeconds"] = round(time.monotonic() - killed, 2)
+
+
+def rejoin_old_primary(t):
+    t.restart_redis()  # Sentinel reconfigures it as a replica of the new primary
+
+
+def mongo_up(t):
+    t.mongo_op({"op": "up"})
+
+
+def rebalance_and_drain(t):
+    admin = token("chaos-admin", admin=True)
+    request(t.instance_ports[2], "POST", "/admin/sales/%s/rebalance" % t.sale, {"mode": "even"}, admin)
+    sleep(0.5)
+    request(t.instance_ports[2], "POST", "/admin/sales/%s/rebalance" % t.sale, {"mode": "drain", "instance": "chaos-1"}, admin)
+    t.instances[1].stop(grace=15)  # SIGTERM: stop intake, flush commits, return leases
+
+
+def restart_instance_1(t):
+    t.restart_instance(1)
+
+
+def nothing(t):
+    sleep(2.0)
+
+
+def mongo_down_observed(t):
+    """While MongoDB is down, an instance's /readyz reports failed outbox passes."""
+    t.mongo_op({"op": "down"})
+    sleep(2.5)
+    try:
+        details = request(t.instance_ports[0], "GET", "/readyz", timeout=2)[1].get("details", {})
+        t.observed["outboxFailuresDuringOutage"] = details.get("consecutiveFailures", 0)
+    except Exception:  # noqa: BLE001 - the effect check reports the absence
+        pass
+    sleep(1.5)
+
+

@@ -1,0 +1,88 @@
+"""What a run leaves behind: the table on stdout (with the fault evidence, the liveness verdicts and the
+reasons of failures under it), `chaos.json`, every scenario's history (`<scenario>.history.jsonl`) and, when
+a scenario failed or `--keep-logs` is given, the processes' logs."""
+
+import json
+import os
+import shutil
+
+
+def keep_files(results, workdir, report_dir, keep_logs):
+    """Copies the histories (always) and the logs (on failure or on request) from `workdir` to `report_dir`."""
+    for result in results:  # every scenario's history is kept: request, send time, reply, order id
+        history = os.path.join(workdir, result["scenario"], "history.jsonl")
+        if os.path.exists(history):
+            shutil.copy(history, os.path.join(report_dir, result["scenario"] + ".history.jsonl"))
+    if keep_logs or any(not r.get("passed") and not r.get("control") for r in results):
+        logs = os.path.join(report_dir, "logs")
+        shutil.rmtree(logs, ignore_errors=True)
+        shutil.copytree(workdir, logs, ignore=shutil.ignore_patterns("*.aof", "*.rdb", "appendonlydir"))
+
+
+def write_json(results, report_dir):
+    with open(os.path.join(report_dir, "chaos.json"), "w") as handle:
+        json.dump(results, handle, indent=2)
+
+
+def live_cell(r):
+    if "live" not in r:
+        return "-"
+    if r["live"]:
+        return "yes"
+    return "no (control)" if r["control"] else "NO"
+
+
+def print_table(results):
+    header = ("scenario", "requests", "confirmed", "unknown", "lost acked", "oversold", "outage s", "recover s", "fault", "live",
+              "result")
+    rows = []
+    for r in results:
+        if "error" in r:
+            rows.append((r["scenario"], "-", "-", "-", "-", "-", "-", "-", "-", live_cell(r), "ERROR"))
+            continue
+        verdict = "PASS" if r["passed"] else "FAIL"
+        if r["control"]:
+            verdict = "lost orders (expected)" if (r["lost"] or r["oversold"]) else "no loss this run"
+        rows.append((r["scenario"], r["requests"], r["confirmed"], "%d (%d ordered)" % (r["unknown"], r["unknownResolvedOrdered"]),
+                     r["lost"], r["oversold"], r["outageSeconds"] if r["outageSeconds"] is not None else "-",
+                     r["recoverySeconds"] if r["recoverySeconds"] is not None else "-",
+                     "took effect" if r.get("effect") else "NO EFFECT", live_cell(r), verdict))
+    widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
+    line = "  ".join(str(h).ljust(w) for h, w in zip(header, widths))
+    print(line)
+    print("-" * len(line))
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+    for r in results:
+        if "evidence" in r:
+            print("%s: %s" % (r["scenario"], r["evidence"]))
+    for r in results:
+        if "liveness" in r:
+            print("%s: %s%s" % (r["scenario"], "(control, reported) " if r["control"] and not r["live"] else "",
+                                r["liveness"]["reason"]))
+            print_lease_table(r["liveness"])
+    for r in results:
+        if "error" in r:
+            print("%s: %s" % (r["scenario"], r["error"]))
+        elif not r["passed"] and not r["control"]:
+            details = {k: r[k] for k in ("lost", "lostOrders", "oversold", "overLimit", "doubleKeys", "invariant",
+                                         "ledgerUnitsMatchSold", "missingInMongo", "alive", "effect", "maxRSSMiB", "live") if k in r}
+            print("%s failed: %s" % (r["scenario"], json.dumps(details)))
+
+
+def print_lease_table(liveness):
+    """The ledger's leases when a sale did not sell out in time (nothing when it did)."""
+    if liveness["live"] or "ledger" not in liveness:
+        return
+    ledger = liveness["ledger"]
+    print("    ledger at the deadline: status=%s%s pool=%d sold=%d waitlist=%d (%d units) leases=%d" % (
+        ledger["status"], " (%s)" % ledger["reason"] if ledger["reason"] else "", ledger["pool"], ledger["sold"],
+        ledger["waiting"], ledger["waitingUnits"], len(liveness["leaseTable"])))
+    if not liveness["leaseTable"]:
+        return
+    header = ("shard", "owner", "fence", "remaining", "expires in s")
+    rows = [(lease["shard"], lease["owner"], lease["fence"], lease["remaining"], "%+.2f" % lease["expiresInSeconds"])
+            for lease in liveness["leaseTable"]]
+    widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
+    for row in [header] + rows:
+        print("    " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip())

@@ -1,0 +1,86 @@
+"""The scenarios: a fault and its heal (see `faults`), the topology and workload they need, and the probe
+that shows the fault took effect. Every scenario must also stay live (its sale sells out after healing,
+see `checker.liveness`); the control scenario reports that, like its lost orders, without failing on it."""
+
+from .faults import (cut_redis, heal_redis, kill_instance, kill_primary, kill_redis, mongo_down_observed, mongo_up,
+                     nothing, pause_instance, rebalance_and_drain, rejoin_old_primary, restart_instance_0,
+                     restart_instance_1, restart_redis, resume_instance)
+
+
+class Scenario:
+    """`effect(topology, history, stocklog)` answers (took effect?, evidence): a fault that changed nothing
+    proves nothing, so a scenario passes only when its fault demonstrably happened. `history` holds the
+    workload's attempts only: the liveness sweep runs after healing and is no evidence of the fault."""
+
+    def __init__(self, name, description, inject, heal=None, topology=None, workload=None, control=False, effect=None):
+        self.name, self.description, self.inject, self.heal = name, description, inject, heal
+        self.topology = topology or {}
+        self.workload = workload or {}
+        self.control = control
+        self.effect = effect
+
+
+# Effect probes: evidence that each fault happened and mattered.
+
+def leases_expired_of(instance):
+    def probe(t, history, stocklog):
+        expired = [e for e in stocklog if e.get("reason") == "lease_expired" and e.get("instance") == instance]
+        return bool(expired), "%d leases of %s expired in the ledger" % (len(expired), instance)
+    return probe
+
+
+def requests_refused(t, history, stocklog):
+    refused = sum(1 for a in history.attempts if a["status"] in (503, "unknown"))
+    return refused > 0, "%d requests answered 503 or unknown during the outage" % refused
+
+
+def primary_moved(t, history, stocklog):
+    promoted = t.observed.get("promotedAfterSeconds")
+    return promoted is not None, "a replica was promoted %s s after the primary was killed; primary at the end: port %d (replicas %s)" % (
+        promoted, t.primary_port, t.replica_ports)
+
+
+def outbox_failed(t, history, stocklog):
+    failures = t.observed.get("outboxFailuresDuringOutage", 0)
+    return failures > 0, "%d outbox passes failed during the outage" % failures
+
+
+def leases_returned_by(instance):
+    def probe(t, history, stocklog):
+        moved = [e for e in stocklog if e.get("reason") in ("lease_returned", "lease_revoked") and e.get("instance") == instance]
+        return bool(moved), "%d leases of %s returned or revoked" % (len(moved), instance)
+    return probe
+
+
+def clock_skewed(t, history, stocklog):
+    # The skewed instances sell like the others: their leases carried orders.
+    sellers = {e.get("instance") for e in stocklog if e.get("reason") == "lease_granted"}
+    return {"chaos-1", "chaos-2"} <= sellers, "instances with leases: %s" % ", ".join(sorted(x for x in sellers if x))
+
+
+def load_shed(t, history, stocklog):
+    shed = sum(1 for a in history.attempts if a["status"] in (429, 503))
+    return shed > 0, "%d requests shed with 429/503" % shed
+
+
+SCENARIOS = [
+    Scenario("kill-instance", "SIGKILL an instance mid-sale, restart it", kill_instance, restart_instance_0,
+             effect=leases_expired_of("chaos-0")),
+    Scenario("pause-instance", "SIGSTOP an instance for twice the lease TTL, then SIGCONT (fencing)",
+             pause_instance, resume_instance, effect=leases_expired_of("chaos-0")),
+    Scenario("kill-redis", "SIGKILL Redis, restart it on its AOF (appendfsync always)", kill_redis, restart_redis,
+             effect=requests_refused),
+    Scenario("partition", "cut every instance-Redis connection for 3 s", cut_redis, heal_redis, effect=requests_refused),
+    Scenario("sentinel-failover", "SIGKILL the primary of 2 replicas; Sentinel promotes one; commits wait for 1 replica ack",
+             kill_primary, rejoin_old_primary, topology={"sentinel": True}, effect=primary_moved),
+    Scenario("mongo-down", "MongoDB unreachable for 4 s, then back", mongo_down_observed, mongo_up, effect=outbox_failed),
+    Scenario("rebalance-drain", "rebalance, then drain and stop an instance mid-sale (SIGTERM), restart it",
+             rebalance_and_drain, restart_instance_1, effect=leases_returned_by("chaos-1")),
+    Scenario("clock-offset", "instances 1 and 2 run with wall clocks 20 s ahead and 25 s behind",
+             nothing, topology={"offsets": {1: 20_000, 2: -25_000}}, effect=clock_skewed),
+    Scenario("overload", "8,000 customers on 400 connections, far above the admitted 300 req/s: shed, stay correct",
+             nothing, topology={"rate_limits": True}, workload={"customers": 8000, "workers": 400, "stock": 1500},
+             effect=load_shed),
+    Scenario("control-kill-redis-no-aof", "CONTROL: SIGKILL Redis running without AOF (RDB every second), restart",
+             kill_redis, restart_redis, topology={"durable": False}, control=True, effect=requests_refused),
+]

@@ -123,7 +123,9 @@ struct WaitlistHTTPTests {
     // expires the units serve the customer, a waitlist message reaches the customer's socket, /me shows it.
     @Test func waitlistedCustomerIsServedAndTold() async throws {
         let fixture = try HTTPFixture()
-        let other = LedgerFixture.engine(on: fixture.redis, instanceID: "other", leaseTTLMilliseconds: 600, maxShardUnits: 10, spreadFactor: 1)
+        // The other instance's lease outlives the set-up below (the socket must be open before it expires)
+        // even on a busy machine.
+        let other = LedgerFixture.engine(on: fixture.redis, instanceID: "other", leaseTTLMilliseconds: 2_500, maxShardUnits: 10, spreadFactor: 1)
         try await fixture.components().application.test(.live) { client in
             let port = try #require(client.port)
             try await fixture.createSale(client, id: "wait", stock: 3, limit: 1)

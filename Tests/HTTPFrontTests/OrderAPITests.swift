@@ -187,17 +187,22 @@ struct OrderAPITests {
         let app = fixture.components(customerRate: 2).application
         try await app.test(.live) { client in
             try await fixture.createSale(client, id: "rl", stock: 5)
-            var statuses: [HTTPResponse.Status] = []
-            for _ in 0..<8 {
-                try await client.execute(uri: "/sales/rl/stock", method: .get, headers: fixture.headers("eager")) { response in
-                    statuses.append(response.status)
-                    if response.status == .tooManyRequests {
-                        expectProblem(response, .tooManyRequests, "RATE_LIMITED")
-                        #expect(Int(response.headers[.retryAfter] ?? "") ?? 0 >= 1)
+            // Eight requests at once (sent together, so a slow machine cannot spread them over refills).
+            let statuses = try await withThrowingTaskGroup(of: HTTPResponse.Status.self, returning: [HTTPResponse.Status].self) { group in
+                for _ in 0..<8 {
+                    group.addTask {
+                        try await client.execute(uri: "/sales/rl/stock", method: .get, headers: fixture.headers("eager")) { response in
+                            if response.status == .tooManyRequests {
+                                expectProblem(response, .tooManyRequests, "RATE_LIMITED")
+                                #expect(Int(response.headers[.retryAfter] ?? "") ?? 0 >= 1)
+                            }
+                            return response.status
+                        }
                     }
                 }
+                return try await group.reduce(into: []) { $0.append($1) }
             }
-            #expect(statuses.prefix(4).allSatisfy { $0 == .ok }, "a burst of twice the rate passes")
+            #expect(statuses.filter { $0 == .ok }.count >= 4, "a burst of twice the rate passes: \(statuses)")
             #expect(statuses.contains(.tooManyRequests))
             try await client.execute(uri: "/sales/rl/stock", method: .get, headers: fixture.headers("calm")) { #expect($0.status == .ok) }
         }

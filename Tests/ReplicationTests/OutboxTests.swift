@@ -168,7 +168,8 @@ struct OutboxTests {
 
     // Entries a consumer read and never acknowledged (it died) are claimed once idle and written.
     @Test func aDeadConsumersEntriesAreClaimed() async throws {
-        let harness = try OutboxHarness(claimIdleMilliseconds: 200)
+        // Idle time long enough that the first pass (index creation, the sale document) cannot outlast it on a busy machine.
+        let harness = try OutboxHarness(claimIdleMilliseconds: 1_500)
         let records = await harness.placeOrders((0..<4).map { "orphan-\($0)" })
         let outbox = LedgerKeys(saleID: harness.sale.id).outbox
         let connection = try harness.redis.connect()
@@ -179,7 +180,7 @@ struct OutboxTests {
 
         try await harness.drainer.drainOnce()
         #expect(try harness.mongoServer.documents("orders").isEmpty, "not claimed before they are idle long enough")
-        try await Task.sleep(for: .milliseconds(300))
+        try await Task.sleep(for: .milliseconds(1_600))
         try await harness.drainUntilIdle()
         #expect(Set(try harness.mongoServer.documents("orders").compactMap { $0["_id"] as? String }) == Set(records.map(\.orderID)))
         #expect(try harness.streamState(outbox) == (0, 0))

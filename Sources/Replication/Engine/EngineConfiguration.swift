@@ -19,8 +19,13 @@ public struct EngineConfiguration: Sendable {
     public var reconcileIntervalMilliseconds: Int
     public var commitQueueCapacity: Int
     public var commitBatchMaxOrders: Int
-    /// Bound on take/lease/waitlist rounds of one reservation before it answers RETRY_LATER.
-    public var maxReserveRounds: Int
+    /// Reservations of one sale that may wait in this instance's admission queue (FIFO) at once; an
+    /// arrival beyond it is refused with RETRY_LATER (overload).
+    public var admissionQueueCapacity: Int
+    /// How long a reservation may wait in the admission queue before it is refused with RETRY_LATER.
+    public var admissionDeadlineMilliseconds: Int
+    /// Tests only: keep every grant's arrival number per sale (``ReservationService/admissionGrantLog(saleID:)``).
+    public var recordAdmissionOrder = false
 
     public init(
         instanceID: String,
@@ -33,11 +38,13 @@ public struct EngineConfiguration: Sendable {
         reconcileIntervalMilliseconds: Int = 200,
         commitQueueCapacity: Int = 65_536,
         commitBatchMaxOrders: Int = 512,
-        maxReserveRounds: Int = 16
+        admissionQueueCapacity: Int = 100_000,
+        admissionDeadlineMilliseconds: Int = 10_000
     ) {
         precondition(!instanceID.isEmpty, "instanceID must not be empty")
         precondition(leaseTTLMilliseconds > leaseSafetyMarginMilliseconds + leaseRenewMarginMilliseconds / 2)
-        precondition(maxLeasesPerSale >= 1 && maxReserveRounds >= 1 && reconcileIntervalMilliseconds >= 1)
+        precondition(maxLeasesPerSale >= 1 && reconcileIntervalMilliseconds >= 1)
+        precondition(admissionQueueCapacity >= 1 && admissionDeadlineMilliseconds >= 1)
         self.instanceID = instanceID
         self.leaseTTLMilliseconds = leaseTTLMilliseconds
         self.leaseRenewMarginMilliseconds = leaseRenewMarginMilliseconds
@@ -48,7 +55,8 @@ public struct EngineConfiguration: Sendable {
         self.reconcileIntervalMilliseconds = reconcileIntervalMilliseconds
         self.commitQueueCapacity = commitQueueCapacity
         self.commitBatchMaxOrders = commitBatchMaxOrders
-        self.maxReserveRounds = maxReserveRounds
+        self.admissionQueueCapacity = admissionQueueCapacity
+        self.admissionDeadlineMilliseconds = admissionDeadlineMilliseconds
     }
 }
 

@@ -44,15 +44,23 @@ final class LocalSale: Sendable {
         /// that commit). Never renewed; each return is tried a bounded number of times, after which the
         /// lease expires in the ledger by itself and its units are reclaimed into the pool.
         var abandoned: [AbandonedLease] = []
+        /// When the request that fetched `view` was sent (monotonic ms), and whether a refresh is in flight.
+        var viewFetchedAtMilliseconds: Int64 = .min / 2
+        var viewRefreshing = false
+        /// The admission pump while customers are parked (awaited at shutdown).
+        var admissionPump: Task<Void, Never>?
     }
 
     let definition: SaleDefinition
+    /// Reservations waiting for units, in arrival order; a take while it is idle happens under its lock.
+    let admission: Mutex<AdmissionQueue<ParkedReservation>>
     /// The open buckets, read on every reservation (a short lock to copy references, then CAS on a bucket).
     private let openBuckets = Mutex<[TokenBucket]>([])
     let state = Mutex(State())
 
-    init(definition: SaleDefinition) {
+    init(definition: SaleDefinition, admissionQueueCapacity: Int, recordAdmissionOrder: Bool = false) {
         self.definition = definition
+        self.admission = Mutex(AdmissionQueue(capacity: admissionQueueCapacity, recordingGrants: recordAdmissionOrder))
     }
 
     /// Takes `quantity` units from the first bucket that has them.
@@ -83,12 +91,28 @@ final class LocalSale: Sendable {
 
     var view: LedgerView? { state.withLock { $0.view } }
 
-    func update(view: LedgerView) {
+    /// Keeps `view` if it is the newest seen; `fetchedAtMilliseconds` is when its request was sent (monotonic).
+    func update(view: LedgerView, fetchedAtMilliseconds: Int64) {
         state.withLock { state in
             // Views arrive from different calls; keep the newest by ledger time.
             if let current = state.view, current.ledgerNowMilliseconds > view.ledgerNowMilliseconds { return }
             state.view = view
+            state.viewFetchedAtMilliseconds = max(state.viewFetchedAtMilliseconds, fetchedAtMilliseconds)
         }
+    }
+
+    /// Claims the refresh of a view older than `maximumAgeMilliseconds` (one refresh at a time): true when
+    /// the caller must fetch it and then call ``finishViewRefresh()``.
+    func claimViewRefresh(nowMilliseconds: Int64, maximumAgeMilliseconds: Int64) -> Bool {
+        state.withLock { state in
+            guard !state.viewRefreshing, nowMilliseconds - state.viewFetchedAtMilliseconds >= maximumAgeMilliseconds else { return false }
+            state.viewRefreshing = true
+            return true
+        }
+    }
+
+    func finishViewRefresh() {
+        state.withLock { $0.viewRefreshing = false }
     }
 
     /// Closes every bucket (the sale closed, or the instance stops); returns the untaken units per lease.

@@ -106,7 +106,8 @@ extension ReservationService {
     }
 
     /// Reads the waiters served since the last tick and hands them to the observer (the live hub). The
-    /// first read of a sale only positions the cursor: a restarted instance does not replay old news.
+    /// cursor starts at the ledger time at which this instance first loaded the sale, so a restarted instance does not
+    /// replay old news and a waiter served before the first tick is still told.
     func announceServedWaiters(sale: LocalSale) async {
         guard let observer = servedObserver.withLock({ $0 }) else { return }
         let saleID = sale.definition.id
@@ -324,7 +325,7 @@ extension ReservationService {
             logger.info("the ledger is reachable again", metadata: ["sale": "\(saleID)"])
         }
         guard let (view, remaining) = renewed else { return }
-        sale.update(view: view)
+        sale.update(view: view, fetchedAtMilliseconds: sentAt)
         await announceServedWaiters(sale: sale)
         if view.status == .closed {
             closeLocally(sale: sale, reason: view.closedReason ?? .ended)
@@ -409,11 +410,13 @@ extension ReservationService {
         return (result.leases, result.units)
     }
 
-    /// Graceful stop: close every bucket, return every lease after the queued commits, stop the committer.
+    /// Graceful stop: close every bucket, let the admission pumps answer their parked customers, return
+    /// every lease after the queued commits, stop the committer.
     public func shutdown() async {
         for sale in trackedSales {
             let saleID = sale.definition.id
             let closed = sale.closeAllBuckets()
+            if let pump = sale.state.withLock({ $0.admissionPump }) { await pump.value }
             let leases = sale.state.withLock { state -> [(String, Int64)] in
                 defer {
                     state.slots.removeAll()

@@ -89,10 +89,29 @@ public final class ReservationService: Sendable {
     }
 
     /// The last global view this instance learned (at most one reconcile interval old).
+    /// The global view of the sale, at most ``viewFreshnessMilliseconds`` plus one ledger round trip old:
+    /// a caller that finds it older refreshes it (one refresh at a time per sale; the others answer the view
+    /// they have meanwhile), so `/stock`, `/sales/{id}` and the live push stay within API.md's 100 ms.
     public func stock(saleID: String) async throws(RedisError) -> LedgerView? {
-        if let view = sales.withLock({ $0[saleID] })?.view { return view }
+        if let sale = sales.withLock({ $0[saleID] }), sale.view != nil {
+            let sentAt = monotonicMilliseconds
+            if sale.view?.status != .closed, sale.claimViewRefresh(nowMilliseconds: sentAt, maximumAgeMilliseconds: Self.viewFreshnessMilliseconds) {
+                defer { sale.finishViewRefresh() }
+                if let snapshot = try? await snapshot(saleID: saleID) {
+                    sale.update(view: Self.view(of: snapshot), fetchedAtMilliseconds: sentAt)
+                }
+            }
+            return sale.view
+        }
         guard let snapshot = try await snapshot(saleID: saleID) else { return nil }
-        return LedgerView(
+        return Self.view(of: snapshot)
+    }
+
+    /// How old the view may get before a reader refreshes it.
+    static let viewFreshnessMilliseconds: Int64 = 50
+
+    static func view(of snapshot: LedgerSnapshot) -> LedgerView {
+        LedgerView(
             status: snapshot.status, closedReason: snapshot.closedReason, stock: snapshot.definition.stock,
             sold: snapshot.sold, pool: snapshot.pool, leased: snapshot.leased, waitlist: snapshot.waitlist,
             ledgerNowMilliseconds: snapshot.ledgerNowMilliseconds
@@ -104,18 +123,19 @@ public final class ReservationService: Sendable {
         if let sale = sales.withLock({ $0[saleID] }) { return sale }
         guard SaleDefinition.isValidID(saleID) else { throw ReservationError(.notFound, "no sale \(saleID)") }
         let snapshot: LedgerSnapshot?
+        let sentAt = monotonicMilliseconds
         do {
             snapshot = try await self.snapshot(saleID: saleID)
         } catch {
             throw ReservationError(.retryLater, "the ledger is unreachable: \(error.code)")
         }
         guard let snapshot else { throw ReservationError(.notFound, "no sale \(saleID)") }
-        let fresh = LocalSale(definition: snapshot.definition)
-        fresh.update(view: LedgerView(
-            status: snapshot.status, closedReason: snapshot.closedReason, stock: snapshot.definition.stock,
-            sold: snapshot.sold, pool: snapshot.pool, leased: snapshot.leased, waitlist: snapshot.waitlist,
-            ledgerNowMilliseconds: snapshot.ledgerNowMilliseconds
-        ))
+        let fresh = LocalSale(definition: snapshot.definition, admissionQueueCapacity: configuration.admissionQueueCapacity,
+                              recordAdmissionOrder: configuration.recordAdmissionOrder)
+        fresh.update(view: Self.view(of: snapshot), fetchedAtMilliseconds: sentAt)
+        // Waiters served from now on (ledger time) are announced by this instance; earlier ones are old news
+        // (a restarted instance does not replay them), whenever its first reconcile tick comes.
+        fresh.state.withLock { $0.lastServedID = "\(snapshot.ledgerNowMilliseconds)-0" }
         return sales.withLock { sales in
             if let existing = sales[saleID] { return existing }
             sales[saleID] = fresh
@@ -135,6 +155,16 @@ public final class ReservationService: Sendable {
     /// Units this instance can sell now, per lease (shard id) of the sale; empty for an unknown sale.
     public func sellableUnits(saleID: String) -> [String: Int] {
         sales.withLock { $0[saleID] }?.sellableUnits ?? [:]
+    }
+
+    /// With `recordAdmissionOrder`: the arrival numbers of the sale's grants, in grant order.
+    public func admissionGrantLog(saleID: String) -> [UInt64] {
+        sales.withLock { $0[saleID] }?.admission.withLock { $0.grantLog } ?? []
+    }
+
+    /// Reservations parked in the sale's admission queue now.
+    public func admissionQueueDepth(saleID: String) -> Int {
+        sales.withLock { $0[saleID] }?.admission.withLock { $0.count } ?? 0
     }
 
     /// Sales this process tracks (for tests and metrics).
@@ -219,92 +249,58 @@ public final class ReservationService: Sendable {
         defer { pending.release(customerID: customerID, quantity: quantity) }
 
         let orderID = OrderID.make(saleID: saleID)
-        for _ in 0..<configuration.maxReserveRounds {
-            if let bucket = sale.take(quantity) {
-                let commit = PendingCommit(orderID: orderID, shardID: bucket.shardID, fence: bucket.fence, customerID: customerID,
-                                           quantity: quantity, idempotencyKey: idempotencyKey, delivery: delivery)
-                switch await committer.commit(saleID: saleID, commit) {
-                case .committed(let createdAt):
-                    return .confirmed(OrderRecord(
-                        orderID: orderID, customerID: customerID, quantity: quantity, createdAtMilliseconds: createdAt,
-                        status: .confirmed, idempotencyKey: idempotencyKey, delivery: delivery, shardID: bucket.shardID,
-                        fence: bucket.fence, instanceID: configuration.instanceID, source: "bucket"
-                    ))
-                case .duplicate(let record):
-                    // Our own order replayed after an unknown outcome used the units; an earlier order did not.
-                    if record.orderID != orderID { bucket.putBack(quantity) }
-                    return .confirmed(record)
-                case .waitlisted(let position):
-                    // The key names this customer's waitlist entry (joined elsewhere): one key, one outcome.
-                    bucket.putBack(quantity)
-                    return .waitlisted(position: position)
-                case .limitExceeded:
-                    bucket.putBack(quantity)
-                    return .rejected(ReservationError(.limitExceeded, "at most \(limit) units per customer"), retryAfterSeconds: nil)
-                case .fenced:
-                    leaseLost(sale: sale, shardID: bucket.shardID)
-                    return .rejected(ReservationError(.retryLater, "the lease was fenced off; nothing was reserved"), retryAfterSeconds: 1)
-                case .closed(let reason):
-                    closeLocally(sale: sale, reason: reason)
-                    return .rejected(Self.closedError(reason), retryAfterSeconds: nil)
-                case .notFound:
-                    return .rejected(ReservationError(.notFound, "no sale \(saleID)"), retryAfterSeconds: nil)
-                case .unavailable(let error) where error.code == .queueFull:
-                    // Never queued, so never sent: the units are certainly free.
-                    bucket.putBack(quantity)
-                    return .rejected(ReservationError(.retryLater, "the ledger is overloaded (\(error.code))"), retryAfterSeconds: 1)
-                case .unavailable(let error):
-                    // Outcome unknown: the units are neither sold nor free until the ledger says so. The lease
-                    // stops selling and goes back through the committer, after this commit.
-                    abandonLease(sale: sale, shardID: bucket.shardID)
-                    return .rejected(ReservationError(.retryLater, "the ledger did not answer (\(error.code))"), retryAfterSeconds: 1)
-                }
-            }
-            if quantity > 1, sale.availableLocally >= quantity {
-                await consolidate(sale: sale)
-            }
-            switch await refill(sale: sale, minimumUnits: quantity) {
-            case .granted, .retry:
-                continue
-            case .empty:
-                break
-            case .closed(let reason):
-                return .rejected(Self.closedError(reason), retryAfterSeconds: nil)
-            case .notStarted(let milliseconds):
-                return .rejected(ReservationError(.saleNotStarted, "the sale has not started"), retryAfterSeconds: Int((milliseconds + 999) / 1_000))
-            case .notFound:
-                return .rejected(ReservationError(.notFound, "no sale \(saleID)"), retryAfterSeconds: nil)
-            case .unavailable(let error):
-                return .rejected(ReservationError(.retryLater, "the ledger is unreachable (\(error.code))"), retryAfterSeconds: 1)
-            }
-            let owner = configuration.instanceID
-            let joined: WaitlistOutcome
-            do {
-                joined = try await committer.perform { ledger throws(RedisError) in
-                    try ledger.joinWaitlist(saleID: saleID, owner: owner, customerID: customerID, quantity: quantity,
-                                            orderID: orderID, idempotencyKey: idempotencyKey, delivery: delivery)
-                }
-            } catch {
-                return .rejected(ReservationError(.retryLater, "the ledger is unreachable (\(error.code))"), retryAfterSeconds: 1)
-            }
-            switch joined {
-            case .waiting(let position): return .waitlisted(position: position)
-            case .served(let record), .duplicate(let record): return .confirmed(record)
-            case .retry: continue
-            case .limitExceeded:
-                return .rejected(ReservationError(.limitExceeded, "at most \(limit) units per customer"), retryAfterSeconds: nil)
-            case .insufficientStock(let unsold):
-                return .rejected(ReservationError(.insufficientStock, "only \(unsold) units are left"), retryAfterSeconds: nil)
-            case .closed(let reason):
-                closeLocally(sale: sale, reason: reason)
-                return .rejected(Self.closedError(reason), retryAfterSeconds: nil)
-            case .notStarted(let milliseconds):
-                return .rejected(ReservationError(.saleNotStarted, "the sale has not started"), retryAfterSeconds: Int((milliseconds + 999) / 1_000))
-            case .notFound:
-                return .rejected(ReservationError(.notFound, "no sale \(saleID)"), retryAfterSeconds: nil)
-            }
+        let request = ParkedReservation.Request(customerID: customerID, quantity: quantity, orderID: orderID, idempotencyKey: idempotencyKey, delivery: delivery)
+        switch await admit(sale: sale, request) {
+        case .decided(let outcome):
+            return outcome
+        case .granted(let bucket):
+            return await commit(sale: sale, request, from: bucket)
         }
-        return .rejected(ReservationError(.retryLater, "too much contention for the last units; try again"), retryAfterSeconds: 1)
+    }
+
+    /// Commits units taken from `bucket`; answers only once the ledger decided.
+    private func commit(sale: LocalSale, _ request: ParkedReservation.Request, from bucket: TokenBucket) async -> ReservationOutcome {
+        let saleID = sale.definition.id
+        let limit = sale.definition.perCustomerLimit
+        let quantity = request.quantity
+        let commit = PendingCommit(orderID: request.orderID, shardID: bucket.shardID, fence: bucket.fence, customerID: request.customerID,
+                                   quantity: quantity, idempotencyKey: request.idempotencyKey, delivery: request.delivery)
+        switch await committer.commit(saleID: saleID, commit) {
+        case .committed(let createdAt):
+            return .confirmed(OrderRecord(
+                orderID: request.orderID, customerID: request.customerID, quantity: quantity, createdAtMilliseconds: createdAt,
+                status: .confirmed, idempotencyKey: request.idempotencyKey, delivery: request.delivery, shardID: bucket.shardID,
+                fence: bucket.fence, instanceID: configuration.instanceID, source: "bucket"
+            ))
+        case .duplicate(let record):
+            // Our own order replayed after an unknown outcome used the units; an earlier order did not.
+            if record.orderID != request.orderID { bucket.putBack(quantity) }
+            return .confirmed(record)
+        case .waitlisted(let position):
+            // The key names this customer's waitlist entry (joined elsewhere): one key, one outcome.
+            bucket.putBack(quantity)
+            return .waitlisted(position: position)
+        case .limitExceeded:
+            bucket.putBack(quantity)
+            return .rejected(ReservationError(.limitExceeded, "at most \(limit) units per customer"), retryAfterSeconds: nil)
+        case .fenced:
+            leaseLost(sale: sale, shardID: bucket.shardID)
+            return .rejected(ReservationError(.retryLater, "the lease was fenced off; nothing was reserved"), retryAfterSeconds: 1)
+        case .closed(let reason):
+            closeLocally(sale: sale, reason: reason)
+            return .rejected(Self.closedError(reason), retryAfterSeconds: nil)
+        case .notFound:
+            return .rejected(ReservationError(.notFound, "no sale \(saleID)"), retryAfterSeconds: nil)
+        case .unavailable(let error) where error.code == .queueFull:
+            // Never queued, so never sent: the units are certainly free.
+            bucket.putBack(quantity)
+            return .rejected(ReservationError(.retryLater, "the ledger is overloaded (\(error.code))"), retryAfterSeconds: 1)
+        case .unavailable(let error):
+            // Outcome unknown: the units are neither sold nor free until the ledger says so. The lease
+            // stops selling and goes back through the committer, after this commit.
+            abandonLease(sale: sale, shardID: bucket.shardID)
+            return .rejected(ReservationError(.retryLater, "the ledger did not answer (\(error.code))"), retryAfterSeconds: 1)
+        }
     }
 
     /// Cancels an order (`customerID` nil: an admin). Units go back to the sale, waitlist first.

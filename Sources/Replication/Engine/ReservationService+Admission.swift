@@ -1,0 +1,191 @@
+import ReservationEngine
+import Synchronization
+
+/// A reservation waiting in a sale's admission queue: what it asks for, and how to answer it.
+struct ParkedReservation: Sendable {
+    struct Request: Sendable {
+        let customerID: String
+        let quantity: Int
+        let orderID: String
+        let idempotencyKey: String
+        let delivery: String
+    }
+
+    let request: Request
+    let continuation: CheckedContinuation<Admission, Never>
+}
+
+/// How admission ended for one reservation.
+enum Admission: Sendable {
+    /// Units taken from this bucket: commit them.
+    case granted(TokenBucket)
+    /// Decided without a commit of this instance: waitlisted, served from the waitlist, or refused.
+    case decided(ReservationOutcome)
+}
+
+extension ReservationService {
+    /// FIFO admission (ARCHITECTURE.md, "Admission"): take units directly while nobody is parked, otherwise
+    /// park in arrival order and let the sale's pump serve the queue.
+    func admit(sale: LocalSale, _ request: ParkedReservation.Request) async -> Admission {
+        let direct = sale.admission.withLock { queue -> TokenBucket? in
+            guard queue.isIdle, let bucket = sale.take(request.quantity) else { return nil }
+            queue.admitDirectly()
+            return bucket
+        }
+        if let direct { return .granted(direct) }
+        let deadline = monotonicMilliseconds + Int64(configuration.admissionDeadlineMilliseconds)
+        return await withCheckedContinuation { continuation in
+            enum Decision { case took(TokenBucket), parked(startPump: Bool), full }
+            let decision = sale.admission.withLock { queue -> Decision in
+                // Checked again under the lock: the queue may have emptied since the first look.
+                if queue.isIdle, let bucket = sale.take(request.quantity) {
+                    queue.admitDirectly()
+                    return .took(bucket)
+                }
+                switch queue.park(quantity: request.quantity, deadlineMilliseconds: deadline,
+                                  ticket: ParkedReservation(request: request, continuation: continuation)) {
+                case .parked(_, let startPump): return .parked(startPump: startPump)
+                case .full: return .full
+                }
+            }
+            switch decision {
+            case .took(let bucket):
+                continuation.resume(returning: .granted(bucket))
+            case .full:
+                continuation.resume(returning: .decided(.rejected(
+                    ReservationError(.retryLater, "too many customers are waiting on this instance; try again"), retryAfterSeconds: 1)))
+            case .parked(let startPump):
+                if startPump { startAdmissionPump(sale: sale) }
+            }
+        }
+    }
+
+    /// The pump is a task owned by the sale (its handle is kept and awaited at shutdown), alive only while
+    /// customers are parked: it ends as soon as the queue is empty.
+    private func startAdmissionPump(sale: LocalSale) {
+        let task = Task { await self.pumpAdmission(sale: sale) }
+        sale.state.withLock { $0.admissionPump = task }
+    }
+
+    /// Serves the queue head first, in arrival order, until nobody is parked: grants units while the
+    /// buckets have them, leases more when they do not, and hands the whole queue to the ledger's waitlist
+    /// (in order) when the ledger has no unit to lease. Bounded: each round grants, or makes one ledger
+    /// call (bounded by the Redis timeouts); rounds without progress are capped.
+    func pumpAdmission(sale: LocalSale) async {
+        var idleRounds = 0
+        while true {
+            let now = monotonicMilliseconds
+            let (expired, granted, needed) = sale.admission.withLock { queue -> ([ParkedReservation], [(ParkedReservation, TokenBucket)], Int?) in
+                let expired = queue.takeExpired(nowMilliseconds: now).map(\.ticket)
+                var granted: [(ParkedReservation, TokenBucket)] = []
+                while let head = queue.head, let bucket = sale.take(head.quantity) {
+                    granted.append((queue.popHead().ticket, bucket))
+                }
+                guard queue.pumpShouldContinue() else { return (expired, granted, nil) }
+                return (expired, granted, queue.head?.quantity)
+            }
+            for parked in expired {
+                parked.continuation.resume(returning: .decided(.rejected(
+                    ReservationError(.retryLater, "waited too long for a unit on this instance; try again"), retryAfterSeconds: 1)))
+            }
+            for (parked, bucket) in granted { parked.continuation.resume(returning: .granted(bucket)) }
+            guard let needed else { return }
+            idleRounds = granted.isEmpty ? idleRounds + 1 : 0
+            if idleRounds > Self.admissionIdleRoundsLimit {
+                decideAll(sale: sale, .rejected(ReservationError(.retryLater, "no lease could be had for the waiting customers; try again"), retryAfterSeconds: 1))
+                continue
+            }
+
+            if needed > 1, sale.availableLocally >= needed {
+                await consolidate(sale: sale)
+            }
+            switch await refill(sale: sale, minimumUnits: needed) {
+            case .granted:
+                continue
+            case .retry:
+                // Another refill finished, or the lease cap is reached while buckets drain: look again shortly.
+                try? await Task.sleep(for: .milliseconds(1))
+            case .empty:
+                await handToWaitlist(sale: sale)
+            case .closed(let reason):
+                decideAll(sale: sale, .rejected(Self.closedError(reason), retryAfterSeconds: nil))
+            case .notStarted(let milliseconds):
+                decideAll(sale: sale, .rejected(ReservationError(.saleNotStarted, "the sale has not started"), retryAfterSeconds: Int((milliseconds + 999) / 1_000)))
+            case .notFound:
+                decideAll(sale: sale, .rejected(ReservationError(.notFound, "no sale \(sale.definition.id)"), retryAfterSeconds: nil))
+            case .unavailable(let error):
+                decideAll(sale: sale, .rejected(ReservationError(.retryLater, "the ledger is unreachable (\(error.code))"), retryAfterSeconds: 1))
+            }
+        }
+    }
+
+    /// Rounds in a row without a grant after which the parked customers are told to retry.
+    static let admissionIdleRoundsLimit = 2_000
+
+    /// Answers every parked reservation the same way (the sale closed, the ledger is away).
+    private func decideAll(sale: LocalSale, _ outcome: ReservationOutcome) {
+        let parked = sale.admission.withLock { $0.takeAll() }
+        for entry in parked { entry.ticket.continuation.resume(returning: .decided(outcome)) }
+    }
+
+    /// The ledger has no unit to lease, but other leases (or pending commits) hold some: every parked
+    /// reservation joins the ledger's waitlist, in arrival order, in one call through the committer. The
+    /// ledger may serve some at once; where it says units are free after all, those go back to the head
+    /// of the queue, in their order, for the next lease.
+    private func handToWaitlist(sale: LocalSale) async {
+        let parked = sale.admission.withLock { $0.takeAll() }
+        guard !parked.isEmpty else { return }
+        let saleID = sale.definition.id
+        let owner = configuration.instanceID
+        let limit = sale.definition.perCustomerLimit
+        let requests = parked.map(\.ticket.request)
+        let outcomes: [WaitlistOutcome]
+        do {
+            outcomes = try await committer.perform { ledger throws(RedisError) -> [WaitlistOutcome] in
+                var outcomes: [WaitlistOutcome] = []
+                outcomes.reserveCapacity(requests.count)
+                for request in requests {
+                    // Once the sale is closed every later entry gets the same answer without a call.
+                    if let last = outcomes.last, case .closed = last {
+                        outcomes.append(last)
+                        continue
+                    }
+                    outcomes.append(try ledger.joinWaitlist(saleID: saleID, owner: owner, customerID: request.customerID, quantity: request.quantity,
+                                                            orderID: request.orderID, idempotencyKey: request.idempotencyKey, delivery: request.delivery))
+                }
+                return outcomes
+            }
+        } catch {
+            for entry in parked {
+                entry.ticket.continuation.resume(returning: .decided(.rejected(
+                    ReservationError(.retryLater, "the ledger is unreachable (\(error.code))"), retryAfterSeconds: 1)))
+            }
+            return
+        }
+        precondition(outcomes.count == parked.count, "one waitlist outcome per parked reservation")
+        var again: [AdmissionQueue<ParkedReservation>.Entry] = []
+        for (entry, outcome) in zip(parked, outcomes) {
+            let decided: ReservationOutcome
+            switch outcome {
+            case .waiting(let position): decided = .waitlisted(position: position)
+            case .served(let record), .duplicate(let record): decided = .confirmed(record)
+            case .retry:
+                again.append(entry)
+                continue
+            case .limitExceeded:
+                decided = .rejected(ReservationError(.limitExceeded, "at most \(limit) units per customer"), retryAfterSeconds: nil)
+            case .insufficientStock(let unsold):
+                decided = .rejected(ReservationError(.insufficientStock, "only \(unsold) units are left"), retryAfterSeconds: nil)
+            case .closed(let reason):
+                closeLocally(sale: sale, reason: reason)
+                decided = .rejected(Self.closedError(reason), retryAfterSeconds: nil)
+            case .notStarted(let milliseconds):
+                decided = .rejected(ReservationError(.saleNotStarted, "the sale has not started"), retryAfterSeconds: Int((milliseconds + 999) / 1_000))
+            case .notFound:
+                decided = .rejected(ReservationError(.notFound, "no sale \(saleID)"), retryAfterSeconds: nil)
+            }
+            entry.ticket.continuation.resume(returning: .decided(decided))
+        }
+        if !again.isEmpty { sale.admission.withLock { $0.requeueAtHead(again) } }
+    }
+}

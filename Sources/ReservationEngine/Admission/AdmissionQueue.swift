@@ -1,0 +1,125 @@
+/// First-come-first-served admission inside one instance, for one sale, as a value: no I/O, no clock.
+///
+/// A reservation that finds the local buckets short does not spin or give up: it parks here, in arrival
+/// order. One pump at a time serves the queue: it grants units to the head while the buckets have them,
+/// asks the ledger for a lease when they do not, and when the ledger has no unit to lease it moves the
+/// whole queue, in order, to the ledger's waitlist. A later arrival never takes a unit while an earlier one
+/// is parked: a direct take is allowed only while the queue is idle (empty and no pump running), and the
+/// caller makes that decision and the take under the same lock as this value.
+///
+/// Bounds: at most `capacity` parked entries (beyond it, an arrival is refused); each entry carries a
+/// deadline after which the pump hands it back unserved.
+public struct AdmissionQueue<Ticket: Sendable>: Sendable {
+    public struct Entry: Sendable {
+        /// Arrival order within the queue's lifetime (strictly increasing).
+        public let sequence: UInt64
+        public let quantity: Int
+        /// Monotonic milliseconds after which the entry leaves the queue unserved.
+        public let deadlineMilliseconds: Int64
+        public let ticket: Ticket
+    }
+
+    public enum ParkResult: Sendable {
+        /// Parked; `startPump` says the caller must start the (single) pump.
+        case parked(sequence: UInt64, startPump: Bool)
+        /// The queue is full: the arrival is refused (overload).
+        case full
+    }
+
+    public let capacity: Int
+    /// Parked entries, oldest first. A ring would save the shifts; the pump pops from the front in
+    /// batches (`removeFirst(k)`), so the cost is one move per batch.
+    public private(set) var entries: [Entry] = []
+    public private(set) var pumping = false
+    private var nextSequence: UInt64 = 1
+    /// With `recordingGrants`, the arrival number of every grant (direct or from the queue) in grant order,
+    /// up to a million (for tests that check the order; off in service).
+    public private(set) var grantLog: [UInt64]?
+
+    public init(capacity: Int, recordingGrants: Bool = false) {
+        precondition(capacity >= 1, "an admission queue holds at least one entry")
+        self.capacity = capacity
+        self.grantLog = recordingGrants ? [] : nil
+    }
+
+    private mutating func logGrant(_ sequence: UInt64) {
+        if grantLog != nil, grantLog!.count < 1_000_000 { grantLog!.append(sequence) }
+    }
+
+    /// Nobody is parked and no pump runs: an arrival may take units directly.
+    public var isIdle: Bool { entries.isEmpty && !pumping }
+
+    public var count: Int { entries.count }
+
+    /// Records a direct take (made while idle) as the next arrival; answers its arrival number.
+    @discardableResult
+    public mutating func admitDirectly() -> UInt64 {
+        precondition(isIdle, "a direct take only while the queue is idle")
+        defer { nextSequence += 1 }
+        logGrant(nextSequence)
+        return nextSequence
+    }
+
+    /// Parks an arrival at the tail.
+    public mutating func park(quantity: Int, deadlineMilliseconds: Int64, ticket: Ticket) -> ParkResult {
+        precondition(quantity >= 1, "park at least one unit")
+        guard entries.count < capacity else { return .full }
+        let sequence = nextSequence
+        nextSequence += 1
+        entries.append(Entry(sequence: sequence, quantity: quantity, deadlineMilliseconds: deadlineMilliseconds, ticket: ticket))
+        let startPump = !pumping
+        pumping = true
+        assert(zip(entries, entries.dropFirst()).allSatisfy { $0.sequence < $1.sequence }, "entries stay in arrival order")
+        return .parked(sequence: sequence, startPump: startPump)
+    }
+
+    /// The entry to serve next (the oldest), if any.
+    public var head: Entry? { entries.first }
+
+    /// Removes and answers the head: it was granted units.
+    public mutating func popHead() -> Entry {
+        precondition(pumping, "only the pump serves the queue")
+        precondition(!entries.isEmpty, "pop from an empty admission queue")
+        let head = entries.removeFirst()
+        logGrant(head.sequence)
+        return head
+    }
+
+    /// Removes and answers every parked entry, oldest first (the whole queue goes to the ledger's
+    /// waitlist, or the sale closed).
+    public mutating func takeAll() -> [Entry] {
+        precondition(pumping, "only the pump serves the queue")
+        defer { entries.removeAll(keepingCapacity: true) }
+        return entries
+    }
+
+    /// Puts entries taken out earlier back at the head, in their order (the ledger answered that units are
+    /// free after all): they arrived before everything parked since, so they keep their place.
+    public mutating func requeueAtHead(_ earlier: [Entry]) {
+        precondition(pumping, "only the pump serves the queue")
+        guard !earlier.isEmpty else { return }
+        precondition(entries.count + earlier.count <= capacity + earlier.count, "requeue never grows the queue past what it held")
+        precondition(zip(earlier, earlier.dropFirst()).allSatisfy { $0.sequence < $1.sequence }, "requeued entries keep their order")
+        precondition(entries.first.map { earlier.last!.sequence < $0.sequence } ?? true, "requeued entries arrived before the parked ones")
+        entries.insert(contentsOf: earlier, at: 0)
+    }
+
+    /// Removes and answers the entries whose deadline passed, oldest first.
+    public mutating func takeExpired(nowMilliseconds: Int64) -> [Entry] {
+        guard entries.contains(where: { $0.deadlineMilliseconds <= nowMilliseconds }) else { return [] }
+        let expired = entries.filter { $0.deadlineMilliseconds <= nowMilliseconds }
+        entries.removeAll { $0.deadlineMilliseconds <= nowMilliseconds }
+        return expired
+    }
+
+    /// The pump is about to stop: it stops only when nobody is parked (answers false then); otherwise it
+    /// must go on (answers true), so an entry parked while it was finishing is never left without a pump.
+    public mutating func pumpShouldContinue() -> Bool {
+        precondition(pumping, "only the pump stops the pump")
+        if entries.isEmpty {
+            pumping = false
+            return false
+        }
+        return true
+    }
+}

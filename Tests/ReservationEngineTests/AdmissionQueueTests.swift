@@ -1,0 +1,81 @@
+import ReservationEngine
+import Testing
+
+@Suite("AdmissionQueue")
+struct AdmissionQueueTests {
+    // The first parked arrival starts the pump; later ones join it; the head is always the oldest.
+    @Test func parksInArrivalOrderWithOnePump() {
+        var queue = AdmissionQueue<String>(capacity: 10)
+        #expect(queue.isIdle)
+        guard case .parked(let first, true) = queue.park(quantity: 1, deadlineMilliseconds: 100, ticket: "a") else {
+            Issue.record("the first parked arrival starts the pump"); return
+        }
+        guard case .parked(let second, false) = queue.park(quantity: 2, deadlineMilliseconds: 100, ticket: "b") else {
+            Issue.record("a second arrival joins the running pump"); return
+        }
+        #expect(first < second)
+        #expect(!queue.isIdle, "no direct take while anyone is parked")
+        #expect(queue.head?.ticket == "a")
+        #expect(queue.popHead().ticket == "a")
+        #expect(queue.popHead().ticket == "b")
+        #expect(!queue.isIdle, "still pumping until the pump says it stops")
+        #expect(queue.pumpShouldContinue() == false)
+        #expect(queue.isIdle)
+    }
+
+    // The pump cannot stop while someone is parked: an arrival that parks as it finishes is served.
+    @Test func thePumpStopsOnlyWhenEmpty() {
+        var queue = AdmissionQueue<Int>(capacity: 10)
+        _ = queue.park(quantity: 1, deadlineMilliseconds: 100, ticket: 1)
+        _ = queue.popHead()
+        guard case .parked(_, false) = queue.park(quantity: 1, deadlineMilliseconds: 100, ticket: 2) else {
+            Issue.record("the pump is still running: no second pump"); return
+        }
+        #expect(queue.pumpShouldContinue() == true)
+        #expect(queue.popHead().ticket == 2)
+        #expect(queue.pumpShouldContinue() == false)
+        guard case .parked(_, true) = queue.park(quantity: 1, deadlineMilliseconds: 100, ticket: 3) else {
+            Issue.record("after the pump stopped, the next parked arrival starts one"); return
+        }
+    }
+
+    // Bounded: beyond the capacity an arrival is refused; expired entries leave in order.
+    @Test func boundsAndDeadlines() {
+        var queue = AdmissionQueue<Int>(capacity: 3)
+        for index in 0..<3 { _ = queue.park(quantity: 1, deadlineMilliseconds: Int64(100 * (index + 1)), ticket: index) }
+        guard case .full = queue.park(quantity: 1, deadlineMilliseconds: 1_000, ticket: 9) else {
+            Issue.record("a full queue refuses"); return
+        }
+        #expect(queue.takeExpired(nowMilliseconds: 50).isEmpty)
+        #expect(queue.takeExpired(nowMilliseconds: 200).map(\.ticket) == [0, 1])
+        #expect(queue.count == 1 && queue.head?.ticket == 2)
+    }
+
+    // The whole queue goes to the ledger's waitlist in order; entries the ledger sends back (units are free
+    // after all) return to the head ahead of everyone who parked meanwhile.
+    @Test func takeAllAndRequeueKeepArrivalOrder() {
+        var queue = AdmissionQueue<Int>(capacity: 10)
+        for index in 0..<4 { _ = queue.park(quantity: 1, deadlineMilliseconds: 100, ticket: index) }
+        let all = queue.takeAll()
+        #expect(all.map(\.ticket) == [0, 1, 2, 3])
+        _ = queue.park(quantity: 1, deadlineMilliseconds: 100, ticket: 4)
+        queue.requeueAtHead([all[1], all[3]])
+        var order: [Int] = []
+        while queue.head != nil { order.append(queue.popHead().ticket) }
+        #expect(order == [1, 3, 4])
+    }
+
+    // Direct takes while idle draw arrival numbers from the same sequence as parked ones, and the grant
+    // log records both in grant order.
+    @Test func directTakesShareTheSequence() {
+        var queue = AdmissionQueue<Int>(capacity: 4, recordingGrants: true)
+        let direct = queue.admitDirectly()
+        guard case .parked(let parked, _) = queue.park(quantity: 1, deadlineMilliseconds: 1, ticket: 0) else {
+            Issue.record("parks"); return
+        }
+        #expect(direct < parked)
+        _ = queue.popHead()
+        #expect(queue.grantLog == [direct, parked])
+        #expect(AdmissionQueue<Int>(capacity: 1).grantLog == nil, "off unless asked for")
+    }
+}

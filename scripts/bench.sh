@@ -57,5 +57,21 @@ for path in engine direct; do
   SERVER=
 done
 
+# The reference crowd measured from outside with wrk (scripts/crowd.py): 1 instance, then 3 behind haproxy,
+# engine next to direct in the same run; wrk's own ceiling on /healthz first.
+stop_servers
+timeout 120 .venv/bin/python scripts/crowd.py --bin "$BIN" --ceiling | tee "$OUT/crowd-wrk.txt"
+for instances in 1 3; do
+  timeout 400 .venv/bin/python scripts/crowd.py --bin "$BIN" --instances "$instances" --compare | tee -a "$OUT/crowd-wrk.txt"
+done
+
 python3 scripts/bench_report.py "$OUT" "$ROUNDS" "$SECONDS_PER_RUN" "$CONNECTIONS" > BENCHMARKS.md
+{
+  echo
+  echo "## The reference crowd, measured with wrk (scripts/crowd.py)"
+  echo
+  echo '```'
+  grep -E "^ *(path|engine|direct) |ceiling|healthz" "$OUT/crowd-wrk.txt" || true
+  echo '```'
+} >> BENCHMARKS.md
 echo "bench: wrote BENCHMARKS.md"

@@ -24,8 +24,11 @@ struct HTTPFixture {
     func components(customerRate: Double = 0, addressRate: Double = 0, orderPath: OrderPath = .engine, mongoURI: String? = nil) -> FlashSaleApplication.Components {
         var logger = Logger(label: "http-test")
         logger.logLevel = .warning
-        let engine = EngineConfiguration(instanceID: "http-test", leaseTTLMilliseconds: 1_000, leaseRenewMarginMilliseconds: 500,
+        var engine = EngineConfiguration(instanceID: "http-test", leaseTTLMilliseconds: 1_000, leaseRenewMarginMilliseconds: 500,
                                          leaseSafetyMarginMilliseconds: 100, reconcileIntervalMilliseconds: 50)
+        // The API tests reason about one lease of the adaptive share (CrowdTests and AdmissionTests cover
+        // demand-sized leases).
+        engine.leaseToDemand = false
         var configuration = ServerConfiguration(host: "127.0.0.1", port: 0, redis: redis.configuration, jwtSecret: Self.secret,
                                                 instanceID: "http-test", rateLimitPerCustomer: customerRate,
                                                 rateLimitPerAddress: addressRate, engine: engine)

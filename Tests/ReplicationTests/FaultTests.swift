@@ -28,8 +28,9 @@ struct FaultTests {
         let instanceA = LedgerFixture.engine(on: server, instanceID: "A", leaseTTLMilliseconds: 400, maxShardUnits: 20)
         let instanceB = LedgerFixture.engine(on: server, instanceID: "B", leaseTTLMilliseconds: 400, maxShardUnits: 20)
 
-        guard case .confirmed = await instanceA.reserve(saleID: sale.id, customerID: "a-0", quantity: 1, idempotencyKey: nil, delivery: "{}") else {
-            Issue.record("A's first order must be confirmed"); return
+        let first = await instanceA.reserve(saleID: sale.id, customerID: "a-0", quantity: 1, idempotencyKey: nil, delivery: "{}")
+        guard case .confirmed = first else {
+            Issue.record("A's first order must be confirmed: \(first)"); return
         }
         let leaseOfA = try LedgerFixture.snapshot(on: server, saleID: sale.id).leases
         #expect(leaseOfA.count == 1 && leaseOfA.first?.owner == "A")

@@ -22,8 +22,9 @@ struct LedgerHygieneTests {
         let instanceA = LedgerFixture.engine(on: server, instanceID: "A", leaseTTLMilliseconds: ttl, maxShardUnits: 100, spreadFactor: 1, redis: throughProxy)
         let instanceB = LedgerFixture.engine(on: server, instanceID: "B", leaseTTLMilliseconds: ttl, maxShardUnits: 100, spreadFactor: 1)
 
-        guard case .confirmed = await instanceA.reserve(saleID: sale.id, customerID: "a-0", quantity: 1, idempotencyKey: nil, delivery: "{}") else {
-            Issue.record("A's first order must be confirmed"); return
+        let first = await instanceA.reserve(saleID: sale.id, customerID: "a-0", quantity: 1, idempotencyKey: nil, delivery: "{}")
+        guard case .confirmed = first else {
+            Issue.record("A's first order must be confirmed: \(first)"); return
         }
         let lease = try #require(try LedgerFixture.snapshot(on: server, saleID: sale.id).leases.first)
         #expect(lease.owner == "A" && lease.remaining == 1, "A holds the other unit in its lease")

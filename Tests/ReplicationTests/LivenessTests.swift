@@ -40,7 +40,7 @@ private final class Instance: Sendable {
         redis.port = proxy.port
         redis.commandTimeoutMilliseconds = 200
         redis.connectTimeoutMilliseconds = 200
-        engine = LedgerFixture.engine(on: server, instanceID: name, leaseTTLMilliseconds: ttlMilliseconds, maxShardUnits: 40, spreadFactor: 1, redis: redis)
+        engine = LedgerFixture.engine(on: server, instanceID: name, leaseTTLMilliseconds: ttlMilliseconds, maxShardUnits: 40, spreadFactor: 1, redis: redis, leaseToDemand: true)
     }
 }
 

@@ -36,22 +36,21 @@ public enum LedgerFixture {
     }
 
     /// An engine for one simulated instance.
+    /// `leaseToDemand` is off by default here: most ledger tests reason about leases of the adaptive share.
     public static func engine(on server: RedisServer, instanceID: String, leaseTTLMilliseconds: Int = 1_000, maxShardUnits: Int = 64, spreadFactor: Int = 4,
-                              redis: RedisConfiguration? = nil) -> ReservationService {
+                              redis: RedisConfiguration? = nil, leaseToDemand: Bool = false) -> ReservationService {
         var logger = Logger(label: "test.\(instanceID)")
         logger.logLevel = .error
-        return ReservationService(
-            redis: redis ?? server.configuration,
-            configuration: EngineConfiguration(
-                instanceID: instanceID,
-                leaseTTLMilliseconds: leaseTTLMilliseconds,
-                leaseRenewMarginMilliseconds: leaseTTLMilliseconds / 2,
-                leaseSafetyMarginMilliseconds: leaseTTLMilliseconds / 8,
-                shardSizing: ShardSizing(spreadFactor: spreadFactor, maxShardUnits: maxShardUnits),
-                reconcileIntervalMilliseconds: 50
-            ),
-            logger: logger
+        var configuration = EngineConfiguration(
+            instanceID: instanceID,
+            leaseTTLMilliseconds: leaseTTLMilliseconds,
+            leaseRenewMarginMilliseconds: leaseTTLMilliseconds / 2,
+            leaseSafetyMarginMilliseconds: leaseTTLMilliseconds / 8,
+            shardSizing: ShardSizing(spreadFactor: spreadFactor, maxShardUnits: maxShardUnits),
+            reconcileIntervalMilliseconds: 50
         )
+        configuration.leaseToDemand = leaseToDemand
+        return ReservationService(redis: redis ?? server.configuration, configuration: configuration, logger: logger)
     }
 }
 

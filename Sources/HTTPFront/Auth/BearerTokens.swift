@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import Replication
 
 /// Who is calling: the token's `sub` and whether it carries the `admin` scope.
 public struct Principal: Sendable, Hashable {
@@ -9,66 +10,91 @@ public struct Principal: Sendable, Hashable {
 
 /// HS256 JSON Web Tokens: signing (`flashsale token`) and verification (every route but health, metrics,
 /// the OpenAPI document and the static page).
+///
+/// Verification works on the token's bytes: base64url without padding decoded by table, the header and
+/// claims read by ``TokenJSON``, one HMAC with a key built once. Checks: `alg` HS256 only; `sub` 1 to 256
+/// bytes; `exp` required; `exp`, `nbf` and `iat` (when present) numbers, with 30 s of clock skew.
 public struct BearerTokens: Sendable {
-    /// Tolerated clock skew on `exp`.
+    /// Tolerated clock skew on `exp`, `nbf` and `iat`.
     public static let leewaySeconds: Double = 30
-    private let secret: Data
-    private var key: SymmetricKey { SymmetricKey(data: secret) }
+    /// Longest token accepted (bytes).
+    public static let maximumTokenBytes = 8_192
+    private let signingKey: SigningKey
+
+    /// `@unchecked Sendable`: the key is built once in `init` and never mutated afterwards.
+    private struct SigningKey: @unchecked Sendable {
+        let key: SymmetricKey
+    }
+
+    private var key: SymmetricKey { signingKey.key }
 
     public init(secret: String) {
-        self.secret = Data(secret.utf8)
+        self.signingKey = SigningKey(key: SymmetricKey(data: Array(secret.utf8)))
     }
 
     public func sign(subject: String, admin: Bool, expiresAt: Date) -> String {
         var claims: [String: Any] = ["sub": subject, "exp": Int(expiresAt.timeIntervalSince1970), "iat": Int(Date().timeIntervalSince1970)]
         if admin { claims["scope"] = "admin" }
-        let header = Self.base64URL(Data(#"{"alg":"HS256","typ":"JWT"}"#.utf8))
-        let payload = Self.base64URL((try? JSONSerialization.data(withJSONObject: claims, options: [.sortedKeys])) ?? Data())
+        let header = Base64URL.encode(Array(#"{"alg":"HS256","typ":"JWT"}"#.utf8))
+        let payload = Base64URL.encode((try? JSONSerialization.data(withJSONObject: claims, options: [.sortedKeys])) ?? Data())
         let signingInput = header + "." + payload
-        let signature = HMAC<SHA256>.authenticationCode(for: Data(signingInput.utf8), using: key)
-        return signingInput + "." + Self.base64URL(Data(signature))
+        let signature = HMAC<SHA256>.authenticationCode(for: Array(signingInput.utf8), using: key)
+        return signingInput + "." + Base64URL.encode(Array(signature))
     }
 
-    /// Verifies signature, algorithm and expiry; returns the principal or a reason for a 401.
+    /// Verifies signature, algorithm and the time claims; returns the principal or a reason for a 401.
     public func verify(_ token: String, now: Date? = nil) -> Result<Principal, Problem> {
-        let now = now ?? Timestamps.now
-        guard token.utf8.count <= 8_192 else { return .failure(.unauthorized("token too long")) }
-        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, let headerData = Self.decodeBase64URL(parts[0]), let payloadData = Self.decodeBase64URL(parts[1]),
-              let signature = Self.decodeBase64URL(parts[2])
+        let nowSeconds = (now ?? Timestamps.now).timeIntervalSince1970
+        var token = token
+        return token.withUTF8 { verify(bytes: $0, nowSeconds: nowSeconds) }
+    }
+
+    /// The same on a token's bytes (the HTTP layer passes the header's bytes without a copy).
+    public func verify(bytes token: UnsafeBufferPointer<UInt8>, nowSeconds: Double) -> Result<Principal, Problem> {
+        guard token.count <= Self.maximumTokenBytes else { return .failure(.unauthorized("token too long")) }
+        guard let firstDot = token.firstIndex(of: UInt8(ascii: ".")),
+              let secondDot = token[(firstDot + 1)...].firstIndex(of: UInt8(ascii: ".")),
+              !token[(secondDot + 1)...].contains(UInt8(ascii: ".")),
+              let headerBytes = Base64URL.decode(token[..<firstDot]),
+              let payloadBytes = Base64URL.decode(token[(firstDot + 1)..<secondDot]),
+              let signature = Base64URL.decode(token[(secondDot + 1)...])
         else { return .failure(.unauthorized("malformed token")) }
-        guard let header = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any], header["alg"] as? String == "HS256" else {
+        guard let header = TokenJSON(headerBytes), header["alg"] == .string("HS256") else {
             return .failure(.unauthorized("unsupported token algorithm (HS256 required)"))
         }
-        let signingInput = Data((parts[0] + "." + parts[1]).utf8)
+        let signingInput = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: token[..<secondDot]))
         guard HMAC<SHA256>.isValidAuthenticationCode(signature, authenticating: signingInput, using: key) else {
             return .failure(.unauthorized("bad token signature"))
         }
-        guard let claims = try? JSONSerialization.jsonObject(with: payloadData) as? [String: Any] else {
+        guard let claims = TokenJSON(payloadBytes) else {
             return .failure(.unauthorized("malformed token claims"))
         }
-        guard let subject = claims["sub"] as? String, !subject.isEmpty, subject.utf8.count <= 256 else {
+        guard case .string(let subject) = claims["sub"], !subject.isEmpty, subject.utf8.count <= 256 else {
             return .failure(.unauthorized("the token has no subject"))
         }
-        guard let expiry = (claims["exp"] as? NSNumber)?.doubleValue else {
+        guard case .number(let expiry) = claims["exp"] else {
             return .failure(.unauthorized("the token has no expiry"))
         }
-        guard expiry + Self.leewaySeconds > now.timeIntervalSince1970 else {
+        guard expiry + Self.leewaySeconds > nowSeconds else {
             return .failure(.unauthorized("the token expired"))
         }
-        let scopes = (claims["scope"] as? String ?? "").split(separator: " ")
-        return .success(Principal(customerID: subject, isAdmin: scopes.contains("admin")))
-    }
-
-    static func base64URL(_ data: Data) -> String {
-        data.base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
-    }
-
-    static func decodeBase64URL(_ text: Substring) -> Data? {
-        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while base64.utf8.count % 4 != 0 { base64 += "=" }
-        return Data(base64Encoded: base64)
+        for name in ["nbf", "iat"] {
+            switch claims[name] {
+            case nil: continue
+            case .number(let seconds):
+                guard seconds - Self.leewaySeconds <= nowSeconds else {
+                    return .failure(.unauthorized(name == "nbf" ? "the token is not valid yet" : "the token was issued in the future"))
+                }
+            default:
+                return .failure(.unauthorized("the token's \(name) is not a number"))
+            }
+        }
+        var isAdmin = false
+        switch claims["scope"] {
+        case nil: break
+        case .string(let scope): isAdmin = scope.split(separator: " ").contains("admin")
+        default: return .failure(.unauthorized("the token's scope is not a string"))
+        }
+        return .success(Principal(customerID: subject, isAdmin: isAdmin))
     }
 }

@@ -50,9 +50,9 @@ public struct FieldCipher: Sendable {
     /// Seals `plaintext` for the record `context` (the order id).
     public func seal(_ plaintext: String, context: String) throws(FieldCipherError) -> String {
         do {
-            let box = try AES.GCM.seal(Data(plaintext.utf8), using: sealingKey.key, authenticating: Data(context.utf8))
+            let box = try AES.GCM.seal(Array(plaintext.utf8), using: sealingKey.key, authenticating: Array(context.utf8))
             guard let combined = box.combined else { throw FieldCipherError("AES-GCM produced no combined form") }
-            return Self.prefix + sealingKey.id + "." + combined.base64URLEncodedString()
+            return Self.prefix + sealingKey.id + "." + Base64URL.encode(combined)
         } catch let error as FieldCipherError {
             throw error
         } catch {
@@ -64,13 +64,13 @@ public struct FieldCipher: Sendable {
     public func open(_ sealed: String, context: String) throws(FieldCipherError) -> String {
         guard sealed.hasPrefix(Self.prefix) else { throw FieldCipherError("the value is not sealed") }
         let parts = sealed.dropFirst(Self.prefix.count).split(separator: ".", maxSplits: 1)
-        guard parts.count == 2, let combined = Data(base64URLOrStandard: String(parts[1])) else {
+        guard parts.count == 2, let combined = Base64URL.decode(parts[1].utf8) ?? Data(base64URLOrStandard: String(parts[1])).map(Array.init) else {
             throw FieldCipherError("the sealed value is malformed")
         }
         guard let key = keys[String(parts[0])] else { throw FieldCipherError("no data key with id \(parts[0]) is configured") }
         do {
             let box = try AES.GCM.SealedBox(combined: combined)
-            let opened = try AES.GCM.open(box, using: key.key, authenticating: Data(context.utf8))
+            let opened = try AES.GCM.open(box, using: key.key, authenticating: Array(context.utf8))
             return String(decoding: opened, as: UTF8.self)
         } catch {
             throw FieldCipherError("the sealed value does not open with key \(parts[0]) (tampered, or another order's)")
@@ -92,10 +92,5 @@ extension Data {
         standard = standard.trimmingCharacters(in: .whitespacesAndNewlines)
         while standard.count % 4 != 0 { standard.append("=") }
         self.init(base64Encoded: standard)
-    }
-
-    func base64URLEncodedString() -> String {
-        base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
     }
 }

@@ -24,6 +24,11 @@ public struct EngineConfiguration: Sendable {
     public var admissionQueueCapacity: Int
     /// How long a reservation may wait in the admission queue before it is refused with RETRY_LATER.
     public var admissionDeadlineMilliseconds: Int
+    /// Size the leases the admission pump asks for to what its waiting customers need (capped by the
+    /// adaptive share), and prefetch no more than twice what sold in the last interval: units then follow
+    /// the customers across instances (first come, first served across the fleet, within one lease round).
+    /// Off, every lease takes the adaptive share.
+    public var leaseToDemand = true
     /// Tests only: keep every grant's arrival number per sale (``ReservationService/admissionGrantLog(saleID:)``).
     public var recordAdmissionOrder = false
 

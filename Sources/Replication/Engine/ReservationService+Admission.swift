@@ -75,14 +75,14 @@ extension ReservationService {
         var idleRounds = 0
         while true {
             let now = monotonicMilliseconds
-            let (expired, granted, needed) = sale.admission.withLock { queue -> ([ParkedReservation], [(ParkedReservation, TokenBucket)], Int?) in
+            let (expired, granted, needed, demand) = sale.admission.withLock { queue -> ([ParkedReservation], [(ParkedReservation, TokenBucket)], Int?, Int) in
                 let expired = queue.takeExpired(nowMilliseconds: now).map(\.ticket)
                 var granted: [(ParkedReservation, TokenBucket)] = []
                 while let head = queue.head, let bucket = sale.take(head.quantity) {
                     granted.append((queue.popHead().ticket, bucket))
                 }
-                guard queue.pumpShouldContinue() else { return (expired, granted, nil) }
-                return (expired, granted, queue.head?.quantity)
+                guard queue.pumpShouldContinue() else { return (expired, granted, nil, 0) }
+                return (expired, granted, queue.head?.quantity, queue.parkedUnits)
             }
             for parked in expired {
                 parked.continuation.resume(returning: .decided(.rejected(
@@ -99,7 +99,11 @@ extension ReservationService {
             if needed > 1, sale.availableLocally >= needed {
                 await consolidate(sale: sale)
             }
-            switch await refill(sale: sale, minimumUnits: needed) {
+            // A lease no larger than what the parked customers need (minus what the buckets still hold):
+            // across instances, units follow the customers who wait for them, in the order the ledger
+            // grants the leases.
+            let missing = max(needed, demand - sale.availableLocally)
+            switch await refill(sale: sale, minimumUnits: needed, demandUnits: configuration.leaseToDemand ? missing : nil) {
             case .granted:
                 continue
             case .retry:

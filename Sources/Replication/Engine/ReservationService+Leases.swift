@@ -9,7 +9,8 @@ private let incarnation = String(UInt32.random(in: 0x1000_0000...UInt32.max), ra
 
 extension ReservationService {
     /// Gets another lease for the sale. Single flight: concurrent callers wait for the one request.
-    func refill(sale: LocalSale, minimumUnits: Int = 1) async -> LocalSale.RefillResult {
+    /// `demandUnits` caps the lease at what this instance's customers need now (nil: the adaptive share).
+    func refill(sale: LocalSale, minimumUnits: Int = 1, demandUnits: Int? = nil) async -> LocalSale.RefillResult {
         let isLeader = sale.state.withLock { state -> Bool in
             if state.refillWaiters != nil { return false }
             state.refillWaiters = []
@@ -25,7 +26,7 @@ extension ReservationService {
                 if !registered { continuation.resume(returning: .retry) }
             }
         }
-        let result = await acquireLease(sale: sale, minimumUnits: minimumUnits)
+        let result = await acquireLease(sale: sale, minimumUnits: minimumUnits, demandUnits: demandUnits)
         let waiters = sale.state.withLock { state in
             defer { state.refillWaiters = nil }
             return state.refillWaiters ?? []
@@ -34,7 +35,7 @@ extension ReservationService {
         return result
     }
 
-    private func acquireLease(sale: LocalSale, minimumUnits: Int) async -> LocalSale.RefillResult {
+    private func acquireLease(sale: LocalSale, minimumUnits: Int, demandUnits: Int?) async -> LocalSale.RefillResult {
         // Bound the leases one instance sells from at once. Drained ones do not count (the reconciler
         // retires them); leases whose few units are too few for large orders do, up to a hard cap.
         let sellingWithUnits = sale.state.withLock { state in
@@ -52,7 +53,8 @@ extension ReservationService {
         let acquisition: LeaseAcquisition
         do {
             acquisition = try await committer.perform { ledger throws(RedisError) in
-                try ledger.acquireLease(saleID: saleID, owner: owner, shardID: shardID, sizing: sizing, ttlMilliseconds: ttl, minimumUnits: minimumUnits)
+                try ledger.acquireLease(saleID: saleID, owner: owner, shardID: shardID, sizing: sizing, ttlMilliseconds: ttl,
+                                        minimumUnits: minimumUnits, demandUnits: demandUnits)
             }
         } catch {
             return .unavailable(error)
@@ -336,6 +338,7 @@ extension ReservationService {
         let deadline = sentAt + Int64(ttl - configuration.leaseSafetyMarginMilliseconds)
         var returns: [(shardID: String, fence: Int64, bucket: TokenBucket?)] = []
         var lost: [TokenBucket] = []
+        var soldSinceLastTick = 0
         sale.state.withLock { state in
             for (lease, units) in zip(renewals, remaining) {
                 guard var slot = state.slots[lease.shardID] else { continue }
@@ -355,6 +358,7 @@ extension ReservationService {
                 let available = bucket.available
                 let taken = bucket.capacity - available
                 let idle = taken == slot.takenAtLastTick
+                soldSinceLastTick += max(0, taken - slot.takenAtLastTick)
                 slot.takenAtLastTick = taken
                 let drained = available == 0 && slot.ledgerRemaining == 0
                 let surplus = view.waitlist > 0 && idle && available > 0
@@ -384,12 +388,13 @@ extension ReservationService {
             await returnLeases(saleID: saleID, returns.map { ($0.shardID, $0.fence) }, reason: "surplus or drained")
         }
 
-        // Prefetch so that customers rarely wait for a lease round trip, but only where customers order:
-        // an instance that never needed a lease for this sale does not hoard its stock.
+        // Prefetch before the buckets run dry, but only as much as this instance sold in the last interval
+        // (twice that): an instance whose customers stopped, or never came, does not hoard units that
+        // other instances' customers are waiting for.
         let lastGrant = sale.state.withLock { $0.lastGrantUnits }
         let threshold = max(1, Int(Double(lastGrant) * configuration.prefetchFraction))
-        if lastGrant > 0, view.status == .open, view.pool > 0, view.waitlist == 0, sale.availableLocally < threshold {
-            _ = await refill(sale: sale)
+        if lastGrant > 0, soldSinceLastTick > 0 || !configuration.leaseToDemand, view.status == .open, view.pool > 0, view.waitlist == 0, sale.availableLocally < threshold {
+            _ = await refill(sale: sale, demandUnits: configuration.leaseToDemand ? 2 * soldSinceLastTick : nil)
         }
     }
 

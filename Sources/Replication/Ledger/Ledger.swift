@@ -99,8 +99,11 @@ public struct Ledger {
 
     // MARK: Leases
 
-    public func acquireLease(saleID: String, owner: String, shardID: String, sizing: ShardSizing, ttlMilliseconds: Int, minimumUnits: Int = 1) throws(RedisError) -> LeaseAcquisition {
-        precondition(minimumUnits >= 1)
+    /// Leases units: the adaptive share of the pool, at least `minimumUnits` (one order), and at most
+    /// `demandUnits` when given (what this instance's waiting customers need).
+    public func acquireLease(saleID: String, owner: String, shardID: String, sizing: ShardSizing, ttlMilliseconds: Int, minimumUnits: Int = 1,
+                             demandUnits: Int? = nil) throws(RedisError) -> LeaseAcquisition {
+        precondition(minimumUnits >= 1 && (demandUnits ?? 1) >= 1)
         var arguments = RedisCommand()
         arguments.append(owner)
         arguments.append(shardID)
@@ -108,6 +111,7 @@ public struct Ledger {
         arguments.append(sizing.spreadFactor)
         arguments.append(ttlMilliseconds)
         arguments.append(minimumUnits)
+        arguments.append(demandUnits ?? 0)
         let reply = try run(LedgerScripts.acquireLease, saleID: saleID, arguments)
         let elements = reply.array ?? []
         switch try Self.tag(reply) {

@@ -51,6 +51,9 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
 
     public var count: Int { entries.count }
 
+    /// Units the parked entries ask for, in all (what a lease for them needs at most).
+    public private(set) var parkedUnits = 0
+
     /// Records a direct take (made while idle) as the next arrival; answers its arrival number.
     @discardableResult
     public mutating func admitDirectly() -> UInt64 {
@@ -67,6 +70,7 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
         let sequence = nextSequence
         nextSequence += 1
         entries.append(Entry(sequence: sequence, quantity: quantity, deadlineMilliseconds: deadlineMilliseconds, ticket: ticket))
+        parkedUnits += quantity
         let startPump = !pumping
         pumping = true
         assert(zip(entries, entries.dropFirst()).allSatisfy { $0.sequence < $1.sequence }, "entries stay in arrival order")
@@ -81,6 +85,8 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
         precondition(pumping, "only the pump serves the queue")
         precondition(!entries.isEmpty, "pop from an empty admission queue")
         let head = entries.removeFirst()
+        parkedUnits -= head.quantity
+        assert(parkedUnits >= 0)
         logGrant(head.sequence)
         return head
     }
@@ -89,7 +95,10 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
     /// waitlist, or the sale closed).
     public mutating func takeAll() -> [Entry] {
         precondition(pumping, "only the pump serves the queue")
-        defer { entries.removeAll(keepingCapacity: true) }
+        defer {
+            entries.removeAll(keepingCapacity: true)
+            parkedUnits = 0
+        }
         return entries
     }
 
@@ -102,6 +111,7 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
         precondition(zip(earlier, earlier.dropFirst()).allSatisfy { $0.sequence < $1.sequence }, "requeued entries keep their order")
         precondition(entries.first.map { earlier.last!.sequence < $0.sequence } ?? true, "requeued entries arrived before the parked ones")
         entries.insert(contentsOf: earlier, at: 0)
+        parkedUnits += earlier.reduce(0) { $0 + $1.quantity }
     }
 
     /// Removes and answers the entries whose deadline passed, oldest first.
@@ -109,6 +119,7 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
         guard entries.contains(where: { $0.deadlineMilliseconds <= nowMilliseconds }) else { return [] }
         let expired = entries.filter { $0.deadlineMilliseconds <= nowMilliseconds }
         entries.removeAll { $0.deadlineMilliseconds <= nowMilliseconds }
+        parkedUnits -= expired.reduce(0) { $0 + $1.quantity }
         return expired
     }
 

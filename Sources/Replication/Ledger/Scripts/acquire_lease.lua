@@ -1,5 +1,6 @@
 -- ARGV: owner, shardId, maxShardUnits, spreadFactor, ttlMs, minUnits (the quantity that asked; a
--- shard smaller than one order could never serve it).
+-- shard smaller than one order could never serve it), demandUnits (what the instance's waiting customers
+-- need, 0 = unknown: the lease is no larger, so no instance sits on units another one's customers wait for).
 -- Answers `{OK, fence, units, expiresAtMs, nowMs}`, `{EMPTY, sold, leased, waitlist}`,
 -- `{CLOSED, reason}`, `{NOT_STARTED, msUntilStart}` or `{NOT_FOUND}`.
 local meta = load_meta()
@@ -16,7 +17,10 @@ if pool <= 0 or waiting > 0 then
 end
 if not owners[ARGV[1]] then count = count + 1 end
 local units = math.floor(pool / (tonumber(ARGV[4]) * count))
-units = math.max(1, tonumber(ARGV[6]) or 1, math.min(units, tonumber(ARGV[3])))
+units = math.min(units, tonumber(ARGV[3]))
+local demand = tonumber(ARGV[7]) or 0
+if demand > 0 then units = math.min(units, demand) end
+units = math.max(1, tonumber(ARGV[6]) or 1, units)
 units = math.min(units, pool)
 local fence = redis.call('INCR', K.fence)
 local expires = now + tonumber(ARGV[5])

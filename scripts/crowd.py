@@ -1,0 +1,922 @@
+#!/usr/bin/env python3
+"""An outside measurement of the reference flash crowd, with wrk as the load generator.
+
+The reference case: one sale of 1,000 units, at most 2 per customer, and 10,000 distinct customers who each
+press "order" (quantity 1) once at the opening instant. Everything runs on 127.0.0.1: this script starts
+its own redis-server (AOF, `appendfsync always`, as scripts/lib.sh does) in a temp dir, N `flashsale serve`
+instances (`--instances 1` or `3`; with 3, haproxy in front: roundrobin, http mode, keep-alive, no health
+checks so that a busy /readyz cannot take an instance out mid-crowd), creates the sale through
+`POST /admin/sales` a few seconds in the future, and drives the crowd with wrk. Every process it starts is
+stopped at the end (also on an error, Ctrl-C or SIGTERM); every subprocess call has a timeout.
+
+    .venv/bin/python scripts/crowd.py --bin /tmp/crowd-bin/flashsale --instances 1 --compare
+    .venv/bin/python scripts/crowd.py --bin /tmp/crowd-bin/flashsale --instances 3 --compare --rounds 2
+    .venv/bin/python scripts/crowd.py --bin /tmp/crowd-bin/flashsale --ceiling   # wrk's own ceiling on /healthz
+
+How the crowd is generated (the Lua script is written per run into the temp dir; read it there with
+--keep-workdir):
+- Python signs the 10,000 customer tokens (sub `cust-00000` .. `cust-09999`, HS256) into a file. Each wrk
+  thread (`-t2`) owns a contiguous slice of the customers (thread 0: 0..4999, thread 1: 5000..9999) and
+  pre-builds one request per customer in `init()`: `POST /sales/{id}/orders`, `Authorization: Bearer`,
+  `Content-Type: application/json`, `Idempotency-Key: crowd-<n>`, body
+  `{"quantity":1,"delivery":{...}}`. wrk's `request()` cannot tell which connection it serves, so the
+  thread's connections take the thread's customers in turn from one counter: no customer is sent twice,
+  and a connection sends its next customer only after its previous answer (closed loop, 1,000 in flight).
+  A connection with no customer left is parked (its `delay()` returns an hour) until wrk's `-d` ends.
+- Opening instant: wrk is started `--hold-seconds` (3 s) before `startsAt`, so all 1,000 connections are
+  established first; wrk's `delay()` hook then holds each connection's first request until
+  `startsAt + --open-margin-ms` (1 ms) on CLOCK_REALTIME (the server decides "started" with Redis `TIME` and
+  its own clock, the same host clock). So customers do not get SALE_NOT_STARTED and no retry is needed:
+  wrk cannot tie an answer to the request it answers, so a customer who got SALE_NOT_STARTED could not be
+  re-sent as the same customer. Any SALE_NOT_STARTED answer (and any request generated before the
+  instant, `early`) is counted and printed as a WARNING: such a run under-counts those customers.
+
+How arrival order and FCFS are measured (the honest part):
+- Arrival = the wall-clock time (CLOCK_REALTIME through LuaJIT's FFI, microseconds; `os.clock` is CPU time
+  and `os.time` has 1 s resolution) at which wrk's `request()` produced that customer's request, i.e.
+  immediately before wrk writes it to the socket. Both wrk threads read the same system clock, so the two
+  threads' sends interleave correctly into ONE global order (ties, rare, broken by thread and sequence).
+  It is the send order at the client, not the order in which the server read the requests: the kernel's
+  loopback delivery, haproxy (with 3 instances) and the server's event loops can reorder requests sent
+  microseconds apart. The report gives the spread of the first K sends (how simultaneous they were).
+- Winners = customers holding a confirmed order in the ledger after the sale settled (read from Redis, so
+  customers who got 202 and were served from the waiting list count, and nobody is taken on the word of
+  an HTTP answer). K = the number of winners.
+- FCFS precision = |first K customers by arrival  AND  winners| / K. With 1,000 connections and K near
+  1,000, the first K arrivals are essentially the initial burst (every connection's first request, sent
+  within a few ms of the instant); a later customer is only sent after one of those got its answer, so
+  FCFS < 1 means units went to customers who arrived after somebody in the first K who did not get one.
+  Also reported: how many winners arrived after rank K ("late winners") and the largest winner rank.
+- Each 201's `customerId` is kept and checked against the ledger: a 201 whose customer holds no confirmed
+  order is printed as ACKED-BUT-MISSING (must be 0). `sold` above the stock is printed as OVERSOLD.
+  The same `customerId` gives the winners' exact latency (their send -> their 201), `latency201Ms`.
+- Premature SOLD_OUT (one-sided): SOLD_OUT answers the client had received before the ledger's
+  `soldOutAtMs` were decided before the sale sold out; they are counted and printed as a WARNING.
+- Latency p50/p90/p99 are wrk's own (send to answer of every request wrk completed, 201s and fast 409s
+  alike; the hold before the instant is not included). `req/s` is the crowd's: answers received divided
+  by (last answer - first send); wrk's own Requests/sec is also kept but it divides by the whole `-d`
+  window, hold and parked tail included, so it is not the crowd's rate.
+- The CPU seconds used during the crowd by wrk, redis, haproxy and each instance are reported (the
+  machine is small; wrk shares the cores with the service).
+
+Results are printed as a table and written as JSON to reports/crowd/ (`--report-dir`).
+"""
+
+import argparse
+import base64
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+JWT_SECRET = "crowd-secret-0123456789abcdef-" + base64.b16encode(os.urandom(4)).decode()
+BODY = '{"quantity":1,"delivery":{"name":"A B","phone":"+15550100","address":"1 Main St"}}'
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# ----------------------------------------------------------------------------------------------- clients
+
+class Redis:
+    """A minimal RESP2 client (one connection, blocking, with a timeout) -- as chaos/flashsale_chaos/clients.py."""
+
+    def __init__(self, port, timeout=5.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.file = self.sock.makefile("rb")
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __call__(self, *args):
+        out = [b"*%d\r\n" % len(args)]
+        for arg in args:
+            data = arg if isinstance(arg, bytes) else str(arg).encode()
+            out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        self.sock.sendall(b"".join(out))
+        return self._read()
+
+    def _read(self):
+        line = self.file.readline()
+        if not line:
+            raise ConnectionError("redis closed the connection")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RuntimeError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            size = int(rest)
+            if size < 0:
+                return None
+            return self.file.read(size + 2)[:-2].decode("utf-8", "replace")
+        if kind == b"*":
+            size = int(rest)
+            return None if size < 0 else [self._read() for _ in range(size)]
+        raise RuntimeError("bad RESP line %r" % line)
+
+
+def redis_call(port, *args, timeout=5.0):
+    client = Redis(port, timeout)
+    try:
+        return client(*args)
+    finally:
+        client.close()
+
+
+def pairs(flat):
+    flat = flat or []
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat) - 1, 2)}
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+JWT_HEADER = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+
+
+def token(subject, admin=False, ttl=3600):
+    now = int(time.time())
+    claims = {"sub": subject, "exp": now + ttl, "iat": now}
+    if admin:
+        claims["scope"] = "admin"
+    payload = b64url(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
+    signing = (JWT_HEADER + "." + payload).encode()
+    return JWT_HEADER + "." + payload + "." + b64url(hmac.new(JWT_SECRET.encode(), signing, hashlib.sha256).digest())
+
+
+def request(port, method, path, body=None, bearer=None, timeout=5.0):
+    """One request on a fresh connection to 127.0.0.1: (status, json-or-text)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        headers = {}
+        if bearer:
+            headers["Authorization"] = "Bearer " + bearer
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        connection.request(method, path, body=data, headers=headers)
+        response = connection.getresponse()
+        raw = response.read()
+        try:
+            return response.status, json.loads(raw) if raw else None
+        except ValueError:
+            return response.status, raw.decode("utf-8", "replace")
+    finally:
+        connection.close()
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(predicate, timeout, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except Exception:  # noqa: BLE001 - a probe that fails is simply "not yet"
+            pass
+        time.sleep(interval)
+    return False
+
+
+def rfc3339_ms(ms):
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + ".%03dZ" % (ms % 1000)
+
+
+# --------------------------------------------------------------------------------------------- processes
+
+class Processes:
+    """Every child this script starts; stop_all() stops them (SIGTERM, SIGKILL after a grace period)."""
+
+    def __init__(self):
+        self.children = []
+
+    def start(self, name, argv, workdir, env=None):
+        log = open(os.path.join(workdir, name + ".log"), "ab")
+        try:
+            child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     env=env, cwd=workdir, start_new_session=True)
+        finally:
+            log.close()
+        child.crowd_name = name
+        self.children.append(child)
+        return child
+
+    def stop(self, child, grace=10.0):
+        if child.poll() is None:
+            try:
+                child.terminate()
+                child.wait(grace)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                try:
+                    child.wait(5)
+                except subprocess.TimeoutExpired:
+                    pass
+            except OSError:
+                pass
+        if child in self.children:
+            self.children.remove(child)
+
+    def stop_all(self):
+        for child in reversed(list(self.children)):
+            try:
+                self.stop(child)
+            except Exception:  # noqa: BLE001 - keep stopping the others
+                try:
+                    child.kill()
+                except OSError:
+                    pass
+
+
+def cpu_seconds(pid):
+    """utime + stime of a live process (seconds), None once it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class Topology:
+    """redis-server (AOF always) + N instances (+ haproxy when N > 1), all on 127.0.0.1."""
+
+    def __init__(self, procs, binary, workdir, instances, order_path):
+        self.procs, self.workdir = procs, workdir
+        self.redis, self.instances, self.haproxy = None, [], None
+        try:
+            self._start(binary, instances, order_path)
+        except BaseException:
+            self.stop()  # a topology that failed to start leaves no process behind
+            raise
+
+    def _start(self, binary, instances, order_path):
+        procs, workdir = self.procs, self.workdir
+        self.redis_port = free_port()
+        redis_dir = os.path.join(workdir, "redis")
+        os.makedirs(redis_dir)
+        self.redis = procs.start("redis", ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                                           "--dir", redis_dir, "--save", "", "--appendonly", "yes",
+                                           "--appendfsync", "always", "--daemonize", "no"], workdir)
+        if not wait_until(lambda: redis_call(self.redis_port, "PING") == "PONG", 15):
+            raise RuntimeError("redis-server did not start (see %s/redis.log)" % workdir)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_") and k != "MONGO_URI"}
+        env.update({
+            "FLASHSALE_JWT_SECRET": JWT_SECRET,
+            "FLASHSALE_DATA_KEY": base64.b64encode(os.urandom(32)).decode(),
+            "FLASHSALE_RATE_LIMIT_CUSTOMER": "0",
+            "FLASHSALE_RATE_LIMIT_ADDRESS": "0",
+            "FLASHSALE_LOG_LEVEL": "error",
+        })
+        self.instance_ports = [free_port() for _ in range(instances)]
+        for index, port in enumerate(self.instance_ports):
+            self.instances.append(procs.start(
+                "instance-%d" % index,
+                [binary, "serve", "--port", str(port), "--redis-url", "redis://127.0.0.1:%d" % self.redis_port,
+                 "--order-path", order_path, "--instance-id", "crowd-%d" % index], workdir, env))
+        for index, port in enumerate(self.instance_ports):
+            if not wait_until(lambda: request(port, "GET", "/readyz", timeout=2)[0] == 200, 60, 0.2):
+                raise RuntimeError("instance %d (port %d) did not become ready (see %s/instance-%d.log)"
+                                   % (index, port, workdir, index))
+        if instances > 1:
+            self.port = free_port()
+            config = os.path.join(workdir, "haproxy.cfg")
+            servers = "\n".join("    server i%d 127.0.0.1:%d" % (i, p) for i, p in enumerate(self.instance_ports))
+            # maxconn 9000: haproxy needs about 2 fds per connection and the hard fd limit here is 20,000
+            # (maxconn 20000 makes it refuse to start); 9000 is still 9x the crowd's 1,000 connections.
+            with open(config, "w") as handle:
+                handle.write("""global
+    maxconn 9000
+defaults
+    mode http
+    option http-keep-alive
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 60s
+    timeout http-request 60s
+    timeout queue 60s
+frontend api
+    bind 127.0.0.1:%d
+    maxconn 9000
+    default_backend instances
+backend instances
+    balance roundrobin
+%s
+""" % (self.port, servers))
+            self.haproxy = procs.start("haproxy", ["haproxy", "-f", config, "-db"], workdir)
+            if not wait_until(lambda: request(self.port, "GET", "/readyz", timeout=2)[0] == 200, 15):
+                raise RuntimeError("haproxy did not come up (see %s/haproxy.log)" % workdir)
+        else:
+            self.port = self.instance_ports[0]
+
+    def cpu(self):
+        named = [("redis", self.redis)] + [("instance-%d" % i, p) for i, p in enumerate(self.instances)]
+        if self.haproxy:
+            named.append(("haproxy", self.haproxy))
+        return {name: cpu_seconds(child.pid) for name, child in named}
+
+    def stop(self):
+        for child in ([self.haproxy] if self.haproxy else []) + list(reversed(self.instances)) + ([self.redis] if self.redis else []):
+            self.procs.stop(child)
+
+
+# ---------------------------------------------------------------------------------------------- wrk lua
+
+LUA = r"""-- Generated by scripts/crowd.py for one run; see its docstring.
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } crowd_timespec;
+int clock_gettime(int clk_id, crowd_timespec *tp);
+]]
+local ts = ffi.new("crowd_timespec")
+local function now_us()  -- CLOCK_REALTIME, microseconds since the epoch (exact in a double)
+  ffi.C.clock_gettime(0, ts)
+  return tonumber(ts.tv_sec) * 1000000 + math.floor(tonumber(ts.tv_nsec) / 1000)
+end
+local function fmt(us) return string.format("%.0f", us) end
+
+local OPEN_US = @OPEN_US@
+local TOKENS = "@TOKENS@"
+local OUT = "@OUT@"
+local THREADS = @THREADS@
+local CUSTOMERS = @CUSTOMERS@
+local PATH = "@PATH@"
+local BODY = '@BODY@'
+local PARK_MS = 3600000
+
+-- main state: one id per thread, gathered again in done()
+local all_threads = {}
+function setup(thread)
+  thread:set("tid", #all_threads)
+  all_threads[#all_threads + 1] = thread
+end
+
+-- thread state
+reqs, custs, counts = {}, {}, {}
+slice = 0        -- customers of this thread
+reserved = 0     -- customers promised to a connection by delay()
+issued = 0       -- customers sent (request() produced)
+unreserved = 0   -- customers taken by request() without a delay() (a reconnect re-sends without delay())
+filler = 0       -- GET /healthz sent because a reconnected connection found no customer left
+parked = 0       -- delay() calls that found no customer left
+held = 0         -- delay() calls before the opening instant (connections established in time)
+early = 0        -- customers sent before the opening instant (should be 0)
+answered = 0
+first_send_us, last_send_us, last_resp_us = 0, 0, 0
+running = false
+local sends, resps, filler_req
+
+function init(args)
+  local lo = math.floor(CUSTOMERS * tid / THREADS)
+  local hi = math.floor(CUSTOMERS * (tid + 1) / THREADS)
+  local i = 0
+  for line in io.lines(TOKENS) do
+    if i >= lo and i < hi then
+      slice = slice + 1
+      custs[slice] = i
+      reqs[slice] = wrk.format("POST", PATH, {["Authorization"] = "Bearer " .. line,
+        ["Content-Type"] = "application/json", ["Idempotency-Key"] = "crowd-" .. i}, BODY)
+    end
+    i = i + 1
+  end
+  filler_req = wrk.format("GET", "/healthz", {}, nil)
+  sends = io.open(OUT .. "/sends-" .. tid .. ".txt", "w")
+  sends:setvbuf("full", 1048576)
+  resps = io.open(OUT .. "/responses-" .. tid .. ".txt", "w")
+  resps:setvbuf("full", 1048576)
+end
+
+function delay()
+  running = true
+  if reserved >= slice then
+    parked = parked + 1
+    return PARK_MS
+  end
+  reserved = reserved + 1
+  local now = now_us()
+  if now < OPEN_US then
+    held = held + 1
+    -- wrk's timers have millisecond resolution and may fire up to 1 ms early: +2 keeps us after OPEN_US
+    return math.floor((OPEN_US - now) / 1000) + 2
+  end
+  return 0
+end
+
+function request()
+  if not running then return reqs[1] or filler_req end  -- wrk's start-up check calls request() once
+  if issued >= reserved then
+    if reserved >= slice then
+      filler = filler + 1
+      return filler_req
+    end
+    reserved = reserved + 1
+    unreserved = unreserved + 1
+  end
+  issued = issued + 1
+  local t = now_us()
+  if t < OPEN_US then early = early + 1 end
+  if first_send_us == 0 then first_send_us = t end
+  last_send_us = t
+  sends:write(custs[issued], " ", fmt(t), "\n")
+  if issued % 256 == 0 or issued == slice then sends:flush() end
+  return reqs[issued]
+end
+
+function response(status, headers, body)
+  local t = now_us()
+  answered = answered + 1
+  last_resp_us = t
+  local code = "-"
+  if status >= 400 then code = string.match(body or "", '"code"%s*:%s*"([%w_]+)"') or "-" end
+  local key = tostring(status) .. ":" .. code
+  counts[key] = (counts[key] or 0) + 1
+  local customer = "-"
+  if status == 201 then customer = string.match(body or "", '"customerId"%s*:%s*"([^"]*)"') or "?" end
+  resps:write(fmt(t), " ", status, " ", code, " ", customer, "\n")
+  if answered % 256 == 0 then resps:flush() end
+end
+
+function done(summary, latency, requests)
+  local parts = {}
+  for _, t in ipairs(all_threads) do
+    local c = {}
+    for k, v in pairs(t:get("counts") or {}) do c[#c + 1] = string.format("%q:%d", k, v) end
+    parts[#parts + 1] = string.format('{"tid":%d,"slice":%d,"reserved":%d,"issued":%d,"unreserved":%d,'
+      .. '"filler":%d,"parked":%d,"held":%d,"early":%d,"answered":%d,"firstSendUs":%s,"lastSendUs":%s,'
+      .. '"lastRespUs":%s,"counts":{%s}}',
+      t:get("tid"), t:get("slice"), t:get("reserved"), t:get("issued"), t:get("unreserved"), t:get("filler"),
+      t:get("parked"), t:get("held"), t:get("early"), t:get("answered"), fmt(t:get("first_send_us")),
+      fmt(t:get("last_send_us")), fmt(t:get("last_resp_us")), table.concat(c, ","))
+  end
+  local e = summary.errors
+  io.write(string.format('CROWD_JSON {"durationUs":%s,"requests":%d,"bytes":%d,'
+    .. '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},'
+    .. '"latencyUs":{"min":%s,"mean":%.1f,"p50":%s,"p75":%s,"p90":%s,"p99":%s,"p999":%s,"max":%s},"threads":[%s]}\n',
+    fmt(summary.duration), summary.requests, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
+    fmt(latency.min), latency.mean, fmt(latency:percentile(50)), fmt(latency:percentile(75)),
+    fmt(latency:percentile(90)), fmt(latency:percentile(99)), fmt(latency:percentile(99.9)), fmt(latency.max),
+    table.concat(parts, ",")))
+end
+"""
+
+
+def write_lua(path, open_us, tokens_file, out_dir, threads, customers, sale_id):
+    text = (LUA.replace("@OPEN_US@", str(open_us)).replace("@TOKENS@", tokens_file).replace("@OUT@", out_dir)
+            .replace("@THREADS@", str(threads)).replace("@CUSTOMERS@", str(customers))
+            .replace("@PATH@", "/sales/%s/orders" % sale_id).replace("@BODY@", BODY))
+    with open(path, "w") as handle:
+        handle.write(text)
+
+
+def parse_wrk_text(stdout):
+    out = {}
+    match = re.search(r"Requests/sec:\s+([\d.]+)", stdout)
+    if match:
+        out["wrkRequestsPerSecond"] = float(match.group(1))
+    match = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", stdout)
+    if match:
+        out["socketErrors"] = dict(zip(["connect", "read", "write", "timeout"], map(int, match.groups())))
+    match = re.search(r"Non-2xx or 3xx responses: (\d+)", stdout)
+    if match:
+        out["non2xx3xx"] = int(match.group(1))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- one run
+
+def customer_name(index):
+    return "cust-%05d" % index
+
+
+def run_crowd(args, order_path, round_no, procs, log):
+    workdir = tempfile.mkdtemp(prefix="crowd-%s-" % order_path)
+    result = {"path": order_path, "instances": args.instances, "round": round_no, "customers": args.customers,
+              "stock": args.stock, "limit": args.limit, "connections": args.connections, "threads": args.threads,
+              "warnings": []}
+    topology = None
+    ok = False
+    try:
+        log("crowd: %s, %d instance(s), round %d (workdir %s)" % (order_path, args.instances, round_no, workdir))
+        topology = Topology(procs, args.bin, workdir, args.instances, order_path)
+        result["redisAppendfsync"] = pairs(redis_call(topology.redis_port, "CONFIG", "GET", "appendfsync")).get("appendfsync")
+
+        tokens_file = os.path.join(workdir, "tokens.txt")
+        with open(tokens_file, "w") as handle:
+            for index in range(args.customers):
+                handle.write(token(customer_name(index)) + "\n")
+        admin = token("crowd-admin", admin=True)
+
+        sale_id = "crowd-%s-%d-%s" % (order_path, round_no, base64.b16encode(os.urandom(3)).decode().lower())
+        starts_ms = (int(time.time() * 1000) + int((args.hold_seconds + args.lead_seconds) * 1000) + 999) // 1000 * 1000
+        status, body = request(topology.port, "POST", "/admin/sales", bearer=admin, body={
+            "id": sale_id, "name": "crowd %s" % order_path, "stock": args.stock, "startsAt": rfc3339_ms(starts_ms),
+            "durationSeconds": args.sale_seconds, "perCustomerLimit": args.limit})
+        if status != 201:
+            raise RuntimeError("POST /admin/sales answered %s: %s" % (status, body))
+        result["saleId"], result["startsAtMs"] = sale_id, starts_ms
+        open_us = starts_ms * 1000 + args.open_margin_ms * 1000
+
+        out_dir = os.path.join(workdir, "wrk")
+        os.makedirs(out_dir)
+        script = os.path.join(workdir, "crowd.lua")
+        write_lua(script, open_us, tokens_file, out_dir, args.threads, args.customers, sale_id)
+        duration = int(args.hold_seconds + args.crowd_seconds + 0.999)
+        argv = ["wrk", "-t%d" % args.threads, "-c%d" % args.connections, "-d%ds" % duration, "--timeout", "30s",
+                "--latency", "-s", script, "http://127.0.0.1:%d" % topology.port]
+        result["wrkCommand"] = " ".join(argv)
+
+        delay = starts_ms / 1000.0 - args.hold_seconds - time.time()
+        if delay < 0.5:
+            raise RuntimeError("set-up took too long: wrk would start %.1f s late" % -delay)
+        time.sleep(delay)
+        cpu_before = topology.cpu()
+        usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wrk = procs_start_wrk(procs, argv, workdir)
+        try:
+            stdout, _ = wrk.communicate(timeout=duration + 60)
+        except subprocess.TimeoutExpired:
+            wrk.kill()
+            stdout, _ = wrk.communicate(timeout=10)
+            result["warnings"].append("wrk did not stop by itself within -d + 60 s; killed")
+        finally:
+            if wrk.poll() is None:  # interrupted: stop it now
+                procs.stop(wrk, grace=2)
+            elif wrk in procs.children:
+                procs.children.remove(wrk)
+        usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_after = topology.cpu()
+        result["wrkExit"] = wrk.returncode
+        result["cpuSeconds"] = {name: round(cpu_after[name] - cpu_before[name], 2)
+                                for name in cpu_before if cpu_before[name] is not None and cpu_after.get(name) is not None}
+        result["cpuSeconds"]["wrk"] = round((usage_after.ru_utime + usage_after.ru_stime)
+                                            - (usage_before.ru_utime + usage_before.ru_stime), 2)
+        stdout = stdout.decode("utf-8", "replace")
+        with open(os.path.join(workdir, "wrk.out"), "w") as handle:
+            handle.write(stdout)
+        result["wrkText"] = [line for line in stdout.splitlines() if not line.startswith("CROWD_JSON ")]
+        result.update(parse_wrk_text(stdout))
+        summary_line = next((line for line in stdout.splitlines() if line.startswith("CROWD_JSON ")), None)
+        if summary_line is None:
+            raise RuntimeError("wrk printed no CROWD_JSON line (exit %s):\n%s" % (wrk.returncode, stdout[-2000:]))
+        wrk_summary = json.loads(summary_line[len("CROWD_JSON "):])
+        result["wrk"] = wrk_summary
+
+        # The ledger, once the sale settled (closed, or no change for a while).
+        def settled():
+            meta = pairs(redis_call(topology.redis_port, "HGETALL", "fs:{%s}:meta" % sale_id))
+            return meta.get("status") == "closed"
+        if not wait_until(settled, args.settle_seconds, 0.25):
+            result["warnings"].append("the sale was not closed %d s after the crowd" % args.settle_seconds)
+        analyse(result, topology, sale_id, out_dir, wrk_summary, open_us, admin)
+        ok = True
+        return result
+    except Exception as error:  # noqa: BLE001 - the logs stay for a look
+        raise RuntimeError("%s (logs kept in %s)" % (error, workdir)) from error
+    finally:
+        if topology:
+            topology.stop()
+        if args.keep_workdir or not ok:
+            result["workdir"] = workdir
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def procs_start_wrk(procs, argv, workdir):
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             cwd=workdir, start_new_session=True)
+    child.crowd_name = "wrk"
+    procs.children.append(child)
+    return child
+
+
+def read_lines(path):
+    try:
+        with open(path) as handle:
+            return [line.split() for line in handle if line.strip()]
+    except OSError:
+        return []
+
+
+def analyse(result, topology, sale_id, out_dir, wrk_summary, open_us, admin):
+    warn = result["warnings"]
+    threads = wrk_summary["threads"]
+
+    # HTTP answers by status and code (the thread counters; the per-answer files are cross-checked).
+    by_status = {}
+    for thread in threads:
+        for key, count in thread["counts"].items():
+            by_status[key] = by_status.get(key, 0) + count
+    result["answers"] = dict(sorted(by_status.items()))
+
+    def total(prefix):
+        return sum(v for k, v in by_status.items() if k.split(":")[0] == prefix)
+    result["count201"], result["count202"] = total("201"), total("202")
+    result["count409"], result["count503"] = total("409"), total("503")
+    result["countOther"] = sum(by_status.values()) - sum(result["count%s" % s] for s in ("201", "202", "409", "503"))
+    not_started = by_status.get("409:SALE_NOT_STARTED", 0)
+    early = sum(t["early"] for t in threads)
+    if not_started or early:
+        warn.append("%d SALE_NOT_STARTED answers, %d requests sent before the instant: those customers were not retried"
+                    % (not_started, early))
+
+    # Sends (arrival order) and answers, from the per-thread files.
+    sends = []
+    for thread in threads:
+        for seq, row in enumerate(read_lines(os.path.join(out_dir, "sends-%d.txt" % thread["tid"]))):
+            sends.append((int(row[1]), thread["tid"], seq, int(row[0])))
+        if len(read_lines(os.path.join(out_dir, "sends-%d.txt" % thread["tid"]))) != thread["issued"]:
+            warn.append("thread %d: sends file has fewer lines than issued requests" % thread["tid"])
+    sends.sort()
+    answers = []
+    for thread in threads:
+        rows = read_lines(os.path.join(out_dir, "responses-%d.txt" % thread["tid"]))
+        if len(rows) != thread["answered"]:
+            warn.append("thread %d: responses file has %d lines, %d answers counted" % (thread["tid"], len(rows), thread["answered"]))
+        answers.extend(rows)
+    sent_customers = [s[3] for s in sends]
+    result["customersSent"] = len(sent_customers)
+    result["customersUnsent"] = result["customers"] - len(set(sent_customers))
+    if len(set(sent_customers)) != len(sent_customers):
+        warn.append("a customer was sent twice")
+    result["customersUnanswered"] = sum(t["issued"] + t["filler"] - t["answered"] for t in threads)
+    if result["customersUnsent"]:
+        warn.append("%d customers were never sent (the crowd outlasted -d; raise --crowd-seconds)" % result["customersUnsent"])
+    for name in ("unreserved", "filler", "held"):
+        result[name] = sum(t[name] for t in threads)
+    if result["held"] < result["connections"]:
+        warn.append("only %d of %d connections were established before the opening instant"
+                    % (result["held"], result["connections"]))
+
+    first_send = min((t["firstSendUs"] for t in threads if t["firstSendUs"]), default=0)
+    last_resp = max((t["lastRespUs"] for t in threads), default=0)
+    answered = sum(t["answered"] for t in threads)
+    result["firstSendAfterStartsAtMs"] = round((first_send - result["startsAtMs"] * 1000) / 1000.0, 3) if first_send else None
+    result["crowdSeconds"] = round((last_resp - first_send) / 1e6, 3) if first_send and last_resp > first_send else None
+    result["crowdRequestsPerSecond"] = round(answered / result["crowdSeconds"], 1) if result["crowdSeconds"] else None
+    result["lastAnswerAfterStartsAtMs"] = round((last_resp - result["startsAtMs"] * 1000) / 1000.0, 1) if last_resp else None
+    lat = wrk_summary["latencyUs"]
+    result["latencyMs"] = {k: round(v / 1000.0, 2) for k, v in lat.items()}
+
+    # The ledger.
+    port = topology.redis_port
+    meta = pairs(redis_call(port, "HGETALL", "fs:{%s}:meta" % sale_id))
+    sold = int(redis_call(port, "GET", "fs:{%s}:sold" % sale_id) or 0)
+    pool = redis_call(port, "GET", "fs:{%s}:pool" % sale_id)
+    stats = pairs(redis_call(port, "HGETALL", "fs:{%s}:stats" % sale_id))
+    records = [json.loads(v) for v in (redis_call(port, "HVALS", "fs:{%s}:orders" % sale_id, timeout=30) or [])]
+    confirmed = [r for r in records if r.get("s") == "confirmed"]
+    result["ledger"] = {"status": meta.get("status"), "closedReason": meta.get("closedReason"), "sold": sold,
+                        "pool": int(pool) if pool is not None else None, "orders": len(records),
+                        "confirmedOrders": len(confirmed), "confirmedUnits": sum(int(r.get("q", 0)) for r in confirmed),
+                        "ordersBySource": {}, "stats": stats,
+                        "openedAtMs": int(meta["openedAtMs"]) if "openedAtMs" in meta else None,
+                        "soldOutAtMs": int(meta["soldOutAtMs"]) if "soldOutAtMs" in meta else None}
+    for record in confirmed:
+        source = record.get("src", "?")
+        result["ledger"]["ordersBySource"][source] = result["ledger"]["ordersBySource"].get(source, 0) + 1
+    result["sold"] = sold
+    result["oversold"] = sold > result["stock"] or result["ledger"]["confirmedUnits"] > result["stock"]
+    if result["ledger"]["confirmedUnits"] != sold:
+        warn.append("ledger: confirmed units %d != sold %d" % (result["ledger"]["confirmedUnits"], sold))
+    opened, sold_out = result["ledger"]["openedAtMs"], result["ledger"]["soldOutAtMs"]
+    result["sellOutMs"] = sold_out - opened if opened and sold_out else None
+    result["sellOutFromStartsAtMs"] = sold_out - result["startsAtMs"] if sold_out else None
+    # SOLD_OUT is due only once every unit is sold: an answer SOLD_OUT that the client had already received
+    # before the ledger's soldOutAtMs (Redis TIME, the same host clock) was decided before the sell-out.
+    # One-sided: a premature answer received after soldOutAtMs is not seen.
+    sold_out_answers = [int(row[0]) for row in answers if row[1] == "409" and row[2] == "SOLD_OUT"]
+    result["soldOutAnsweredBeforeSellOut"] = (sum(1 for t in sold_out_answers if t < sold_out * 1000)
+                                              if sold_out else None)
+    if result["soldOutAnsweredBeforeSellOut"]:
+        warn.append("%d SOLD_OUT answers were received before the ledger's soldOutAtMs (first %.1f ms before)"
+                    % (result["soldOutAnsweredBeforeSellOut"], (sold_out * 1000 - min(sold_out_answers)) / 1000.0))
+    result["openedAfterStartsAtMs"] = opened - result["startsAtMs"] if opened else None
+    try:
+        status, summary = request(topology.port, "GET", "/sales/%s/summary" % sale_id, bearer=admin, timeout=10)
+        result["serviceSummary"] = summary if status == 200 else {"status": status, "body": summary}
+    except Exception as error:  # noqa: BLE001 - a cross-check only
+        result["serviceSummary"] = {"error": str(error)}
+
+    # Winners, acknowledged orders, FCFS.
+    winners = {}
+    for record in confirmed:
+        match = re.fullmatch(r"cust-(\d+)", record.get("c", ""))
+        if match:
+            winners[int(match.group(1))] = winners.get(int(match.group(1)), 0) + int(record.get("q", 0))
+        else:
+            warn.append("an order of an unexpected customer %r" % record.get("c"))
+    acked = [row[3] for row in answers if row[1] == "201"]
+    missing = sorted({c for c in acked if not (re.fullmatch(r"cust-(\d+)", c) and int(c[5:]) in winners)})
+    result["ackedButMissing"] = len(missing)
+    if missing:
+        result["ackedButMissingSample"] = missing[:20]
+    # A 201 names its customer, so the winners' own latency (send -> 201) is exact; other answers cannot be
+    # tied to their request (wrk gives response() no connection), so they only count in wrk's latency.
+    sent_at = {s[3]: s[0] for s in sends}
+    won_latency = sorted((int(row[0]) - sent_at[int(row[3][5:])]) / 1000.0 for row in answers
+                         if row[1] == "201" and re.fullmatch(r"cust-(\d+)", row[3]) and int(row[3][5:]) in sent_at)
+    if won_latency:
+        pick = lambda q: won_latency[min(len(won_latency) - 1, int(q * len(won_latency)))]  # noqa: E731
+        result["latency201Ms"] = {"p50": round(pick(0.5), 2), "p90": round(pick(0.9), 2), "p99": round(pick(0.99), 2),
+                                  "max": round(won_latency[-1], 2), "n": len(won_latency)}
+    k = len(winners)
+    rank = {customer: position for position, customer in enumerate(sent_customers)}
+    first_k = set(sent_customers[:k])
+    winner_ranks = sorted(rank[c] for c in winners if c in rank)
+    fcfs = {"K": k, "winnersNotSent": sum(1 for c in winners if c not in rank)}
+    if k:
+        fcfs["precision"] = round(len(first_k & set(winners)) / k, 4)
+        fcfs["lateWinners"] = sum(1 for r in winner_ranks if r >= k)
+        fcfs["maxWinnerRank"] = winner_ranks[-1] + 1 if winner_ranks else None
+        if len(sends) >= k:
+            fcfs["firstKSendSpreadMs"] = round((sends[k - 1][0] - sends[0][0]) / 1000.0, 3)
+        # the same question per wrk thread alone (its own send order, its own winners), for comparison
+        per_thread = []
+        for thread in threads:
+            order = [s[3] for s in sends if s[1] == thread["tid"]]
+            won = {c for c in order if c in winners}
+            if won:
+                per_thread.append(len(set(order[:len(won)]) & won) / len(won))
+        fcfs["perThreadMeanPrecision"] = round(sum(per_thread) / len(per_thread), 4) if per_thread else None
+    result["fcfs"] = fcfs
+    result["winners"] = k
+
+
+# --------------------------------------------------------------------------------------------- ceiling
+
+def run_ceiling(args, procs, log):
+    workdir = tempfile.mkdtemp(prefix="crowd-ceiling-")
+    topology = None
+    try:
+        topology = Topology(procs, args.bin, workdir, 1, "engine")
+        argv = ["wrk", "-t%d" % args.threads, "-c%d" % args.connections, "-d5s", "--latency",
+                "http://127.0.0.1:%d/healthz" % topology.port]
+        log("ceiling: " + " ".join(argv))
+        cpu_before = topology.cpu()
+        usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        output = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60).stdout.decode()
+        usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_after = topology.cpu()
+        result = {"mode": "ceiling", "wrkCommand": " ".join(argv), "wrkText": output.splitlines()}
+        result.update(parse_wrk_text(output))
+        result["cpuSeconds"] = {n: round(cpu_after[n] - cpu_before[n], 2) for n in cpu_before
+                                if cpu_before[n] is not None and cpu_after.get(n) is not None}
+        result["cpuSeconds"]["wrk"] = round((usage_after.ru_utime + usage_after.ru_stime)
+                                            - (usage_before.ru_utime + usage_before.ru_stime), 2)
+        print("ceiling: cpu seconds during the 5 s: %s" % json.dumps(result["cpuSeconds"]))
+        for line in output.splitlines():
+            match = re.match(r"\s+(50|90|99)%\s+([\d.]+)(us|ms|s)", line)
+            if match:
+                value = float(match.group(2)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(3)]
+                result.setdefault("latencyMs", {})["p" + match.group(1)] = round(value, 2)
+        return result
+    finally:
+        if topology:
+            topology.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+def fmt_ms(value):
+    return "-" if value is None else ("%.0f" % value if value >= 10 else "%.1f" % value)
+
+
+def print_table(results, out=sys.stdout):
+    header = ("path", "inst", "sold", "sellout ms", "201", "202", "409", "503", "other", "p50 ms", "p90 ms",
+              "p99 ms", "req/s", "FCFS", "late win", "1stK ms")
+    rows = []
+    for r in results:
+        if "error" in r:
+            rows.append((r["path"], str(r["instances"]), "ERROR: " + r["error"][:80]) + ("",) * (len(header) - 3))
+            continue
+        fcfs = r.get("fcfs", {})
+        rows.append((r["path"], str(r["instances"]), ("%d" % r["sold"]) + (" OVERSOLD" if r["oversold"] else ""),
+                     fmt_ms(r["sellOutMs"]), str(r["count201"]), str(r["count202"]), str(r["count409"]),
+                     str(r["count503"]), str(r["countOther"]), fmt_ms(r["latencyMs"]["p50"]),
+                     fmt_ms(r["latencyMs"]["p90"]), fmt_ms(r["latencyMs"]["p99"]),
+                     "%.0f" % r["crowdRequestsPerSecond"] if r.get("crowdRequestsPerSecond") else "-",
+                     "%.3f" % fcfs["precision"] if "precision" in fcfs else "-", str(fcfs.get("lateWinners", "-")),
+                     fmt_ms(fcfs.get("firstKSendSpreadMs"))))
+    widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
+    for row in [header] + rows:
+        print("  ".join(str(cell).rjust(widths[i]) for i, cell in enumerate(row)).rstrip(), file=out)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bin", default=os.path.join(ROOT, ".build/release/flashsale"))
+    parser.add_argument("--instances", type=int, choices=(1, 3), default=1)
+    parser.add_argument("--order-path", choices=("engine", "direct"), default="engine")
+    parser.add_argument("--compare", action="store_true", help="engine then direct, alternated, --rounds times")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--connections", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--customers", type=int, default=10000)
+    parser.add_argument("--stock", type=int, default=1000)
+    parser.add_argument("--limit", type=int, default=2)
+    parser.add_argument("--hold-seconds", type=float, default=3.0, help="wrk starts this long before startsAt")
+    parser.add_argument("--lead-seconds", type=float, default=3.0, help="extra time between creating the sale and starting wrk")
+    parser.add_argument("--crowd-seconds", type=float, default=8.0, help="wrk -d = hold + this")
+    parser.add_argument("--open-margin-ms", type=int, default=1, help="first requests leave at startsAt + this")
+    parser.add_argument("--sale-seconds", type=int, default=120, help="the sale's durationSeconds")
+    parser.add_argument("--settle-seconds", type=int, default=20, help="how long to wait for the sale to close after wrk")
+    parser.add_argument("--ceiling", action="store_true", help="only wrk on GET /healthz of one instance, 5 s")
+    parser.add_argument("--report-dir", default=os.path.join(ROOT, "reports/crowd"))
+    parser.add_argument("--keep-workdir", action="store_true")
+    args = parser.parse_args()
+    if args.connections % args.threads:
+        parser.error("--connections must be a multiple of --threads")
+    if not os.access(args.bin, os.X_OK):
+        parser.error("no executable at --bin %s" % args.bin)
+    for tool in ("wrk", "redis-server") + (("haproxy",) if args.instances > 1 else ()):
+        if not shutil.which(tool):
+            parser.error("%s is not installed (apt-get install -y %s)" % (tool, "redis-server" if tool == "redis-server" else tool))
+
+    def log(message):
+        print(message, flush=True)
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+    signal.signal(signal.SIGTERM, on_term)
+
+    procs = Processes()
+    started = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    report = {"startedAt": started, "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+              "machine": {"cpus": os.cpu_count(), "loadavg": os.getloadavg()}, "bin": args.bin, "runs": []}
+    try:
+        if args.ceiling:
+            result = run_ceiling(args, procs, log)
+            report["runs"].append(result)
+            print("\n".join(result["wrkText"]))
+        else:
+            paths = ["engine", "direct"] if args.compare else [args.order_path]
+            for round_no in range(1, args.rounds + 1):
+                for path in paths:
+                    try:
+                        result = run_crowd(args, path, round_no, procs, log)
+                    except KeyboardInterrupt:
+                        raise
+                    except Exception as error:  # noqa: BLE001 - one failed run is reported, the others go on
+                        result = {"path": path, "instances": args.instances, "round": round_no, "error": str(error)}
+                    report["runs"].append(result)
+                    for warning in result.get("warnings", []):
+                        log("  WARNING: " + warning)
+                    if result.get("oversold"):
+                        log("  OVERSOLD: sold %d of %d" % (result["sold"], result["stock"]))
+                    if result.get("ackedButMissing"):
+                        log("  ACKED-BUT-MISSING: %d customers got 201 but hold no confirmed order" % result["ackedButMissing"])
+                    if "error" not in result:
+                        log("  answers: %s" % json.dumps(result["answers"]))
+                        log("  ledger: %s; sell-out %s ms after openedAt (%s ms after startsAt, opened %s ms after startsAt); "
+                            "first send %s ms after startsAt; cpu s %s; wrk Requests/sec (whole -d) %s"
+                            % (json.dumps({k: result["ledger"][k] for k in ("status", "closedReason", "sold", "confirmedOrders", "ordersBySource")}),
+                               result["sellOutMs"], result["sellOutFromStartsAtMs"], result["openedAfterStartsAtMs"],
+                               result["firstSendAfterStartsAtMs"], json.dumps(result["cpuSeconds"]),
+                               result.get("wrkRequestsPerSecond")))
+                        log("  fcfs: %s; 201 latency ms %s" % (json.dumps(result["fcfs"]), json.dumps(result.get("latency201Ms"))))
+                    else:
+                        log("  ERROR: " + result["error"])
+            print()
+            print_table(report["runs"])
+    except KeyboardInterrupt:
+        log("crowd: interrupted; stopping everything it started")
+        report["interrupted"] = True
+    finally:
+        procs.stop_all()
+        os.makedirs(args.report_dir, exist_ok=True)
+        name = "crowd-%s-%s.json" % ("ceiling" if args.ceiling else "%di" % args.instances, started)
+        path = os.path.join(args.report_dir, name)
+        with open(path, "w") as handle:
+            json.dump(report, handle, indent=2, sort_keys=True)
+        print("crowd: report %s" % os.path.relpath(path, os.getcwd()))
+    return 1 if report.get("interrupted") or any("error" in r or r.get("oversold") or r.get("ackedButMissing")
+                                                  for r in report["runs"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

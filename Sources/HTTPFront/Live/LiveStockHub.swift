@@ -35,12 +35,12 @@ public final class LiveStockHub: Service, Sendable {
 
     /// Tells each served customer's sockets on this instance that their waitlist entry became an order.
     func announce(saleID: String, served: [ServedWaiter]) {
-        let byCustomer = Dictionary(grouping: served, by: \.customerID)
+        let byCustomer = Dictionary(grouping: served) { CustomerKey($0.customerID) }
         let deliveries = sales.withLock { sales -> [(AsyncStream<String>.Continuation, ServedWaiter)] in
             guard let entry = sales[saleID] else { return [] }
             var result: [(AsyncStream<String>.Continuation, ServedWaiter)] = []
             for (id, customer) in entry.customers {
-                guard let continuation = entry.sockets[id], let mine = byCustomer[customer] else { continue }
+                guard let continuation = entry.sockets[id], let mine = byCustomer[CustomerKey(customer)] else { continue }
                 for waiter in mine { result.append((continuation, waiter)) }
             }
             return result

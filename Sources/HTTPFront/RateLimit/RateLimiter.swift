@@ -1,4 +1,5 @@
 import Glibc
+import ReservationEngine
 import Synchronization
 
 /// Token buckets per key (customer or client address): `rate` requests per second, bursts of twice that.
@@ -15,7 +16,7 @@ public final class RateLimiter: Sendable {
     }
 
     private final class Shard: Sendable {
-        let buckets = Mutex<[String: Bucket]>([:])
+        let buckets = Mutex<[CustomerKey: Bucket]>([:])
     }
 
     /// Requests per second; 0 disables the limiter.
@@ -36,10 +37,10 @@ public final class RateLimiter: Sendable {
     public func acquire(_ key: String, nowNanoseconds: UInt64 = RateLimiter.monotonicNanoseconds()) -> Int? {
         guard isEnabled else { return nil }
         var hasher = Hasher()
-        hasher.combine(key)
+        hasher.combine(CustomerKey(key))
         let shard = shards[Int(UInt(bitPattern: hasher.finalize()) % UInt(Self.shardCount))]
         return shard.buckets.withLock { buckets -> Int? in
-            var bucket = buckets[key] ?? Bucket(tokens: burst, updatedAtNanoseconds: nowNanoseconds)
+            var bucket = buckets[CustomerKey(key)] ?? Bucket(tokens: burst, updatedAtNanoseconds: nowNanoseconds)
             let elapsed = Double(nowNanoseconds &- bucket.updatedAtNanoseconds) / 1e9
             bucket.tokens = min(burst, bucket.tokens + max(0, elapsed) * ratePerSecond)
             bucket.updatedAtNanoseconds = nowNanoseconds
@@ -50,7 +51,7 @@ public final class RateLimiter: Sendable {
             } else {
                 result = max(1, Int(((1 - bucket.tokens) / ratePerSecond).rounded(.up)))
             }
-            buckets[key] = bucket
+            buckets[CustomerKey(key)] = bucket
             if buckets.count > Self.maxKeysPerShard {
                 let burst = self.burst
                 let rate = ratePerSecond

@@ -253,7 +253,7 @@ struct APIRoutes: Sendable {
         } catch {
             throw Problem(error)
         }
-        guard let record, principal.isAdmin || record.customerID == principal.customerID else {
+        guard let record, principal.isAdmin || CustomerKey.same(record.customerID, principal.customerID) else {
             throw Problem.notFound("no such order")
         }
         return (principal, record, saleID)
@@ -263,7 +263,7 @@ struct APIRoutes: Sendable {
         let (principal, record, saleID) = try await visibleOrder(request, context)
         var response = OrderResponse(record, saleID: saleID)
         // Only the owner sees the delivery details in clear.
-        if principal.customerID == record.customerID {
+        if CustomerKey.same(principal.customerID, record.customerID) {
             do {
                 let opened = try cipher.open(record.delivery, context: Self.deliveryContext(saleID: saleID, customerID: record.customerID))
                 response.delivery = try JSONDecoder().decode(OrderBody.Delivery.self, from: Data(opened.utf8))

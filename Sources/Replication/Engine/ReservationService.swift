@@ -18,7 +18,7 @@ public final class ReservationService: Sendable {
     let logger: Logger
     private let sales = Mutex<[String: LocalSale]>([:])
     private let pending = PendingUnits()
-    private let keyedRequests = Mutex<[String: [CheckedContinuation<ReservationOutcome?, Never>]]>([:])
+    private let keyedRequests = Mutex<[CustomerKey: [CheckedContinuation<ReservationOutcome?, Never>]]>([:])
     private let clockOrigin = ContinuousClock.now
     /// Rejections by sale and code since the last reconcile (flushed into the sale's statistics).
     private let rejections = Mutex<[String: [String: Int]]>([:])
@@ -196,7 +196,8 @@ public final class ReservationService: Sendable {
             return await reserveOnce(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: "", delivery: delivery)
         }
         // Concurrent requests with the same key on this instance share the first one's outcome.
-        let requestKey = "\(saleID.utf8.count):\(saleID)\(customerID.utf8.count):\(customerID)\(idempotencyKey)"
+        // Compared as bytes (see CustomerKey): look-alike customers never share an outcome.
+        let requestKey = CustomerKey("\(saleID.utf8.count):\(saleID)\(customerID.utf8.count):\(customerID)\(idempotencyKey)")
         let isLeader = keyedRequests.withLock { requests -> Bool in
             if requests[requestKey] != nil { return false }
             requests[requestKey] = []

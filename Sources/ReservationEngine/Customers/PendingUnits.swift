@@ -8,7 +8,7 @@ import Synchronization
 public final class PendingUnits: Sendable {
     private static let shardCount = 64
     private final class Shard: Sendable {
-        let units = Mutex<[String: Int]>([:])
+        let units = Mutex<[CustomerKey: Int]>([:])
     }
 
     private let shards: [Shard]
@@ -21,9 +21,9 @@ public final class PendingUnits: Sendable {
     public func reserve(customerID: String, quantity: Int, limit: Int) -> Bool {
         precondition(quantity > 0 && limit > 0)
         return shard(customerID).units.withLock { pending in
-            let current = pending[customerID, default: 0]
+            let current = pending[CustomerKey(customerID), default: 0]
             guard current + quantity <= limit else { return false }
-            pending[customerID] = current + quantity
+            pending[CustomerKey(customerID)] = current + quantity
             return true
         }
     }
@@ -32,19 +32,19 @@ public final class PendingUnits: Sendable {
     public func release(customerID: String, quantity: Int) {
         precondition(quantity > 0)
         shard(customerID).units.withLock { pending in
-            let current = pending[customerID, default: 0]
+            let current = pending[CustomerKey(customerID), default: 0]
             precondition(current >= quantity, "released more pending units than reserved for a customer")
-            pending[customerID] = current == quantity ? nil : current - quantity
+            pending[CustomerKey(customerID)] = current == quantity ? nil : current - quantity
         }
     }
 
     public func pending(customerID: String) -> Int {
-        shard(customerID).units.withLock { $0[customerID, default: 0] }
+        shard(customerID).units.withLock { $0[CustomerKey(customerID), default: 0] }
     }
 
     private func shard(_ customerID: String) -> Shard {
         var hasher = Hasher()
-        hasher.combine(customerID)
+        hasher.combine(CustomerKey(customerID))
         let index = Int(UInt(bitPattern: hasher.finalize()) % UInt(Self.shardCount))
         return shards[index]
     }

@@ -33,13 +33,13 @@ public struct WaitlistModel: Sendable, Hashable {
 
     /// Appends a customer (one entry per customer); returns the 1-based position.
     public mutating func join(_ entry: Entry) -> Int {
-        if let index = entries.firstIndex(where: { $0.customerID == entry.customerID }) { return index + 1 }
+        if let index = entries.firstIndex(where: { CustomerKey.same($0.customerID, entry.customerID) }) { return index + 1 }
         entries.append(entry)
         return entries.count
     }
 
     public func position(of customerID: String) -> Int? {
-        entries.firstIndex { $0.customerID == customerID }.map { $0 + 1 }
+        entries.firstIndex { CustomerKey.same($0.customerID, customerID) }.map { $0 + 1 }
     }
 
     /// Serves from `pool` units. `unsold` is `stock - sold` (units in pool and leases included);

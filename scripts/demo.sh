@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the reference case on this machine: 1,000 units, at most 2 per customer, 10,000 virtual
-# customers ordering at the opening instant. Prints the summary and where the HTML report is.
+# customers ordering at the opening instant. Prints the summary and where the HTML report is, then the same
+# crowd driven by wrk (scripts/crowd.py), whose rate is not limited by the generator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.build/release/flashsale
@@ -23,3 +24,8 @@ REPORT=reports/demo-$(date -u +%Y%m%dT%H%M%SZ)
 timeout 300 "$BIN" load --url "http://127.0.0.1:$HTTP_PORT" --mode flash-crowd --customers "${DEMO_CUSTOMERS:-10000}" \
   --stock 1000 --limit 2 --starts-in-seconds 5 --max-seconds 120 --report "$REPORT"
 echo "demo: open $REPORT.html in a browser"
+stop_servers
+SERVER=
+# The same crowd measured from outside with wrk (a generator that outruns the server; see scripts/crowd.py):
+# the engine on one instance, every customer's answer, sell-out time, latency and FCFS precision.
+timeout 300 .venv/bin/python scripts/crowd.py --bin "$BIN" --instances 1 --customers "${DEMO_CUSTOMERS:-10000}"

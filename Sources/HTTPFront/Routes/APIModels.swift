@@ -22,6 +22,21 @@ struct OrderBody: Decodable {
     }
     var quantity: Int
     var delivery: Delivery
+
+    private enum CodingKeys: String, CodingKey { case quantity, delivery }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        delivery = try container.decode(Delivery.self, forKey: .delivery)
+        if let whole = try? container.decode(Int.self, forKey: .quantity) {
+            quantity = whole
+        } else if (try? container.decode(Double.self, forKey: .quantity)) != nil {
+            // A number, but not a whole one (1.5) or out of range: say so, not "invalid JSON".
+            throw Problem.invalidRequest("quantity must be a whole number")
+        } else {
+            quantity = try container.decode(Int.self, forKey: .quantity)
+        }
+    }
 }
 
 struct RebalanceBody: Decodable {

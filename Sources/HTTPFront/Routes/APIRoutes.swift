@@ -75,6 +75,10 @@ struct APIRoutes: Sendable {
 
     // MARK: Sales
 
+    /// How far from now a sale may start (API.md).
+    static let pastStartWindowMilliseconds: Int64 = 86_400_000
+    static let futureStartWindowMilliseconds: Int64 = 366 * 86_400_000
+
     func createSale(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
         _ = try requireAdmin(request, context)
         var request = request
@@ -86,6 +90,10 @@ struct APIRoutes: Sendable {
         let limit = body.perCustomerLimit ?? 2
         guard SaleDefinition.perCustomerLimitRange.contains(limit) else { throw Problem.invalidRequest("perCustomerLimit must be between 1 and 100") }
         guard let start = Timestamps.parse(body.startsAt) else { throw Problem.invalidRequest("startsAt must be an RFC 3339 timestamp") }
+        let now = Timestamps.nowMilliseconds
+        guard start >= now - Self.pastStartWindowMilliseconds, start <= now + Self.futureStartWindowMilliseconds else {
+            throw Problem.invalidRequest("startsAt must lie between now - 1 day and now + 1 year")
+        }
         let end: Int64
         switch (body.endsAt, body.durationSeconds) {
         case (let endsAt?, nil):
@@ -157,16 +165,16 @@ struct APIRoutes: Sendable {
         let saleID = try saleID(context)
         var idempotencyKey: String?
         if let key = request.headers.first(where: { $0.name.canonicalName == "idempotency-key" })?.value {
-            guard (1...64).contains(key.count) else {
+            guard (1...64).contains(key.utf8.count) else {
                 engine.recordRejection(saleID: saleID, code: .invalidRequest)
-                throw Problem.invalidRequest("Idempotency-Key must be 1 to 64 characters")
+                throw Problem.invalidRequest("Idempotency-Key must be 1 to 64 bytes")
             }
             idempotencyKey = key
         }
         var request = request
         let body = try await request.decodeBody(OrderBody.self, context: context)
         try requireLength(body.delivery.name, 1...100, field: "delivery.name")
-        try requireLength(body.delivery.phone, 6...20, field: "delivery.phone")
+        try requirePhone(body.delivery.phone, field: "delivery.phone")
         try requireLength(body.delivery.address, 1...500, field: "delivery.address")
         guard body.quantity >= 1 else { throw Problem.invalidRequest("quantity must be at least 1") }
         let delivery = try cipher.seal(String(decoding: try JSONEncoder().encode(body.delivery), as: UTF8.self),

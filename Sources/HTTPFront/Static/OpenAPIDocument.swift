@@ -170,7 +170,7 @@ enum OpenAPIDocument {
             id: {type: string, pattern: "^[A-Za-z0-9_-]{1,64}$"}
             name: {type: string, minLength: 1, maxLength: 200}
             stock: {type: integer, minimum: 1, maximum: 10000000}
-            startsAt: {type: string, format: date-time}
+            startsAt: {type: string, format: date-time, description: "between now - 1 day and now + 1 year"}
             endsAt: {type: string, format: date-time}
             durationSeconds: {type: integer, minimum: 1, maximum: 604800}
             perCustomerLimit: {type: integer, minimum: 1, maximum: 100, default: 2}
@@ -227,7 +227,7 @@ enum OpenAPIDocument {
               required: [name, phone, address]
               properties:
                 name: {type: string, minLength: 1, maxLength: 100}
-                phone: {type: string, minLength: 6, maxLength: 20}
+                phone: {type: string, minLength: 6, maxLength: 20, pattern: "^\\+?[0-9][0-9 -]{4,18}[0-9]$", description: "digits, an optional leading +, spaces or dashes between digits; limits count UTF-8 bytes"}
                 address: {type: string, minLength: 1, maxLength: 500}
         Order:
           type: object

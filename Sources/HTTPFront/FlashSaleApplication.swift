@@ -27,6 +27,7 @@ public enum FlashSaleApplication {
             let engine = ReservationService(redis: configuration.redis, configuration: configuration.engine, logger: logger, commitObserver: metrics)
             let hub = LiveStockHub(engine: engine, logger: logger)
             let router = Router(context: FlashSaleRequestContext.self)
+            router.middlewares.add(ProblemMiddleware())
             router.middlewares.add(RequestLogMiddleware())
             router.middlewares.add(MetricsMiddleware(metrics: metrics))
             let cipher = configuration.dataCipher ?? {

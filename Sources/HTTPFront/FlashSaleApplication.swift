@@ -77,7 +77,11 @@ public enum FlashSaleApplication {
 
             var application = Application(
                 router: router,
-                server: .http1WebSocketUpgrade(webSocketRouter: router),
+                server: .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(http1: .init(
+                    idleTimeout: .milliseconds(Int64(configuration.idleTimeoutSeconds * 1_000)),
+                    httpDecoderConfiguration: .init(maxHeaderFieldSize: configuration.maxHeaderBytes, maxHeaderListSize: configuration.maxHeaderBytes,
+                                                    maxHeaderFieldCount: 100)
+                ))),
                 configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "flashsale"),
                 logger: logger
             )

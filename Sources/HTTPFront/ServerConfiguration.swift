@@ -32,6 +32,11 @@ public struct ServerConfiguration: Sendable {
     public var mongoURI: String?
     /// Outbox drainer settings (the consumer name is the instance id).
     public var outbox: OutboxDrainer.Configuration
+    /// A connection with no request and no response in flight for this long is closed (`FLASHSALE_IDLE_TIMEOUT_SECONDS`).
+    public var idleTimeoutSeconds: Double = 60
+    /// Largest request head accepted, all header lines together (`FLASHSALE_MAX_HEADER_BYTES`); one field at
+    /// most this too, and at most 100 header fields.
+    public var maxHeaderBytes = 16_384
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, redis: RedisConfiguration = RedisConfiguration(), jwtSecret: String,

@@ -99,6 +99,18 @@ struct ServeCommand: AsyncParsableCommand {
         serverConfiguration.orderPath = path
         serverConfiguration.dataCipher = try DataKeys.cipher(environment: environment)
         serverConfiguration.mongoURI = (mongoURI ?? environment["MONGO_URI"]).flatMap { $0.isEmpty ? nil : $0 }
+        if let idle = environment["FLASHSALE_IDLE_TIMEOUT_SECONDS"] {
+            guard let seconds = Double(idle), seconds >= 1, seconds <= 3_600 else {
+                throw ValidationError("FLASHSALE_IDLE_TIMEOUT_SECONDS must be 1...3600, got \(idle.debugDescription)")
+            }
+            serverConfiguration.idleTimeoutSeconds = seconds
+        }
+        if let limit = environment["FLASHSALE_MAX_HEADER_BYTES"] {
+            guard let bytes = Int(limit), (4_096...1_048_576).contains(bytes) else {
+                throw ValidationError("FLASHSALE_MAX_HEADER_BYTES must be 4096...1048576, got \(limit.debugDescription)")
+            }
+            serverConfiguration.maxHeaderBytes = bytes
+        }
         if let retention = environment["FLASHSALE_RETENTION_SECONDS"] {
             guard let seconds = Int(retention), (60...31_536_000).contains(seconds) else {
                 throw ValidationError("FLASHSALE_RETENTION_SECONDS must be 60...31536000 (a year), got \(retention.debugDescription)")

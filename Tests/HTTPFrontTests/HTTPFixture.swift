@@ -21,7 +21,8 @@ struct HTTPFixture {
     /// The data key of the test applications (fixed, so a test can open what it sealed).
     static let dataKey = try! FieldCipher.Key(id: "test1", base64: "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=")
 
-    func components(customerRate: Double = 0, addressRate: Double = 0, orderPath: OrderPath = .engine, mongoURI: String? = nil) -> FlashSaleApplication.Components {
+    func components(customerRate: Double = 0, addressRate: Double = 0, orderPath: OrderPath = .engine, mongoURI: String? = nil,
+                    idleTimeoutSeconds: Double = 60) -> FlashSaleApplication.Components {
         var logger = Logger(label: "http-test")
         logger.logLevel = .warning
         var engine = EngineConfiguration(instanceID: "http-test", leaseTTLMilliseconds: 1_000, leaseRenewMarginMilliseconds: 500,
@@ -36,6 +37,7 @@ struct HTTPFixture {
         configuration.dataCipher = FieldCipher(sealing: Self.dataKey)
         configuration.mongoURI = mongoURI
         configuration.outbox.idlePollMilliseconds = 50
+        configuration.idleTimeoutSeconds = idleTimeoutSeconds
         return FlashSaleApplication.Components(configuration: configuration, logger: logger)
     }
 

@@ -2,16 +2,33 @@
 then that every socket receives the pushed frame after an order changes the stock, and closes them.
 
 Usage: live_sockets.py BASE_URL SALE_ID TOKEN ADMIN_TOKEN COUNT
+Each socket is a different viewer (the server caps sockets per customer), with a token signed here with
+FLASHSALE_JWT_SECRET; TOKEN places the order that moves the stock.
 Bounded: connecting has 120 s, the push has 30 s; exits non-zero on any failure.
 """
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
+import os
 import sys
+import time
 import urllib.request
 
 import websockets
 
 BASE, SALE, TOKEN, COUNT = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[5])
+
+
+def viewer_token(index):
+    def part(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    secret = os.environ["FLASHSALE_JWT_SECRET"].encode()
+    claims = {"sub": "viewer-%05d" % index, "exp": int(time.time()) + 3600}
+    signing_input = part(b'{"alg":"HS256","typ":"JWT"}') + "." + part(json.dumps(claims, separators=(",", ":")).encode())
+    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + part(signature)
 
 
 async def open_socket(url, semaphore):
@@ -39,9 +56,9 @@ async def wait_for_change(socket, sold_before):
 
 
 async def main():
-    url = BASE.replace("http://", "ws://") + f"/sales/{SALE}/live?access_token={TOKEN}"
+    base = BASE.replace("http://", "ws://") + f"/sales/{SALE}/live?access_token="
     semaphore = asyncio.Semaphore(500)
-    opened = await asyncio.wait_for(asyncio.gather(*(open_socket(url, semaphore) for _ in range(COUNT))), 120)
+    opened = await asyncio.wait_for(asyncio.gather(*(open_socket(base + viewer_token(index), semaphore) for index in range(COUNT))), 120)
     sockets = [socket for socket, _ in opened]
     sold_before = max(first["sold"] for _, first in opened)
     print(f"live: {len(sockets)} sockets open, each got the stock frame on connect")

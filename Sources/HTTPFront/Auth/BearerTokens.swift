@@ -6,6 +6,14 @@ import Replication
 public struct Principal: Sendable, Hashable {
     public let customerID: String
     public let isAdmin: Bool
+    /// The token's `exp` (seconds since 1970): a live socket is closed when it passes.
+    public var expiresAtSeconds: Double = .infinity
+
+    public init(customerID: String, isAdmin: Bool, expiresAtSeconds: Double = .infinity) {
+        self.customerID = customerID
+        self.isAdmin = isAdmin
+        self.expiresAtSeconds = expiresAtSeconds
+    }
 }
 
 /// HS256 JSON Web Tokens: signing (`flashsale token`) and verification (every route but health, metrics,
@@ -95,6 +103,6 @@ public struct BearerTokens: Sendable {
         case .string(let scope): isAdmin = scope.split(separator: " ").contains("admin")
         default: return .failure(.unauthorized("the token's scope is not a string"))
         }
-        return .success(Principal(customerID: subject, isAdmin: isAdmin))
+        return .success(Principal(customerID: subject, isAdmin: isAdmin, expiresAtSeconds: expiry))
     }
 }

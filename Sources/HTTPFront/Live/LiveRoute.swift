@@ -1,5 +1,7 @@
+import Foundation
 import Hummingbird
 import HummingbirdWebSocket
+import NIOWebSocket
 import Replication
 import ReservationEngine
 
@@ -18,10 +20,12 @@ extension APIRoutes {
             return .upgrade([:])
         } onUpgrade: { inbound, outbound, context in
             guard let saleID = context.requestContext.parameters.get("saleId") else { return }
-            // The token was verified before the upgrade; read its subject again for waitlist messages.
-            let customerID = bearerToken(of: context.request, allowQueryToken: true).flatMap { token in
-                try? tokens.verify(token).get().customerID
-            } ?? ""
+            // The token was verified before the upgrade; read it again for the subject (waitlist messages)
+            // and its expiry (the socket closes with the policy code when it passes).
+            let principal = bearerToken(of: context.request, allowQueryToken: true).flatMap { token in
+                try? tokens.verify(token).get()
+            }
+            let customerID = principal?.customerID ?? ""
             let (id, frames) = hub.subscribe(saleID: saleID, customerID: customerID)
             defer { hub.unsubscribe(saleID: saleID, id: id) }
             if let (frame, closedReason) = await hub.currentFrame(saleID: saleID) {
@@ -33,16 +37,29 @@ extension APIRoutes {
             }
             // Frames until the sale closes; the client's own messages are read (and ignored) concurrently
             // so that a closed socket ends the handler.
-            try await withThrowingTaskGroup(of: Void.self) { group in
+            let expiresAt = principal?.expiresAtSeconds ?? 0
+            let closing = try await withThrowingTaskGroup(of: String?.self) { group in
                 group.addTask {
-                    for try await frame in frames { try await outbound.write(.text(frame)) }
+                    for try await frame in frames {
+                        if frame == LiveStockHub.policyCloseFrame { return "too many live pages for this customer" }
+                        try await outbound.write(.text(frame))
+                    }
+                    return nil
                 }
                 group.addTask {
                     for try await _ in inbound {}
+                    return nil
                 }
-                try await group.next()
+                group.addTask {
+                    let seconds = expiresAt + BearerTokens.leewaySeconds - Timestamps.now.timeIntervalSince1970
+                    if seconds.isFinite { try await Task.sleep(for: .milliseconds(Int64(max(0, min(seconds, 86_400 * 30)) * 1_000))) } else { try await Task.sleep(for: .seconds(86_400 * 30)) }
+                    return "the token expired"
+                }
+                let first = try await group.next() ?? nil
                 group.cancelAll()
+                return first
             }
+            if let closing { try await outbound.close(.policyViolation, reason: closing) }
         }
     }
 }

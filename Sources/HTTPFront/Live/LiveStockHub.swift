@@ -19,6 +19,8 @@ public final class LiveStockHub: Service, Sendable {
     private struct SaleSockets {
         var sockets: [UInt64: AsyncStream<String>.Continuation] = [:]
         var customers: [UInt64: String] = [:]
+        /// Each customer's sockets, oldest first (at most `socketsPerCustomer`).
+        var byCustomer: [CustomerKey: [UInt64]] = [:]
         var lastNumbers: String?
     }
 
@@ -53,13 +55,32 @@ public final class LiveStockHub: Service, Sendable {
     /// Open sockets across all sales (for metrics and tests).
     public var socketCount: Int { sales.withLock { $0.values.reduce(0) { $0 + $1.sockets.count } } }
 
+    /// Sockets one customer may hold on one sale on this instance; a new one beyond it closes the oldest
+    /// (with the policy close code: the customer's newest page keeps working).
+    public static let socketsPerCustomer = 8
+    /// Sent down a socket's stream to make its handler close it with the policy code (never sent to a client).
+    static let policyCloseFrame = "\u{0}policy-close"
+
     /// Registers a socket; the stream ends when the sale closes or the hub stops.
     func subscribe(saleID: String, customerID: String) -> (id: UInt64, frames: AsyncStream<String>) {
         let id = nextID.add(1, ordering: .relaxed).newValue
         let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(Self.socketBufferFrames))
-        sales.withLock { sales in
-            sales[saleID, default: SaleSockets()].sockets[id] = continuation
-            sales[saleID]?.customers[id] = customerID
+        let evicted = sales.withLock { sales -> AsyncStream<String>.Continuation? in
+            var entry = sales[saleID, default: SaleSockets()]
+            defer { sales[saleID] = entry }
+            entry.sockets[id] = continuation
+            entry.customers[id] = customerID
+            guard !customerID.isEmpty else { return nil }
+            let key = CustomerKey(customerID)
+            entry.byCustomer[key, default: []].append(id)
+            guard let mine = entry.byCustomer[key], mine.count > Self.socketsPerCustomer, let oldest = mine.first else { return nil }
+            entry.byCustomer[key]?.removeFirst()
+            entry.customers[oldest] = nil
+            return entry.sockets.removeValue(forKey: oldest)
+        }
+        if let evicted {
+            evicted.yield(Self.policyCloseFrame)
+            evicted.finish()
         }
         return (id, stream)
     }
@@ -67,7 +88,11 @@ public final class LiveStockHub: Service, Sendable {
     func unsubscribe(saleID: String, id: UInt64) {
         let continuation = sales.withLock { sales -> AsyncStream<String>.Continuation? in
             let removed = sales[saleID]?.sockets.removeValue(forKey: id)
-            sales[saleID]?.customers[id] = nil
+            if let customer = sales[saleID]?.customers.removeValue(forKey: id), !customer.isEmpty {
+                let key = CustomerKey(customer)
+                sales[saleID]?.byCustomer[key]?.removeAll { $0 == id }
+                if sales[saleID]?.byCustomer[key]?.isEmpty == true { sales[saleID]?.byCustomer[key] = nil }
+            }
             if sales[saleID]?.sockets.isEmpty == true { sales[saleID] = nil }
             return removed
         }

@@ -21,9 +21,16 @@ test: bootstrap
 	swift test --skip-build
 	scripts/api-conformance.sh
 	timeout 600 .venv/bin/python chaos/chaos.py --bin .build/debug/flashsale --quick --scenarios kill-instance,pause-instance,kill-redis
+	timeout 600 scripts/k8s-check.sh
+	timeout 2400 scripts/image-test.sh
 
 clean:
 	rm -rf .build .local
+
+.PHONY: image
+# The container image (podman, offline): the release build staged into a minimal root file system (Containerfile).
+image: release
+	scripts/image.sh
 
 .PHONY: bench-micro bench demo chaos
 # Every chaos scenario against a release build (bounded: each scenario stops by itself; the whole run < 20 min),

@@ -63,9 +63,9 @@ public struct BearerTokens: Sendable {
         guard let firstDot = token.firstIndex(of: UInt8(ascii: ".")),
               let secondDot = token[(firstDot + 1)...].firstIndex(of: UInt8(ascii: ".")),
               !token[(secondDot + 1)...].contains(UInt8(ascii: ".")),
-              let headerBytes = Base64URL.decode(token[..<firstDot]),
-              let payloadBytes = Base64URL.decode(token[(firstDot + 1)..<secondDot]),
-              let signature = Base64URL.decode(token[(secondDot + 1)...])
+              let headerBytes = Base64URL.decode(buffer: UnsafeBufferPointer(rebasing: token[..<firstDot])),
+              let payloadBytes = Base64URL.decode(buffer: UnsafeBufferPointer(rebasing: token[(firstDot + 1)..<secondDot])),
+              let signature = Base64URL.decode(buffer: UnsafeBufferPointer(rebasing: token[(secondDot + 1)...]))
         else { return .failure(.unauthorized("malformed token")) }
         guard let header = TokenJSON(headerBytes), header["alg"] == .string("HS256") else {
             return .failure(.unauthorized("unsupported token algorithm (HS256 required)"))

@@ -12,6 +12,12 @@ public enum Base64URL {
 
     /// The encoding of `bytes`, without padding.
     public static func encode(_ bytes: some Collection<UInt8>) -> String {
+        if let encoded = bytes.withContiguousStorageIfAvailable({ encode(buffer: $0) }) { return encoded }
+        return Array(bytes).withUnsafeBufferPointer { encode(buffer: $0) }
+    }
+
+    /// ``encode(_:)`` on contiguous bytes.
+    public static func encode(buffer bytes: UnsafeBufferPointer<UInt8>) -> String {
         let count = bytes.count
         let length = (count * 4 + 2) / 3
         return String(unsafeUninitializedCapacity: length) { output in
@@ -43,6 +49,14 @@ public enum Base64URL {
     /// The bytes `text` encodes; nil for a character outside the URL-safe alphabet, padding, or an
     /// impossible length (a remainder of one character) or non-canonical trailing bits.
     public static func decode(_ text: some Collection<UInt8>) -> [UInt8]? {
+        // One witness call, then the non-generic loop (a generic loop across the module boundary is not
+        // specialized: every byte went through a protocol witness, 13% of an order's CPU in the profile).
+        if let decoded = text.withContiguousStorageIfAvailable({ decode(buffer: $0) }) { return decoded }
+        return Array(text).withUnsafeBufferPointer { decode(buffer: $0) }
+    }
+
+    /// ``decode(_:)`` on contiguous bytes.
+    public static func decode(buffer text: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         let count = text.count
         guard count % 4 != 1 else { return nil }
         var output: [UInt8] = []

@@ -27,8 +27,11 @@ ROOT=$WORK/rootfs
 REDIS_PORT=$(free_port)
 SERVER=
 CID=
+PROC_MOUNT=
 cleanup() {
   if [ -n "$SERVER" ]; then stop_process "$SERVER"; fi
+  # Unmount before anything is removed below the root file system.
+  if [ -n "$PROC_MOUNT" ]; then umount "$PROC_MOUNT" 2>/dev/null || umount -l "$PROC_MOUNT" 2>/dev/null || true; fi
   redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
   if [ -n "$CID" ]; then podman rm -f "$CID" >/dev/null 2>&1 || true; fi
   podman rmi -f "$IMAGE" >/dev/null 2>&1 || true
@@ -74,6 +77,11 @@ start_test_redis "$WORK/redis"
 PORT=$(free_port)
 mapfile -t image_env < <(podman image inspect --format '{{range .Config.Env}}{{println .}}{{end}}' "$IMAGE" | sed '/^$/d')
 mapfile -t command < <(podman image inspect --format '{{range .Config.Entrypoint}}{{println .}}{{end}}' "$IMAGE" | sed '/^$/d')
+# A container runtime gives every container its own /proc; the Swift runtime reads it (without it the
+# binary traps at start now and then), so the chroot gets one too, like the pod will.
+mkdir -p "$ROOT/proc"
+mount -t proc proc "$ROOT/proc" || fail "cannot mount /proc in the exported root file system"
+PROC_MOUNT="$ROOT/proc"
 touch "$WORK/before-run"; sleep 1
 env -i "${image_env[@]}" FLASHSALE_HOST=127.0.0.1 FLASHSALE_PORT="$PORT" \
   FLASHSALE_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
@@ -91,7 +99,7 @@ health=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/healthz"
 read -r _ ruid euid _ < <(grep '^Uid:' "/proc/$SERVER/status")
 [ "$(readlink "/proc/$SERVER/exe")" = "$ROOT/usr/local/bin/flashsale" ] || fail "the server is not the image's binary"
 [ "$ruid" = "$uid" ] && [ "$euid" = "$uid" ] || fail "the server runs as uid $ruid/$euid, not $uid"
-written=$(find "$ROOT" -newer "$WORK/before-run" -not -path "$ROOT/tmp" | sed "s|^$ROOT||")
+written=$(find "$ROOT" -path "$ROOT/proc" -prune -o -newer "$WORK/before-run" -not -path "$ROOT/tmp" -print | sed "s|^$ROOT||")
 [ -z "$written" ] || fail "the service wrote to its root file system: $written"
 kill -TERM "$SERVER"
 rc=0; timeout 20 tail --pid="$SERVER" -f /dev/null || rc=$?

@@ -18,7 +18,7 @@ run: release
 
 test: bootstrap
 	swift build --build-tests
-	swift test --skip-build
+	swift test --skip-build --no-parallel
 	scripts/api-conformance.sh
 	timeout 600 .venv/bin/python chaos/chaos.py --bin .build/debug/flashsale --quick --scenarios kill-instance,pause-instance,kill-redis
 	timeout 600 scripts/k8s-check.sh

@@ -123,8 +123,10 @@ extension ReservationService {
         }
     }
 
-    /// Rounds in a row without a grant after which the parked customers are told to retry.
-    static let admissionIdleRoundsLimit = 2_000
+    /// Rounds in a row without a grant after which the parked customers are told to retry. Each such round
+    /// is a ledger call or a 1 ms pause, so this is well beyond the admission deadline: a guard against a
+    /// loop that cannot progress, not a timeout (the deadline is that).
+    static let admissionIdleRoundsLimit = 20_000
 
     /// Answers every parked reservation the same way (the sale closed, the ledger is away).
     private func decideAll(sale: LocalSale, _ outcome: ReservationOutcome) {

@@ -1,18 +1,27 @@
 """The faults: what each scenario does to its topology `t` while the sale runs (inject), and how it heals.
 Each function is bounded (fixed sleeps, waits with timeouts); `t.observed` keeps what an effect probe needs."""
 
+import json
 import signal
 import time
 
 from . import LEASE_TTL_SECONDS
-from .clients import request, token, wait_until
+from .clients import pairs, redis_call, request, token, wait_until
 
 
 def sleep(seconds):
     time.sleep(seconds)
 
 
+def units_leased_to(t, instance):
+    """Units the ledger has leased to `instance` right now (its shards' `r`)."""
+    leases = pairs(redis_call(t.primary_port, "HGETALL", "fs:{%s}:leases" % t.sale, timeout=1.0))
+    return sum(lease["r"] for lease in map(json.loads, leases.values()) if lease.get("o") == instance)
+
+
 def kill_instance(t):
+    # As for a pause: the kill strands units in the ledger only when chaos-0 holds some (at most 3 s wait).
+    wait_until(lambda: units_leased_to(t, "chaos-0") > 0, 3.0, interval=0.01)
     t.instances[0].kill()
 
 
@@ -21,7 +30,11 @@ def restart_instance_0(t):
 
 
 def pause_instance(t):
+    # Fencing is exercised only when the paused instance holds units: leases sized to demand come and go
+    # within a few renewals, so wait (at most 3 s) for a moment when chaos-0 holds some.
+    wait_until(lambda: units_leased_to(t, "chaos-0") > 0, 3.0, interval=0.01)
     t.instances[0].signal(signal.SIGSTOP)
+    t.observed["unitsHeldWhenPaused"] = units_leased_to(t, "chaos-0")
     sleep(LEASE_TTL_SECONDS * 2)  # longer than the lease: the ledger reclaims it; the instance is fenced
 
 

@@ -2,6 +2,7 @@
 that shows the fault took effect. Every scenario must also stay live (its sale sells out after healing,
 see `checker.liveness`); the control scenario reports that, like its lost orders, without failing on it."""
 
+from . import LEASE_TTL_SECONDS
 from .faults import (cut_redis, heal_redis, kill_instance, kill_primary, kill_redis, mongo_down_observed, mongo_up,
                      nothing, pause_instance, rebalance_and_drain, rejoin_old_primary, restart_instance_0,
                      restart_instance_1, restart_redis, resume_instance)
@@ -31,12 +32,15 @@ def leases_expired_of(instance):
 
 def paused(instance):
     """A paused instance shows in the ledger when it held units (its leases expire there), and in the
-    history when customers were routed to it (their requests stall: unknown, 503 or 504). Leases sized to
-    demand often leave a paused instance holding nothing, so either is evidence."""
+    history when customers were routed to it: their requests stall until it resumes (answered after more
+    than one lease TTL, or unknown, 503 or 504). Leases sized to demand can leave a paused instance holding
+    nothing, so either is evidence."""
     def probe(t, history, stocklog):
         expired, lease_evidence = leases_expired_of(instance)(t, history, stocklog)
-        stalled = sum(1 for a in history.attempts if a["status"] in (503, 504, "unknown"))
-        return expired or stalled > 0, "%s; %d requests stalled (unknown, 503 or 504)" % (lease_evidence, stalled)
+        stalled = sum(1 for a in history.attempts
+                      if a["status"] in (503, 504, "unknown") or a.get("latency", 0) > LEASE_TTL_SECONDS)
+        return expired or stalled > 0, "%s (%s units leased to it when paused); %d requests stalled" % (
+            lease_evidence, t.observed.get("unitsHeldWhenPaused", "?"), stalled)
     return probe
 
 
@@ -78,7 +82,7 @@ SCENARIOS = [
     Scenario("kill-instance", "SIGKILL an instance mid-sale, restart it", kill_instance, restart_instance_0,
              effect=leases_expired_of("chaos-0")),
     Scenario("pause-instance", "SIGSTOP an instance for twice the lease TTL, then SIGCONT (fencing)",
-             pause_instance, resume_instance, effect=paused("chaos-0")),
+             pause_instance, resume_instance, workload={"stock": 600}, effect=paused("chaos-0")),
     Scenario("kill-redis", "SIGKILL Redis, restart it on its AOF (appendfsync always)", kill_redis, restart_redis,
              effect=requests_refused),
     Scenario("partition", "cut every instance-Redis connection for 3 s", cut_redis, heal_redis, effect=requests_refused),

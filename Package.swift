@@ -9,6 +9,9 @@ let swiftSettings: [SwiftSetting] = [
 ]
 
 /// Every file under Sources/Replication/Ledger/Scripts (SwiftPM embeds them one by one).
+/// The pages served at `/` and `/admin/` (HTTPFront's `StaticRoutes`), built into the binary.
+let pages = ["sale.html", "console.html", "flashsale.css", "flashsale.js", "sale.js", "console.js"]
+
 let ledgerScripts = [
     "prelude", "create_sale", "acquire_lease", "renew_leases", "return_lease", "commit_batch", "cancel_order",
     "fail_order", "restore_begin", "restore_orders", "restore_finish", "join_waitlist", "close_sale", "snapshot",
@@ -37,6 +40,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         // The C world: module maps and one-line shim headers, nothing else.
@@ -88,11 +92,13 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            resources: pages.map { .embedInCode("Static/Pages/\($0)") },
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -36,6 +36,11 @@ timeout 900 .venv/bin/schemathesis run "http://127.0.0.1:$HTTP_PORT/openapi.yaml
   --max-examples "$EXAMPLES" --seed 20261124 --request-timeout 10 --no-color
 echo "conformance: the OpenAPI document matches the live server"
 
-# One instance holds LIVE_SOCKETS open WebSockets and pushes a stock change to every one of them.
+# One instance holds LIVE_SOCKETS open WebSockets and pushes a stock change to every one of them. A sale of
+# its own: schemathesis may have closed or sold out the first one (it calls the admin routes too).
+STARTS=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+curl -fs -o /dev/null -X POST "http://127.0.0.1:$HTTP_PORT/admin/sales" -H "Authorization: Bearer $ADMIN" \
+  -H 'Content-Type: application/json' \
+  -d "{\"id\":\"live-check\",\"name\":\"Live sockets\",\"stock\":1000,\"startsAt\":\"$STARTS\",\"durationSeconds\":3600,\"perCustomerLimit\":2}"
 CUSTOMER=$("$BIN" token --sub live-check --ttl-seconds 3600)
-timeout 300 .venv/bin/python scripts/live_sockets.py "http://127.0.0.1:$HTTP_PORT" demo "$CUSTOMER" "$ADMIN" "${LIVE_SOCKETS:-10000}"
+timeout 300 .venv/bin/python scripts/live_sockets.py "http://127.0.0.1:$HTTP_PORT" live-check "$CUSTOMER" "$ADMIN" "${LIVE_SOCKETS:-10000}"

@@ -27,6 +27,9 @@ public enum FlashSaleApplication {
             let engine = ReservationService(redis: configuration.redis, configuration: configuration.engine, logger: logger, commitObserver: metrics)
             let hub = LiveStockHub(engine: engine, logger: logger)
             let router = Router(context: FlashSaleRequestContext.self)
+            if !configuration.corsOrigins.isEmpty {
+                router.middlewares.add(CrossOriginMiddleware(origins: configuration.corsOrigins))
+            }
             router.middlewares.add(ProblemMiddleware())
             router.middlewares.add(RequestLogMiddleware())
             router.middlewares.add(MetricsMiddleware(metrics: metrics))
@@ -59,7 +62,7 @@ public enum FlashSaleApplication {
                 let text = metrics.exposition(engine: engine, hub: hub, drainer: drainer, durability: durability.durability)
                 return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: text)))
             }
-            StaticRoutes().register(on: router)
+            StaticRoutes(pagesDirectory: configuration.pagesDirectory).register(on: router)
             var api = APIRoutes(
                 engine: engine,
                 tokens: BearerTokens(secret: configuration.jwtSecret),

@@ -37,6 +37,12 @@ public struct ServerConfiguration: Sendable {
     /// Largest request head accepted, all header lines together (`FLASHSALE_MAX_HEADER_BYTES`); one field at
     /// most this too, and at most 100 header fields.
     public var maxHeaderBytes = 16_384
+    /// Origins allowed to call the API from a browser (`FLASHSALE_CORS_ORIGINS`, comma-separated, `*` for
+    /// any): the pages served from a CDN or the shop's own domain. Empty: same origin only (no CORS headers).
+    public var corsOrigins: [String] = []
+    /// A directory whose files replace the built-in pages (`FLASHSALE_PAGES_DIR`): read on every request,
+    /// for a shop that restyles the pages, or while working on them. Nil: the pages built into the binary.
+    public var pagesDirectory: String?
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, redis: RedisConfiguration = RedisConfiguration(), jwtSecret: String,

@@ -111,6 +111,19 @@ struct ServeCommand: AsyncParsableCommand {
             }
             serverConfiguration.maxHeaderBytes = bytes
         }
+        if let origins = environment["FLASHSALE_CORS_ORIGINS"] {
+            guard let parsed = CrossOriginMiddleware.origins(parsing: origins) else {
+                throw ValidationError("FLASHSALE_CORS_ORIGINS must be * or comma-separated origins like https://shop.example (scheme://host[:port]), got \(origins.debugDescription)")
+            }
+            serverConfiguration.corsOrigins = parsed
+        }
+        if let directory = environment["FLASHSALE_PAGES_DIR"], !directory.isEmpty {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw ValidationError("FLASHSALE_PAGES_DIR must name a directory, got \(directory.debugDescription)")
+            }
+            serverConfiguration.pagesDirectory = directory
+        }
         if let retention = environment["FLASHSALE_RETENTION_SECONDS"] {
             guard let seconds = Int(retention), (60...31_536_000).contains(seconds) else {
                 throw ValidationError("FLASHSALE_RETENTION_SECONDS must be 60...31536000 (a year), got \(retention.debugDescription)")

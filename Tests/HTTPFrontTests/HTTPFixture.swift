@@ -22,7 +22,7 @@ struct HTTPFixture {
     static let dataKey = try! FieldCipher.Key(id: "test1", base64: "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=")
 
     func components(customerRate: Double = 0, addressRate: Double = 0, orderPath: OrderPath = .engine, mongoURI: String? = nil,
-                    idleTimeoutSeconds: Double = 60) -> FlashSaleApplication.Components {
+                    idleTimeoutSeconds: Double = 60, configure: (inout ServerConfiguration) -> Void = { _ in }) -> FlashSaleApplication.Components {
         var logger = Logger(label: "http-test")
         logger.logLevel = .warning
         var engine = EngineConfiguration(instanceID: "http-test", leaseTTLMilliseconds: 1_000, leaseRenewMarginMilliseconds: 500,
@@ -38,6 +38,7 @@ struct HTTPFixture {
         configuration.mongoURI = mongoURI
         configuration.outbox.idlePollMilliseconds = 50
         configuration.idleTimeoutSeconds = idleTimeoutSeconds
+        configure(&configuration)
         return FlashSaleApplication.Components(configuration: configuration, logger: logger)
     }
 

@@ -5,7 +5,9 @@ import Hummingbird
 enum RouteTable {
     static let routes: [(template: [String], methods: [HTTPRequest.Method])] = [
         (["healthz"], [.get]), (["readyz"], [.get]), (["metrics"], [.get]), (["openapi.yaml"], [.get]), ([], [.get]),
-        (["admin", "sales"], [.post]),
+        (["admin"], [.get]), (["assets", ":file"], [.get]),
+        (["admin", "sales"], [.get, .post]),
+        (["admin", "sales", ":saleId", "close"], [.post]),
         (["admin", "sales", ":saleId", "shards"], [.get]),
         (["admin", "sales", ":saleId", "rebalance"], [.post]),
         (["sales", ":saleId"], [.get]),

@@ -56,6 +56,8 @@ struct SaleResponse: Encodable {
     var status: String
     var available: Int
     var sold: Int
+    /// `sold_out`, `ended` or `closed` once closed; absent before.
+    var closedReason: String?
 
     init(definition: SaleDefinition, view: LedgerView?) {
         id = definition.id
@@ -68,6 +70,20 @@ struct SaleResponse: Encodable {
         status = window.status(nowMilliseconds: Timestamps.nowMilliseconds, ledgerStatus: view?.status ?? .scheduled).rawValue
         sold = view?.sold ?? 0
         available = definition.stock - sold
+        closedReason = status == SaleStatus.closed.rawValue ? (view?.closedReason ?? .ended).rawValue : nil
+    }
+}
+
+struct SaleListResponse: Encodable {
+    var sales: [SaleResponse]
+    /// The cursor of the next page; null on the last.
+    var next: String?
+
+    func encode(to encoder: any Encoder) throws {
+        enum Keys: String, CodingKey { case sales, next }
+        var container = encoder.container(keyedBy: Keys.self)
+        try container.encode(sales, forKey: .sales)
+        try container.encode(next, forKey: .next)
     }
 }
 
@@ -204,8 +220,11 @@ struct ShardsResponse: Encodable {
     var stock: Int
     var leases: [Lease]
     var instances: [String]
+    /// Confirmed orders not yet written to MongoDB.
+    var outboxBacklog: Int
 
-    init(_ snapshot: LedgerSnapshot) {
+    init(_ snapshot: LedgerSnapshot, outboxBacklog: Int) {
+        self.outboxBacklog = outboxBacklog
         pool = snapshot.pool
         sold = snapshot.sold
         stock = snapshot.definition.stock

@@ -19,6 +19,8 @@ struct APIRoutes: Sendable {
 
     func register(on router: Router<FlashSaleRequestContext>) {
         router.post("admin/sales") { request, context in try await createSale(request, context) }
+        router.get("admin/sales") { request, context in try await listSales(request, context) }
+        router.post("admin/sales/:saleId/close") { request, context in try await closeSale(request, context) }
         router.get("admin/sales/:saleId/shards") { request, context in try await shards(request, context) }
         router.post("admin/sales/:saleId/rebalance") { request, context in try await rebalance(request, context) }
         router.get("sales/:saleId") { request, context in try await sale(request, context) }
@@ -116,6 +118,84 @@ struct APIRoutes: Sendable {
         }
         let view = try? await engine.stock(saleID: id)
         return try jsonResponse(SaleResponse(definition: definition, view: view), status: .created)
+    }
+
+    /// Sales per page of `GET /admin/sales` (`limit`), and how many registry entries one call reads at
+    /// most while filtering by status.
+    static let salePageSizes = 1...100
+    static let defaultSalePageSize = 20
+    static let maximumSalesScannedPerPage = 1_000
+
+    func listSales(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
+        _ = try requireAdmin(request, context)
+        let query = request.uri.queryParameters
+        var wanted: SaleStatus?
+        if let status = query["status"].map(String.init), !status.isEmpty {
+            guard let parsed = SaleStatus(rawValue: status) else { throw Problem.invalidRequest("status must be scheduled, open or closed") }
+            wanted = parsed
+        }
+        var pageSize = Self.defaultSalePageSize
+        if let limit = query["limit"].map(String.init) {
+            guard let parsed = Int(limit), Self.salePageSizes.contains(parsed) else { throw Problem.invalidRequest("limit must be between 1 and 100") }
+            pageSize = parsed
+        }
+        var cursor: (id: String, startsAtMilliseconds: Int64)?
+        if let text = query["cursor"].map(String.init), !text.isEmpty {
+            guard let parsed = Self.parseSaleCursor(text) else { throw Problem.invalidRequest("cursor is not one this server issued") }
+            cursor = parsed
+        }
+        var sales: [SaleResponse] = []
+        var scanned = 0
+        var exhausted = false
+        while sales.count < pageSize, scanned < Self.maximumSalesScannedPerPage {
+            let batch: [(id: String, startsAtMilliseconds: Int64, snapshot: LedgerSnapshot?)]
+            do {
+                batch = try await engine.salePage(after: cursor, count: wanted == nil ? pageSize - sales.count : 100)
+            } catch {
+                throw Problem(error)
+            }
+            if batch.isEmpty { exhausted = true; break }
+            for entry in batch {
+                scanned += 1
+                cursor = (entry.id, entry.startsAtMilliseconds)
+                // A registry entry without a sale (a creation that failed half-way) is skipped.
+                guard let snapshot = entry.snapshot else { continue }
+                let response = SaleResponse(definition: snapshot.definition, view: ReservationService.view(of: snapshot))
+                if let wanted, response.status != wanted.rawValue { continue }
+                sales.append(response)
+                if sales.count == pageSize { break }
+            }
+        }
+        let next = exhausted ? nil : cursor.map { "\($0.startsAtMilliseconds).\($0.id)" }
+        return try jsonResponse(SaleListResponse(sales: sales, next: next))
+    }
+
+    /// `<startsAt ms>.<sale id>`: the last sale of the previous page.
+    static func parseSaleCursor(_ text: String) -> (id: String, startsAtMilliseconds: Int64)? {
+        guard text.utf8.count <= 96, let dot = text.firstIndex(of: ".") else { return nil }
+        guard let milliseconds = Int64(text[..<dot]) else { return nil }
+        let id = String(text[text.index(after: dot)...])
+        guard SaleDefinition.isValidID(id) else { return nil }
+        return (id, milliseconds)
+    }
+
+    func closeSale(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
+        _ = try requireAdmin(request, context)
+        let saleID = try saleID(context)
+        do {
+            guard try await engine.closeSale(saleID: saleID) else {
+                throw Problem(ReservationError(.saleEnded, "the sale is already closed"))
+            }
+            let definition = try await engine.definition(saleID: saleID)
+            let view = try await engine.stock(saleID: saleID)
+            return try jsonResponse(SaleResponse(definition: definition, view: view))
+        } catch let error as ReservationError {
+            throw Problem(error)
+        } catch let problem as Problem {
+            throw problem
+        } catch {
+            throw Problem(ReservationError(.retryLater, "the ledger is unreachable"))
+        }
     }
 
     func sale(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
@@ -311,7 +391,13 @@ struct APIRoutes: Sendable {
             throw Problem(ReservationError(.retryLater, "the ledger is unreachable (\(error.code))"))
         }
         guard let snapshot else { throw Problem.notFound("no sale \(saleID)") }
-        return try jsonResponse(ShardsResponse(snapshot))
+        let backlog: Int
+        do {
+            backlog = try await engine.outboxBacklog(saleID: saleID)
+        } catch {
+            throw Problem(error)
+        }
+        return try jsonResponse(ShardsResponse(snapshot, outboxBacklog: backlog))
     }
 
     func rebalance(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {

@@ -23,6 +23,19 @@ enum OpenAPIDocument {
             "200": {description: The ledger answers, content: {application/json: {schema: {type: object}}}}
             "503": {description: The ledger does not answer, content: {application/json: {schema: {type: object}}}}
       /admin/sales:
+        get:
+          description: Every sale still in Redis, latest start first, a page at a time.
+          parameters:
+            - {name: status, in: query, required: false, schema: {type: string, enum: [scheduled, open, closed]}}
+            - {name: cursor, in: query, required: false, description: The previous page's `next`, schema: {type: string, maxLength: 96}}
+            - {name: limit, in: query, required: false, schema: {type: integer, minimum: 1, maximum: 100, default: 20}}
+          responses:
+            "200": {description: One page, content: {application/json: {schema: {$ref: "#/components/schemas/SalePage"}}}}
+            "400": {$ref: "#/components/responses/Problem"}
+            "401": {$ref: "#/components/responses/Problem"}
+            "403": {$ref: "#/components/responses/Problem"}
+            "429": {$ref: "#/components/responses/Problem"}
+            "503": {$ref: "#/components/responses/Problem"}
         post:
           requestBody:
             required: true
@@ -44,6 +57,18 @@ enum OpenAPIDocument {
             "401": {$ref: "#/components/responses/Problem"}
             "403": {$ref: "#/components/responses/Problem"}
             "404": {$ref: "#/components/responses/Problem"}
+            "429": {$ref: "#/components/responses/Problem"}
+            "503": {$ref: "#/components/responses/Problem"}
+      /admin/sales/{saleId}/close:
+        parameters: [{$ref: "#/components/parameters/saleId"}]
+        post:
+          description: Closes the sale now (closedReason `closed`); the final summary is stored as for any close.
+          responses:
+            "200": {description: The closed sale, content: {application/json: {schema: {$ref: "#/components/schemas/Sale"}}}}
+            "401": {$ref: "#/components/responses/Problem"}
+            "403": {$ref: "#/components/responses/Problem"}
+            "404": {$ref: "#/components/responses/Problem"}
+            "409": {$ref: "#/components/responses/Problem"}
             "429": {$ref: "#/components/responses/Problem"}
             "503": {$ref: "#/components/responses/Problem"}
       /admin/sales/{saleId}/rebalance:
@@ -187,6 +212,13 @@ enum OpenAPIDocument {
             status: {type: string, enum: [scheduled, open, closed]}
             available: {type: integer}
             sold: {type: integer}
+            closedReason: {type: string, enum: [sold_out, ended, closed], description: Present once closed}
+        SalePage:
+          type: object
+          required: [sales, next]
+          properties:
+            sales: {type: array, items: {$ref: "#/components/schemas/Sale"}}
+            next: {type: [string, "null"]}
         Stock:
           type: object
           required: [available, sold, status, waitlist, asOf]
@@ -210,7 +242,7 @@ enum OpenAPIDocument {
             soldOutAt: {type: [string, "null"], format: date-time}
             sellOutMilliseconds: {type: [integer, "null"]}
             closedAt: {type: [string, "null"], format: date-time}
-            closedReason: {type: [string, "null"], enum: [sold_out, ended, null]}
+            closedReason: {type: [string, "null"], enum: [sold_out, ended, closed, null]}
             cancelled: {type: integer}
             rejections: {type: object, additionalProperties: {type: integer}}
             waitlist:
@@ -266,7 +298,7 @@ enum OpenAPIDocument {
             status: {type: string, enum: [cancelled, failed]}
         Shards:
           type: object
-          required: [pool, sold, stock, leases, instances]
+          required: [pool, sold, stock, leases, instances, outboxBacklog]
           properties:
             pool: {type: integer}
             sold: {type: integer}
@@ -283,6 +315,7 @@ enum OpenAPIDocument {
                   remaining: {type: integer}
                   expiresAt: {type: string, format: date-time}
             instances: {type: array, items: {type: string}}
+            outboxBacklog: {type: integer, description: Confirmed orders not yet written to MongoDB}
         Rebalance:
           type: object
           required: [mode]

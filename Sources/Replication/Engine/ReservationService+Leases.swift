@@ -402,6 +402,52 @@ extension ReservationService {
 
     /// Revokes leases in the ledger: every lease (`even`: they re-spread by adaptive sizing) or those of
     /// one instance (`drain`). The owners learn it at their next renewal or commit.
+    /// An operator's close: the ledger closes the sale now (`closedReason` `closed`), every lease is revoked
+    /// and the waitlist is left unserved; this instance closes its buckets at once, the others at their next
+    /// renewal (their leases are gone), and the reconciler stores the final summary as for any close.
+    /// False when the sale was already closed.
+    public func closeSale(saleID: String) async throws(ReservationError) -> Bool {
+        let result: (status: SaleStatus, reason: ClosedReason?, closedNow: Bool)?
+        do {
+            result = try await control.perform { ledger throws(RedisError) in
+                try ledger.closeSaleReportingChange(saleID: saleID, mode: ClosedReason.closed.rawValue)
+            }
+        } catch {
+            throw ReservationError(.retryLater, "the ledger is unreachable (\(error.code))")
+        }
+        guard let result else { throw ReservationError(.notFound, "no sale \(saleID)") }
+        assert(result.status == .closed, "a forced close leaves the sale closed")
+        if let sale = trackedSale(saleID) {
+            closeLocally(sale: sale, reason: result.reason ?? .closed)
+            if let snapshot = try? await snapshot(saleID: saleID) {
+                sale.update(view: Self.view(of: snapshot), fetchedAtMilliseconds: monotonicMilliseconds)
+            }
+        }
+        return result.closedNow
+    }
+
+    /// Sales in the registry, latest start first, with their ledger snapshots (see `Ledger.salePage`).
+    public func salePage(after cursor: (id: String, startsAtMilliseconds: Int64)?, count: Int) async throws(ReservationError) -> [(id: String, startsAtMilliseconds: Int64, snapshot: LedgerSnapshot?)] {
+        do {
+            return try await control.perform { ledger throws(RedisError) in
+                try ledger.salePage(after: cursor, count: count).map { entry throws(RedisError) in
+                    (entry.id, entry.startsAtMilliseconds, try ledger.snapshot(saleID: entry.id))
+                }
+            }
+        } catch {
+            throw ReservationError(.retryLater, "the ledger is unreachable (\(error.code))")
+        }
+    }
+
+    /// Confirmed orders of the sale still waiting in the Redis outbox for MongoDB.
+    public func outboxBacklog(saleID: String) async throws(ReservationError) -> Int {
+        do {
+            return try await control.perform { ledger throws(RedisError) in try ledger.outboxBacklog(saleID: saleID) }
+        } catch {
+            throw ReservationError(.retryLater, "the ledger is unreachable (\(error.code))")
+        }
+    }
+
     public func rebalance(saleID: String, drainInstance: String?) async throws(ReservationError) -> (revokedLeases: Int, returnedUnits: Int) {
         let result: (leases: Int, units: Int)?
         do {

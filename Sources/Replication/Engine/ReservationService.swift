@@ -110,7 +110,7 @@ public final class ReservationService: Sendable {
     /// How old the view may get before a reader refreshes it.
     static let viewFreshnessMilliseconds: Int64 = 50
 
-    static func view(of snapshot: LedgerSnapshot) -> LedgerView {
+    public static func view(of snapshot: LedgerSnapshot) -> LedgerView {
         LedgerView(
             status: snapshot.status, closedReason: snapshot.closedReason, stock: snapshot.definition.stock,
             sold: snapshot.sold, pool: snapshot.pool, leased: snapshot.leased, waitlist: snapshot.waitlist,
@@ -144,6 +144,9 @@ public final class ReservationService: Sendable {
     }
 
     var trackedSales: [LocalSale] { sales.withLock { Array($0.values) } }
+
+    /// The sale when this instance tracks it (nothing is loaded).
+    func trackedSale(_ saleID: String) -> LocalSale? { sales.withLock { $0[saleID] } }
 
     /// Drops a settled sale from this process's maps (its leases are gone: the close revoked them).
     func forgetSale(_ saleID: String) {
@@ -239,9 +242,9 @@ public final class ReservationService: Sendable {
             case .open, .notStarted:
                 break  // the ledger decides the opening instant with its own clock
             case .ended:
-                return .rejected(ReservationError(.saleEnded, "the sale has ended"), retryAfterSeconds: nil)
+                return .rejected(Self.closedError(view.status == .closed ? view.closedReason ?? .ended : .ended), retryAfterSeconds: nil)
             case .soldOut:
-                return .rejected(ReservationError(.soldOut, "every unit is sold"), retryAfterSeconds: nil)
+                return .rejected(Self.closedError(.soldOut), retryAfterSeconds: nil)
             }
         }
         guard pending.reserve(customerID: customerID, quantity: quantity, limit: limit) else {
@@ -355,6 +358,7 @@ public final class ReservationService: Sendable {
         switch reason {
         case .soldOut: ReservationError(.soldOut, "every unit is sold")
         case .ended: ReservationError(.saleEnded, "the sale has ended")
+        case .closed: ReservationError(.saleEnded, "the sale was closed")
         }
     }
 

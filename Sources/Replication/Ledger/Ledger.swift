@@ -46,19 +46,61 @@ public struct Ledger {
         }
     }
 
-    /// Closes the sale if its end passed or it sold out (`auto`), or forces a close.
+    /// Closes the sale if its end passed or it sold out (`auto`), or forces a close with the reason `mode`.
     public func closeSale(saleID: String, mode: String = "auto") throws(RedisError) -> (SaleStatus, ClosedReason?)? {
+        try closeSaleReportingChange(saleID: saleID, mode: mode).map { ($0.status, $0.reason) }
+    }
+
+    /// As `closeSale`, and whether this call is the one that closed the sale.
+    public func closeSaleReportingChange(saleID: String, mode: String) throws(RedisError) -> (status: SaleStatus, reason: ClosedReason?, closedNow: Bool)? {
         var arguments = RedisCommand()
         arguments.append(mode)
         let reply = try run(LedgerScripts.closeSale, saleID: saleID, arguments)
-        guard let elements = reply.array, elements.count == 2 else {
+        guard let elements = reply.array, elements.count == 3 else {
             if (try? Self.tag(reply)) == "NOT_FOUND" { return nil }
             throw Self.unexpected(reply, LedgerScripts.closeSale)
         }
         guard let status = elements[0].string.flatMap(SaleStatus.init(rawValue:)) else {
             throw Self.unexpected(reply, LedgerScripts.closeSale)
         }
-        return (status, elements[1].string.flatMap(ClosedReason.init(rawValue:)))
+        return (status, elements[1].string.flatMap(ClosedReason.init(rawValue:)), elements[2].integer == 1)
+    }
+
+    /// One page of the registry of sales, latest start first (ties by id, descending): up to `count`
+    /// `(id, startsAt ms)` after `cursor` (the last entry of the previous page). A cursor whose sale has left
+    /// the registry resumes after its start time.
+    public func salePage(after cursor: (id: String, startsAtMilliseconds: Int64)?, count: Int) throws(RedisError) -> [(id: String, startsAtMilliseconds: Int64)] {
+        precondition(count > 0 && count <= 1_000, "a page is 1...1000 sales")
+        var first = 0
+        if let cursor {
+            let replies = try connection.pipeline([
+                RedisCommand("ZREVRANK", LedgerKeys.allSales, cursor.id),
+                RedisCommand("ZSCORE", LedgerKeys.allSales, cursor.id),
+                RedisCommand("ZCOUNT", LedgerKeys.allSales, "(\(cursor.startsAtMilliseconds)", "+inf"),
+            ])
+            let stillThere = replies[1].string.flatMap(Double.init).map { Int64($0) == cursor.startsAtMilliseconds } ?? false
+            if stillThere, let rank = try replies[0].throwingServerError().integer {
+                first = Int(rank) + 1
+            } else {
+                first = Int(try replies[2].throwingServerError().integer ?? 0)
+            }
+        }
+        var range = RedisCommand("ZREVRANGE", LedgerKeys.allSales)
+        range.append(first)
+        range.append(first + count - 1)
+        range.append("WITHSCORES")
+        let flat = try connection.send(range).throwingServerError().array ?? []
+        var page: [(id: String, startsAtMilliseconds: Int64)] = []
+        for index in stride(from: 0, to: flat.count - 1, by: 2) {
+            guard let id = flat[index].string, let score = flat[index + 1].string.flatMap(Double.init) else { continue }
+            page.append((id, Int64(score)))
+        }
+        return page
+    }
+
+    /// Confirmed orders of the sale not yet written to MongoDB (the drainer deletes what it wrote).
+    public func outboxBacklog(saleID: String) throws(RedisError) -> Int {
+        Int(try connection.send(RedisCommand("XLEN", LedgerKeys(saleID: saleID).outbox)).throwingServerError().integer ?? 0)
     }
 
     public func snapshot(saleID: String) throws(RedisError) -> LedgerSnapshot? {

@@ -9,6 +9,8 @@ public enum SaleStatus: String, Sendable, Hashable, Codable {
 public enum ClosedReason: String, Sendable, Hashable, Codable {
     case soldOut = "sold_out"
     case ended
+    /// Closed by an operator before its end.
+    case closed
 }
 
 /// Decides whether an order may be attempted now, from the sale's window and the last status the ledger

@@ -17,6 +17,7 @@ if [ -z "${FLASHSALE_JWT_SECRET:-}" ]; then
   fi
   FLASHSALE_JWT_SECRET=$(cat .local/jwt-secret)
   export FLASHSALE_JWT_SECRET
+  SECRET_HINT='FLASHSALE_JWT_SECRET=$(cat .local/jwt-secret) '
 fi
 
 if [ -z "${FLASHSALE_DATA_KEY:-}" ]; then
@@ -65,7 +66,10 @@ cat <<MSG
 FlashSale is running on http://127.0.0.1:$FLASHSALE_PORT (local Redis on 127.0.0.1:$REDIS_PORT, data in $DATA)
 Demo sale "$DEMO_ID": 1,000 units, at most 2 per customer, opens at $STARTS.
 
-  Sale page:  http://127.0.0.1:$FLASHSALE_PORT/?sale=$DEMO_ID   (paste the customer token)
+  Sale page (signed in as demo-customer):
+              http://127.0.0.1:$FLASHSALE_PORT/?sale=$DEMO_ID#token=$CUSTOMER
+  Console (admin):
+              http://127.0.0.1:$FLASHSALE_PORT/admin/#token=$ADMIN
   Health:     curl -i http://127.0.0.1:$FLASHSALE_PORT/readyz
   Stock:      curl -s -H "Authorization: Bearer \$TOKEN" http://127.0.0.1:$FLASHSALE_PORT/sales/$DEMO_ID/stock
   Order:      curl -s -X POST -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
@@ -74,6 +78,7 @@ Demo sale "$DEMO_ID": 1,000 units, at most 2 per customer, opens at $STARTS.
 
   export TOKEN=$CUSTOMER
   Admin token (shards, rebalance): $ADMIN
+  Another customer's token: ${SECRET_HINT:-}$BINARY token --sub alice
 
 Stop with Ctrl-C.
 MSG

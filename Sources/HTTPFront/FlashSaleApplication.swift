@@ -1,4 +1,5 @@
 import Hummingbird
+import HummingbirdCore
 import HummingbirdWebSocket
 import Logging
 import Replication
@@ -78,13 +79,22 @@ public enum FlashSaleApplication {
             api.register(on: router)
             api.registerLive(on: router, hub: hub)
 
+            let channelConfiguration = HTTP1WebSocketUpgradeChannel.Configuration(http1: .init(
+                idleTimeout: .milliseconds(Int64(configuration.idleTimeoutSeconds * 1_000)),
+                httpDecoderConfiguration: .init(maxHeaderFieldSize: configuration.maxHeaderBytes, maxHeaderListSize: configuration.maxHeaderBytes,
+                                                maxHeaderFieldCount: 100)
+            ))
+            let limits = ConnectionLimits(maxConnections: configuration.maxConnections, headTimeoutSeconds: configuration.headTimeoutSeconds,
+                                          idleTimeoutSeconds: configuration.idleTimeoutSeconds, maxHeaderBytes: configuration.maxHeaderBytes)
+            let connections = ConnectionCounter()
+            let webSocketResponder = router.buildResponder()
             var application = Application(
                 router: router,
-                server: .http1WebSocketUpgrade(webSocketRouter: router, configuration: .init(http1: .init(
-                    idleTimeout: .milliseconds(Int64(configuration.idleTimeoutSeconds * 1_000)),
-                    httpDecoderConfiguration: .init(maxHeaderFieldSize: configuration.maxHeaderBytes, maxHeaderListSize: configuration.maxHeaderBytes,
-                                                    maxHeaderFieldCount: 100)
-                ))),
+                server: HTTPServerBuilder { responder in
+                    GuardedChildChannel(
+                        base: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder, configuration: channelConfiguration),
+                        limits: limits, counter: connections)
+                },
                 configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "flashsale"),
                 logger: logger
             )

@@ -37,6 +37,10 @@ public struct ServerConfiguration: Sendable {
     /// Largest request head accepted, all header lines together (`FLASHSALE_MAX_HEADER_BYTES`); one field at
     /// most this too, and at most 100 header fields.
     public var maxHeaderBytes = 16_384
+    /// Open connections per instance at most (`FLASHSALE_MAX_CONNECTIONS`); see `ConnectionLimits`.
+    public var maxConnections = ConnectionLimits.defaultMaxConnections
+    /// How long a request head may take from its first byte (`FLASHSALE_HEAD_TIMEOUT_SECONDS`).
+    public var headTimeoutSeconds: Double = 10
     /// Origins allowed to call the API from a browser (`FLASHSALE_CORS_ORIGINS`, comma-separated, `*` for
     /// any): the pages served from a CDN or the shop's own domain. Empty: same origin only (no CORS headers).
     public var corsOrigins: [String] = []

@@ -111,6 +111,18 @@ struct ServeCommand: AsyncParsableCommand {
             }
             serverConfiguration.maxHeaderBytes = bytes
         }
+        if let text = environment["FLASHSALE_MAX_CONNECTIONS"] {
+            guard let count = Int(text), (1...1_000_000).contains(count) else {
+                throw ValidationError("FLASHSALE_MAX_CONNECTIONS must be 1...1000000, got \(text.debugDescription)")
+            }
+            serverConfiguration.maxConnections = count
+        }
+        if let text = environment["FLASHSALE_HEAD_TIMEOUT_SECONDS"] {
+            guard let seconds = Double(text), seconds >= 1, seconds <= 300 else {
+                throw ValidationError("FLASHSALE_HEAD_TIMEOUT_SECONDS must be 1...300, got \(text.debugDescription)")
+            }
+            serverConfiguration.headTimeoutSeconds = seconds
+        }
         if let origins = environment["FLASHSALE_CORS_ORIGINS"] {
             guard let parsed = CrossOriginMiddleware.origins(parsing: origins) else {
                 throw ValidationError("FLASHSALE_CORS_ORIGINS must be * or comma-separated origins like https://shop.example (scheme://host[:port]), got \(origins.debugDescription)")

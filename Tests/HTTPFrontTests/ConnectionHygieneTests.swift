@@ -27,7 +27,31 @@ struct RawConnection {
     }
 
     /// Reads until the peer closes or `seconds` pass; answers what arrived and whether the peer closed.
-    func readUntilClosed(seconds: Double) -> (text: String, closed: Bool) {
+    /// The blocking reads run on a Dispatch thread: the server under test runs its handlers on the
+    /// cooperative pool, which blocked test tasks would starve (it has one thread per core).
+    func readUntilClosed(seconds: Double) async -> (text: String, closed: Bool) {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(returning: blockingRead(seconds: seconds, untilResponse: false)) }
+        }
+    }
+
+    /// Reads one whole response (head and its Content-Length body), the peer's close, or `seconds` pass.
+    func readResponse(seconds: Double = 5) async -> (text: String, closed: Bool) {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(returning: blockingRead(seconds: seconds, untilResponse: true)) }
+        }
+    }
+
+    private static func holdsWholeResponse(_ bytes: [UInt8]) -> Bool {
+        let text = String(decoding: bytes, as: UTF8.self)
+        guard let end = text.range(of: "\r\n\r\n") else { return false }
+        let head = text[..<end.lowerBound].lowercased()
+        let length = head.split(separator: "\r\n").first { $0.hasPrefix("content-length:") }
+            .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
+        return text.utf8.distance(from: end.upperBound.samePosition(in: text.utf8)!, to: text.utf8.endIndex) >= length
+    }
+
+    private func blockingRead(seconds: Double, untilResponse: Bool) -> (text: String, closed: Bool) {
         let deadline = Date().addingTimeInterval(seconds)
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65_536)
@@ -37,6 +61,7 @@ struct RawConnection {
             let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if count <= 0 { return (String(decoding: received, as: UTF8.self), true) }
             received.append(contentsOf: buffer[0..<count])
+            if untilResponse, Self.holdsWholeResponse(received) { break }
         }
         return (String(decoding: received, as: UTF8.self), false)
     }
@@ -55,10 +80,91 @@ struct ConnectionHygieneTests {
             let connection = try RawConnection(port: port)
             defer { connection.close() }
             connection.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            let answered = connection.readUntilClosed(seconds: 0.5)
+            let answered = await connection.readResponse()
             #expect(answered.text.hasPrefix("HTTP/1.1 200") && !answered.closed, "a request is answered and the connection kept")
-            let idle = connection.readUntilClosed(seconds: 4)
+            let idle = await connection.readUntilClosed(seconds: 4)
             #expect(idle.closed, "the idle connection is closed by the server")
+        }
+    }
+
+    // Before its first request a connection may stay silent for the idle timeout, then it is closed; a
+    // head dribbled in slowly gets 408 at the head timeout; garbage gets 400 and oversized heads 431, at
+    // once; every answer is problem+json and closes the connection.
+    @Test func firstRequestIsGuarded() async throws {
+        let fixture = try HTTPFixture()
+        let components = fixture.components(idleTimeoutSeconds: 1) { $0.headTimeoutSeconds = 1 }
+        try await components.application.test(.live) { client in
+            let port = try #require(client.port)
+            let silent = try RawConnection(port: port)
+            defer { silent.close() }
+            let nothing = await silent.readUntilClosed(seconds: 4)
+            #expect(nothing.closed && nothing.text.isEmpty, "a silent connection is closed without an answer")
+
+            let slow = try RawConnection(port: port)
+            defer { slow.close() }
+            slow.send("GET /healthz HT")
+            let timedOut = await slow.readUntilClosed(seconds: 4)
+            #expect(timedOut.closed && timedOut.text.hasPrefix("HTTP/1.1 408"), "\(timedOut.text)")
+            #expect(timedOut.text.contains("application/problem+json") && timedOut.text.contains(#""code":"INVALID_REQUEST""#))
+
+            let cases: [(String, String)] = [
+                ("GARBAGE\u{1} / HTTP/1.1\r\n\r\n", "HTTP/1.1 400"),
+                ("GET / HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 30_000))\r\n\r\n", "HTTP/1.1 431"),
+                ("GET / HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 30_000))", "HTTP/1.1 431"),
+            ]
+            for (request, status) in cases {
+                let connection = try RawConnection(port: port)
+                defer { connection.close() }
+                connection.send(request)
+                let answer = await connection.readUntilClosed(seconds: 2)
+                #expect(answer.closed && answer.text.hasPrefix(status), "\(request.prefix(40)): \(answer.text.prefix(200))")
+            }
+
+            // A good first request is untouched, and the WebSocket upgrade still works behind the guard.
+            let good = try RawConnection(port: port)
+            defer { good.close() }
+            good.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(await good.readResponse().text.hasPrefix("HTTP/1.1 200"))
+        }
+    }
+
+    // Beyond the connection cap a new connection is answered 503 RETRY_LATER with Retry-After and closed;
+    // once one closes, a new one is served again. (The test client may hold a connection of its own, so
+    // the test opens connections one at a time until the first refusal.)
+    @Test func connectionCap() async throws {
+        let fixture = try HTTPFixture()
+        let cap = 3
+        try await fixture.components { $0.maxConnections = cap }.application.test(.live) { client in
+            let port = try #require(client.port)
+            var held: [RawConnection] = []
+            var refusal: (text: String, closed: Bool)?
+            for _ in 0...cap where refusal == nil {
+                let connection = try RawConnection(port: port)
+                connection.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                let answer = await connection.readResponse()
+                if answer.text.hasPrefix("HTTP/1.1 200") {
+                    held.append(connection)
+                } else {
+                    refusal = answer
+                    connection.close()
+                }
+            }
+            defer { held.forEach { $0.close() } }
+            #expect(!held.isEmpty && held.count <= cap, "\(held.count) served under a cap of \(cap)")
+            let answer = try #require(refusal, "a connection beyond the cap is refused")
+            #expect(answer.text.hasPrefix("HTTP/1.1 503"), "\(answer.text)")
+            #expect(answer.text.contains("Retry-After: 1") && answer.text.contains(#""code":"RETRY_LATER""#))
+            held.removeLast().close()
+            // The server notices the close within a few milliseconds; give it at most 3 s.
+            var servedAgain = false
+            for _ in 0..<30 where !servedAgain {
+                let again = try RawConnection(port: port)
+                defer { again.close() }
+                again.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                servedAgain = await again.readResponse().text.hasPrefix("HTTP/1.1 200")
+                if !servedAgain { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(servedAgain, "a connection is served again once one under the cap closed")
         }
     }
 }

@@ -27,12 +27,16 @@ public struct Problem: Error, HTTPResponseError, Sendable, CustomStringConvertib
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
+        Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try body())))
+    }
+
+    /// The problem+json document.
+    func body() throws -> Data {
         let body: [String: Any] = [
             "type": "https://flashsale.dev/problems/\(code.lowercased().replacingOccurrences(of: "_", with: "-"))",
             "title": title, "status": status.code, "detail": detail, "code": code,
         ]
-        let data = try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])
     }
 
     public var description: String { "\(status.code) \(code): \(detail)" }

@@ -1,0 +1,259 @@
+import Foundation
+import HTTPTypes
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// What a connection must do before its first request head reaches Hummingbird.
+///
+/// Hummingbird's idle handler joins a connection only once its first request head is parsed, and a parse
+/// error before that has nobody to answer it: a socket that never sends, or sends its head a byte at a time,
+/// or sends garbage, would otherwise stay open for good. These limits close that gap, and cap how many
+/// connections one instance holds.
+public struct ConnectionLimits: Sendable, Hashable {
+    /// Open connections at most (`FLASHSALE_MAX_CONNECTIONS`); beyond it a new one gets 503 and is closed.
+    public var maxConnections: Int
+    /// How long the first request head may take from its first byte (`FLASHSALE_HEAD_TIMEOUT_SECONDS`): 408.
+    public var headTimeoutSeconds: Double
+    /// How long a new connection may stay silent (the idle timeout between requests): closed without answer.
+    public var idleTimeoutSeconds: Double
+    /// Header bytes allowed (the decoder's limit); the whole head may add a request line of up to 8 KiB.
+    public var maxHeaderBytes: Int
+
+    public init(maxConnections: Int = ConnectionLimits.defaultMaxConnections, headTimeoutSeconds: Double = 10,
+                idleTimeoutSeconds: Double = 60, maxHeaderBytes: Int = 16_384) {
+        self.maxConnections = maxConnections
+        self.headTimeoutSeconds = headTimeoutSeconds
+        self.idleTimeoutSeconds = idleTimeoutSeconds
+        self.maxHeaderBytes = maxHeaderBytes
+    }
+
+    /// Below the process's open-file limit (with room for Redis, MongoDB and log files), at most 50,000.
+    public static var defaultMaxConnections: Int {
+        var limit = rlimit()
+        #if os(Linux)
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        #else
+        let resource = RLIMIT_NOFILE
+        #endif
+        guard getrlimit(resource, &limit) == 0, limit.rlim_cur < 1_000_000_000 else { return 50_000 }
+        return max(64, min(50_000, Int(limit.rlim_cur) - 256))
+    }
+}
+
+/// The open connections of one server.
+final class ConnectionCounter: Sendable {
+    private let open = Atomic<Int>(0)
+
+    /// Counts a new connection; its number among those open (1 = the only one).
+    func opened() -> Int { open.add(1, ordering: .relaxed).newValue }
+    func closed() {
+        let left = open.subtract(1, ordering: .relaxed).newValue
+        assert(left >= 0, "more connections closed than opened")
+    }
+    var current: Int { open.load(ordering: .relaxed) }
+}
+
+/// Wraps a server child channel (here HTTP/1 with the WebSocket upgrade) with a `FirstHeadGuard` at the
+/// socket end of the pipeline and a `ParseErrorWatcher` just after the HTTP decoder.
+struct GuardedChildChannel<Base: ServerChildChannel>: ServerChildChannel {
+    typealias Value = Base.Value
+
+    let base: Base
+    let limits: ConnectionLimits
+    let counter: ConnectionCounter
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        let open = counter.opened()
+        channel.closeFuture.whenComplete { [counter] _ in counter.closed() }
+        let headGuard = FirstHeadGuard(limits: limits, refuse: open > limits.maxConnections, logger: logger)
+        do {
+            try channel.pipeline.syncOperations.addHandler(headGuard, position: .first)
+        } catch {
+            return channel.eventLoop.makeFailedFuture(error)
+        }
+        let boundGuard = NIOLoopBound(headGuard, eventLoop: channel.eventLoop)
+        return base.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            let decoder = try channel.pipeline.syncOperations.context(handlerType: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            try channel.pipeline.syncOperations.addHandler(ParseErrorWatcher(headGuard: boundGuard.value), position: .after(decoder.handler))
+            return value
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        await base.handle(value: value, logger: logger)
+    }
+}
+
+/// First in the pipeline (raw bytes): closes a connection that stays silent, answers 408 when the first
+/// head does not complete in time, 431 when it outgrows the limits, 503 when the server is full; and
+/// answers for `ParseErrorWatcher`. After the first head it only passes bytes on.
+final class FirstHeadGuard: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    enum State { case silent, receivingHead, passing, answered }
+
+    private let limits: ConnectionLimits
+    private let refuse: Bool
+    private let logger: Logger
+    private(set) var state = State.silent
+    private var started = false
+    private var timer: Scheduled<Void>?
+    private var context: ChannelHandlerContext?
+    /// The last four bytes seen, to find the blank line that ends the head across reads.
+    private var lastBytes: UInt32 = 0
+    private var headBytes = 0
+
+    init(limits: ConnectionLimits, refuse: Bool, logger: Logger) {
+        self.limits = limits
+        self.refuse = refuse
+        self.logger = logger
+    }
+
+    var maxHeadBytes: Int { limits.maxHeaderBytes + 8_192 }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { start(context) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        start(context)
+        context.fireChannelActive()
+    }
+
+    private func start(_ context: ChannelHandlerContext) {
+        guard !started else { return }
+        started = true
+        if refuse {
+            answer(.serviceUnavailable, code: "RETRY_LATER", title: "Retry later", detail: "this instance holds its maximum of \(limits.maxConnections) connections", retryAfterSeconds: 1)
+            return
+        }
+        schedule(after: limits.idleTimeoutSeconds, context)
+    }
+
+    private func schedule(after seconds: Double, _ context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(seconds * 1_000))) { [weak self] in self?.expired() }
+    }
+
+    private func expired() {
+        switch state {
+        case .silent:
+            // Nothing was asked: nothing to answer.
+            context?.close(promise: nil)
+        case .receivingHead:
+            answer(.requestTimeout, code: "INVALID_REQUEST", title: "Request timeout",
+                   detail: "the request head did not arrive within \(Int(limits.headTimeoutSeconds)) s")
+        case .passing, .answered:
+            break
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // The client closed its side before finishing a head: nothing can be answered to it.
+        if case ChannelEvent.inputClosed = event, state == .silent || state == .receivingHead {
+            state = .answered
+            timer?.cancel()
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch state {
+        case .passing:
+            context.fireChannelRead(data)
+            return
+        case .answered:
+            return  // the connection is closing; nothing more reaches the decoder
+        case .silent:
+            state = .receivingHead
+            schedule(after: limits.headTimeoutSeconds, context)
+        case .receivingHead:
+            break
+        }
+        let buffer = unwrapInboundIn(data)
+        var complete = false
+        for byte in buffer.readableBytesView {
+            lastBytes = (lastBytes << 8) | UInt32(byte)
+            if lastBytes == 0x0D0A_0D0A {
+                complete = true
+                break
+            }
+        }
+        headBytes += buffer.readableBytes
+        if complete {
+            timer?.cancel()
+            timer = nil
+        } else if headBytes > maxHeadBytes {
+            answer(.requestHeaderFieldsTooLarge, code: "INVALID_REQUEST", title: "Request header fields too large",
+                   detail: "the request head exceeds \(maxHeadBytes) bytes")
+            return
+        }
+        // The decoder parses within this call: a head it refuses is answered (state `answered`) before it
+        // returns; a head it accepts hands the connection to Hummingbird.
+        context.fireChannelRead(data)
+        if complete, state == .receivingHead { state = .passing }
+    }
+
+    /// Writes a problem+json answer straight to the socket and closes the connection.
+    func answer(_ status: HTTPResponse.Status, code: String, title: String, detail: String, retryAfterSeconds: Int? = nil) {
+        guard let context, state != .answered else { return }
+        state = .answered
+        timer?.cancel()
+        timer = nil
+        let problem = Problem(status: status, code: code, title: title, detail: detail, retryAfterSeconds: retryAfterSeconds)
+        let body = (try? problem.body()) ?? Data()
+        var head = "HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\nContent-Type: application/problem+json\r\nCache-Control: no-store\r\n"
+        if let retryAfterSeconds { head += "Retry-After: \(retryAfterSeconds)\r\n" }
+        head += "Content-Length: \(body.count)\r\nConnection: close\r\nServer: flashsale\r\n\r\n"
+        var buffer = context.channel.allocator.buffer(capacity: head.utf8.count + body.count)
+        buffer.writeString(head)
+        buffer.writeBytes(body)
+        logger.debug("connection refused before its first request", metadata: ["status": "\(status.code)", "detail": "\(detail)"])
+        context.writeAndFlush(wrapOutboundOut(buffer)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+    }
+}
+
+/// Just after the HTTP decoder: a first head the decoder cannot parse is answered (400, or 431 for oversized
+/// header fields) instead of leaving the connection hanging. It never unwraps what passes (HTTP parts, or
+/// WebSocket frames after an upgrade), so it can stay in the pipeline for the connection's life.
+final class ParseErrorWatcher: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    typealias InboundOut = NIOAny
+
+    private let headGuard: FirstHeadGuard
+
+    init(headGuard: FirstHeadGuard) {
+        self.headGuard = headGuard
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.fireChannelRead(data)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // After the first head the connection belongs to Hummingbird, which may be writing a response.
+        guard let parserError = error as? HTTPParserError, headGuard.state != .passing else {
+            context.fireErrorCaught(error)
+            return
+        }
+        if parserError == .headerOverflow {
+            headGuard.answer(.requestHeaderFieldsTooLarge, code: "INVALID_REQUEST", title: "Request header fields too large",
+                             detail: "the request headers exceed the server's limits")
+        } else {
+            headGuard.answer(.badRequest, code: "INVALID_REQUEST", title: "Invalid request", detail: "the request is not valid HTTP/1.1 (\(parserError))")
+        }
+    }
+}

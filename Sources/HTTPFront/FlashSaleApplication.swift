@@ -1,5 +1,6 @@
 import Hummingbird
 import HummingbirdCore
+import HummingbirdTLS
 import HummingbirdWebSocket
 import Logging
 import Replication
@@ -90,10 +91,12 @@ public enum FlashSaleApplication {
             let webSocketResponder = router.buildResponder()
             var application = Application(
                 router: router,
-                server: HTTPServerBuilder { responder in
-                    GuardedChildChannel(
+                server: HTTPServerBuilder { [tls = configuration.tls] responder in
+                    let guarded = GuardedChildChannel(
                         base: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder, configuration: channelConfiguration),
                         limits: limits, counter: connections)
+                    guard let tls else { return guarded }
+                    return try TLSChannel(guarded, tlsConfiguration: tls)
                 },
                 configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "flashsale"),
                 logger: logger

@@ -1,3 +1,4 @@
+import NIOSSL
 import Replication
 
 /// How `POST /sales/{id}/orders` is served. Only `engine` is the product; the others exist so the load
@@ -41,6 +42,8 @@ public struct ServerConfiguration: Sendable {
     public var maxConnections = ConnectionLimits.defaultMaxConnections
     /// How long a request head may take from its first byte (`FLASHSALE_HEAD_TIMEOUT_SECONDS`).
     public var headTimeoutSeconds: Double = 10
+    /// HTTPS on the front (`FLASHSALE_TLS_CERT_FILE` + `FLASHSALE_TLS_KEY_FILE`); nil: plain HTTP.
+    public var tls: TLSConfiguration?
     /// Origins allowed to call the API from a browser (`FLASHSALE_CORS_ORIGINS`, comma-separated, `*` for
     /// any): the pages served from a CDN or the shop's own domain. Empty: same origin only (no CORS headers).
     public var corsOrigins: [String] = []
@@ -61,5 +64,17 @@ public struct ServerConfiguration: Sendable {
         self.rateLimitPerAddress = rateLimitPerAddress
         self.engine = engine ?? EngineConfiguration(instanceID: instanceID)
         self.outbox = OutboxDrainer.Configuration(consumer: instanceID)
+    }
+}
+
+extension ServerConfiguration {
+    /// The front's TLS from PEM files: the certificate chain (leaf first) and its private key; TLS 1.2 at least.
+    public static func serverTLS(certificateFile: String, keyFile: String) throws -> TLSConfiguration {
+        let chain = try NIOSSLCertificate.fromPEMFile(certificateFile).map { NIOSSLCertificateSource.certificate($0) }
+        guard !chain.isEmpty else { throw NIOSSLError.failedToLoadCertificate }
+        let key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
+        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+        tls.minimumTLSVersion = .tlsv12
+        return tls
     }
 }

@@ -111,6 +111,19 @@ struct ServeCommand: AsyncParsableCommand {
             }
             serverConfiguration.maxHeaderBytes = bytes
         }
+        switch (environment["FLASHSALE_TLS_CERT_FILE"].flatMap { $0.isEmpty ? nil : $0 }, environment["FLASHSALE_TLS_KEY_FILE"].flatMap { $0.isEmpty ? nil : $0 }) {
+        case (nil, nil):
+            break
+        case (let certificate?, let key?):
+            do {
+                serverConfiguration.tls = try ServerConfiguration.serverTLS(certificateFile: certificate, keyFile: key)
+            } catch {
+                throw ValidationError("FLASHSALE_TLS_CERT_FILE / FLASHSALE_TLS_KEY_FILE: cannot load a PEM certificate chain and key (\(error))")
+            }
+            logger.info("HTTPS on the front", metadata: ["certificate": "\(certificate)"])
+        default:
+            throw ValidationError("set both FLASHSALE_TLS_CERT_FILE and FLASHSALE_TLS_KEY_FILE for HTTPS, or neither")
+        }
         if let text = environment["FLASHSALE_MAX_CONNECTIONS"] {
             guard let count = Int(text), (1...1_000_000).contains(count) else {
                 throw ValidationError("FLASHSALE_MAX_CONNECTIONS must be 1...1000000, got \(text.debugDescription)")

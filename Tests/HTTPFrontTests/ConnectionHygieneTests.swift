@@ -1,6 +1,7 @@
 import Foundation
 import HTTPFront
 import Hummingbird
+import HummingbirdTLS
 import HummingbirdTesting
 import Testing
 import TestSupport
@@ -165,6 +166,42 @@ struct ConnectionHygieneTests {
                 if !servedAgain { try await Task.sleep(for: .milliseconds(100)) }
             }
             #expect(servedAgain, "a connection is served again once one under the cap closed")
+        }
+    }
+
+    // HTTPS on the front from PEM files: answered over TLS; plain HTTP on that port gets no HTTP answer;
+    // the guard behind TLS still closes a connection that never speaks.
+    @Test func httpsFront() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tls-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let certificate = directory.appendingPathComponent("cert.pem").path
+        let key = directory.appendingPathComponent("key.pem").path
+        let openssl = Process()
+        openssl.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        openssl.arguments = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key,
+                             "-out", certificate, "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]
+        openssl.standardError = FileHandle.nullDevice
+        try openssl.run()
+        openssl.waitUntilExit()
+        #expect(openssl.terminationStatus == 0)
+        let tls = try ServerConfiguration.serverTLS(certificateFile: certificate, keyFile: key)
+        #expect(throws: (any Error).self) { try ServerConfiguration.serverTLS(certificateFile: certificate, keyFile: certificate) }
+
+        let fixture = try HTTPFixture()
+        try await fixture.components(idleTimeoutSeconds: 1) { $0.tls = tls }.application.test(.ahc(.https)) { client in
+            try await client.execute(uri: "/healthz", method: .get) { response in
+                #expect(response.status == .ok)
+            }
+            let port = try #require(client.port)
+            let plain = try RawConnection(port: port)
+            defer { plain.close() }
+            plain.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            let answer = await plain.readUntilClosed(seconds: 3)
+            #expect(answer.closed && !answer.text.hasPrefix("HTTP/1.1"), "plain HTTP is not served on the HTTPS port")
+            let silent = try RawConnection(port: port)
+            defer { silent.close() }
+            #expect(await silent.readUntilClosed(seconds: 4).closed, "a silent connection is closed behind TLS too")
         }
     }
 }

@@ -4,6 +4,7 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 import Synchronization
 
 /// What a connection must do before its first request head reaches Hummingbird.
@@ -70,7 +71,12 @@ struct GuardedChildChannel<Base: ServerChildChannel>: ServerChildChannel {
         channel.closeFuture.whenComplete { [counter] _ in counter.closed() }
         let headGuard = FirstHeadGuard(limits: limits, refuse: open > limits.maxConnections, logger: logger)
         do {
-            try channel.pipeline.syncOperations.addHandler(headGuard, position: .first)
+            // Behind TLS the guard reads the decrypted bytes (and its idle timer also bounds the handshake).
+            if let tls = try? channel.pipeline.syncOperations.context(handlerType: NIOSSLServerHandler.self) {
+                try channel.pipeline.syncOperations.addHandler(headGuard, position: .after(tls.handler))
+            } else {
+                try channel.pipeline.syncOperations.addHandler(headGuard, position: .first)
+            }
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }

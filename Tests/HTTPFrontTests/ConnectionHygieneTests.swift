@@ -204,4 +204,34 @@ struct ConnectionHygieneTests {
             #expect(await silent.readUntilClosed(seconds: 4).closed, "a silent connection is closed behind TLS too")
         }
     }
+
+    // A refused WebSocket upgrade is an ordinary HTTP answer with the route's problem (401, 404, 429 with
+    // Retry-After), not a bare 400; an accepted one switches protocols.
+    @Test func refusedUpgradesCarryTheirProblem() async throws {
+        let fixture = try HTTPFixture()
+        try await fixture.components(customerRate: 1).application.test(.live) { client in
+            try await fixture.createSale(client, id: "ws", stock: 5)
+            let port = try #require(client.port)
+            let token = fixture.tokens.sign(subject: "viewer", admin: false, expiresAt: Date().addingTimeInterval(600))
+            func upgrade(_ target: String) async throws -> String {
+                let connection = try RawConnection(port: port)
+                defer { connection.close() }
+                connection.send("GET \(target) HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                    + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+                return await connection.readResponse(seconds: 5).text
+            }
+            let unauthorized = try await upgrade("/sales/ws/live")
+            #expect(unauthorized.hasPrefix("HTTP/1.1 401") && unauthorized.contains(#""code":"UNAUTHORIZED""#), "\(unauthorized)")
+            #expect(unauthorized.contains("application/problem+json"))
+            let missing = try await upgrade("/sales/nosuch/live?access_token=\(token)")
+            #expect(missing.hasPrefix("HTTP/1.1 404") && missing.contains(#""code":"NOT_FOUND""#), "\(missing)")
+            let switched = try await upgrade("/sales/ws/live?access_token=\(token)")
+            #expect(switched.hasPrefix("HTTP/1.1 101"), "\(switched)")
+            var limited = ""
+            for _ in 0..<6 where !limited.hasPrefix("HTTP/1.1 429") {
+                limited = try await upgrade("/sales/nosuch/live?access_token=\(token)")
+            }
+            #expect(limited.hasPrefix("HTTP/1.1 429") && limited.contains("Retry-After: ") && limited.contains(#""code":"RATE_LIMITED""#), "\(limited)")
+        }
+    }
 }

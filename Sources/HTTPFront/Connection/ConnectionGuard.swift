@@ -96,9 +96,10 @@ struct GuardedChildChannel<Base: ServerChildChannel>: ServerChildChannel {
 /// First in the pipeline (raw bytes): closes a connection that stays silent, answers 408 when the first
 /// head does not complete in time, 431 when it outgrows the limits, 503 when the server is full; and
 /// answers for `ParseErrorWatcher`. After the first head it only passes bytes on.
-final class FirstHeadGuard: ChannelInboundHandler, RemovableChannelHandler {
+final class FirstHeadGuard: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     enum State { case silent, receivingHead, passing, answered }
@@ -110,6 +111,8 @@ final class FirstHeadGuard: ChannelInboundHandler, RemovableChannelHandler {
     private var started = false
     private var timer: Scheduled<Void>?
     private var context: ChannelHandlerContext?
+    /// Why the live route refused this connection's WebSocket upgrade (see `noteRefusedUpgrade`).
+    var refusedUpgrade: Problem?
     /// The last four bytes seen, to find the blank line that ends the head across reads.
     private var lastBytes: UInt32 = 0
     private var headBytes = 0
@@ -220,15 +223,39 @@ final class FirstHeadGuard: ChannelInboundHandler, RemovableChannelHandler {
         timer?.cancel()
         timer = nil
         let problem = Problem(status: status, code: code, title: title, detail: detail, retryAfterSeconds: retryAfterSeconds)
+        logger.debug("connection refused before its first request", metadata: ["status": "\(status.code)", "detail": "\(detail)"])
+        context.writeAndFlush(wrapOutboundOut(Self.closingResponse(problem, allocator: context.channel.allocator))).assumeIsolated()
+            .whenComplete { _ in context.close(promise: nil) }
+    }
+
+    /// The whole HTTP/1.1 response carrying `problem`, announcing the close.
+    static func closingResponse(_ problem: Problem, allocator: ByteBufferAllocator) -> ByteBuffer {
         let body = (try? problem.body()) ?? Data()
-        var head = "HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\nContent-Type: application/problem+json\r\nCache-Control: no-store\r\n"
-        if let retryAfterSeconds { head += "Retry-After: \(retryAfterSeconds)\r\n" }
+        var head = "HTTP/1.1 \(problem.status.code) \(problem.status.reasonPhrase)\r\nContent-Type: application/problem+json\r\nCache-Control: no-store\r\n"
+        if let seconds = problem.retryAfterSeconds { head += "Retry-After: \(max(1, seconds))\r\n" }
         head += "Content-Length: \(body.count)\r\nConnection: close\r\nServer: flashsale\r\n\r\n"
-        var buffer = context.channel.allocator.buffer(capacity: head.utf8.count + body.count)
+        var buffer = allocator.buffer(capacity: head.utf8.count + body.count)
         buffer.writeString(head)
         buffer.writeBytes(body)
-        logger.debug("connection refused before its first request", metadata: ["status": "\(status.code)", "detail": "\(detail)"])
-        context.writeAndFlush(wrapOutboundOut(buffer)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        return buffer
+    }
+
+    /// Hummingbird answers every refused WebSocket upgrade with the same empty 400; when the live route
+    /// noted why it refused, that answer is replaced by the route's problem (401, 404, 429 ...).
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if let problem = refusedUpgrade, unwrapOutboundIn(data).readableBytesView.starts(with: "HTTP/1.1 400 ".utf8) {
+            refusedUpgrade = nil
+            context.write(wrapOutboundOut(Self.closingResponse(problem, allocator: context.channel.allocator)), promise: promise)
+            return
+        }
+        context.write(data, promise: promise)
+    }
+
+    /// Called by a route that refuses an upgrade on `channel`, before it throws `problem`.
+    static func noteRefusedUpgrade(_ problem: Problem, on channel: any Channel) async {
+        try? await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.handler(type: FirstHeadGuard.self).refusedUpgrade = problem
+        }.get()
     }
 }
 

@@ -9,11 +9,14 @@ public struct FlashSaleRequestContext: RequestContext, WebSocketRequestContext {
     public let webSocket: WebSocketHandlerReference<Self>
     /// The peer's address (IP without port), for per-address rate limits.
     public let clientAddress: String
+    /// The connection (the live route notes there why it refused an upgrade).
+    public let channel: any Channel
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         webSocket = .init()
         clientAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
+        channel = source.channel
     }
 
     /// Bodies above 16 KiB are refused with 413 (INVALID_REQUEST).

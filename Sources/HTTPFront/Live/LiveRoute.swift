@@ -10,14 +10,20 @@ extension APIRoutes {
     /// (browsers cannot set headers on a WebSocket); it is never logged.
     func registerLive(on router: Router<FlashSaleRequestContext>, hub: LiveStockHub) {
         router.ws("sales/:saleId/live") { request, context in
-            _ = try authenticate(request, context, allowQueryToken: true)
-            let saleID = try saleID(context)
             do {
-                _ = try await engine.definition(saleID: saleID)
-            } catch let error as ReservationError {
-                throw Problem(error)
+                _ = try authenticate(request, context, allowQueryToken: true)
+                let saleID = try saleID(context)
+                do {
+                    _ = try await engine.definition(saleID: saleID)
+                } catch let error as ReservationError {
+                    throw Problem(error)
+                }
+                return .upgrade([:])
+            } catch let problem as Problem {
+                // A refused upgrade is an ordinary HTTP answer: this problem, not a bare 400.
+                await FirstHeadGuard.noteRefusedUpgrade(problem, on: context.channel)
+                throw problem
             }
-            return .upgrade([:])
         } onUpgrade: { inbound, outbound, context in
             guard let saleID = context.requestContext.parameters.get("saleId") else { return }
             // The token was verified before the upgrade; read it again for the subject (waitlist messages)

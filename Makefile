@@ -20,6 +20,7 @@ test: bootstrap
 	swift build --build-tests
 	swift test --skip-build --no-parallel
 	scripts/api-conformance.sh
+	timeout 400 .venv/bin/python scripts/browser_test.py --bin .build/debug/flashsale
 	timeout 600 .venv/bin/python chaos/chaos.py --bin .build/debug/flashsale --quick --scenarios kill-instance,pause-instance,kill-redis
 	timeout 600 scripts/k8s-check.sh
 	timeout 2400 scripts/image-test.sh

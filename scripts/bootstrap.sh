@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(redis-server redis-tools libhiredis-dev libmongoc-dev libjemalloc-dev pkg-config haproxy faketime curl podman prometheus wrk)
+APT_PACKAGES=(redis-server redis-tools libhiredis-dev libmongoc-dev libjemalloc-dev pkg-config haproxy faketime curl podman prometheus wrk chromium chromium-driver stunnel4)
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
 

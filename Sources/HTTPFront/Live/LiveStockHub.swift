@@ -129,6 +129,10 @@ public final class LiveStockHub: Service, Sendable {
             let numbers = "\(view.available)/\(view.sold)/\(view.status)/\(view.waitlist)"
             let frame = Self.stockFrame(definition: definition, view: view)
             let closing = view.status == .closed
+            if closing, sales.withLock({ $0[saleID] != nil }) {
+                // Waiters served by the last units are told before their sockets close.
+                await engine.announceServedWaiters(saleID: saleID)
+            }
             let targets = sales.withLock { sales -> [AsyncStream<String>.Continuation] in
                 guard var entry = sales[saleID], entry.lastNumbers != numbers || closing else { return [] }
                 entry.lastNumbers = numbers

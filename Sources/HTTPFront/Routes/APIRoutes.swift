@@ -332,7 +332,7 @@ struct APIRoutes: Sendable {
         case .duplicate(let record): return .confirmed(record)
         case .waitlisted(let position): return .waitlisted(position: position)
         case .limitExceeded: return .rejected(ReservationError(.limitExceeded, "per-customer limit reached"), retryAfterSeconds: nil)
-        case .insufficientStock(let unsold): return .rejected(ReservationError(.insufficientStock, "only \(unsold) units are left"), retryAfterSeconds: nil)
+        case .insufficientStock(let unsold): return .rejected(ReservationError(.insufficientStock, unsold == 1 ? "only 1 unit is left" : "only \(unsold) units are left"), retryAfterSeconds: nil)
         case .closed(let reason): return .rejected(ReservationService.closedError(reason), retryAfterSeconds: nil)
         case .notStarted(let milliseconds):
             return .rejected(ReservationError(.saleNotStarted, "the sale has not started"), retryAfterSeconds: Int((milliseconds + 999) / 1_000))

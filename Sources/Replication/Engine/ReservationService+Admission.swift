@@ -181,7 +181,7 @@ extension ReservationService {
             case .limitExceeded:
                 decided = .rejected(ReservationError(.limitExceeded, "at most \(limit) units per customer"), retryAfterSeconds: nil)
             case .insufficientStock(let unsold):
-                decided = .rejected(ReservationError(.insufficientStock, "only \(unsold) units are left"), retryAfterSeconds: nil)
+                decided = .rejected(ReservationError(.insufficientStock, unsold == 1 ? "only 1 unit is left" : "only \(unsold) units are left"), retryAfterSeconds: nil)
             case .closed(let reason):
                 closeLocally(sale: sale, reason: reason)
                 decided = .rejected(Self.closedError(reason), retryAfterSeconds: nil)

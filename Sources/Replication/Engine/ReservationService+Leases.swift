@@ -107,6 +107,13 @@ extension ReservationService {
         await returnLeases(saleID: saleID, returning.map { ($0.shardID, $0.fence) }, reason: "fragmented")
     }
 
+    /// The same, now, outside the reconcile tick: the live hub calls it before it tells sockets that a sale
+    /// closed, so that a waiter served by the last units hears of the order before the close.
+    public func announceServedWaiters(saleID: String) async {
+        guard let sale = trackedSale(saleID) else { return }
+        await announceServedWaiters(sale: sale)
+    }
+
     /// Reads the waiters served since the last tick and hands them to the observer (the live hub). The
     /// cursor starts at the ledger time at which this instance first loaded the sale, so a restarted instance does not
     /// replay old news and a waiter served before the first tick is still told.

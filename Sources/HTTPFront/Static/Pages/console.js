@@ -40,6 +40,7 @@
     timers: [],
     busy: false,
     summaryFinal: false,
+    settled: false,
   };
 
   function showNotice(text, tone) {
@@ -102,7 +103,7 @@
     state.sales.forEach(function (sale) {
       const selected = state.selected && state.selected.id === sale.id;
       const row = F.el("tr", { "data-sale-id": sale.id, class: selected ? "selected" : "", "aria-selected": selected ? "true" : "false" }, [
-        F.el("td", {}, [
+        F.el("td", { class: "sale-cell" }, [
           F.el("button", { type: "button", class: "sale-link", text: sale.name, "aria-label": "Watch " + sale.name + " (" + sale.id + ")",
             onclick: function () { select(sale.id, true); } }),
           F.el("div", { class: "code muted", text: sale.id }),
@@ -219,6 +220,7 @@
     state.shards = null;
     state.samples = [];
     state.summaryFinal = false;
+    state.settled = false;
     view.closeBox.hidden = true;
     view.summary.hidden = true;
     showResult(view.actionResult, "");
@@ -237,6 +239,8 @@
     renderSales();
     renderDetail();
     if (focus) view.detail.focus();
+    // /stock carries the ledger's time in milliseconds: lease expiry is shown on that clock.
+    loadStock();
     loadShards();
     if (state.selected.status === "closed") loadSummary();
     else startLive();
@@ -298,12 +302,15 @@
     setConnection("");
     renderDetail();
     updateListRow();
-    if (first) loadSummary();
+    if (first) {
+      loadSummary();
+      loadShards();
+    }
   }
 
   async function loadShards() {
     const sale = state.selected;
-    if (!sale || document.hidden) return;
+    if (!sale || document.hidden || state.settled) return;
     const reply = await F.call("GET", adminURL(sale.id, "/shards"), { token: state.token });
     if (tokenRefused(reply)) return;
     if (state.selected !== sale) return;
@@ -326,6 +333,8 @@
     const summary = reply.body;
     if (summary.closedReason) sale.closedReason = summary.closedReason;
     if (summary.final) {
+      // A settled sale no longer changes: one last look at its leases, then the refresh stops.
+      if (!state.summaryFinal) loadShards().then(function () { state.settled = true; });
       state.summaryFinal = true;
       renderSummary(summary);
       renderDetail();
@@ -476,7 +485,10 @@
     const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.drain : undefined;
     view.instances.dataset.key = key;
     F.clear(view.instances);
-    if (names.length === 0) view.instances.appendChild(F.el("li", { class: "muted", text: "No instance has joined this sale yet." }));
+    if (names.length === 0) {
+      view.instances.appendChild(F.el("li", { class: "muted", text: state.selected.status === "closed"
+        ? "None: the sale is closed." : "No instance has taken part in this sale yet." }));
+    }
     names.forEach(function (name) {
       view.instances.appendChild(F.el("li", { class: "instance" }, [
         F.el("span", { class: "code", text: name }),

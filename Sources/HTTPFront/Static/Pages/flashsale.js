@@ -213,6 +213,7 @@
     this.handlers = handlers;
     this.socket = null;
     this.failures = 0;
+    this.openedAt = 0;
     this.stopped = false;
     this.timer = 0;
     this.connected = false;
@@ -220,6 +221,7 @@
 
   LiveSocket.minimumDelayMilliseconds = 500;
   LiveSocket.maximumDelayMilliseconds = 30000;
+  LiveSocket.stableMilliseconds = 10000;
 
   LiveSocket.prototype.start = function () {
     if (this.stopped || this.socket) return;
@@ -234,7 +236,7 @@
     this.socket = socket;
     socket.onopen = function () {
       self.connected = true;
-      self.failures = 0;
+      self.openedAt = Date.now();
       if (self.handlers.up) self.handlers.up();
     };
     socket.onmessage = function (event) {
@@ -255,7 +257,10 @@
         if (self.handlers.ended) self.handlers.ended("policy", event.reason || "");
         return;
       }
-      if (!wasConnected) self.failures += 1; else self.failures = 1;
+      // Only a socket that stayed up a while resets the backoff: one the server accepts and drops at once
+      // must not turn into a reconnect loop.
+      const lasted = wasConnected && Date.now() - self.openedAt > LiveSocket.stableMilliseconds;
+      self.failures = lasted ? 1 : self.failures + 1;
       if (self.handlers.down) self.handlers.down();
       self.schedule();
     };

@@ -14,7 +14,7 @@
     notice: $("notice"), body: $("sale-body"), connection: $("connection"),
     countdown: $("countdown"), countdownValue: $("countdown-value"), countdownAt: $("countdown-at"),
     closedBanner: $("closed-banner"),
-    available: $("stock-available"), sold: $("stock-sold"), waitlist: $("stock-waitlist"), meter: $("stock-meter"),
+    available: $("stock-available"), availableLabel: $("available-label"), sold: $("stock-sold"), waitlist: $("stock-waitlist"), meter: $("stock-meter"),
     announcer: $("stock-announcer"), limit: $("limit"),
     form: $("order-form"), orderOver: $("order-over"), quantity: $("quantity"), quantityHint: $("quantity-hint"),
     phone: $("delivery-phone"), address: $("delivery-address"), deliveryName: $("delivery-name"),
@@ -52,6 +52,11 @@
     closed: { badge: "Closed", banner: "This sale was closed by the shop." },
     "": { badge: "Closed", banner: "This sale is closed." },
   };
+
+  /** What to say about the close; a reason this page does not know reads as a plain close. */
+  function closedInfo() {
+    return closedText[state.closedReason] || closedText[""];
+  }
 
   function showNotice(text, tone) {
     view.notice.hidden = !text;
@@ -121,7 +126,7 @@
     const stock = state.stock;
     if (!stock) return;
     let text;
-    if (isClosed()) text = closedText[state.closedReason || ""].banner;
+    if (isClosed()) text = closedInfo().banner;
     else text = F.units(stock.available) + " available, " + F.formatNumber(stock.sold) + " sold.";
     const now = Date.now();
     if (text === state.lastAnnounced) return;
@@ -135,7 +140,7 @@
     if (!state.sale) return;
     let badge, tone;
     if (isClosed()) {
-      badge = closedText[state.closedReason || ""].badge;
+      badge = closedInfo().badge;
       tone = state.closedReason === "sold_out" ? "soldout" : "closed";
     } else if (beforeOpening()) {
       badge = "Opens soon";
@@ -149,12 +154,13 @@
     F.setText(view.badge, badge);
     view.page.dataset.state = tone;
 
+    F.setText(view.availableLabel, isClosed() ? "Unsold" : "Available");
     view.closedBanner.hidden = !isClosed();
     // Once the sale is over the form has nothing left to do: it gives way to the reason.
     view.form.hidden = isClosed();
     view.orderOver.hidden = !isClosed();
-    if (isClosed()) F.setText(view.orderOver, "Ordering is over. " + closedText[state.closedReason || ""].banner);
-    if (isClosed()) F.setText(view.closedBanner, closedText[state.closedReason || ""].banner);
+    if (isClosed()) F.setText(view.orderOver, "Ordering is over. " + closedInfo().banner);
+    if (isClosed()) F.setText(view.closedBanner, closedInfo().banner);
     renderCountdown();
     renderButton();
   }
@@ -171,7 +177,7 @@
   function blockedReason() {
     if (!state.token || state.signedOut) return "Sign in at the shop to order.";
     if (!state.sale) return "Loading the sale…";
-    if (isClosed()) return closedText[state.closedReason || ""].banner;
+    if (isClosed()) return closedInfo().banner;
     if (beforeOpening()) return "Ordering opens when the countdown ends.";
     if (state.inFlight) return "Sending your order…";
     if (Date.now() < state.settledUntil) return "Order confirmed.";
@@ -386,7 +392,7 @@
   function tickPoll() {
     if (!state.sale || state.signedOut) return;
     if (!state.liveUp && !isClosed()) loadStock();
-    if (waitlisted()) loadMe();
+    if (waitlisted() || !state.me) loadMe();
   }
 
   function tickClock() {
@@ -569,6 +575,7 @@
     }
     showNotice("");
     state.sale = sale;
+    if (sale.status === "closed" && sale.closedReason) state.closedReason = sale.closedReason;
     renderSale();
     applyStock({ available: sale.available, sold: sale.sold, status: sale.status, waitlist: 0 });
     await Promise.all([loadStock(), loadMe()]);

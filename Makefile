@@ -20,6 +20,7 @@ test: bootstrap
 	swift build --build-tests
 	swift test --skip-build --no-parallel
 	scripts/api-conformance.sh
+	timeout 300 scripts/tls-check.sh
 	timeout 400 .venv/bin/python scripts/browser_test.py --bin .build/debug/flashsale
 	timeout 600 .venv/bin/python chaos/chaos.py --bin .build/debug/flashsale --quick --scenarios kill-instance,pause-instance,kill-redis
 	timeout 600 scripts/k8s-check.sh
@@ -33,13 +34,19 @@ clean:
 image: release
 	scripts/image.sh
 
-.PHONY: bench-micro bench demo chaos
+.PHONY: bench-micro bench demo chaos fuzz
 # Every chaos scenario against a release build (bounded: each scenario stops by itself; the whole run < 20 min),
-# then the long run of the seeded liveness test (24 rounds of faults; FLASHSALE_LIVENESS_SEED replays one).
+# then the fuzz targets (60 s each) and the long run of the seeded liveness test (24 rounds of faults;
+# FLASHSALE_LIVENESS_SEED replays one).
 chaos: release
 	timeout 1200 .venv/bin/python chaos/chaos.py --bin .build/release/flashsale
+	timeout 2400 scripts/fuzz.sh
 	swift build --build-tests
 	FLASHSALE_LIVENESS_ROUNDS=24 timeout 600 swift test --skip-build --filter LivenessTests
+
+# libFuzzer with AddressSanitizer on the token verifier and the body decoder, FUZZ_SECONDS (60) each.
+fuzz: bootstrap
+	timeout 2400 scripts/fuzz.sh
 
 bench-micro: bootstrap
 	cd Benchmarks && swift package --disable-sandbox benchmark

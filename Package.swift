@@ -1,4 +1,5 @@
 // swift-tools-version:6.2
+import Foundation
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [
@@ -115,6 +116,7 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -146,6 +148,7 @@ let package = Package(
                 "TestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ],
@@ -153,3 +156,17 @@ let package = Package(
         ),
     ]
 )
+
+// libFuzzer targets for the parsers of untrusted input (the bearer-token verifier, the request-body
+// decoder): declared only for scripts/fuzz.sh, which builds them with -sanitize=fuzzer,address in its
+// own scratch directory; `swift build` and `swift test` never see them.
+if ProcessInfo.processInfo.environment["FLASHSALE_FUZZ"] == "1" {
+    for name in ["FuzzTokens", "FuzzBodies"] {
+        package.targets.append(.executableTarget(
+            name: name,
+            dependencies: ["HTTPFront", "Replication", .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "Hummingbird", package: "hummingbird"), .product(name: "NIOCore", package: "swift-nio")],
+            path: "Fuzz/\(name)"
+        ))
+    }
+}

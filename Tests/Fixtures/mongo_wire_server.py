@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """In-memory MongoDB stand-in for the Mongo integration tests.
 
-    python mongo_wire_server.py --port P --control-port C
+    python mongo_wire_server.py --port P --control-port C [--tls-cert PEM --tls-key PEM]
+
+With --tls-cert and --tls-key, port P accepts TLS only (the control port stays
+plain): clients must negotiate TLS and verify that certificate.
 
 Port P speaks the MongoDB wire protocol (through mockupdb) well enough for
 libmongoc's bulk writes, finds and createIndexes: documents live in memory,
@@ -44,6 +47,7 @@ import os
 import re
 import signal
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -57,6 +61,7 @@ from bson.max_key import MaxKey
 from bson.min_key import MinKey
 from bson.regex import Regex
 from bson.timestamp import Timestamp
+import mockupdb
 from mockupdb import OP_MSG_FLAGS, MockupDB, OpMsg
 
 log = logging.getLogger("mongo_wire_server")
@@ -909,6 +914,25 @@ class ControlHandler(socketserver.StreamRequestHandler):
             pass
 
 
+# --- TLS ---------------------------------------------------------------------
+
+def serve_tls(cert_file, key_file):
+    """Make MockupDB's listening socket a TLS one (its own `ssl` option only knows a bundled certificate).
+
+    The handshake runs on a connection's first read, in that connection's thread, so a client that never
+    completes it cannot stall the accept loop."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    bind = mockupdb.bind_tcp_socket
+
+    def bind_tls(address):
+        sock, bound = bind(address)
+        return context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), bound
+
+    mockupdb.bind_tcp_socket = bind_tls
+
+
 # --- Main --------------------------------------------------------------------
 
 def main(argv=None):
@@ -917,10 +941,16 @@ def main(argv=None):
     parser.add_argument("--control-port", type=int, required=True, help="JSON-lines control port")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--verbose", action="store_true", help="log to stderr at INFO")
+    parser.add_argument("--tls-cert", help="PEM certificate (chain): the wire port accepts TLS only")
+    parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
     args = parser.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
     logging.basicConfig(stream=sys.stderr, level=logging.INFO if args.verbose else logging.WARNING,
                         format="mongo_wire_server: %(levelname)s %(message)s")
 
+    if args.tls_cert:
+        serve_tls(args.tls_cert, args.tls_key)
     store = Store()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: store.stopping.set())

@@ -3,6 +3,10 @@ import HTTPFront
 import Hummingbird
 import HummingbirdTLS
 import HummingbirdTesting
+import HummingbirdWSClient
+import Logging
+import NIOSSL
+import Synchronization
 import Testing
 import TestSupport
 
@@ -194,6 +198,24 @@ struct ConnectionHygieneTests {
                 #expect(response.status == .ok)
             }
             let port = try #require(client.port)
+            // Live stock over wss://, the certificate verified against itself as the root.
+            try await client.execute(uri: "/admin/sales", method: .post, headers: fixture.headers("ops", admin: true),
+                                     body: ByteBuffer(string: #"{"id":"tls","name":"Phones","stock":3,"startsAt":"\#(ISO8601DateFormatter().string(from: Date()))","durationSeconds":600}"#)) {
+                #expect($0.status == .created)
+            }
+            var trusting = TLSConfiguration.makeClientConfiguration()
+            trusting.trustRoots = .file(certificate)
+            let token = fixture.tokens.sign(subject: "viewer", admin: false, expiresAt: Date().addingTimeInterval(600))
+            let firstFrame = Mutex<String?>(nil)
+            var logger = Logger(label: "wss-test")
+            logger.logLevel = .warning
+            try await WebSocketClient.connect(url: "wss://localhost:\(port)/sales/tls/live?access_token=\(token)", tlsConfiguration: trusting, logger: logger) { inbound, _, _ in
+                for try await message in inbound.messages(maxSize: 1 << 16) {
+                    if case .text(let text) = message { firstFrame.withLock { $0 = text } }
+                    return
+                }
+            }
+            #expect(firstFrame.withLock { $0 }?.contains(#""type":"stock""#) == true, "the stock frame arrives over wss")
             let plain = try RawConnection(port: port)
             defer { plain.close() }
             plain.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import NIOSSL
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -20,8 +21,14 @@ struct LoadClient: Sendable {
     let baseURL: String
     static let timeout = TimeAmount.seconds(30)
 
-    init(baseURL: String, connections: Int) {
+    /// `caFile`: PEM roots to verify an HTTPS instance with (its own CA); nil: the system's roots.
+    init(baseURL: String, connections: Int, caFile: String? = nil) {
         var configuration = HTTPClient.Configuration()
+        if let caFile {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .file(caFile)
+            configuration.tlsConfiguration = tls
+        }
         configuration.connectionPool = .init(idleTimeout: .seconds(120), concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, connections))
         configuration.timeout = .init(connect: .seconds(10), read: .seconds(30))
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)

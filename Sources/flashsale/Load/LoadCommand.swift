@@ -36,6 +36,7 @@ struct LoadCommand: AsyncParsableCommand {
     @Option(name: .customLong("starts-in-seconds"), help: "The created sale opens this long after the run starts.") var startsInSeconds = 5
     @Option(name: .customLong("jwt-secret"), help: "HS256 secret (FLASHSALE_JWT_SECRET) to sign customer tokens.") var jwtSecret: String?
     @Option(help: "Report path without extension (.json and .html are written).") var report: String?
+    @Option(name: .customLong("tls-ca-file"), help: "PEM CA that signed an https:// instance's certificate (default: the system's roots).") var tlsCAFile: String?
     @Flag(name: .customLong("skip-ledger-check"), help: "Do not compare with the ledger (for a server on --order-path noop).")
     var skipLedgerCheck = false
 
@@ -54,7 +55,7 @@ struct LoadCommand: AsyncParsableCommand {
         let tokens = BearerTokens(secret: secret)
         let admin = tokens.sign(subject: "load-admin", admin: true, expiresAt: Date().addingTimeInterval(7_200))
         let connectionCount = mode == .flashCrowd ? customers : (mode == .closedLoop ? connections : min(10_000, Int(rate)))
-        let client = LoadClient(baseURL: url, connections: connectionCount)
+        let client = LoadClient(baseURL: url, connections: connectionCount, caFile: tlsCAFile)
         let origin = ContinuousClock.now
         let scenarios = Scenarios(client: client, tokens: tokens, origin: origin, deadline: origin + .seconds(maxSeconds))
 

@@ -5,10 +5,12 @@ set -eu
 me="$(hostname).flashsale-redis"
 conf=/run/redis/redis.conf
 cp /etc/flashsale-redis/redis.conf "$conf"
+# With k8s/overlays/redis-tls: TLS only (its redis-tls.conf), and REDIS_CLI_TLS holds redis-cli's TLS options.
+[ ! -f /etc/flashsale-redis/redis-tls.conf ] || cat /etc/flashsale-redis/redis-tls.conf >> "$conf"
 echo "replica-announce-ip $me" >> "$conf"
 primary=""
 for sentinel in $(echo "$REDIS_SENTINELS" | tr ',' ' '); do
-  primary=$(timeout 3 redis-cli -h "${sentinel%:*}" -p "${sentinel##*:}" --raw \
+  primary=$(timeout 3 redis-cli ${REDIS_CLI_TLS:-} -h "${sentinel%:*}" -p "${sentinel##*:}" --raw \
     sentinel get-master-addr-by-name "$REDIS_MASTER_NAME" 2>/dev/null | head -n 1 || true)
   [ -z "$primary" ] || break
 done

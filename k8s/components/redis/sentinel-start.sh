@@ -6,7 +6,7 @@ me="$(hostname).flashsale-redis-sentinel"
 primary=""
 for sentinel in $(echo "$REDIS_SENTINELS" | tr ',' ' '); do
   [ "${sentinel%:*}" != "$me" ] || continue
-  primary=$(timeout 3 redis-cli -h "${sentinel%:*}" -p "${sentinel##*:}" --raw \
+  primary=$(timeout 3 redis-cli ${REDIS_CLI_TLS:-} -h "${sentinel%:*}" -p "${sentinel##*:}" --raw \
     sentinel get-master-addr-by-name "$REDIS_MASTER_NAME" 2>/dev/null | head -n 1 || true)
   [ -z "$primary" ] || break
 done
@@ -22,5 +22,8 @@ sentinel down-after-milliseconds $REDIS_MASTER_NAME 5000
 sentinel failover-timeout $REDIS_MASTER_NAME 30000
 sentinel parallel-syncs $REDIS_MASTER_NAME 1
 CONF
+# With k8s/overlays/redis-tls: TLS only, to the clients, the other Sentinels and the Redis members (and
+# REDIS_CLI_TLS above holds redis-cli's TLS options).
+[ ! -f /etc/flashsale-redis/sentinel-tls.conf ] || cat /etc/flashsale-redis/sentinel-tls.conf >> /run/sentinel/sentinel.conf
 echo "sentinel-start: $me monitors $primary"
 exec redis-sentinel /run/sentinel/sentinel.conf

@@ -15,7 +15,11 @@ ledger and MongoDB:
   - liveness: after healing, a bounded sweep of fresh customers sells the sale out (closed `sold_out`)
     within 3 lease TTLs + 10 s; units still stranded then (the lease table is printed) fail the scenario.
 
-    chaos.py [--scenarios kill-instance,pause-instance,...] [--bin .build/debug/flashsale] [--quick]
+    chaos.py [--scenarios kill-instance,pause-instance,...] [--bin .build/debug/flashsale] [--quick] [--tls]
+
+With --tls every hop the suite controls is HTTPS (TLS 1.2+): a throwaway CA made once per run signs the
+certificate of the instances and of haproxy, which re-encrypts towards the instances (health checks
+included); every client of the suite verifies against that CA.
 
 Everything is bounded: each scenario has a hard deadline, every wait has a timeout, every process the
 harness starts is stopped at the end (also on errors). Traffic stays on 127.0.0.1.
@@ -32,9 +36,11 @@ import sys
 import tempfile
 
 from flashsale_chaos import ROOT
+from flashsale_chaos.clients import use_tls
 from flashsale_chaos.report import keep_files, print_table, write_json
 from flashsale_chaos.runner import run_scenario
 from flashsale_chaos.scenarios import SCENARIOS
+from flashsale_chaos.topology import make_certificates
 
 
 def main(argv=None):
@@ -44,6 +50,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="smaller sales (the make test subset)")
     parser.add_argument("--report", default=os.path.join(ROOT, "reports/chaos"), help="where the JSON report and logs go")
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument("--tls", action="store_true", help="HTTPS on every hop, verified against a throwaway CA")
     args = parser.parse_args(argv)
     args.bin = os.path.abspath(args.bin)
 
@@ -53,7 +60,7 @@ def main(argv=None):
         parser.error("unknown scenarios: %s (known: %s)" % (", ".join(unknown), ", ".join(s.name for s in SCENARIOS)))
     if not os.access(args.bin, os.X_OK):
         parser.error("%s is not an executable flashsale binary" % args.bin)
-    for tool in ("redis-server", "haproxy"):
+    for tool in ("redis-server", "haproxy") + (("openssl",) if args.tls else ()):
         if not shutil.which(tool):
             parser.error("%s is not installed (scripts/bootstrap.sh installs it)" % tool)
 
@@ -63,11 +70,15 @@ def main(argv=None):
     workdir = tempfile.mkdtemp(prefix="flashsale-chaos-")
     results = []
     try:
+        tls = None
+        if args.tls:
+            tls = make_certificates(workdir)
+            use_tls(tls.ca)
         for scenario in SCENARIOS:
             if scenario.name not in names:
                 continue
             print("chaos: %s: %s" % (scenario.name, scenario.description), flush=True)
-            result = run_scenario(scenario, args.bin, workdir, args.quick)
+            result = run_scenario(scenario, args.bin, workdir, args.quick, tls)
             results.append(result)
             print("chaos: %s %s in %ss" % (scenario.name, "passed" if result.get("passed") else
                                            ("reported" if scenario.control else "FAILED"), result["seconds"]), flush=True)
@@ -76,7 +87,7 @@ def main(argv=None):
         shutil.rmtree(workdir, ignore_errors=True)
     write_json(results, args.report)
     print()
-    print_table(results)
+    print_table(results, args.tls)
     failed = [r for r in results if not r.get("passed") and not r.get("control")]
     return 1 if failed else 0
 

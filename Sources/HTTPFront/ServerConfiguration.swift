@@ -1,3 +1,4 @@
+import NIOCore
 import NIOSSL
 import Replication
 
@@ -75,6 +76,9 @@ extension ServerConfiguration {
         let key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
         var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
         tls.minimumTLSVersion = .tlsv12
+        // At a graceful stop, idle keep-alive connections (a proxy's pool) are closed; waiting the default
+        // 5 s for each peer's close_notify would only delay the drain.
+        tls.shutdownTimeout = .seconds(1)
         return tls
     }
 }

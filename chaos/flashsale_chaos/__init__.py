@@ -1,8 +1,9 @@
 """The FlashSale chaos suite as a package; `chaos/chaos.py` is its command line.
 
-  clients     RESP client, HTTP requests, JWTs, bounded waits
+  clients     RESP client, HTTP requests (HTTPS with --tls), JWTs, bounded waits
   processes   a child process with a log file; the TCP proxy in front of Redis
-  topology    one scenario's processes: Redis (+ replicas, Sentinels), MongoDB wire server, instances, haproxy
+  topology    one scenario's processes: Redis (+ replicas, Sentinels), MongoDB wire server, instances, haproxy;
+              the run's throwaway CA and certificate for --tls
   workload    the customers: one intent each, retried; the liveness sweep of fresh customers after healing
   faults      what each scenario does to the topology (inject, heal)
   scenarios   the scenarios: fault, heal, topology, workload, and the probe that shows the fault took effect

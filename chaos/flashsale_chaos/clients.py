@@ -1,5 +1,8 @@
-"""Small clients for the harness: a RESP2 client for Redis, one-shot HTTP requests, HS256 tokens the
-instances accept, a free loopback port and a bounded wait. Everything talks to 127.0.0.1 only."""
+"""Small clients for the harness: a RESP2 client for Redis, one-shot HTTP(S) requests, HS256 tokens the
+instances accept, a free loopback port and a bounded wait. Everything talks to 127.0.0.1 only.
+
+`use_tls(cafile)` switches every request of the run (workload, sweep, probes) to HTTPS, verifying the
+server against that CA: instances and haproxy then accept TLS only."""
 
 import base64
 import hashlib
@@ -7,6 +10,7 @@ import hmac
 import http.client as httpclient
 import json
 import socket
+import ssl
 import time
 
 from . import JWT_SECRET
@@ -84,9 +88,24 @@ def token(subject, admin=False, ttl=3600):
     return header + "." + payload + "." + b64url(signature)
 
 
-def request(port, method, path, body=None, bearer=None, headers=None, timeout=5.0):
-    """One request on a fresh connection: (status, json-or-text). Raises on network errors and timeouts."""
-    connection = httpclient.HTTPConnection("127.0.0.1", port, timeout=timeout)
+_tls_context = None  # set once per run by use_tls(); None: plain HTTP
+
+
+def use_tls(cafile):
+    """Every later request goes over HTTPS and verifies the server's certificate (chain and the address
+    127.0.0.1) against `cafile`; None goes back to plain HTTP."""
+    global _tls_context
+    _tls_context = ssl.create_default_context(cafile=cafile) if cafile else None
+
+
+def request(port, method, path, body=None, bearer=None, headers=None, timeout=5.0, plain=False):
+    """One request on a fresh connection: (status, json-or-text), over HTTPS when the run uses TLS (`plain`
+    forces HTTP: the probe that TLS-only ports refuse it). Raises on network errors and timeouts; a failed
+    handshake or verification is an `ssl.SSLError`, an OSError like the others."""
+    if _tls_context is None or plain:
+        connection = httpclient.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    else:
+        connection = httpclient.HTTPSConnection("127.0.0.1", port, timeout=timeout, context=_tls_context)
     try:
         all_headers = dict(headers or {})
         if bearer:

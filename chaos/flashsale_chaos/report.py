@@ -16,7 +16,8 @@ def keep_files(results, workdir, report_dir, keep_logs):
     if keep_logs or any(not r.get("passed") and not r.get("control") for r in results):
         logs = os.path.join(report_dir, "logs")
         shutil.rmtree(logs, ignore_errors=True)
-        shutil.copytree(workdir, logs, ignore=shutil.ignore_patterns("*.aof", "*.rdb", "appendonlydir"))
+        shutil.copytree(workdir, logs, ignore=shutil.ignore_patterns("*.aof", "*.rdb", "appendonlydir", "*.sock", "*.key",
+                                                                     "haproxy.pem"))
 
 
 def write_json(results, report_dir):
@@ -32,7 +33,7 @@ def live_cell(r):
     return "no (control)" if r["control"] else "NO"
 
 
-def print_table(results):
+def print_table(results, tls=False):
     header = ("scenario", "requests", "confirmed", "unknown", "lost acked", "oversold", "outage s", "recover s", "fault", "live",
               "result")
     rows = []
@@ -53,6 +54,10 @@ def print_table(results):
     print("-" * len(line))
     for row in rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+    if tls:
+        counted = ", ".join("%s %d" % (r["scenario"], r["tls"]["haproxyTLSConnections"]) for r in results if "tls" in r)
+        print("TLS: every hop over HTTPS (clients to haproxy, haproxy to the instances, health checks, probes), "
+              "verified against a throwaway CA; plain HTTP refused; haproxy's TLS connections: %s" % (counted or "-"))
     for r in results:
         if "evidence" in r:
             print("%s: %s" % (r["scenario"], r["evidence"]))
@@ -66,7 +71,7 @@ def print_table(results):
             print("%s: %s" % (r["scenario"], r["error"]))
         elif not r["passed"] and not r["control"]:
             details = {k: r[k] for k in ("lost", "lostOrders", "oversold", "overLimit", "doubleKeys", "invariant",
-                                         "ledgerUnitsMatchSold", "missingInMongo", "alive", "effect", "maxRSSMiB", "live") if k in r}
+                                         "ledgerUnitsMatchSold", "missingInMongo", "alive", "effect", "maxRSSMiB", "live", "tls") if k in r}
             print("%s failed: %s" % (r["scenario"], json.dumps(details)))
 
 

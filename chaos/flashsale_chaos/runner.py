@@ -27,14 +27,14 @@ def stock_events(topology, sale):
     return list(events.values())
 
 
-def run_scenario(scenario, binary, root_workdir, quick):
+def run_scenario(scenario, binary, root_workdir, quick, tls=None):
     workdir = os.path.join(root_workdir, scenario.name)
     os.makedirs(workdir, exist_ok=True)
     result = {"scenario": scenario.name, "description": scenario.description, "control": scenario.control}
     topology = None
     started = time.monotonic()
     try:
-        topology = Topology(scenario.name, binary, workdir, **scenario.topology)
+        topology = Topology(scenario.name, binary, workdir, tls=tls, **scenario.topology)
         stock = scenario.workload.get("stock", 300 if quick else 600)
         customers = scenario.workload.get("customers", 900 if quick else 1800)
         workers = scenario.workload.get("workers", 48)
@@ -78,9 +78,11 @@ def run_scenario(scenario, binary, root_workdir, quick):
         stocklog = stock_events(topology, sale)
         took_effect, evidence = scenario.effect(topology, workload, stocklog) if scenario.effect else (True, "-")
         result["effect"], result["evidence"] = took_effect, evidence
+        if tls:
+            result["tls"] = topology.tls_evidence()
         # Memory stays bounded (overload especially): an instance above 2 GiB fails the scenario.
         result["passed"] = (result["passed"] and result["alive"] and took_effect and result["maxRSSMiB"] < 2048
-                            and result["live"])
+                            and result["live"] and (not tls or result["tls"]["serversUseTLS"]))
     except Exception as error:  # noqa: BLE001 - a broken scenario is reported, never hidden
         result.update({"passed": False, "error": "%s: %s" % (type(error).__name__, error)})
     finally:

@@ -1,22 +1,63 @@
 """One scenario's topology on 127.0.0.1: a Redis primary (AOF `appendfsync always`, or RDB only for the
 control) behind a `TCPProxy`, or with two replicas and three Sentinels for the failover scenario; the
 wire-level MongoDB server; three `flashsale serve` instances; haproxy in front of them. A topology that
-fails to start stops what it started; `shutdown()` stops everything."""
+fails to start stops what it started; `shutdown()` stops everything.
+
+With TLS (`make_certificates` once per run, then `Topology(..., tls=...)`) the instances serve HTTPS only
+and haproxy re-encrypts: it terminates TLS for the clients and connects to the instances, health checks
+included, over TLS that it verifies against the same throwaway CA."""
 
 import base64
+import collections
+import http.client as httpclient
 import json
 import os
 import socket
+import subprocess
 import time
 
 from . import JWT_SECRET, ROOT
 from .clients import free_port, redis_call, request, wait_until
 from .processes import Process, TCPProxy
 
+TLSFiles = collections.namedtuple("TLSFiles", "ca cert key haproxy")
+
+
+def make_certificates(workdir):
+    """A throwaway CA and one server certificate it signs (EC P-256, valid a day, SAN IP:127.0.0.1 and
+    DNS:localhost) for the instances and haproxy, under `workdir/tls`. haproxy wants certificate and key
+    in one PEM file (`haproxy`)."""
+    directory = os.path.join(workdir, "tls")
+    os.makedirs(directory, exist_ok=True)
+    files = TLSFiles(*(os.path.join(directory, name) for name in ("ca.pem", "server.pem", "server.key", "haproxy.pem")))
+    ca_key, csr, extensions = (os.path.join(directory, name) for name in ("ca.key", "server.csr", "server.ext"))
+    with open(extensions, "w") as handle:
+        handle.write("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                     "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                     "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
+    curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    for argv in (["openssl", "req", "-x509"] + curve + ["-days", "1", "-subj", "/CN=FlashSale chaos CA",
+                  "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+                  "-keyout", ca_key, "-out", files.ca],
+                 ["openssl", "req"] + curve + ["-subj", "/CN=127.0.0.1", "-keyout", files.key, "-out", csr],
+                 ["openssl", "x509", "-req", "-in", csr, "-CA", files.ca, "-CAkey", ca_key, "-CAcreateserial",
+                  "-days", "1", "-extfile", extensions, "-out", files.cert]):
+        made = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=30)
+        if made.returncode != 0:
+            raise RuntimeError("%s failed: %s" % (" ".join(argv[:2]), made.stderr.decode(errors="replace").strip()))
+    with open(files.haproxy, "w") as bundle:
+        for part in (files.cert, files.key):
+            with open(part) as handle:
+                bundle.write(handle.read())
+    for secret in (ca_key, files.key, files.haproxy):
+        os.chmod(secret, 0o600)
+    return files
+
 
 class Topology:
-    def __init__(self, scenario, binary, workdir, sentinel=False, durable=True, rate_limits=False, offsets=None):
-        self.scenario, self.binary, self.workdir = scenario, binary, workdir
+    def __init__(self, scenario, binary, workdir, sentinel=False, durable=True, rate_limits=False, offsets=None,
+                 tls=None):
+        self.scenario, self.binary, self.workdir, self.tls = scenario, binary, workdir, tls
         self.processes = []
         self.proxy = None
         self.observed = {}
@@ -69,6 +110,18 @@ class Topology:
         self.haproxy = self._start_haproxy()
         if not wait_until(lambda: request(self.lb_port, "GET", "/healthz", timeout=2)[0] == 200, 15):
             raise RuntimeError("haproxy did not come up")
+        if self.tls:
+            for port in self.instance_ports + [self.lb_port]:
+                self._refuses_plain_http(port)
+
+    @staticmethod
+    def _refuses_plain_http(port):
+        """A TLS-only port must not answer plain HTTP: the run would otherwise prove nothing about TLS."""
+        try:
+            status, _ = request(port, "GET", "/healthz", timeout=2, plain=True)
+        except (OSError, httpclient.HTTPException):
+            return
+        raise RuntimeError("port %d answered plain HTTP (%s) although the run uses TLS" % (port, status))
 
     def _spawn(self, name, argv, env=None):
         process = Process(name, argv, self.workdir, env)
@@ -121,6 +174,8 @@ class Topology:
             redis_url = "redis://127.0.0.1:%d" % self.redis_port
         else:
             redis_url = "redis://127.0.0.1:%d" % self.proxy.port
+        if self.tls:
+            env["FLASHSALE_TLS_CERT_FILE"], env["FLASHSALE_TLS_KEY_FILE"] = self.tls.cert, self.tls.key
         argv = [self.binary, "serve", "--port", str(port), "--redis-url", redis_url, "--instance-id", "chaos-%d" % index]
         if offset:
             # libfaketime recurses with jemalloc at start-up; the instance's injectable wall clock is used.
@@ -131,13 +186,49 @@ class Topology:
         self.instances[index].start()
         return wait_until(lambda: request(self.instance_ports[index], "GET", "/readyz", timeout=2)[0] == 200, 30)
 
+    @property
+    def haproxy_socket(self):
+        return os.path.join(self.workdir, "haproxy.sock")
+
+    def haproxy_command(self, command):
+        """One command on haproxy's stats socket (`show info`, `show servers state`): its answer."""
+        with socket.socket(socket.AF_UNIX) as connection:
+            connection.settimeout(5)
+            connection.connect(self.haproxy_socket)
+            connection.sendall(command.encode() + b"\n")
+            data = b""
+            while True:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    return data.decode("utf-8", "replace")
+                data += chunk
+
+    def tls_evidence(self):
+        """What haproxy says about TLS: its TLS connections so far (from clients and to instances, health
+        checks included) and whether every server of the backend uses TLS."""
+        info = dict(line.split(": ", 1) for line in self.haproxy_command("show info").splitlines() if ": " in line)
+        state = self.haproxy_command("show servers state instances").splitlines()
+        columns = state[1].lstrip("# ").split()  # the first line is the format version
+        servers = [dict(zip(columns, line.split())) for line in state[2:] if line.strip()]
+        return {"haproxyTLSConnections": int(info.get("CumSslConns", 0)),
+                "serversUseTLS": bool(servers) and all(server.get("srv_use_ssl") == "1" for server in servers)}
+
     def _start_haproxy(self):
         config = os.path.join(self.workdir, "haproxy.cfg")
-        servers = "\n".join("    server i%d 127.0.0.1:%d check inter 300 fall 2 rise 1" % (i, p)
+        bind, backend_tls = "", ""
+        if self.tls:
+            # Re-encryption: the clients' TLS ends here; traffic and health checks to the instances go over
+            # TLS verified against the CA. haproxy checks the certificate's name against the SNI it sends
+            # (`sni` for traffic, `check-sni` for checks); `ssl` alone would already cover the checks.
+            bind = " ssl crt %s ssl-min-ver TLSv1.2" % self.tls.haproxy
+            backend_tls = (" ssl verify required ca-file %s sni str(localhost) check-ssl check-sni localhost"
+                           % self.tls.ca)
+        servers = "\n".join("    server i%d 127.0.0.1:%d check inter 300 fall 2 rise 1%s" % (i, p, backend_tls)
                             for i, p in enumerate(self.instance_ports))
         with open(config, "w") as handle:
             handle.write("""global
     maxconn 8000
+    stats socket %s mode 600 level user
 defaults
     mode http
     timeout connect 1s
@@ -147,14 +238,14 @@ defaults
     option redispatch
     retry-on conn-failure empty-response
 frontend api
-    bind 127.0.0.1:%d
+    bind 127.0.0.1:%d%s
     default_backend instances
 backend instances
     balance roundrobin
     option httpchk GET /readyz
     http-check expect status 200
 %s
-""" % (self.lb_port, servers))
+""" % (self.haproxy_socket, self.lb_port, bind, servers))
         return self._spawn("haproxy", ["haproxy", "-f", config, "-db"])
 
     def mongo_op(self, operation):

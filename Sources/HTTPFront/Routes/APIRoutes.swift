@@ -281,7 +281,7 @@ struct APIRoutes: Sendable {
         try requirePhone(body.delivery.phone, field: "delivery.phone")
         try requireLength(body.delivery.address, 1...500, field: "delivery.address")
         guard body.quantity >= 1 else { throw Problem.invalidRequest("quantity must be at least 1") }
-        let delivery = try cipher.seal(String(decoding: try JSONEncoder().encode(body.delivery), as: UTF8.self),
+        let delivery = try cipher.seal(body.delivery.jsonText,
                                        context: Self.deliveryContext(saleID: saleID, customerID: principal.customerID))
         let outcome: ReservationOutcome
         switch orderPath {
@@ -300,10 +300,10 @@ struct APIRoutes: Sendable {
         switch outcome {
         case .confirmed(let record):
             metrics.order(result: "confirmed")
-            return try jsonResponse(OrderResponse(record, saleID: saleID), status: .created)
+            return JSONText.response(OrderResponse(record, saleID: saleID).jsonText, status: .created)
         case .waitlisted(let position):
             metrics.order(result: "waitlisted")
-            return try jsonResponse(WaitlistedResponse(position: position), status: .accepted)
+            return JSONText.response(WaitlistedResponse(position: position).jsonText, status: .accepted)
         case .rejected(let error, let retryAfter):
             metrics.order(result: error.code.rawValue)
             throw Problem(error, retryAfterSeconds: retryAfter)

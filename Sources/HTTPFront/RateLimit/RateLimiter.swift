@@ -1,4 +1,3 @@
-import Glibc
 import ReservationEngine
 import Synchronization
 
@@ -63,9 +62,10 @@ public final class RateLimiter: Sendable {
         }
     }
 
+    /// Nanoseconds on a monotonic clock since the first call in this process.
     public static func monotonicNanoseconds() -> UInt64 {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+        let (seconds, attoseconds) = (ContinuousClock.now - clockOrigin).components
+        return UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
     }
+    private static let clockOrigin = ContinuousClock.now
 }

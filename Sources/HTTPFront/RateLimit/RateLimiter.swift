@@ -64,8 +64,11 @@ public final class RateLimiter: Sendable {
 
     /// Nanoseconds on a monotonic clock since the first call in this process.
     public static func monotonicNanoseconds() -> UInt64 {
-        let (seconds, attoseconds) = (ContinuousClock.now - clockOrigin).components
-        return UInt64(seconds) * 1_000_000_000 + UInt64(attoseconds / 1_000_000_000)
+        // The origin is read first: on the first call it is initialized now, and must not be later than `now`.
+        let origin = clockOrigin
+        let (seconds, attoseconds) = (ContinuousClock.now - origin).components
+        assert(seconds >= 0 && attoseconds >= 0, "a monotonic clock does not go back")
+        return UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
     }
     private static let clockOrigin = ContinuousClock.now
 }

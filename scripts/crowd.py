@@ -60,6 +60,39 @@ How arrival order and FCFS are measured (the honest part):
   machine is small; wrk shares the cores with the service).
 
 Results are printed as a table and written as JSON to reports/crowd/ (`--report-dir`).
+
+The open-loop row (`--open-loop`): N connections (`--connections`, 10,000) send R orders/s together
+(`--rate`, 5,000) for D seconds (`--duration`, 10), each order a different customer (R*D pre-signed tokens,
+`Idempotency-Key` per customer, quantity 1), against a sale whose stock exceeds R*D (nothing sells out),
+limit 2, opened before wrk starts; per-customer and per-address rate limits off as above.
+
+    .venv/bin/python scripts/crowd.py --bin /tmp/crowd-bin/flashsale --open-loop --instances 1
+
+- Schedule: each connection sends every N/R seconds (2 s at the defaults) from a random phase within the
+  first interval, starting `--hold-seconds` (5 s) after wrk starts so that all connections are established
+  first. wrk's `delay()` does not say which connection it is called for, so each thread holds its
+  connections' send times merged in time order (written by Python, one customer per slot) and a connection
+  that is free (connected, or just answered) takes the earliest slot not yet taken and waits until it is
+  due. While answers come back within the interval this is each connection's own schedule; a connection
+  is closed loop only when its answer comes after its next send was due, and here that shows as a slot
+  already due when taken: a "late send" (counted, with how late). 201 answers slower than the interval
+  are counted too: on a strictly per-connection schedule those would delay a send.
+- wrk's event loop keeps its timers in an unsorted list and walks it twice per turn, reading the clock per
+  timer: with N connections waiting, wrk's own CPU grows with N * R (at the defaults it can take a core or
+  more of this 2-core machine); its CPU seconds are reported next to the service's.
+- Latency p50/p90/p95/p99/max are wrk's (send -> answer; its coordinated-omission fill-in only touches
+  answers slower than wrk's runtime / answers per connection, about 3.6 s here). The 201s name their
+  customer, so their latency is also given exactly from the send and from the slot's due time.
+- Achieved rate: sends inside the D-second window / D, answers / (last answer - first send), and answers
+  in each second of the window. Answers by status (201/202/409/429/503/other) and wrk's socket errors.
+- After wrk, the sale is closed (admin close) and the ledger checked: no oversell, nobody over the limit,
+  every 201 in the ledger, sold == number of 201s (requests still unanswered when wrk's `-d` ended
+  would break the last one; they are counted).
+- With 3 instances haproxy must hold N client connections: 2 fds each by its own reckoning, above the
+  hard limit of 20,000, so it runs with `no strict-limits` and `http-reuse always` (idle clients share
+  server connections); the open fds of wrk, haproxy and each instance are sampled during the run.
+- Afterwards wrk's own ceiling in the same setting (the same front, -t and -c, GET /healthz, closed loop,
+  5 s) unless `--no-ceiling`.
 """
 
 import argparse
@@ -69,6 +102,7 @@ import hmac
 import http.client
 import json
 import os
+import random
 import re
 import resource
 import shutil
@@ -263,9 +297,10 @@ def cpu_seconds(pid):
 class Topology:
     """redis-server (AOF always) + N instances (+ haproxy when N > 1), all on 127.0.0.1."""
 
-    def __init__(self, procs, binary, workdir, instances, order_path):
+    def __init__(self, procs, binary, workdir, instances, order_path, haproxy_maxconn=9000):
         self.procs, self.workdir = procs, workdir
         self.redis, self.instances, self.haproxy = None, [], None
+        self.haproxy_maxconn, self.haproxy_warnings = haproxy_maxconn, []
         try:
             self._start(binary, instances, order_path)
         except BaseException:
@@ -303,13 +338,23 @@ class Topology:
         if instances > 1:
             self.port = free_port()
             config = os.path.join(workdir, "haproxy.cfg")
-            servers = "\n".join("    server i%d 127.0.0.1:%d" % (i, p) for i, p in enumerate(self.instance_ports))
-            # maxconn 9000: haproxy needs about 2 fds per connection and the hard fd limit here is 20,000
+            # maxconn 9000: haproxy reserves 2 fds per connection and the hard fd limit here is 20,000
             # (maxconn 20000 makes it refuse to start); 9000 is still 9x the crowd's 1,000 connections.
+            # Above that (the open loop's 10,000 idle-most-of-the-time clients) haproxy only starts with
+            # `no strict-limits`, and `http-reuse always` lets those clients share a few server-side
+            # connections, so the fds actually used stay near one per client (sampled during the run).
+            # Each server then gets a maxconn of its own so that a closed loop through haproxy (the ceiling)
+            # queues in haproxy instead of running out of fds.
+            maxconn = self.haproxy_maxconn
+            hard_nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            over_limit = 2 * maxconn + 300 > hard_nofile
+            server_maxconn = " maxconn %d" % max(100, (hard_nofile - maxconn - 500) // instances) if over_limit else ""
+            servers = "\n".join("    server i%d 127.0.0.1:%d%s" % (i, p, server_maxconn)
+                                 for i, p in enumerate(self.instance_ports))
             with open(config, "w") as handle:
                 handle.write("""global
-    maxconn 9000
-defaults
+    maxconn %d
+%sdefaults
     mode http
     option http-keep-alive
     timeout connect 5s
@@ -320,15 +365,18 @@ defaults
     timeout queue 60s
 frontend api
     bind 127.0.0.1:%d
-    maxconn 9000
+    maxconn %d
     default_backend instances
 backend instances
     balance roundrobin
-%s
-""" % (self.port, servers))
+%s%s
+""" % (maxconn, "    no strict-limits\n" if over_limit else "", self.port, maxconn,
+       "    http-reuse always\n" if over_limit else "", servers))
             self.haproxy = procs.start("haproxy", ["haproxy", "-f", config, "-db"], workdir)
             if not wait_until(lambda: request(self.port, "GET", "/readyz", timeout=2)[0] == 200, 15):
                 raise RuntimeError("haproxy did not come up (see %s/haproxy.log)" % workdir)
+            with open(os.path.join(workdir, "haproxy.log"), errors="replace") as handle:
+                self.haproxy_warnings = [line.strip() for line in handle if "ALERT" in line or "WARNING" in line]
         else:
             self.port = self.instance_ports[0]
 
@@ -765,6 +813,550 @@ def analyse(result, topology, sale_id, out_dir, wrk_summary, open_us, admin):
     result["winners"] = k
 
 
+# -------------------------------------------------------------------------------------------- open loop
+
+OPEN_LUA = r"""-- Generated by scripts/crowd.py --open-loop for one run; see its docstring.
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } crowd_timespec;
+int clock_gettime(int clk_id, crowd_timespec *tp);
+]]
+local ts = ffi.new("crowd_timespec")
+local function now_us()  -- CLOCK_REALTIME, microseconds since the epoch (exact in a double)
+  ffi.C.clock_gettime(0, ts)
+  return tonumber(ts.tv_sec) * 1000000 + math.floor(tonumber(ts.tv_nsec) / 1000)
+end
+local function fmt(us) return string.format("%.0f", us) end
+
+local ORIGIN_US = @ORIGIN_US@
+local SCHEDULE = "@SCHEDULE@"
+local OUT = "@OUT@"
+local PATH = "@PATH@"
+local BODY = '@BODY@'
+local PARK_MS = 3600000
+
+local all_threads = {}
+function setup(thread)
+  thread:set("tid", #all_threads)
+  all_threads[#all_threads + 1] = thread
+end
+
+-- thread state
+reqs, custs, dues, counts = {}, {}, {}, {}
+slots = 0         -- scheduled sends of this thread (one customer each)
+claimed = 0       -- slots taken by a free connection in delay()
+issued = 0        -- requests produced by request()
+unscheduled = 0   -- slots taken by request() without a delay() (a reconnect re-sends without delay())
+filler = 0        -- GET /healthz sent because a reconnected connection found no slot left
+parked = 0        -- delay() calls that found no slot left
+held = 0          -- slots claimed before the origin (connections established in time)
+late = 0          -- slots already due when a connection became free to take them
+late_sum_us, late_max_us = 0, 0
+answered = 0
+first_send_us, last_send_us, last_resp_us = 0, 0, 0
+running = false
+local sends, resps, filler_req
+
+function init(args)
+  for line in io.lines(SCHEDULE .. tid .. ".txt") do
+    local c, d, tok = string.match(line, "^(%d+) (%d+) (%S+)$")
+    slots = slots + 1
+    custs[slots] = c
+    dues[slots] = ORIGIN_US + tonumber(d)
+    reqs[slots] = wrk.format("POST", PATH, {["Authorization"] = "Bearer " .. tok,
+      ["Content-Type"] = "application/json", ["Idempotency-Key"] = "open-" .. c}, BODY)
+  end
+  filler_req = wrk.format("GET", "/healthz", {}, nil)
+  sends = io.open(OUT .. "/sends-" .. tid .. ".txt", "w")
+  sends:setvbuf("full", 1048576)
+  resps = io.open(OUT .. "/responses-" .. tid .. ".txt", "w")
+  resps:setvbuf("full", 1048576)
+end
+
+-- Called for a connection once it is connected and after each answer; wrk does not say which connection,
+-- so the thread's slots (each connection's phase + k * interval, merged in time order) go to whichever
+-- connection is free first.
+function delay()
+  running = true
+  if claimed >= slots then
+    parked = parked + 1
+    return PARK_MS
+  end
+  claimed = claimed + 1
+  local now = now_us()
+  if now < ORIGIN_US then held = held + 1 end
+  local due = dues[claimed]
+  if due <= now then
+    late = late + 1
+    late_sum_us = late_sum_us + (now - due)
+    if now - due > late_max_us then late_max_us = now - due end
+    return 0
+  end
+  return math.ceil((due - now) / 1000)  -- wrk's timers have millisecond resolution
+end
+
+function request()
+  if not running then return reqs[1] or filler_req end  -- wrk's start-up check calls request() once
+  if issued >= claimed then
+    if claimed >= slots then
+      filler = filler + 1
+      return filler_req
+    end
+    claimed = claimed + 1
+    unscheduled = unscheduled + 1
+  end
+  issued = issued + 1
+  local t = now_us()
+  if first_send_us == 0 then first_send_us = t end
+  last_send_us = t
+  sends:write(custs[issued], " ", fmt(t), " ", fmt(dues[issued]), "\n")
+  return reqs[issued]
+end
+
+function response(status, headers, body)
+  local t = now_us()
+  answered = answered + 1
+  last_resp_us = t
+  local code = "-"
+  if status >= 400 then code = string.match(body or "", '"code"%s*:%s*"([%w_]+)"') or "-" end
+  local key = tostring(status) .. ":" .. code
+  counts[key] = (counts[key] or 0) + 1
+  local customer = "-"
+  if status == 201 then customer = string.match(body or "", '"customerId"%s*:%s*"([^"]*)"') or "?" end
+  resps:write(fmt(t), " ", status, " ", code, " ", customer, "\n")
+end
+
+function done(summary, latency, requests)
+  local parts = {}
+  for _, t in ipairs(all_threads) do
+    local c = {}
+    for k, v in pairs(t:get("counts") or {}) do c[#c + 1] = string.format("%q:%d", k, v) end
+    parts[#parts + 1] = string.format('{"tid":%d,"slots":%d,"claimed":%d,"issued":%d,"unscheduled":%d,'
+      .. '"filler":%d,"parked":%d,"held":%d,"late":%d,"lateSumUs":%s,"lateMaxUs":%s,"answered":%d,'
+      .. '"firstSendUs":%s,"lastSendUs":%s,"lastRespUs":%s,"counts":{%s}}',
+      t:get("tid"), t:get("slots"), t:get("claimed"), t:get("issued"), t:get("unscheduled"), t:get("filler"),
+      t:get("parked"), t:get("held"), t:get("late"), fmt(t:get("late_sum_us")), fmt(t:get("late_max_us")),
+      t:get("answered"), fmt(t:get("first_send_us")), fmt(t:get("last_send_us")), fmt(t:get("last_resp_us")),
+      table.concat(c, ","))
+  end
+  local e = summary.errors
+  io.write(string.format('CROWD_JSON {"durationUs":%s,"requests":%d,"bytes":%d,'
+    .. '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},'
+    .. '"latencyUs":{"min":%s,"mean":%.1f,"p50":%s,"p90":%s,"p95":%s,"p99":%s,"p999":%s,"max":%s},"threads":[%s]}\n',
+    fmt(summary.duration), summary.requests, summary.bytes, e.connect, e.read, e.write, e.status, e.timeout,
+    fmt(latency.min), latency.mean, fmt(latency:percentile(50)), fmt(latency:percentile(90)),
+    fmt(latency:percentile(95)), fmt(latency:percentile(99)), fmt(latency:percentile(99.9)), fmt(latency.max),
+    table.concat(parts, ",")))
+end
+"""
+
+
+def sign_customers(first, count, ttl=3600):
+    """Tokens for customers first .. first+count-1, as token() signs them but without a json.dumps per token."""
+    now = int(time.time())
+    key = JWT_SECRET.encode()
+    out = []
+    for index in range(first, first + count):
+        payload = b64url(b'{"exp":%d,"iat":%d,"sub":"%s"}' % (now + ttl, now, customer_name(index).encode()))
+        signing = JWT_HEADER + "." + payload
+        out.append(signing + "." + b64url(hmac.new(key, signing.encode(), hashlib.sha256).digest()))
+    return out
+
+
+def open_schedule(connections, interval_us, duration_us, rng):
+    """One thread's send times (us after the origin): each connection at its random phase + k * interval,
+    merged in time order; slot j is phase[j % n] + (j // n) * interval, increasing since the phases are
+    sorted and below the interval."""
+    phases = sorted(rng.randrange(interval_us) for _ in range(connections))
+    out = []
+    j = 0
+    while True:
+        due = phases[j % connections] + (j // connections) * interval_us
+        if due >= duration_us:
+            return out
+        out.append(due)
+        j += 1
+
+
+def quantiles(values, keys=(0.5, 0.9, 0.95, 0.99)):
+    if not values:
+        return None
+    values = sorted(values)
+    out = {"p%g" % (q * 100): round(values[min(len(values) - 1, int(q * len(values)))], 2) for q in keys}
+    out["max"], out["n"] = round(values[-1], 2), len(values)
+    return out
+
+
+def fd_count(pid):
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return None
+
+
+def wait_quiet(topology, timeout, busy_cpu=0.1):
+    """Seconds until the topology used less than busy_cpu CPU seconds in one second; None after timeout."""
+    started = time.monotonic()
+    before = topology.cpu()
+    while time.monotonic() - started < timeout:
+        time.sleep(1.0)
+        after = topology.cpu()
+        used = sum(after[n] - before[n] for n in before if before[n] is not None and after.get(n) is not None)
+        if used < busy_cpu:
+            return round(time.monotonic() - started, 1)
+        before = after
+    return None
+
+
+def run_open_loop(args, procs, log):
+    order_path = args.order_path
+    workdir = tempfile.mkdtemp(prefix="crowd-open-")
+    interval_us = int(round(args.connections * 1e6 / args.rate))
+    duration_us = int(round(args.duration * 1e6))
+    result = {"mode": "open-loop", "path": order_path, "instances": args.instances, "connections": args.connections,
+              "threads": args.threads, "rate": args.rate, "durationSeconds": args.duration,
+              "intervalMs": interval_us / 1000.0, "limit": args.limit, "holdSeconds": args.hold_seconds,
+              "seed": args.seed, "warnings": []}
+    warn = result["warnings"]
+    topology = None
+    ok = False
+    try:
+        log("open loop: %s, %d instance(s), %d connections, %g orders/s for %g s, each connection every %.3f s "
+            "(workdir %s)" % (order_path, args.instances, args.connections, args.rate, args.duration,
+                              interval_us / 1e6, workdir))
+        topology = Topology(procs, args.bin, workdir, args.instances, order_path,
+                            haproxy_maxconn=max(9000, args.connections + 100))
+        if topology.haproxy_warnings:
+            result["haproxyStartWarnings"] = topology.haproxy_warnings
+            warn.extend("haproxy: " + line for line in topology.haproxy_warnings)
+
+        # The schedule and the customers: one customer per slot, a contiguous range per wrk thread.
+        started = time.monotonic()
+        rng = random.Random(args.seed)
+        per_thread = args.connections // args.threads
+        schedule_prefix = os.path.join(workdir, "schedule-")
+        first = 0
+        dues_by_customer = {}
+        for tid in range(args.threads):
+            dues = open_schedule(per_thread, interval_us, duration_us, rng)
+            tokens = sign_customers(first, len(dues))
+            with open("%s%d.txt" % (schedule_prefix, tid), "w") as handle:
+                handle.write("".join("%d %d %s\n" % (first + i, due, tok) for i, (due, tok) in enumerate(zip(dues, tokens))))
+            for i, due in enumerate(dues):
+                dues_by_customer[first + i] = due
+            first += len(dues)
+        customers = first
+        result["customers"] = customers
+        result["signSeconds"] = round(time.monotonic() - started, 2)
+        stock = args.stock if args.stock > customers else 2 * customers
+        result["stock"] = stock
+        log("open loop: %d customers signed and scheduled in %.2f s; stock %d" % (customers, result["signSeconds"], stock))
+
+        # The sale opens before wrk starts: startsAt 1 s ahead, then wait for status open. It ends by itself
+        # a few seconds after wrk (so the ledger is final even if the admin close below is refused).
+        admin = token("crowd-admin", admin=True)
+        sale_id = "open-%s-%s" % (order_path, base64.b16encode(os.urandom(3)).decode().lower())
+        starts_ms = int(time.time() * 1000) + 1000
+        wrk_seconds = int(args.hold_seconds + args.duration + args.drain_seconds + 0.999)
+        sale_seconds = wrk_seconds + 6
+        status, body = request(topology.port, "POST", "/admin/sales", bearer=admin, body={
+            "id": sale_id, "name": "open loop %s" % order_path, "stock": stock, "startsAt": rfc3339_ms(starts_ms),
+            "durationSeconds": sale_seconds, "perCustomerLimit": args.limit})
+        if status != 201:
+            raise RuntimeError("POST /admin/sales answered %s: %s" % (status, body))
+        result["saleId"], result["startsAtMs"], result["saleSeconds"] = sale_id, starts_ms, sale_seconds
+        if not wait_until(lambda: request(topology.port, "GET", "/sales/%s" % sale_id, bearer=admin,
+                                          timeout=2)[1].get("status") == "open", 15, 0.1):
+            raise RuntimeError("the sale did not open within 15 s")
+
+        out_dir = os.path.join(workdir, "wrk")
+        os.makedirs(out_dir)
+        script = os.path.join(workdir, "open.lua")
+        # wrk connects every connection first; the schedule starts --hold-seconds after wrk does.
+        origin_us = int((time.time() + args.hold_seconds) * 1e6)
+        with open(script, "w") as handle:
+            handle.write(OPEN_LUA.replace("@ORIGIN_US@", str(origin_us)).replace("@SCHEDULE@", schedule_prefix)
+                         .replace("@OUT@", out_dir).replace("@PATH@", "/sales/%s/orders" % sale_id)
+                         .replace("@BODY@", BODY))
+        argv = ["wrk", "-t%d" % args.threads, "-c%d" % args.connections, "-d%ds" % wrk_seconds, "--timeout", "30s",
+                "--latency", "-s", script, "http://127.0.0.1:%d" % topology.port]
+        result["wrkCommand"] = " ".join(argv)
+        if time.time() * 1e6 > origin_us - 0.5e6:
+            raise RuntimeError("set-up took too long: the schedule would start before wrk connected")
+        if (starts_ms + sale_seconds * 1000) * 1000 < time.time() * 1e6 + wrk_seconds * 1e6 + 1e6:
+            raise RuntimeError("set-up took too long: the sale would end before wrk does")
+
+        cpu_before = topology.cpu()
+        usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wrk_out = os.path.join(workdir, "wrk.out")
+        with open(wrk_out, "wb") as handle:
+            wrk = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   cwd=workdir, start_new_session=True)
+        wrk.crowd_name = "wrk"
+        procs.children.append(wrk)
+        # Open fds of every process, sampled while wrk runs (haproxy's limit is the tight one).
+        watched = [("wrk", wrk)] + [("instance-%d" % i, p) for i, p in enumerate(topology.instances)]
+        if topology.haproxy:
+            watched.append(("haproxy", topology.haproxy))
+        fd_max = {}
+        deadline = time.monotonic() + wrk_seconds + 60
+        try:
+            while wrk.poll() is None and time.monotonic() < deadline:
+                for name, child in watched:
+                    count = fd_count(child.pid)
+                    if count is not None:
+                        fd_max[name] = max(fd_max.get(name, 0), count)
+                time.sleep(1.0)
+            if wrk.poll() is None:
+                warn.append("wrk did not stop by itself within -d + 60 s; killed")
+        finally:
+            procs.stop(wrk, grace=2)
+        usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_after = topology.cpu()
+        result["fdMax"] = fd_max
+        result["fdHardLimit"] = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        result["wrkExit"] = wrk.returncode
+        result["cpuSeconds"] = {name: round(cpu_after[name] - cpu_before[name], 2)
+                                for name in cpu_before if cpu_before[name] is not None and cpu_after.get(name) is not None}
+        result["cpuSeconds"]["wrk"] = round((usage_after.ru_utime + usage_after.ru_stime)
+                                            - (usage_before.ru_utime + usage_before.ru_stime), 2)
+        with open(wrk_out, errors="replace") as handle:
+            stdout = handle.read()
+        result["wrkText"] = [line for line in stdout.splitlines() if not line.startswith("CROWD_JSON ")]
+        result.update(parse_wrk_text(stdout))
+        summary_line = next((line for line in stdout.splitlines() if line.startswith("CROWD_JSON ")), None)
+        if summary_line is None:
+            raise RuntimeError("wrk printed no CROWD_JSON line (exit %s):\n%s" % (wrk.returncode, stdout[-2000:]))
+        wrk_summary = json.loads(summary_line[len("CROWD_JSON "):])
+        result["wrk"] = wrk_summary
+
+        # Close the sale so that the ledger is final (answers still in flight when wrk stopped included).
+        status, body = request(topology.port, "POST", "/admin/sales/%s/close" % sale_id, bearer=admin, timeout=10)
+        settle = args.settle_seconds
+        if status != 200:
+            warn.append("the admin close answered %s (%s); waited for the sale's own end instead"
+                        % (status, (body or {}).get("code") if isinstance(body, dict) else body))
+            settle += max(0.0, starts_ms / 1000.0 + sale_seconds - time.time())
+        if not wait_until(lambda: pairs(redis_call(topology.redis_port, "HGETALL", "fs:{%s}:meta" % sale_id))
+                          .get("status") == "closed", settle, 0.25):
+            warn.append("the sale was not closed %.0f s after the run" % settle)
+        analyse_open(result, topology, sale_id, out_dir, wrk_summary, origin_us, dues_by_customer)
+
+        # Server-side evidence: what the instances and haproxy logged (log level error).
+        logs = {}
+        for name in ["instance-%d" % i for i in range(len(topology.instances))] + (["haproxy"] if topology.haproxy else []):
+            try:
+                with open(os.path.join(workdir, name + ".log"), errors="replace") as handle:
+                    lines = handle.read().splitlines()
+            except OSError:
+                continue
+            logs[name] = {"lines": len(lines), "tail": lines[-5:]}
+        result["logs"] = logs
+
+        if args.with_ceiling:
+            # A saturated run leaves orders queued in the service (and server connections in haproxy's
+            # pool); the ceiling would measure their drain, so it waits for the processes to go quiet.
+            result["ceilingQuietAfterSeconds"] = wait_quiet(topology, 30)
+            if result["ceilingQuietAfterSeconds"] is None:
+                warn.append("the service was still busy 30 s after the run; the ceiling shares the cores with it")
+            result["ceiling"] = measure_ceiling(topology, args.threads, args.connections, log)
+        ok = True
+        return result
+    except Exception as error:  # noqa: BLE001 - the logs stay for a look
+        raise RuntimeError("%s (logs kept in %s)" % (error, workdir)) from error
+    finally:
+        if topology:
+            topology.stop()
+        if args.keep_workdir or not ok:
+            result["workdir"] = workdir
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def analyse_open(result, topology, sale_id, out_dir, wrk_summary, origin_us, dues_by_customer):
+    warn = result["warnings"]
+    threads = wrk_summary["threads"]
+    by_status = {}
+    for thread in threads:
+        for key, count in thread["counts"].items():
+            by_status[key] = by_status.get(key, 0) + count
+    result["answers"] = dict(sorted(by_status.items()))
+
+    def total(prefix):
+        return sum(v for k, v in by_status.items() if k.split(":")[0] == prefix)
+    for code in ("201", "202", "409", "429", "503"):
+        result["count" + code] = total(code)
+    result["countOther"] = sum(by_status.values()) - sum(result["count" + c] for c in ("201", "202", "409", "429", "503"))
+    errors = wrk_summary["errors"]
+    result["socketErrors"] = {k: errors[k] for k in ("connect", "read", "write", "timeout")}
+    result["socketErrorsTotal"] = sum(result["socketErrors"].values())
+
+    for name in ("slots", "claimed", "issued", "unscheduled", "filler", "held", "late", "answered"):
+        result[name] = sum(t[name] for t in threads)
+    result["lateMaxMs"] = round(max((t["lateMaxUs"] for t in threads), default=0) / 1000.0, 1)
+    result["lateMeanMs"] = round(sum(t["lateSumUs"] for t in threads) / result["late"] / 1000.0, 1) if result["late"] else 0
+    result["unanswered"] = result["issued"] + result["filler"] - result["answered"]
+    if result["held"] < result["connections"]:
+        warn.append("only %d of %d connections were established before the schedule started (their first sends "
+                    "count as late)" % (result["held"], result["connections"]))
+    if result["issued"] < result["slots"]:
+        warn.append("%d scheduled sends were never sent before wrk's -d ended" % (result["slots"] - result["issued"]))
+    if result["unscheduled"] or result["filler"]:
+        warn.append("%d sends without delay() (reconnects), %d /healthz fillers (counted in other)"
+                    % (result["unscheduled"], result["filler"]))
+
+    sends = []  # (customer, sent us, due us)
+    for thread in threads:
+        rows = read_lines(os.path.join(out_dir, "sends-%d.txt" % thread["tid"]))
+        if len(rows) != thread["issued"]:
+            warn.append("thread %d: sends file has %d lines, %d issued" % (thread["tid"], len(rows), thread["issued"]))
+        sends.extend((int(r[0]), int(r[1]), int(r[2])) for r in rows)
+    answers = []  # (received us, status, code, customer)
+    for thread in threads:
+        rows = read_lines(os.path.join(out_dir, "responses-%d.txt" % thread["tid"]))
+        if len(rows) != thread["answered"]:
+            warn.append("thread %d: responses file has %d lines, %d answers counted" % (thread["tid"], len(rows), thread["answered"]))
+        answers.extend((int(r[0]), r[1], r[2], r[3]) for r in rows)
+
+    window_end = origin_us + int(result["durationSeconds"] * 1e6)
+    first_send = min((s[1] for s in sends), default=0)
+    last_send = max((s[1] for s in sends), default=0)
+    last_answer = max((a[0] for a in answers), default=0)
+    result["sentPerSecond"] = round(sum(1 for s in sends if s[1] < window_end) / result["durationSeconds"], 1)
+    result["answersPerSecond"] = (round(len(answers) / ((last_answer - first_send) / 1e6), 1)
+                                  if last_answer > first_send else None)
+    result["firstSendAfterOriginMs"] = round((first_send - origin_us) / 1000.0, 1) if first_send else None
+    result["lastSendAfterOriginMs"] = round((last_send - origin_us) / 1000.0, 1) if last_send else None
+    result["lastAnswerAfterOriginMs"] = round((last_answer - origin_us) / 1000.0, 1) if last_answer else None
+    per_second = [0] * int(result["durationSeconds"])
+    for a in answers:
+        second = (a[0] - origin_us) // 1000000
+        if 0 <= second < len(per_second):
+            per_second[second] += 1
+    result["answersEachSecond"] = per_second
+    # Send lag: send time minus the due time of the slot the customer was bound to (wrk's millisecond timers,
+    # and which of two slots due the same millisecond fires first, make a few ms normal).
+    result["sendLagMs"] = quantiles([(s[1] - s[2]) / 1000.0 for s in sends])
+    result["latencyMs"] = {k: round(v / 1000.0, 2) for k, v in wrk_summary["latencyUs"].items()}
+    # A 201 names its customer: its latency from the actual send and from the schedule's due time are exact.
+    sent_at = {s[0]: s[1] for s in sends}
+    from_send, from_due = [], []
+    for a in answers:
+        if a[1] == "201":
+            match = re.fullmatch(r"cust-(\d+)", a[3])
+            if match and int(match.group(1)) in sent_at:
+                customer = int(match.group(1))
+                from_send.append((a[0] - sent_at[customer]) / 1000.0)
+                from_due.append((a[0] - origin_us - dues_by_customer[customer]) / 1000.0)
+    result["latency201Ms"] = quantiles(from_send)
+    # on a connection of its own schedule, an answer slower than the interval makes the next send late
+    result["overIntervalAnswers201"] = sum(1 for ms in from_send if ms > result["intervalMs"])
+    result["latency201FromDueMs"] = quantiles(from_due)
+
+    # The ledger.
+    port = topology.redis_port
+    meta = pairs(redis_call(port, "HGETALL", "fs:{%s}:meta" % sale_id))
+    sold = int(redis_call(port, "GET", "fs:{%s}:sold" % sale_id) or 0)
+    records = [json.loads(v) for v in (redis_call(port, "HVALS", "fs:{%s}:orders" % sale_id, timeout=60) or [])]
+    confirmed = [r for r in records if r.get("s") == "confirmed"]
+    result["ledger"] = {"status": meta.get("status"), "closedReason": meta.get("closedReason"), "sold": sold,
+                        "orders": len(records), "confirmedOrders": len(confirmed),
+                        "confirmedUnits": sum(int(r.get("q", 0)) for r in confirmed)}
+    result["sold"] = sold
+    result["oversold"] = sold > result["stock"] or result["ledger"]["confirmedUnits"] > result["stock"]
+    if result["ledger"]["confirmedUnits"] != sold:
+        warn.append("ledger: confirmed units %d != sold %d" % (result["ledger"]["confirmedUnits"], sold))
+    holders = {}
+    for record in confirmed:
+        holders[record.get("c", "")] = holders.get(record.get("c", ""), 0) + int(record.get("q", 0))
+    over_limit = sum(1 for units in holders.values() if units > result["limit"])
+    if over_limit:
+        warn.append("%d customers hold more than the limit of %d" % (over_limit, result["limit"]))
+    acked = [a[3] for a in answers if a[1] == "201"]
+    missing = sorted({c for c in acked if c not in holders})
+    result["ackedButMissing"] = len(missing)
+    if missing:
+        result["ackedButMissingSample"] = missing[:20]
+    result["soldEquals201"] = sold == result["count201"]
+    if not result["soldEquals201"]:
+        # more sold than 201s seen: orders whose answer was still in flight when wrk stopped (or lost)
+        warn.append("sold %d != %d answers 201 (%d requests unanswered when wrk stopped)"
+                    % (sold, result["count201"], result["unanswered"]))
+
+    targets = {"p95": (result["latencyMs"]["p95"], 200.0), "p99": (result["latencyMs"]["p99"], 400.0)}
+    result["targets"] = {name: {"value": value, "limit": limit, "met": value < limit,
+                                "overBy": round(value - limit, 2) if value >= limit else 0}
+                         for name, (value, limit) in targets.items()}
+    result["targets"]["no503"] = {"value": result["count503"], "met": result["count503"] == 0}
+    result["targets"]["noOversell"] = {"met": not result["oversold"] and not missing and not over_limit}
+
+
+def print_open_table(results, out=sys.stdout):
+    header = ("inst", "conn", "rate/s", "s", "sent/s", "ans/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "max ms",
+              "201", "202", "409", "429", "503", "other", "sock err", "late", "sold", "201 = sold", "oversold",
+              "ceiling req/s")
+    rows = []
+    for r in results:
+        if "error" in r:
+            rows.append((str(r["instances"]), str(r["connections"]), "ERROR: " + r["error"][:100]) + ("",) * (len(header) - 3))
+            continue
+        lat = r["latencyMs"]
+        ceiling = r.get("ceiling", {}).get("wrkRequestsPerSecond")
+        rows.append((str(r["instances"]), str(r["connections"]), "%g" % r["rate"], "%g" % r["durationSeconds"],
+                     "%.0f" % r["sentPerSecond"], "%.0f" % r["answersPerSecond"] if r.get("answersPerSecond") else "-",
+                     fmt_ms(lat["p50"]), fmt_ms(lat["p90"]), fmt_ms(lat["p95"]), fmt_ms(lat["p99"]), fmt_ms(lat["max"]),
+                     str(r["count201"]), str(r["count202"]), str(r["count409"]), str(r["count429"]),
+                     str(r["count503"]), str(r["countOther"]), str(r["socketErrorsTotal"]), str(r["late"]),
+                     str(r["sold"]), "yes" if r["soldEquals201"] else "NO",
+                     ("yes" if r["oversold"] else "no") + (" (%d acked missing)" % r["ackedButMissing"] if r["ackedButMissing"] else ""),
+                     "%.0f" % ceiling if ceiling else "-"))
+    widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
+    print("| " + " | ".join(str(c).rjust(widths[i]) for i, c in enumerate(header)) + " |", file=out)
+    print("|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|", file=out)
+    for row in rows:
+        print("| " + " | ".join(str(c).rjust(widths[i]) for i, c in enumerate(row)) + " |", file=out)
+
+
+def log_open_result(result, log):
+    for warning in result.get("warnings", []):
+        log("  WARNING: " + warning)
+    if "error" in result:
+        log("  ERROR: " + result["error"])
+        return
+    if result.get("oversold"):
+        log("  OVERSOLD: sold %d of %d" % (result["sold"], result["stock"]))
+    if result.get("ackedButMissing"):
+        log("  ACKED-BUT-MISSING: %d customers got 201 but hold no confirmed order" % result["ackedButMissing"])
+    log("  " + "\n  ".join(result["wrkText"]))
+    log("  answers: %s; socket errors %s; unanswered at wrk's end %d"
+        % (json.dumps(result["answers"]), json.dumps(result["socketErrors"]), result["unanswered"]))
+    log("  schedule: %d slots, %d sent, connections ready before the origin %d/%d, late sends %d (mean %.1f ms, "
+        "max %.1f ms), 201 answers slower than the %.0f ms interval %s; send lag ms %s"
+        % (result["slots"], result["issued"], result["held"], result["connections"], result["late"],
+           result["lateMeanMs"], result["lateMaxMs"], result["intervalMs"], result["overIntervalAnswers201"],
+           json.dumps(result["sendLagMs"])))
+    log("  rate: sent/s in the %g s window %.1f, answers/s %s, answers each second %s"
+        % (result["durationSeconds"], result["sentPerSecond"], result["answersPerSecond"], result["answersEachSecond"]))
+    log("  latency ms (wrk, send -> answer) %s" % json.dumps(result["latencyMs"]))
+    log("  latency ms of the 201s: from the send %s; from the due time %s"
+        % (json.dumps(result["latency201Ms"]), json.dumps(result["latency201FromDueMs"])))
+    log("  ledger: %s; sold == 201s: %s; oversold: %s; acked but missing: %d"
+        % (json.dumps(result["ledger"]), result["soldEquals201"], result["oversold"], result["ackedButMissing"]))
+    log("  targets: %s" % json.dumps(result["targets"]))
+    log("  cpu s %s; max open fds %s (hard limit %d)" % (json.dumps(result["cpuSeconds"]), json.dumps(result["fdMax"]),
+                                                           result["fdHardLimit"]))
+    for name, entry in result.get("logs", {}).items():
+        if entry["lines"]:
+            log("  %s.log: %d lines, last: %s" % (name, entry["lines"], " | ".join(entry["tail"])[:600]))
+    if "ceiling" in result:
+        ceiling = result["ceiling"]
+        log("  wrk ceiling, same setting (GET /healthz, closed loop, -t%d -c%d, 5 s, after %s s of quiet wait): "
+            "%s req/s, latency ms %s, socket errors %s"
+            % (result["threads"], result["connections"], result.get("ceilingQuietAfterSeconds"),
+               ceiling.get("wrkRequestsPerSecond"), json.dumps(ceiling.get("latencyMs")),
+               json.dumps(ceiling.get("socketErrors") or "none")))
+
+
 # --------------------------------------------------------------------------------------------- ceiling
 
 def run_ceiling(args, procs, log):
@@ -772,31 +1364,36 @@ def run_ceiling(args, procs, log):
     topology = None
     try:
         topology = Topology(procs, args.bin, workdir, 1, "engine")
-        argv = ["wrk", "-t%d" % args.threads, "-c%d" % args.connections, "-d5s", "--latency",
-                "http://127.0.0.1:%d/healthz" % topology.port]
-        log("ceiling: " + " ".join(argv))
-        cpu_before = topology.cpu()
-        usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        output = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60).stdout.decode()
-        usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu_after = topology.cpu()
-        result = {"mode": "ceiling", "wrkCommand": " ".join(argv), "wrkText": output.splitlines()}
-        result.update(parse_wrk_text(output))
-        result["cpuSeconds"] = {n: round(cpu_after[n] - cpu_before[n], 2) for n in cpu_before
-                                if cpu_before[n] is not None and cpu_after.get(n) is not None}
-        result["cpuSeconds"]["wrk"] = round((usage_after.ru_utime + usage_after.ru_stime)
-                                            - (usage_before.ru_utime + usage_before.ru_stime), 2)
-        print("ceiling: cpu seconds during the 5 s: %s" % json.dumps(result["cpuSeconds"]))
-        for line in output.splitlines():
-            match = re.match(r"\s+(50|90|99)%\s+([\d.]+)(us|ms|s)", line)
-            if match:
-                value = float(match.group(2)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(3)]
-                result.setdefault("latencyMs", {})["p" + match.group(1)] = round(value, 2)
-        return result
+        return measure_ceiling(topology, args.threads, args.connections, log)
     finally:
         if topology:
             topology.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def measure_ceiling(topology, threads, connections, log):
+    """wrk closed loop on GET /healthz of the topology's front (instance or haproxy) for 5 s."""
+    argv = ["wrk", "-t%d" % threads, "-c%d" % connections, "-d5s", "--latency",
+            "http://127.0.0.1:%d/healthz" % topology.port]
+    log("ceiling: " + " ".join(argv))
+    cpu_before = topology.cpu()
+    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    output = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60).stdout.decode()
+    usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_after = topology.cpu()
+    result = {"mode": "ceiling", "wrkCommand": " ".join(argv), "wrkText": output.splitlines()}
+    result.update(parse_wrk_text(output))
+    result["cpuSeconds"] = {n: round(cpu_after[n] - cpu_before[n], 2) for n in cpu_before
+                            if cpu_before[n] is not None and cpu_after.get(n) is not None}
+    result["cpuSeconds"]["wrk"] = round((usage_after.ru_utime + usage_after.ru_stime)
+                                        - (usage_before.ru_utime + usage_before.ru_stime), 2)
+    print("ceiling: cpu seconds during the 5 s: %s" % json.dumps(result["cpuSeconds"]))
+    for line in output.splitlines():
+        match = re.match(r"\s+(50|90|99)%\s+([\d.]+)(us|ms|s)", line)
+        if match:
+            value = float(match.group(2)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(3)]
+            result.setdefault("latencyMs", {})["p" + match.group(1)] = round(value, 2)
+    return result
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -834,23 +1431,44 @@ def main():
     parser.add_argument("--order-path", choices=("engine", "direct"), default="engine")
     parser.add_argument("--compare", action="store_true", help="engine then direct, alternated, --rounds times")
     parser.add_argument("--rounds", type=int, default=1)
-    parser.add_argument("--connections", type=int, default=1000)
+    parser.add_argument("--connections", type=int, default=None, help="1000 (10,000 with --open-loop)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--customers", type=int, default=10000)
     parser.add_argument("--stock", type=int, default=1000)
     parser.add_argument("--limit", type=int, default=2)
-    parser.add_argument("--hold-seconds", type=float, default=3.0, help="wrk starts this long before startsAt")
+    parser.add_argument("--hold-seconds", type=float, default=None,
+                        help="wrk starts this long before startsAt (3; with --open-loop before the schedule, 5)")
     parser.add_argument("--lead-seconds", type=float, default=3.0, help="extra time between creating the sale and starting wrk")
     parser.add_argument("--crowd-seconds", type=float, default=8.0, help="wrk -d = hold + this")
     parser.add_argument("--open-margin-ms", type=int, default=1, help="first requests leave at startsAt + this")
     parser.add_argument("--sale-seconds", type=int, default=120, help="the sale's durationSeconds")
     parser.add_argument("--settle-seconds", type=int, default=20, help="how long to wait for the sale to close after wrk")
     parser.add_argument("--ceiling", action="store_true", help="only wrk on GET /healthz of one instance, 5 s")
+    parser.add_argument("--open-loop", action="store_true",
+                        help="--connections each sending one order every connections/rate seconds (see the docstring)")
+    parser.add_argument("--rate", type=float, default=5000, help="--open-loop: orders/s, all connections together")
+    parser.add_argument("--duration", type=float, default=10, help="--open-loop: seconds of the schedule")
+    parser.add_argument("--drain-seconds", type=float, default=3, help="--open-loop: wrk -d = hold + duration + this")
+    parser.add_argument("--seed", type=int, default=None, help="--open-loop: seed of the connections' phases")
+    parser.add_argument("--no-ceiling", dest="with_ceiling", action="store_false",
+                        help="--open-loop: skip wrk's ceiling on /healthz in the same topology afterwards")
     parser.add_argument("--report-dir", default=os.path.join(ROOT, "reports/crowd"))
     parser.add_argument("--keep-workdir", action="store_true")
     args = parser.parse_args()
+    if args.connections is None:
+        args.connections = 10000 if args.open_loop else 1000
+    if args.hold_seconds is None:
+        # 10,000 connects overflow the server's accept backlog (256); a dropped SYN is retried after 1 s, then 3 s
+        args.hold_seconds = 5.0 if args.open_loop else 3.0
+    if args.open_loop and (args.ceiling or args.compare):
+        parser.error("--open-loop runs its own ceiling afterwards; it does not combine with --ceiling or --compare")
+    if args.open_loop and (args.rate <= 0 or args.duration <= 0):
+        parser.error("--rate and --duration must be positive")
+    if args.seed is None:
+        args.seed = int.from_bytes(os.urandom(4), "big")
     if args.connections % args.threads:
         parser.error("--connections must be a multiple of --threads")
+    args.bin = os.path.abspath(args.bin)  # the children run in their temp dirs
     if not os.access(args.bin, os.X_OK):
         parser.error("no executable at --bin %s" % args.bin)
     for tool in ("wrk", "redis-server") + (("haproxy",) if args.instances > 1 else ()):
@@ -869,7 +1487,21 @@ def main():
     report = {"startedAt": started, "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
               "machine": {"cpus": os.cpu_count(), "loadavg": os.getloadavg()}, "bin": args.bin, "runs": []}
     try:
-        if args.ceiling:
+        if args.open_loop:
+            try:
+                result = run_open_loop(args, procs, log)
+            except KeyboardInterrupt:
+                raise
+            except Exception as error:  # noqa: BLE001 - reported like a failed crowd run
+                result = {"mode": "open-loop", "instances": args.instances, "connections": args.connections,
+                          "error": str(error)}
+            report["runs"].append(result)
+            log_open_result(result, log)
+            print()
+            print_open_table(report["runs"])
+            print()
+            print("command: " + report["command"])
+        elif args.ceiling:
             result = run_ceiling(args, procs, log)
             report["runs"].append(result)
             print("\n".join(result["wrkText"]))
@@ -909,7 +1541,8 @@ def main():
     finally:
         procs.stop_all()
         os.makedirs(args.report_dir, exist_ok=True)
-        name = "crowd-%s-%s.json" % ("ceiling" if args.ceiling else "%di" % args.instances, started)
+        name = "crowd-%s-%s.json" % ("ceiling" if args.ceiling else ("open-" if args.open_loop else "") + "%di" % args.instances,
+                                      started)
         path = os.path.join(args.report_dir, name)
         with open(path, "w") as handle:
             json.dump(report, handle, indent=2, sort_keys=True)

@@ -98,7 +98,8 @@ public enum FlashSaleApplication {
                     guard let tls else { return guarded }
                     return try TLSChannel(guarded, tlsConfiguration: tls)
                 },
-                configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "flashsale"),
+                configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "flashsale",
+                                     backlog: configuration.listenBacklog),
                 logger: logger
             )
             application.addServices(redis, durability, LeaseReconciler(service: engine), hub)

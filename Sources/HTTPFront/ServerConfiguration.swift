@@ -41,6 +41,9 @@ public struct ServerConfiguration: Sendable {
     public var maxHeaderBytes = 16_384
     /// Open connections per instance at most (`FLASHSALE_MAX_CONNECTIONS`); see `ConnectionLimits`.
     public var maxConnections = ConnectionLimits.defaultMaxConnections
+    /// Connections the kernel queues before they are accepted (`FLASHSALE_LISTEN_BACKLOG`; Linux caps it at
+    /// `net.core.somaxconn`). A flash crowd opens thousands at once; 256 would make most of them retry a SYN.
+    public var listenBacklog = 4_096
     /// How long a request head may take from its first byte (`FLASHSALE_HEAD_TIMEOUT_SECONDS`).
     public var headTimeoutSeconds: Double = 10
     /// HTTPS on the front (`FLASHSALE_TLS_CERT_FILE` + `FLASHSALE_TLS_KEY_FILE`); nil: plain HTTP.

@@ -130,6 +130,12 @@ struct ServeCommand: AsyncParsableCommand {
             }
             serverConfiguration.maxConnections = count
         }
+        if let text = environment["FLASHSALE_LISTEN_BACKLOG"] {
+            guard let count = Int(text), (16...65_535).contains(count) else {
+                throw ValidationError("FLASHSALE_LISTEN_BACKLOG must be 16...65535, got \(text.debugDescription)")
+            }
+            serverConfiguration.listenBacklog = count
+        }
         if let text = environment["FLASHSALE_HEAD_TIMEOUT_SECONDS"] {
             guard let seconds = Double(text), seconds >= 1, seconds <= 300 else {
                 throw ValidationError("FLASHSALE_HEAD_TIMEOUT_SECONDS must be 1...300, got \(text.debugDescription)")

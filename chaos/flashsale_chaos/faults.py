@@ -22,6 +22,7 @@ def units_leased_to(t, instance):
 def kill_instance(t):
     # As for a pause: the kill strands units in the ledger only when chaos-0 holds some (at most 3 s wait).
     wait_until(lambda: units_leased_to(t, "chaos-0") > 0, 3.0, interval=0.01)
+    t.observed["unitsHeldWhenPaused"] = units_leased_to(t, "chaos-0")
     t.instances[0].kill()
 
 

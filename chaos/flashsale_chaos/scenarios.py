@@ -31,15 +31,15 @@ def leases_expired_of(instance):
 
 
 def paused(instance):
-    """A paused instance shows in the ledger when it held units (its leases expire there), and in the
-    history when customers were routed to it: their requests stall until it resumes (answered after more
-    than one lease TTL, or unknown, 503 or 504). Leases sized to demand can leave a paused instance holding
-    nothing, so either is evidence."""
+    """A paused or killed instance shows in the ledger when it held units (its leases expire there), and
+    in the history when customers were routed to it: their requests stall until it resumes (answered after
+    more than one lease TTL) or fail (unknown, 503 or 504). Leases sized to demand can leave the instance
+    holding nothing at that instant, so either is evidence."""
     def probe(t, history, stocklog):
         expired, lease_evidence = leases_expired_of(instance)(t, history, stocklog)
         stalled = sum(1 for a in history.attempts
                       if a["status"] in (503, 504, "unknown") or a.get("latency", 0) > LEASE_TTL_SECONDS)
-        return expired or stalled > 0, "%s (%s units leased to it when paused); %d requests stalled" % (
+        return expired or stalled > 0, "%s (%s units leased to it when the fault hit); %d requests stalled" % (
             lease_evidence, t.observed.get("unitsHeldWhenPaused", "?"), stalled)
     return probe
 
@@ -80,7 +80,7 @@ def load_shed(t, history, stocklog):
 
 SCENARIOS = [
     Scenario("kill-instance", "SIGKILL an instance mid-sale, restart it", kill_instance, restart_instance_0,
-             effect=leases_expired_of("chaos-0")),
+             workload={"stock": 600}, effect=paused("chaos-0")),
     Scenario("pause-instance", "SIGSTOP an instance for twice the lease TTL, then SIGCONT (fencing)",
              pause_instance, resume_instance, workload={"stock": 600}, effect=paused("chaos-0")),
     Scenario("kill-redis", "SIGKILL Redis, restart it on its AOF (appendfsync always)", kill_redis, restart_redis,

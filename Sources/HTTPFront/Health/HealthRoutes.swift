@@ -14,7 +14,7 @@ struct HealthRoutes: Sendable {
 
     func register(on router: Router<some RequestContext>) {
         router.get("healthz") { _, _ -> Response in
-            Self.json(status: .ok, #"{"status":"ok"}"#)
+            JSONText.response(status: .ok, #"{"status":"ok"}"#)
         }
         router.get("readyz") { _, _ -> Response in
             await readiness()
@@ -28,10 +28,10 @@ struct HealthRoutes: Sendable {
                 try connection.send("PING").throwingServerError()
                 if requireLedgerScripts { try Ledger(connection: connection).loadScripts() }
             }
-            return Self.json(status: .ok, #"{"status":"ready","checks":{"redis":"ok"},"details":\#(details)}"#)
+            return JSONText.response(status: .ok, #"{"status":"ready","checks":{"redis":"ok"},"details":\#(details)}"#)
         } catch {
             let detail = String(describing: error).jsonEscaped
-            return Self.json(status: .serviceUnavailable, #"{"status":"not_ready","checks":{"redis":"\#(detail)"},"details":\#(details)}"#)
+            return JSONText.response(status: .serviceUnavailable, #"{"status":"not_ready","checks":{"redis":"\#(detail)"},"details":\#(details)}"#)
         }
     }
 
@@ -57,33 +57,5 @@ struct HealthRoutes: Sendable {
         if let error = status.lastError { fields.append(#""lastError":"\#(error.jsonEscaped)""#) }
         if let success = status.lastSuccessAtMilliseconds { fields.append(#""lastSuccessAt":"\#(Timestamps.format(milliseconds: success))""#) }
         return "{" + ledger + fields.joined(separator: ",") + "}"
-    }
-
-    static func json(status: HTTPResponse.Status, _ body: String) -> Response {
-        var headers = HTTPFields()
-        headers[.contentType] = "application/json"
-        headers[.cacheControl] = "no-store"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
-    }
-}
-
-extension String {
-    /// The text escaped for use inside a JSON string literal.
-    var jsonEscaped: String {
-        var result = ""
-        result.reserveCapacity(utf8.count)
-        for scalar in unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += "\\t"
-            case _ where scalar.value < 0x20:
-                result += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16)
-            default: result.unicodeScalars.append(scalar)
-            }
-        }
-        return result
     }
 }

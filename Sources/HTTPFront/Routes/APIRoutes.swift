@@ -300,10 +300,10 @@ struct APIRoutes: Sendable {
         switch outcome {
         case .confirmed(let record):
             metrics.order(result: "confirmed")
-            return JSONText.response(OrderResponse(record, saleID: saleID).jsonText, status: .created)
+            return JSONText.response(status: .created, OrderResponse(record, saleID: saleID).jsonText)
         case .waitlisted(let position):
             metrics.order(result: "waitlisted")
-            return JSONText.response(WaitlistedResponse(position: position).jsonText, status: .accepted)
+            return JSONText.response(status: .accepted, WaitlistedResponse(position: position).jsonText)
         case .rejected(let error, let retryAfter):
             metrics.order(result: error.code.rawValue)
             throw Problem(error, retryAfterSeconds: retryAfter)

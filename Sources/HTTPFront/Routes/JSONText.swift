@@ -5,43 +5,11 @@ import Hummingbird
 /// its reflection and boxing, which cost about as much as the rest of the answer. `JSONTextTests` holds it to
 /// `JSONEncoder`'s output.
 enum JSONText {
-    /// `value` as a JSON string literal, quotes included (RFC 8259: `"`, `\` and control characters escaped).
-    static func quoted(_ value: String) -> String {
-        var result = "\""
-        result.reserveCapacity(value.utf8.count + 2)
-        var start = value.unicodeScalars.startIndex
-        var index = start
-        let scalars = value.unicodeScalars
-        while index != scalars.endIndex {
-            let scalar = scalars[index]
-            let escape: String?
-            switch scalar {
-            case "\"": escape = "\\\""
-            case "\\": escape = "\\\\"
-            case "\n": escape = "\\n"
-            case "\r": escape = "\\r"
-            case "\t": escape = "\\t"
-            case "\u{08}": escape = "\\b"
-            case "\u{0C}": escape = "\\f"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                escape = "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: escape = nil
-            }
-            if let escape {
-                result.unicodeScalars.append(contentsOf: scalars[start..<index])
-                result += escape
-                start = scalars.index(after: index)
-            }
-            index = scalars.index(after: index)
-        }
-        result.unicodeScalars.append(contentsOf: scalars[start..<scalars.endIndex])
-        result += "\""
-        return result
-    }
+    /// `value` as a JSON string literal, quotes included.
+    static func quoted(_ value: String) -> String { "\"" + value.jsonEscaped + "\"" }
 
     /// A JSON answer (`application/json`, not cached) from text already written.
-    static func response(_ json: String, status: HTTPResponse.Status) -> Response {
+    static func response(status: HTTPResponse.Status, _ json: String) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         headers[.cacheControl] = "no-store"
@@ -67,5 +35,41 @@ extension OrderBody.Delivery {
     /// The details as sealed into the ledger (opened with `JSONDecoder`).
     var jsonText: String {
         #"{"address":"# + JSONText.quoted(address) + #","name":"# + JSONText.quoted(name) + #","phone":"# + JSONText.quoted(phone) + "}"
+    }
+}
+
+extension String {
+    /// The text escaped for use inside a JSON string literal (RFC 8259: `"`, `\` and control characters;
+    /// the short forms where JSON has them, as `JSONEncoder` writes them).
+    var jsonEscaped: String {
+        var result = ""
+        result.reserveCapacity(utf8.count)
+        var start = unicodeScalars.startIndex
+        var index = start
+        while index != unicodeScalars.endIndex {
+            let scalar = unicodeScalars[index]
+            let escape: String?
+            switch scalar {
+            case "\"": escape = "\\\""
+            case "\\": escape = "\\\\"
+            case "\n": escape = "\\n"
+            case "\r": escape = "\\r"
+            case "\t": escape = "\\t"
+            case "\u{08}": escape = "\\b"
+            case "\u{0C}": escape = "\\f"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                escape = "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: escape = nil
+            }
+            if let escape {
+                result.unicodeScalars.append(contentsOf: unicodeScalars[start..<index])
+                result += escape
+                start = unicodeScalars.index(after: index)
+            }
+            index = unicodeScalars.index(after: index)
+        }
+        result.unicodeScalars.append(contentsOf: unicodeScalars[start..<unicodeScalars.endIndex])
+        return result
     }
 }

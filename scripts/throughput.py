@@ -444,9 +444,11 @@ def run_row(args, row, round_no, procs, tokens_file, log):
         time.sleep(args.warmup)
         pids = {"server": server_pid, "redis": topology.redis.pid, "wrk": load.child.pid}
         snap_before = proc_snapshot()
+        stats_before = command_stats(topology.redis_port)
         before, ticks_before, t1 = cpu_of(pids), machine_ticks(), time.time()
         time.sleep(args.seconds)
         after, ticks_after, t2 = cpu_of(pids), machine_ticks(), time.time()
+        stats_after = command_stats(topology.redis_port)
         snap_after = proc_snapshot()
         if load.child.poll() is not None:
             raise RuntimeError("wrk ended before the measured window did (exit %s)" % load.child.returncode)
@@ -468,6 +470,7 @@ def run_row(args, row, round_no, procs, tokens_file, log):
                 "other processes used %.2f cores during the window (%s): this row shared the CPU"
                 % (machine["others"], busiest(snap_before, snap_after, t2 - t1, exclude=set(pids.values()))))
         analyse(result, summary, t1, t2)
+        result["redisCommands"] = command_deltas(stats_before, stats_after, result["rate"] * result["windowSeconds"])
         result["wrkText"] = [l for l in stdout.splitlines() if not l.startswith("TP_JSON ")]
         if row in ("engine", "direct"):
             # after the row: every 201 of the whole wrk run must be a sold unit in the ledger
@@ -497,6 +500,34 @@ def run_row(args, row, round_no, procs, tokens_file, log):
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             result["workdir"] = workdir
+
+
+def command_stats(port):
+    """Redis's own per-command counters (INFO commandstats): {command: (calls, usec)}."""
+    text = crowd.redis_call(port, "INFO", "commandstats") or ""
+    if isinstance(text, bytes):
+        text = text.decode()
+    stats = {}
+    for line in text.splitlines():
+        if line.startswith("cmdstat_"):
+            name, _, fields = line[len("cmdstat_"):].partition(":")
+            values = dict(f.split("=", 1) for f in fields.split(","))
+            stats[name] = (int(values["calls"]), int(values["usec"]))
+    return stats
+
+
+def command_deltas(before, after, per):
+    """Commands Redis ran in the window: calls and usec per counted answer (per 201 for order rows), the
+    busiest first. EVALSHA's usec include the commands its script ran (they are also listed by name), and
+    `evalsha calls per` is the inverse of the orders per group-commit batch."""
+    rows = []
+    for name, (calls, usec) in after.items():
+        c0, u0 = before.get(name, (0, 0))
+        if calls - c0 > 0:
+            rows.append({"command": name, "calls": calls - c0, "usec": usec - u0,
+                         "callsPer": round((calls - c0) / per, 3) if per else None,
+                         "usecPer": round((usec - u0) / per, 2) if per else None})
+    return sorted(rows, key=lambda r: -r["usec"])
 
 
 def analyse(result, summary, t1, t2):
@@ -618,6 +649,12 @@ def print_report(medians, ratios, runs, seconds, rows, out=sys.stdout):
                         if row in medians)
         print("engine: server CPU per order %.1f us (redis %.1f us, wrk %.1f us)%s" % (e["server"], e["redis"], e["wrk"], extra),
               file=out)
+    for r in runs:
+        if r.get("redisCommands") and r["row"] != "healthz":
+            top = r["redisCommands"][:8]
+            print("redis %s round %d (INFO commandstats, per 201: calls x / usec): %s" % (
+                r["row"], r["round"], ", ".join("%s %.3gx/%.2f" % (c["command"], c["callsPer"] or 0, c["usecPer"] or 0)
+                                                 for c in top)), file=out)
     for r in runs:
         for warning in r.get("warnings", []):
             print("WARNING %s round %d: %s" % (r["row"], r["round"], warning), file=out)

@@ -1,5 +1,5 @@
 import Foundation
-import Replication
+@testable import Replication
 import ReservationEngine
 import Testing
 import TestSupport
@@ -80,6 +80,55 @@ struct LedgerScriptTests {
         #expect(record.orderID == "3")
         let snapshot = try LedgerFixture.snapshot(on: server, saleID: sale.id)
         #expect(snapshot.sold == 1 && snapshot.leases.first?.remaining == 3 && snapshot.invariantHolds)
+    }
+
+    // One commit batch is decided order by order, each against the ones before it in the same batch (a repeated
+    // key or order id, the per-customer limit), and its confirmed orders are written with batch-level commands:
+    // ONE outbox entry holding every record, one stock-log entry.
+    @Test func aBatchSeesItsOwnOrdersAndWritesOneOutboxEntry() throws {
+        let server = try RedisServer()
+        let sale = try LedgerFixture.createOpenSale(on: server, stock: 10, limit: 2)
+        let connection = try server.connect()
+        let ledger = Ledger(connection: connection)
+        let keys = LedgerKeys(saleID: sale.id)
+        guard case .granted(let fence, _, _, _) = try ledger.acquireLease(saleID: sale.id, owner: "a", shardID: "a#1", sizing: ShardSizing(spreadFactor: 1, maxShardUnits: 6), ttlMilliseconds: 60_000) else {
+            Issue.record("lease expected"); return
+        }
+        let stockLogBefore = try connection.send("XLEN", keys.stockLog).integer ?? -1
+        func order(_ id: String, _ customer: String, quantity: Int = 1, key: String = "", staleFence: Bool = false) -> PendingCommit {
+            PendingCommit(orderID: id, shardID: "a#1", fence: staleFence ? fence + 1 : fence, customerID: customer, quantity: quantity, idempotencyKey: key, delivery: "d-\(id)")
+        }
+        let outcomes = try ledger.commit(saleID: sale.id, owner: "a", [
+            order("1", "alice", key: "k"),          // committed
+            order("2", "alice", key: "k"),          // the same key, earlier in this batch: its order
+            order("3", "bob", quantity: 2),         // committed: bob's limit reached
+            order("4", "bob"),                      // limit, counting order 3
+            order("1", "alice", key: "k"),          // the same order id again: a duplicate
+            order("5", "carol", staleFence: true),  // another fence
+            order("6", "alice"),                    // committed: alice's second unit
+        ])
+        func committed(_ outcome: CommitOutcome) -> Bool { if case .committed = outcome { true } else { false } }
+        func duplicateOf(_ outcome: CommitOutcome) -> String? { if case .duplicate(let record) = outcome { record.orderID } else { nil } }
+        #expect(committed(outcomes[0]) && committed(outcomes[2]) && committed(outcomes[6]), "\(outcomes)")
+        #expect(duplicateOf(outcomes[1]) == "1" && duplicateOf(outcomes[4]) == "1", "\(outcomes)")
+        #expect(outcomes[3] == .limitExceeded(purchased: 2), "\(outcomes[3])")
+        #expect(outcomes[5] == .fenced)
+
+        let snapshot = try LedgerFixture.snapshot(on: server, saleID: sale.id)
+        #expect(snapshot.sold == 4 && snapshot.leases.first?.remaining == 2 && snapshot.invariantHolds)
+        #expect(try LedgerFixture.purchases(on: server, saleID: sale.id) == ["alice": 2, "bob": 2])
+        #expect(try connection.send("ZCARD", keys.customers).integer == 3)
+        #expect(try connection.send("HLEN", keys.idempotency).integer == 1)
+        #expect(try connection.send("XLEN", keys.stockLog).integer == stockLogBefore + 1, "one stock-log entry for the batch")
+        let entries = StreamEntry.parse(try connection.send("XRANGE", keys.outbox, "-", "+"))
+        #expect(entries.count == 1, "one outbox entry for the batch")
+        let entry = try #require(entries.first)
+        #expect(entry.fields["type"] == "orders")
+        let writes = try #require(OutboxDocuments.orderWrites(saleID: sale.id, entry: entry))
+        #expect(writes.map(\.orderID) == ["1", "3", "6"] && writes.allSatisfy(\.confirmation))
+        let records = try LedgerFixture.orders(on: server, saleID: sale.id)
+        #expect(Set(records.map(\.orderID)) == ["1", "3", "6"])
+        #expect(records.first { $0.orderID == "3" }?.delivery == "d-3")
     }
 
     // Cancelling returns the units to the waitlist head first; others' orders are NOT_FOUND; after close CLOSED.

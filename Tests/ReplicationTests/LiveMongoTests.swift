@@ -24,9 +24,9 @@ struct LiveMongoTests {
         #expect(documents.first { $0["_id"]?.string == records[0].orderID }?["status"]?.string == "cancelled")
 
         // Replaying a confirmation (a lost reply) matches the stored document and changes nothing.
-        let replay = OutboxDocuments.orderWrite(saleID: harness.sale.id, entry: StreamEntry(id: "1-0", fields: [
+        let replay = OutboxDocuments.orderWrites(saleID: harness.sale.id, entry: StreamEntry(id: "1-0", fields: [
             "type": "order", "orderId": records[1].orderID, "customer": records[1].customerID, "quantity": "1", "at": "1", "delivery": "other",
-        ]))!
+        ]))!.first!.write
         let result = try await harness.mongo.bulkWrite("orders", [replay])
         #expect(result.matched == 1 && result.modified == 0 && result.upserted == 0)
         let after = try await harness.mongo.find("orders", filter: ["_id": .string(records[1].orderID)])

@@ -152,7 +152,7 @@ struct OutboxTests {
         cancelFields["at"] = "2000"
         cancelFields["createdAt"] = "1000"
         let cancel = StreamEntry(id: "101-0", fields: cancelFields)
-        let writes = [cancel, order, cancel, order].compactMap { OutboxDocuments.orderWrite(saleID: "s", entry: $0) }
+        let writes = [cancel, order, cancel, order].compactMap { OutboxDocuments.orderWrites(saleID: "s", entry: $0)?.first?.write }
         for write in writes { _ = try await harness.mongo.bulkWrite("orders", [write]) }
         let documents = try harness.mongoServer.documents("orders")
         #expect(documents.count == 1)
@@ -307,6 +307,37 @@ struct OutboxTests {
         // The units are sellable again: the customer can buy once more.
         let retry = await harness.engine.reserve(saleID: harness.sale.id, customerID: victim.customerID, quantity: 2, idempotencyKey: nil, delivery: "x")
         if case .confirmed = retry {} else { Issue.record("the customer's count was released: \(retry)") }
+        await harness.shutdown()
+    }
+
+    // A commit batch is one outbox entry: each of its orders becomes its own document (in the batch's order),
+    // and MongoDB refusing one of them for good compensates that order alone.
+    @Test func aBatchEntryIsWrittenOrderByOrder() async throws {
+        let harness = try OutboxHarness(stock: 10)
+        let ledger = Ledger(connection: try harness.redis.connect())
+        guard case .granted(let fence, _, _, _) = try ledger.acquireLease(saleID: harness.sale.id, owner: "batcher", shardID: "batcher#1", sizing: ShardSizing(spreadFactor: 1, maxShardUnits: 10), ttlMilliseconds: 60_000) else {
+            Issue.record("lease expected"); return
+        }
+        let ids = (0..<4).map { "\(harness.sale.id).b\($0)" }
+        let outcomes = try ledger.commit(saleID: harness.sale.id, owner: "batcher", ids.enumerated().map { index, id in
+            PendingCommit(orderID: id, shardID: "batcher#1", fence: fence, customerID: "batch-\(index)", quantity: 1, idempotencyKey: "", delivery: "sealed-\(index)")
+        })
+        #expect(outcomes.allSatisfy { if case .committed = $0 { true } else { false } }, "\(outcomes)")
+        #expect(try harness.streamState(LedgerKeys(saleID: harness.sale.id).outbox).length == 1)
+        try harness.mongoServer.control(["op": "writeError", "command": "update", "code": 121,
+                                         "errmsg": "Document failed validation", "match": ["_id": ids[2]], "times": 1])
+        let pass = try await harness.drainUntilIdle()
+        #expect(pass.compensated == 1 && pass.orders == 3)
+        let documents = try harness.mongoServer.documents("orders")
+        #expect(Set(documents.compactMap { $0["_id"] as? String }) == Set(ids).subtracting([ids[2]]))
+        let byID = Dictionary(uniqueKeysWithValues: documents.map { ($0["_id"] as! String, $0) })
+        #expect(Set(documents.compactMap { $0["outboxId"] as? String }).count == 1, "one entry")
+        #expect((byID[ids[3]]?["outboxIndex"] as? NSNumber)?.intValue == 3)
+        #expect(byID[ids[1]]?["delivery"] as? String == "sealed-1" && byID[ids[1]]?["customerId"] as? String == "batch-1")
+        #expect(try LedgerFixture.orders(on: harness.redis, saleID: harness.sale.id).first { $0.orderID == ids[2] }?.status == .failed)
+        #expect(try harness.streamState(LedgerKeys(saleID: harness.sale.id).outbox) == (0, 0))
+        let after = try LedgerFixture.snapshot(on: harness.redis, saleID: harness.sale.id)
+        #expect(after.sold == 3 && after.invariantHolds)
         await harness.shutdown()
     }
 

@@ -66,12 +66,13 @@ public struct LedgerRebuild: Sendable {
         guard let metaDocument = sale["ledgerMeta"]?.document, metaDocument["stock"]?.string != nil else {
             throw .malformed("sale \(saleID) has no ledgerMeta.stock")
         }
-        var records: [(position: (Int64, Int64), record: OrderRecord)] = []
+        // The ledger's order: the outbox entry, then the place within it (a commit batch holds many orders).
+        var records: [(position: (Int64, Int64, Int64), record: OrderRecord)] = []
         records.reserveCapacity(orderDocuments.count)
         for document in orderDocuments {
             let record = try Self.record(from: document)
-            let position = StreamEntry(id: document["outboxId"]?.string ?? "0-0", fields: [:]).position
-            records.append((position, record))
+            let entry = StreamEntry(id: document["outboxId"]?.string ?? "0-0", fields: [:]).position
+            records.append(((entry.0, entry.1, document["outboxIndex"]?.int64 ?? 0), record))
         }
         records.sort { $0.position < $1.position || ($0.position == $1.position && $0.record.orderID < $1.record.orderID) }
         let meta = metaDocument.fields.compactMap { field in field.value.string.map { (field.key, $0) } }

@@ -280,28 +280,31 @@ public final class OutboxDrainer: Service, Sendable {
 
     private func drainOrders(saleID: String, entries: [StreamEntry], into pass: inout Pass) async throws {
         let keys = LedgerKeys(saleID: saleID)
-        var writable: [(entry: StreamEntry, write: MongoWrite)] = []
+        // An entry may carry several orders (a commit batch): each write remembers its entry, and a
+        // transient refusal of any of them keeps the whole entry for the next pass (the writes are idempotent).
+        var writable: [(entry: StreamEntry, order: OutboxDocuments.OrderWrite)] = []
         for entry in entries {
-            if let write = OutboxDocuments.orderWrite(saleID: saleID, entry: entry) {
-                writable.append((entry, write))
+            if let writes = OutboxDocuments.orderWrites(saleID: saleID, entry: entry) {
+                writable.append(contentsOf: writes.map { (entry, $0) })
             } else if !entry.fields.isEmpty {
                 // Not an order event (an entry deleted while pending has no fields): acknowledged, not written.
                 logger.error("unreadable outbox entry skipped", metadata: ["sale": "\(saleID)", "entry": "\(entry.id)"])
             }
         }
-        let result = try await mongo.bulkWrite(OutboxDocuments.orders, writable.map(\.write))
+        let result = try await mongo.bulkWrite(OutboxDocuments.orders, writable.map(\.order.write))
         var retry: Set<String> = []
         for refused in result.writeErrors {
             precondition(refused.index >= 0 && refused.index < writable.count, "write error index outside the batch")
-            let entry = writable[refused.index].entry
+            let (entry, order) = writable[refused.index]
             if refused.isTransient {
                 retry.insert(entry.id)
                 continue
             }
-            guard entry.fields["type"] == "order", let orderID = entry.fields["orderId"] else {
+            guard order.confirmation else {
                 logger.error("MongoDB refused an order update; the ledger keeps it", metadata: ["sale": "\(saleID)", "entry": "\(entry.id)", "error": "\(refused.message)"])
                 continue
             }
+            let orderID = order.orderID
             let reason = "order store refused the order (code \(refused.code)): \(refused.message)"
             let outcome = try await redis.withConnection { connection throws(RedisError) in
                 try Ledger(connection: connection).failOrder(saleID: saleID, orderID: orderID, reason: String(reason.prefix(300)))

@@ -45,40 +45,76 @@ public enum OutboxDocuments {
         (sales, [MongoIndex(name: "status_starts", keys: ["status": .int32(1), "startsAt": .int32(1)])]),
     ]
 
-    /// The write for one outbox entry, or nil for an entry that is not an order event (or is malformed).
-    public static func orderWrite(saleID: String, entry: StreamEntry) -> MongoWrite? {
+    /// One order event of the outbox, ready for MongoDB: `confirmation` (a new order, written once) or a
+    /// cancellation. The drainer compensates a confirmation MongoDB refuses for good.
+    public struct OrderWrite: Sendable {
+        public let orderID: String
+        public let confirmation: Bool
+        public let write: MongoWrite
+    }
+
+    /// The writes for one outbox entry: one for `order` and `cancel` entries, one per record for an `orders`
+    /// entry (a commit batch: `records` is a JSON array of ledger order records). nil for an entry that is not
+    /// an order event, or is malformed.
+    public static func orderWrites(saleID: String, entry: StreamEntry) -> [OrderWrite]? {
         let fields = entry.fields
+        if fields["type"] == "orders" {
+            guard let text = fields["records"],
+                  let records = try? JSONDecoder().decode([OrderRecord].self, from: Data(text.utf8)), !records.isEmpty else { return nil }
+            return records.enumerated().map { index, record in
+                var insert = orderFacts(saleID: saleID, entry: entry, index: index, customer: record.customerID, quantity: Int64(record.quantity),
+                                   createdAt: record.createdAtMilliseconds, delivery: record.delivery, key: record.idempotencyKey,
+                                   shard: record.shardID, fence: record.fence, instance: record.instanceID, source: record.source)
+                insert["status"] = "confirmed"
+                return OrderWrite(orderID: record.orderID, confirmation: true,
+                                  write: .upsert(id: .string(record.orderID), update: ["$setOnInsert": .document(insert)]))
+            }
+        }
         guard let orderID = fields["orderId"], let customer = fields["customer"],
               let quantity = fields["quantity"].flatMap(Int64.init), let at = fields["at"].flatMap(Int64.init) else { return nil }
         // Everything but the status is a fact of the order: set once, whichever event arrives first.
         func facts(createdAt: Int64) -> BSONDocument {
-            [
-                "saleId": .string(saleID),
-                "customerId": .string(customer),
-                "quantity": .int64(quantity),
-                "createdAt": .date(createdAt),
-                "delivery": .string(fields["delivery"] ?? ""),
-                "idempotencyKey": .string(fields["key"] ?? ""),
-                "shard": .string(fields["shard"] ?? ""),
-                "fence": .int64(fields["fence"].flatMap(Int64.init) ?? 0),
-                "instance": .string(fields["instance"] ?? ""),
-                "source": .string(fields["source"] ?? "bucket"),
-                "outboxId": .string(entry.id),
-            ]
+            orderFacts(saleID: saleID, entry: entry, index: 0, customer: customer, quantity: quantity, createdAt: createdAt,
+                       delivery: fields["delivery"] ?? "", key: fields["key"] ?? "", shard: fields["shard"] ?? "",
+                       fence: fields["fence"].flatMap(Int64.init) ?? 0, instance: fields["instance"] ?? "",
+                       source: fields["source"] ?? "bucket")
         }
         switch fields["type"] {
         case "order":
             var insert = facts(createdAt: at)
             insert["status"] = "confirmed"
-            return .upsert(id: .string(orderID), update: ["$setOnInsert": .document(insert)])
+            return [OrderWrite(orderID: orderID, confirmation: true,
+                               write: .upsert(id: .string(orderID), update: ["$setOnInsert": .document(insert)]))]
         case "cancel":
-            return .upsert(id: .string(orderID), update: [
+            return [OrderWrite(orderID: orderID, confirmation: false, write: .upsert(id: .string(orderID), update: [
                 "$set": .document(["status": "cancelled", "cancelledAt": .date(at)]),
                 "$setOnInsert": .document(facts(createdAt: fields["createdAt"].flatMap(Int64.init) ?? at)),
-            ])
+            ]))]
         default:
             return nil
         }
+    }
+
+    /// The facts of an order (everything but its status). `outboxId` and `outboxIndex` (the order's place in
+    /// a batch entry) give a rebuild the ledger's order of the orders.
+    private static func orderFacts(
+        saleID: String, entry: StreamEntry, index: Int, customer: String, quantity: Int64, createdAt: Int64,
+        delivery: String, key: String, shard: String, fence: Int64, instance: String, source: String
+    ) -> BSONDocument {
+        [
+            "saleId": .string(saleID),
+            "customerId": .string(customer),
+            "quantity": .int64(quantity),
+            "createdAt": .date(createdAt),
+            "delivery": .string(delivery),
+            "idempotencyKey": .string(key),
+            "shard": .string(shard),
+            "fence": .int64(fence),
+            "instance": .string(instance),
+            "source": .string(source),
+            "outboxId": .string(entry.id),
+            "outboxIndex": .int64(Int64(index)),
+        ]
     }
 
     /// The write for one stock-log entry.

@@ -3,6 +3,11 @@
 -- `{OK, createdAtMs}`, `{DUP, orderRecordJSON}` (already in the ledger: this order replayed, or the
 -- customer's idempotency key), `{WAITING, position}` (the key names the customer's waitlist entry),
 -- `{LIMIT, purchased}`, `{FENCED}` or `{CLOSED, reason}`.
+--
+-- Batch-level work: the batch's orders, customers and key claims are read with one HMGET each, and its
+-- confirmed orders are written with one multi-field HSET per hash, one ZADD, and ONE outbox entry
+-- (`type orders`, `records` = a JSON array of the order records as stored) and one stock-log entry.
+-- Decisions within the batch see each other through the local tables (`created`, `claimedNow`, `bought`).
 local meta = load_meta()
 local count = tonumber(ARGV[2])
 local results = {}
@@ -19,20 +24,53 @@ elseif now >= meta.finish then
   closed = 'ended'
 end
 local owner = ARGV[1]
+local ownerJSON, nowText, nowPadded = cjson.encode(owner), string.format('%d', now), string.format('%015d', now)
+
+local ids, customers, keyed, keyedAt = {}, {}, {}, {}
+for i = 1, count do
+  local b = 3 + (i - 1) * 7
+  ids[i], customers[i] = ARGV[b], ARGV[b + 3]
+  if ARGV[b + 5] ~= '' then
+    keyed[#keyed + 1] = idem_field(ARGV[b + 3], ARGV[b + 5])
+    keyedAt[i] = #keyed
+  end
+end
+local existing = read_in_chunks(K.orders, ids)
+local claims = read_in_chunks(K.idem, keyed)
+local purchased = read_in_chunks(K.users, customers)
+
 local leases, dirty = {}, {}
+local bought = {}            -- customer -> units bought, including this batch's orders so far
+local buyers = {}            -- customers with an order confirmed in this batch
+local created = {}           -- orderId -> record JSON, for this batch's orders
+local claimedNow = {}        -- idempotency field -> orderId, claimed by this batch
+local orderWrites, idemWrites, indexWrites, records = {}, {}, {}, {}
 local delta, committed = 0, 0
-for i = 0, count - 1 do
-  local b = 3 + i * 7
-  local id, shard, fence, customer = ARGV[b], ARGV[b + 1], tonumber(ARGV[b + 2]), ARGV[b + 3]
+for i = 1, count do
+  local b = 3 + (i - 1) * 7
+  local id, shard, fence, customer = ids[i], ARGV[b + 1], tonumber(ARGV[b + 2]), customers[i]
   local quantity, key, delivery = tonumber(ARGV[b + 4]), ARGV[b + 5], ARGV[b + 6]
-  local existing = redis.call('HGET', K.orders, id)
-  local claim = (not existing) and key_claim(customer, key)
-  if existing then
-    results[i + 1] = {'DUP', existing}
+  -- quantity and fence are written into the record as given: they must be plain decimal integers
+  if not string.find(ARGV[b + 4], '^[1-9]%d*$') or not string.find(ARGV[b + 2], '^%d+$') then
+    return redis.error_reply('BADARG quantity ' .. ARGV[b + 4] .. ', fence ' .. ARGV[b + 2])
+  end
+  local field = keyedAt[i] and keyed[keyedAt[i]]
+  local record = existing[i] or created[id]
+  local claim = nil
+  if not record and field then
+    local mine = claimedNow[field]
+    if mine then
+      claim = {'DUP', created[mine]}
+    elseif claims[keyedAt[i]] then
+      claim = key_claim(customer, key)
+    end
+  end
+  if record then
+    results[i] = {'DUP', record}
   elseif claim then
-    results[i + 1] = claim
+    results[i] = claim
   elseif closed then
-    results[i + 1] = {'CLOSED', closed}
+    results[i] = {'CLOSED', closed}
   else
     local lease = leases[shard]
     if lease == nil then
@@ -40,18 +78,36 @@ for i = 0, count - 1 do
       lease = raw and cjson.decode(raw) or false
       leases[shard] = lease
     end
-    local bought = num(redis.call('HGET', K.users, customer))
+    local already = bought[customer] or num(purchased[i])
+    bought[customer] = already
     if not lease or lease.f ~= fence or lease.o ~= owner or lease.e <= now or lease.r < quantity then
-      results[i + 1] = {'FENCED'}
-    elseif bought + quantity > meta.limit then
-      results[i + 1] = {'LIMIT', bought}
+      results[i] = {'FENCED'}
+    elseif already + quantity > meta.limit then
+      results[i] = {'LIMIT', already}
     else
       lease.r = lease.r - quantity
       dirty[shard] = true
       delta = delta + quantity
       committed = committed + 1
-      create_order(now, id, customer, quantity, key, delivery, shard, fence, owner, 'bucket', true)
-      results[i + 1] = {'OK', now}
+      bought[customer] = already + quantity
+      buyers[customer] = true
+      -- The record as create_order stores it, written out here: per order no number is formatted (the
+      -- integers are ARGV's own text or the batch's) and only the strings go through the JSON escaper.
+      local encoded = '{"id":' .. cjson.encode(id) .. ',"c":' .. cjson.encode(customer) .. ',"q":' .. ARGV[b + 4] ..
+        ',"t":' .. nowText .. ',"s":"confirmed","k":' .. cjson.encode(key) .. ',"d":' .. cjson.encode(delivery) ..
+        ',"sh":' .. cjson.encode(shard) .. ',"f":' .. ARGV[b + 2] .. ',"i":' .. ownerJSON .. ',"src":"bucket"}'
+      created[id] = encoded
+      records[committed] = encoded
+      orderWrites[#orderWrites + 1] = id
+      orderWrites[#orderWrites + 1] = encoded
+      if field then
+        claimedNow[field] = id
+        idemWrites[#idemWrites + 1] = field
+        idemWrites[#idemWrites + 1] = id
+      end
+      indexWrites[#indexWrites + 1] = '0'
+      indexWrites[#indexWrites + 1] = string.len(customer) .. ':' .. customer .. '|a|' .. nowPadded .. '|' .. id
+      results[i] = {'OK', now}
     end
   end
 end
@@ -59,6 +115,17 @@ for shard in pairs(dirty) do
   redis.call('HSET', K.leases, shard, cjson.encode(leases[shard]))
 end
 if delta > 0 then
+  local userWrites = {}
+  for customer in pairs(buyers) do
+    userWrites[#userWrites + 1] = customer
+    userWrites[#userWrites + 1] = string.format('%d', bought[customer])
+  end
+  call_in_chunks('HSET', K.orders, orderWrites)
+  call_in_chunks('HSET', K.idem, idemWrites)
+  call_in_chunks('HSET', K.users, userWrites)
+  call_in_chunks('ZADD', K.customers, indexWrites)
+  redis.call('XADD', K.outbox, '*', 'type', 'orders', 'at', now, 'instance', owner,
+    'records', '[' .. table.concat(records, ',') .. ']')
   redis.call('INCRBY', K.sold, delta)
   redis.call('HINCRBY', K.stats, 'orders', committed)
   log_stock(now, 'commit', -delta, 0, owner)

@@ -7,6 +7,29 @@ local MAX_SETTLE = 1000
 
 local function num(value) return tonumber(value) or 0 end
 
+-- Lua's unpack has a C-stack bound (8,000 values here): multi-field reads and writes go in chunks of
+-- CHUNK values, pairs kept together.
+local CHUNK = 1000
+
+-- HMGET of `fields` (any count, none allowed): the values in the same order, false where absent.
+local function read_in_chunks(key, fields)
+  local values = {}
+  for first = 1, #fields, CHUNK do
+    local last = math.min(first + CHUNK - 1, #fields)
+    local part = redis.call('HMGET', key, unpack(fields, first, last))
+    for j = 1, #part do values[first + j - 1] = part[j] end
+  end
+  return values
+end
+
+-- `command key a1 b1 a2 b2 ...` for pairs (HSET field value, ZADD score member), none allowed.
+local function call_in_chunks(command, key, pairs_list)
+  assert(#pairs_list % 2 == 0, 'call_in_chunks takes pairs')
+  for first = 1, #pairs_list, CHUNK do
+    redis.call(command, key, unpack(pairs_list, first, math.min(first + CHUNK - 1, #pairs_list)))
+  end
+end
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

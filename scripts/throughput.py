@@ -667,7 +667,7 @@ def print_report(medians, ratios, runs, seconds, rows, out=sys.stdout):
 # Who: the component of the nearest frame (leaf -> root) that names one; first pattern that matches a frame wins.
 PROFILE_COMPONENTS = [
     ("token verification (BearerTokens.verify: Base64URL, HMAC-SHA256, claims JSON)",
-     r"BearerTokens|Base64URL|HMAC|TokenJSON|SHA256|sha256"),
+     r"BearerTokens|Base64URL|HMAC|JSONObject|SHA256|sha256"),
     ("bearer header lookup (APIRoutes.authenticate/bearerToken)", r"APIRoutes\.(authenticate|bearerToken)"),
     ("sealing (FieldCipher.seal: AES-GCM)", r"FieldCipher|AES\.GCM|AESGCM|BoringSSLAEAD|aes_|gcm_|GCM"),
     ("JSON decode (request body)", r"decodeBody|OrderBody|JSONDecoder|JSONScanner|JSONMap|Decodable\.init|KeyedDecodingContainer"),

@@ -17,7 +17,11 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let buffer = ByteBuffer(bytes: UnsafeBufferPointer(rebasing: input.dropFirst()))
     do {
         if mode % 2 == 0 {
-            let body = try Request.decodeJSON(OrderBody.self, from: buffer)
+            let body = try OrderBody.decode(buffer)
+            // The hot-path reader and JSONDecoder agree on every body both accept.
+            if let reference = try? Request.decodeJSON(OrderBody.self, from: buffer) {
+                precondition(reference == body, "OrderBody.decode and JSONDecoder disagree")
+            }
             try requireLength(body.delivery.name, 1...100, field: "delivery.name")
             try requirePhone(body.delivery.phone, field: "delivery.phone")
             try requireLength(body.delivery.address, 1...500, field: "delivery.address")

@@ -1,4 +1,4 @@
-// libFuzzer target: the bearer-token verifier and the byte-level parsers under it (Base64URL, TokenJSON).
+// libFuzzer target: the bearer-token verifier and the byte-level parsers under it (Base64URL, JSONObject).
 // Any input must end in a principal or a 401 problem: never a crash, a hang or another status; a token
 // that verifies must name a customer and carry the claims it was signed with.
 import Crypto
@@ -24,7 +24,7 @@ private func check(_ result: Result<Principal, Problem>, claims: [UInt8]?) {
     case .success(let principal):
         precondition(!principal.customerID.isEmpty, "a verified token names its customer")
         if let claims {
-            let parsed = TokenJSON(claims)
+            let parsed = JSONObject(claims)
             precondition(parsed?["sub"] == .string(principal.customerID), "the principal is the token's sub")
         }
     case .failure(let problem):
@@ -51,7 +51,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         // Base64URL round trip, and the JSON reader on its own.
         let encoded = Base64URL.encode(buffer: rest)
         precondition(Base64URL.decode(Array(encoded.utf8)) == Array(rest), "Base64URL round trip")
-        _ = TokenJSON(Array(rest))
+        _ = JSONObject(Array(rest))
     }
     return 0
 }

@@ -2,17 +2,19 @@ import Benchmark
 import Crypto
 import Foundation
 import HTTPFront
+import NIOCore
 import Replication
 
-/// The HTTP front's per-order work: token verification and delivery sealing, each next to the Foundation
-/// string-rewriting version it replaced (kept here as the baseline, so one run shows both).
+/// The HTTP front's per-order work: token verification, delivery sealing, order body decoding and the 201
+/// answer's encoding, each next to the Foundation version it replaced (kept as the baseline, so one run
+/// shows both).
 let benchmarks: @Sendable () -> Void = {
     let micro = Benchmark.Configuration(metrics: [.wallClock, .mallocCountTotal], scalingFactor: .kilo, maxDuration: .seconds(2))
     let secret = "bench-secret-0123456789abcdef"
     let tokens = BearerTokens(secret: secret)
     let token = tokens.sign(subject: "customer-00042", admin: false, expiresAt: Date().addingTimeInterval(3_600))
 
-    Benchmark("Token verify (bytes, TokenJSON)", configuration: micro) { benchmark in
+    Benchmark("Token verify (bytes, JSONObject)", configuration: micro) { benchmark in
         for _ in benchmark.scaledIterations { blackHole(tokens.verify(token)) }
     }
     Benchmark("Token verify (Foundation baseline)", configuration: micro) { benchmark in
@@ -31,6 +33,23 @@ let benchmarks: @Sendable () -> Void = {
             let box = try? AES.GCM.seal(Data(delivery.utf8), using: SymmetricKey(size: .bits256), authenticating: Data("delivery/sale/customer-00042".utf8))
             blackHole(box?.combined.map { $0.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "") })
         }
+    }
+
+    let body = ByteBuffer(string: #"{"quantity":1,"delivery":{"name":"Ada Lovelace","phone":"+44 20 7946 0000","address":"12 St James's Square, London"}}"#)
+    Benchmark("Order body decode (bytes, JSONObject)", configuration: micro) { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(try? OrderPathSteps.decodeOrderBody(body)) }
+    }
+    Benchmark("Order body decode (JSONDecoder baseline)", configuration: micro) { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(try? OrderPathSteps.decodeOrderBodyWithJSONDecoder(body)) }
+    }
+
+    let record = OrderRecord(orderID: "sale-1.0000a1b2c3d4", customerID: "customer-00042", quantity: 1, createdAtMilliseconds: 1_764_201_600_000,
+                             status: .confirmed, idempotencyKey: "", delivery: "", shardID: "", fence: 0, instanceID: "", source: "bucket")
+    Benchmark("Order answer encode (hand-written)", configuration: micro) { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(OrderPathSteps.orderAnswer(record, saleID: "sale-1")) }
+    }
+    Benchmark("Order answer encode (JSONEncoder baseline)", configuration: micro) { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(try? OrderPathSteps.orderAnswerWithJSONEncoder(record, saleID: "sale-1")) }
     }
 }
 

@@ -20,7 +20,7 @@ public struct Principal: Sendable, Hashable {
 /// the OpenAPI document and the static page).
 ///
 /// Verification works on the token's bytes: base64url without padding decoded by table, the header and
-/// claims read by ``TokenJSON``, one HMAC with a key built once. Checks: `alg` HS256 only; `sub` 1 to 256
+/// claims read by ``JSONObject``, one HMAC with a key built once. Checks: `alg` HS256 only; `sub` 1 to 256
 /// bytes; `exp` required; `exp`, `nbf` and `iat` (when present) numbers, with 30 s of clock skew.
 public struct BearerTokens: Sendable {
     /// Tolerated clock skew on `exp`, `nbf` and `iat`.
@@ -67,14 +67,14 @@ public struct BearerTokens: Sendable {
               let payloadBytes = Base64URL.decode(buffer: UnsafeBufferPointer(rebasing: token[(firstDot + 1)..<secondDot])),
               let signature = Base64URL.decode(buffer: UnsafeBufferPointer(rebasing: token[(secondDot + 1)...]))
         else { return .failure(.unauthorized("malformed token")) }
-        guard let header = TokenJSON(headerBytes), header["alg"] == .string("HS256") else {
+        guard let header = JSONObject(headerBytes), header["alg"] == .string("HS256") else {
             return .failure(.unauthorized("unsupported token algorithm (HS256 required)"))
         }
         let signingInput = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: token[..<secondDot]))
         guard HMAC<SHA256>.isValidAuthenticationCode(signature, authenticating: signingInput, using: key) else {
             return .failure(.unauthorized("bad token signature"))
         }
-        guard let claims = TokenJSON(payloadBytes) else {
+        guard let claims = JSONObject(payloadBytes) else {
             return .failure(.unauthorized("malformed token claims"))
         }
         guard case .string(let subject) = claims["sub"], !subject.isEmpty, subject.utf8.count <= 256 else {

@@ -276,7 +276,7 @@ struct APIRoutes: Sendable {
             idempotencyKey = key
         }
         var request = request
-        let body = try await request.decodeBody(OrderBody.self, context: context)
+        let body = try OrderBody.decode(try await request.collectBody(context: context))
         try requireLength(body.delivery.name, 1...100, field: "delivery.name")
         try requirePhone(body.delivery.phone, field: "delivery.phone")
         try requireLength(body.delivery.address, 1...500, field: "delivery.address")

@@ -4,15 +4,18 @@ import Hummingbird
 extension Request {
     /// Collects the body (at most the context's 16 KiB) and decodes it; every failure is a problem.
     mutating func decodeBody<Body: Decodable>(_ type: Body.Type, context: FlashSaleRequestContext) async throws -> Body {
-        let buffer: ByteBuffer
+        try Self.decodeJSON(Body.self, from: try await collectBody(context: context))
+    }
+
+    /// Collects the body (at most the context's 16 KiB); 413 beyond, INVALID_REQUEST when it cannot be read.
+    mutating func collectBody(context: FlashSaleRequestContext) async throws -> ByteBuffer {
         do {
-            buffer = try await collectBody(upTo: context.maxUploadSize)
+            return try await collectBody(upTo: context.maxUploadSize)
         } catch let error as any HTTPResponseError where error.status == .contentTooLarge {
             throw Problem.bodyTooLarge()
         } catch {
             throw Problem.invalidRequest("the request body could not be read")
         }
-        return try Self.decodeJSON(Body.self, from: buffer)
     }
 
     /// Decodes a collected body; every failure is INVALID_REQUEST with a reason (the fuzz targets hold

@@ -1,14 +1,15 @@
-/// The JSON objects inside a token (its header and its claims), read straight from bytes: top-level
-/// members with string, number, boolean or null values; nested values are checked for well-formedness
-/// and skipped (depth at most 16). Strict: no duplicate member names, no trailing bytes, no control
-/// characters in strings, RFC 8259 numbers only. Nothing here allocates beyond the member table.
-struct TokenJSON {
-    enum Value: Equatable {
+/// A small JSON object reader on bytes, for the two inputs of the order hot path: the bearer token's
+/// header and claims, and the order body. Strict RFC 8259 (UTF-8, no trailing garbage, no duplicate member
+/// names: a token with two `sub` claims is refused), bounded (depth 16, `maxMembers` per object). Nested
+/// objects are read; arrays are checked and skipped (`.nested`): neither input needs one.
+struct JSONObject: Equatable {
+    indirect enum Value: Equatable {
         case string(String)
         case number(Double)
         case bool(Bool)
         case null
-        /// An object or array (not needed by the verifier).
+        case object(JSONObject)
+        /// An array (checked, not kept).
         case nested
     }
 
@@ -16,38 +17,50 @@ struct TokenJSON {
 
     subscript(name: String) -> Value? { members[name] }
 
-    init?(_ bytes: [UInt8]) {
-        var reader = Reader(bytes: bytes)
+    /// nil when the bytes are not one JSON object within the bounds.
+    init?(_ bytes: [UInt8], maxMembers: Int = 64) {
+        var reader = Reader(bytes: bytes, maxMembers: maxMembers)
         guard let members = reader.topLevelObject() else { return nil }
+        self.members = members
+    }
+
+    private init(members: [String: Value]) {
         self.members = members
     }
 
     private struct Reader {
         let bytes: [UInt8]
+        let maxMembers: Int
         var index = 0
 
-        init(bytes: [UInt8]) {
+        init(bytes: [UInt8], maxMembers: Int) {
             self.bytes = bytes
+            self.maxMembers = maxMembers
         }
 
         mutating func topLevelObject() -> [String: Value]? {
             skipSpace()
-            guard take(UInt8(ascii: "{")) else { return nil }
+            guard index < bytes.count, bytes[index] == UInt8(ascii: "{"), let members = object(depth: 1) else { return nil }
+            return atEnd() ? members : nil
+        }
+
+        /// The object at `index` (which holds `{`).
+        private mutating func object(depth: Int) -> [String: Value]? {
+            guard depth <= 16, take(UInt8(ascii: "{")) else { return nil }
             var members: [String: Value] = [:]
             skipSpace()
-            if take(UInt8(ascii: "}")) { return atEnd() ? members : nil }
+            if take(UInt8(ascii: "}")) { return members }
             while true {
                 skipSpace()
                 guard let name = string() else { return nil }
                 skipSpace()
                 guard take(UInt8(ascii: ":")) else { return nil }
                 skipSpace()
-                guard let value = value(depth: 1), members[name] == nil, members.count < 64 else { return nil }
+                guard let value = value(depth: depth), members[name] == nil, members.count < maxMembers else { return nil }
                 members[name] = value
                 skipSpace()
                 if take(UInt8(ascii: ",")) { continue }
-                guard take(UInt8(ascii: "}")) else { return nil }
-                return atEnd() ? members : nil
+                return take(UInt8(ascii: "}")) ? members : nil
             }
         }
 
@@ -63,7 +76,8 @@ struct TokenJSON {
             case UInt8(ascii: "t"): return literal("true") ? .bool(true) : nil
             case UInt8(ascii: "f"): return literal("false") ? .bool(false) : nil
             case UInt8(ascii: "n"): return literal("null") ? .null : nil
-            case UInt8(ascii: "{"), UInt8(ascii: "["): return skipNested(depth: depth) ? .nested : nil
+            case UInt8(ascii: "{"): return object(depth: depth + 1).map { .object(JSONObject(members: $0)) }
+            case UInt8(ascii: "["): return skipNested(depth: depth) ? .nested : nil
             default: return number().map(Value.number)
             }
         }

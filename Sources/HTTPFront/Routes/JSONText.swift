@@ -42,6 +42,11 @@ extension String {
     /// The text escaped for use inside a JSON string literal (RFC 8259: `"`, `\` and control characters;
     /// the short forms where JSON has them, as `JSONEncoder` writes them).
     var jsonEscaped: String {
+        // Most text (ids, timestamps, names) needs no escape: one pass over the UTF-8 bytes says so.
+        let needsEscape = utf8.withContiguousStorageIfAvailable { bytes in
+            bytes.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }
+        } ?? utf8.contains { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }
+        guard needsEscape else { return self }
         var result = ""
         result.reserveCapacity(utf8.count)
         var start = unicodeScalars.startIndex

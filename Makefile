@@ -52,7 +52,8 @@ fuzz: bootstrap
 bench-micro: bootstrap
 	cd Benchmarks && swift package --disable-sandbox benchmark
 
-# Microbenchmarks, then engine vs direct vs noop side by side; writes BENCHMARKS.md (bounded, < 15 min).
+# Microbenchmarks, then the order paths under wrk, the reference crowd and the open-loop bar; writes
+# BENCHMARKS.md (bounded: every step has a timeout; about 60 min on 2 cores).
 bench: bootstrap
 	scripts/bench.sh
 

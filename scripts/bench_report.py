@@ -1,58 +1,133 @@
-"""Writes BENCHMARKS.md from the side-by-side load reports (medians over rounds, ratios to the textbook path)."""
+"""Writes BENCHMARKS.md from one `make bench` run (scripts/bench.sh): the order paths side by side under wrk
+(scripts/throughput.py), the reference crowd and the open-loop bar (scripts/crowd.py), the engine's profile,
+the microbenchmarks; then docs/profile-history.md (hand-written: the profile before and after each change).
+
+    python3 scripts/bench_report.py reports/bench > BENCHMARKS.md
+"""
+import glob
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 
-out, rounds, seconds, connections = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-paths = ["engine", "direct", "noop"]
-runs = {path: [json.load(open(os.path.join(out, f"{path}-{r}.json"))) for r in range(1, rounds + 1)] for path in paths}
-median = {path: {
-    "orders": statistics.median(run["ordersPerSecond"] for run in runs[path]),
-    "requests": statistics.median(run["requestsPerSecond"] for run in runs[path]),
-    "p50": statistics.median(run["latency"]["p50Milliseconds"] for run in runs[path]),
-    "p99": statistics.median(run["latency"]["p99Milliseconds"] for run in runs[path]),
-} for path in paths}
+OUT = sys.argv[1]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def newest(pattern):
+    files = sorted(glob.glob(os.path.join(OUT, pattern)))
+    return json.load(open(files[-1])) if files else None
+
+
+def fmt(value, spec="%.0f"):
+    return spec % value if isinstance(value, (int, float)) else "-"
+
+
 cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
 print("# FlashSale benchmarks\n")
-print(f"Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}. The load generator, the server and")
-print("redis-server (AOF, `appendfsync always`) share these cores, so absolute figures are low; compare the ratios, measured")
-print("side by side in one run, alternating the order paths each round.\n")
-print("## Order paths under the same closed-loop load\n")
-print(f"`make bench` runs `flashsale load --mode closed-loop --connections {connections} --duration-seconds {seconds}` against")
-print("`flashsale serve --order-path engine|direct|noop`, " + f"{rounds} rounds; medians:\n")
-print("| order path | orders/s | p50 ms | p99 ms | vs direct |")
-print("|---|---|---|---|---|")
-for path, label in [("engine", "engine (shards + group commit)"), ("direct", "direct (one EVALSHA per order)"), ("noop", "noop (HTTP ceiling, no ledger)")]:
-    m = median[path]
-    ratio = m["orders"] / median["direct"]["orders"] if median["direct"]["orders"] else float("nan")
-    print(f"| {label} | {m['orders']:.0f} | {m['p50']:.2f} | {m['p99']:.2f} | {ratio:.2f}x |")
-print("\nEvery round (orders/s): " + "; ".join(f"{p}: " + ", ".join(f"{r['ordersPerSecond']:.0f}" for r in runs[p]) for p in paths))
-crowd = {path: os.path.join(out, f"crowd-{path}.json") for path in ["engine", "direct"]}
-if all(os.path.exists(f) for f in crowd.values()):
-    print("\n## The reference case: a flash crowd\n")
-    print("`flashsale load --mode flash-crowd --customers 10000 --stock 1000 --limit 2 --starts-in-seconds 5` against each real")
-    print("order path (one run each; 10,000 connections from the load generator on the same 2 cores):\n")
-    print("| order path | requests | p50 ms | p95 ms | p99 ms | sold out after | FCFS precision | oversell check |")
-    print("|---|---|---|---|---|---|---|---|")
-    for path in ["engine", "direct"]:
-        run = json.load(open(crowd[path]))
-        lat = run["latency"]
-        sell = f"{run['sellOutMilliseconds']:.0f} ms" if run.get("sellOutMilliseconds") is not None else "-"
-        fcfs = f"{run['fcfsPrecision']:.3f}" if run.get("fcfsPrecision") is not None else "-"
-        o = run.get("oversell") or {}
-        check = f"sold {o.get('sold')} of {o.get('stock')}, " + ("OVERSOLD" if o.get("oversold") else "no oversell")
-        print(f"| {path} | {run['requests']} | {lat['p50Milliseconds']:.0f} | {lat['p95Milliseconds']:.0f} | {lat['p99Milliseconds']:.0f} | {sell} | {fcfs} | {check} |")
-    print("\nRequest results (engine): " + ", ".join(f"{k} {v}" for k, v in sorted(json.load(open(crowd['engine']))["requestResults"].items())))
-    print("\nOn this shared 2-core machine the latency of a 10,000-customer crowd is queueing: the load generator,")
-    print("the server and Redis take turns on two cores. Spread over more cores, or with the load generator elsewhere,")
-    print("the same run is the measurement to repeat.")
+print("Written by `make bench` (scripts/bench.sh, then scripts/bench_report.py). Machine: %d cores (%s), %s %s."
+      % (os.cpu_count(), cpu, platform.system(), platform.release()))
+print("wrk, the server and redis-server (AOF, `appendfsync always`) share these cores, so absolute figures are low and")
+print("the machine is noisy: compare the ratios, measured side by side in one run, rows alternated each round.\n")
 
-micro = os.path.join(out, "micro.txt")
+tp = newest("throughput-*.json")
+if tp:
+    m, ratios = tp["medians"], tp["ratios"]
+    print("## Order paths at wire speed (wrk)\n")
+    print("`%s`: `wrk -t2 -c1000`, every request a different customer, a fresh server and redis-server per row, an 8 s" % tp["command"])
+    print("window after a warm-up; medians of %d rounds. `us` = CPU microseconds per request (healthz) or per confirmed" % max(r["rounds"] for r in m.values()))
+    print("order, from /proc/PID/stat deltas over the window; wrk's own CPU is shown: it is the instrument, and must stay")
+    print("below the server's.\n")
+    print("| row | rate/s | per round | p50 ms | p99 ms | server us | redis us | wrk us | server cores | wrk cores |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    labels = {"healthz": "GET /healthz (the HTTP ceiling)", "noop": "order, `--order-path noop` (front only)",
+              "engine": "order, `--order-path engine`", "direct": "order, `--order-path direct` (one EVALSHA per order)"}
+    for row in ("healthz", "noop", "engine", "direct"):
+        if row not in m:
+            continue
+        r = m[row]
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            labels[row], fmt(r["rate"]), "/".join(fmt(x) for x in r["ratePerRound"]), fmt(r["p50Ms"], "%.1f"), fmt(r["p99Ms"], "%.1f"),
+            fmt(r["cpuMicrosPer"]["server"], "%.1f"), fmt(r["cpuMicrosPer"]["redis"], "%.1f"), fmt(r["cpuMicrosPer"]["wrk"], "%.1f"),
+            fmt(r["cpuCores"]["server"], "%.2f"), fmt(r["cpuCores"]["wrk"], "%.2f")))
+    print()
+    targets = {"noop/healthz": ">= 0.5", "engine/noop": ">= 0.8", "engine/healthz": ">= 0.4", "engine/direct": ">= 2"}
+    print("| ratio | median of rounds | per round | target |")
+    print("|---|---|---|---|")
+    for name in [n for n in targets if n in ratios]:
+        r = ratios[name]
+        print("| %s | %s | %s | %s |" % (name, fmt(r["medianOfRounds"], "%.3f"), ", ".join("%.3f" % x for x in r["perRound"]), targets.get(name, "")))
+    if "engine" in m and "direct" in m and m["direct"]["cpuMicrosPer"]["redis"]:
+        e, d = m["engine"]["cpuMicrosPer"], m["direct"]["cpuMicrosPer"]
+        print("\nRedis CPU per confirmed order: engine %.1f us, direct %.1f us: %.2fx (target <= 0.2x). Server CPU per order:"
+              " engine %.1f us = %.2fx a bare request (%.1f us)." % (e["redis"], d["redis"], e["redis"] / d["redis"], e["server"],
+                                                                       e["server"] / m["healthz"]["cpuMicrosPer"]["server"] if "healthz" in m else float("nan"),
+                                                                       m["healthz"]["cpuMicrosPer"]["server"] if "healthz" in m else float("nan")))
+    print("\nWhat Redis ran per confirmed order in the window (`INFO commandstats`, last round; `x` calls, `us` Redis's own")
+    print("time; EVALSHA's time includes the commands its script ran, which are also listed by name):\n")
+    for row in ("engine", "direct"):
+        runs = [r for r in tp["runs"] if r["row"] == row and r.get("redisCommands")]
+        if runs:
+            top = runs[-1]["redisCommands"][:8]
+            print("- %s: %s" % (row, ", ".join("%s %.3gx / %.2f us" % (c["command"], c["callsPer"] or 0, c["usecPer"] or 0) for c in top)))
+    print()
+
+crowd = sorted(glob.glob(os.path.join(OUT, "crowd", "crowd-*i-*.json")))
+crowd = [f for f in crowd if "-open-" not in f]
+if crowd:
+    print("## The reference crowd (wrk): 10,000 customers, 1,000 units, limit 2, all at the opening instant\n")
+    print("`scripts/crowd.py --instances 1|3 --compare` (3 instances behind haproxy), engine next to direct in one run.")
+    print("Latency = from the moment wrk wrote a customer's request to the answer; every customer arrives at the opening")
+    print("on 1,000 keep-alive connections, so it includes queueing behind earlier customers on these 2 shared cores.\n")
+    print("| instances | path | 201 | 202 | 409 | 503 | p50 ms | p95 ms | p99 ms | sold out after opening | FCFS precision | ledger |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for path in crowd:
+        for r in json.load(open(path))["runs"]:
+            if r.get("mode") == "ceiling":
+                continue
+            lat = r.get("latencyMs", {})
+            p95 = lat.get("p95") or lat.get("p90")
+            print("| %s | %s | %s | %s | %s | %s | %s | %s%s | %s | %s ms | %s | sold %s of %s, %s |" % (
+                r["instances"], r["path"], r["count201"], r["count202"], r["count409"], r["count503"], fmt(lat.get("p50")),
+                fmt(p95), "" if lat.get("p95") else " (p90)", fmt(lat.get("p99")), fmt(r.get("sellOutFromStartsAtMs")),
+                fmt((r.get("fcfs") or {}).get("precision"), "%.3f"), r["sold"], r["stock"], "OVERSOLD" if r["oversold"] else "no oversell"))
+    print()
+
+opens = sorted(glob.glob(os.path.join(OUT, "crowd", "crowd-open-*.json")))
+if opens:
+    print("## The bar: 10,000 concurrent customers, open loop\n")
+    print("`scripts/crowd.py --open-loop`: 10,000 keep-alive connections, each order a new customer, sent on a fixed")
+    print("schedule; latency measured from the intended send time (a late send counts its lateness).\n")
+    print("| instances | target orders/s | sent/s | answered/s | p50 ms | p95 ms | p99 ms | 503 | late sends | CPU s server / redis / wrk |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for path in opens:
+        for r in json.load(open(path))["runs"]:
+            lat = r.get("latency201FromDueMs", {})
+            cpu_s = r.get("cpuSeconds", {})
+            server = sum(v for k, v in cpu_s.items() if k.startswith("instance"))
+            print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.1f / %.1f / %.1f |" % (
+                r["instances"], fmt(r["rate"]), fmt(r.get("sentPerSecond")), fmt(r.get("answersPerSecond")), fmt(lat.get("p50")),
+                fmt(lat.get("p95")), fmt(lat.get("p99")), r.get("count503"), r.get("late"), server, cpu_s.get("redis", 0), cpu_s.get("wrk", 0)))
+    print()
+
+profile = os.path.join(OUT, "profile-engine-groups.txt")
+if os.path.exists(profile):
+    print("## Where an order's server CPU goes (engine, perf)\n")
+    print("`scripts/throughput.py --profile 10`: `perf record -g -p <server>` for 10 s under the engine row's load; each sample")
+    print("goes to the nearest frame, leaf to root, that names a component:\n")
+    print("```")
+    lines = open(profile).read().splitlines()
+    start = next((i for i, l in enumerate(lines) if l.startswith("WHO")), 0)
+    end = next((i for i, l in enumerate(lines) if l.startswith("WHAT")), len(lines))
+    for line in lines[start + 2:end]:
+        if line.strip() and not line.startswith("         "):
+            print(line.rstrip())
+    print("```\n")
+
+micro = os.path.join(OUT, "micro.txt")
 if os.path.exists(micro):
-    print("\n## Microbenchmarks (package-benchmark)\n")
+    print("## Microbenchmarks (package-benchmark)\n")
     print("`cd Benchmarks && swift package --disable-sandbox benchmark` (wall clock and mallocs; p50 per benchmark):\n")
     print("```")
     name = None
@@ -63,4 +138,8 @@ if os.path.exists(micro):
         elif name and line.startswith("│") and ("Time" in line or "Malloc" in line):
             cells = [c.strip() for c in line.strip("│").split("│")]
             print(f"{name[:70]:70s} {cells[0]:28s} p50 {cells[3]}")
-    print("```")
+    print("```\n")
+
+history = os.path.join(ROOT, "docs", "profile-history.md")
+if os.path.exists(history):
+    print(open(history).read().rstrip())

@@ -82,6 +82,37 @@ struct LedgerScriptTests {
         #expect(snapshot.sold == 1 && snapshot.leases.first?.remaining == 3 && snapshot.invariantHolds)
     }
 
+    // A lease is sized by the instances present in the sale (their renew ticks), not only by those holding a
+    // lease: at the opening, the first instance to ask does not take the share of the others about to ask.
+    @Test func leasesAreSizedByThePresentInstances() throws {
+        let server = try RedisServer()
+        let sale = try LedgerFixture.createOpenSale(on: server, stock: 800)
+        let ledger = Ledger(connection: try server.connect())
+        let sizing = ShardSizing(spreadFactor: 1, maxShardUnits: 1_000)
+        // b and c tick (no leases yet); a asks first and gets a third of the pool, not all of it.
+        _ = try ledger.renewLeases(saleID: sale.id, owner: "b", leases: [], ttlMilliseconds: 2_000)
+        _ = try ledger.renewLeases(saleID: sale.id, owner: "c", leases: [], ttlMilliseconds: 2_000)
+        guard case .granted(_, let first, _, _) = try ledger.acquireLease(saleID: sale.id, owner: "a", shardID: "a#1", sizing: sizing, ttlMilliseconds: 2_000) else {
+            Issue.record("lease expected"); return
+        }
+        #expect(first == 800 / 3)
+        // b asks next: the pool left over the same three instances.
+        guard case .granted(_, let second, _, _) = try ledger.acquireLease(saleID: sale.id, owner: "b", shardID: "b#1", sizing: sizing, ttlMilliseconds: 2_000) else {
+            Issue.record("lease expected"); return
+        }
+        #expect(second == (800 - first) / 3)
+        // An instance that stopped ticking longer ago than one lease TTL no longer counts.
+        let other = try LedgerFixture.createOpenSale(on: server, stock: 90)
+        let connection = try server.connect()
+        _ = try connection.send("HSET", LedgerKeys(saleID: other.id).stats, "seen:gone", "1")
+        guard case .granted(_, let alone, _, _) = try ledger.acquireLease(saleID: other.id, owner: "a", shardID: "a#1", sizing: sizing, ttlMilliseconds: 2_000) else {
+            Issue.record("lease expected"); return
+        }
+        #expect(alone == 90)
+        #expect(try connection.send("HEXISTS", LedgerKeys(saleID: other.id).stats, "seen:gone").integer == 0, "long gone: dropped")
+        #expect(try LedgerFixture.snapshot(on: server, saleID: sale.id).invariantHolds)
+    }
+
     // One commit batch is decided order by order, each against the ones before it in the same batch (a repeated
     // key or order id, the per-customer limit), and its confirmed orders are written with batch-level commands:
     // ONE outbox entry holding every record, one stock-log entry.

@@ -15,7 +15,12 @@ local leased, owners, count = leased_total()
 if pool <= 0 or waiting > 0 then
   return {'EMPTY', num(redis.call('GET', K.sold)), leased, waiting}
 end
-if not owners[ARGV[1]] then count = count + 1 end
+if not owners[ARGV[1]] then
+  owners[ARGV[1]] = true
+  count = count + 1
+end
+count = present_instances(now, tonumber(ARGV[5]), owners, count)
+note_presence(now, ARGV[1])
 local units = math.floor(pool / (tonumber(ARGV[4]) * count))
 units = math.min(units, tonumber(ARGV[3]))
 local demand = tonumber(ARGV[7]) or 0

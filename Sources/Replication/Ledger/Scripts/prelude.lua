@@ -96,6 +96,31 @@ local function leased_total()
   return total, owners, count
 end
 
+-- Instances present in a sale: each one's renew tick (every reconcile interval, leases or not) and lease
+-- request leave `seen:<owner>` = ledger ms in `stats`. A lease is sized by the instances present within
+-- `window` ms, not only by those holding a lease, so the first instance to ask at the opening does not take
+-- the share of those about to ask. Entries older than 10 windows are dropped here (bounded by the fleet).
+local function note_presence(now, owner)
+  redis.call('HSET', K.stats, 'seen:' .. owner, now)
+end
+
+local function present_instances(now, window, owners, count)
+  local stats = redis.call('HGETALL', K.stats)
+  for i = 1, #stats, 2 do
+    local name = stats[i]
+    if string.sub(name, 1, 5) == 'seen:' then
+      local owner, age = string.sub(name, 6), now - (tonumber(stats[i + 1]) or 0)
+      if age > 10 * window then
+        redis.call('HDEL', K.stats, name)
+      elseif age <= window and not owners[owner] then
+        owners[owner] = true
+        count = count + 1
+      end
+    end
+  end
+  return count
+end
+
 local function check_invariant(meta)
   local pool, sold = num(redis.call('GET', K.pool)), num(redis.call('GET', K.sold))
   local leased = leased_total()

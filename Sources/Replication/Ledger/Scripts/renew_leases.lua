@@ -4,6 +4,7 @@ local meta = load_meta()
 if not meta then return {'NOT_FOUND'} end
 local now = now_ms()
 if meta.status ~= 'closed' and now >= meta.start then settle(now, meta) end
+if meta.status ~= 'closed' then note_presence(now, ARGV[1]) end
 local results = {}
 local ttl = tonumber(ARGV[2])
 for i = 0, tonumber(ARGV[3]) - 1 do

@@ -1505,7 +1505,7 @@ def html_run(r, machine, bucket_ms=HTML_BUCKET_MS):
             ", ".join("%s %d" % kv for kv in (r.get("socketErrors") or {}).items() if kv[1]) or "none")),
         ("answers by status/code", ", ".join("%s: %d" % (k.replace(":-", "").replace(":", " "), v)
                                              for k, v in r["answers"].items())),
-        ("answers per second", "%s (answers / (last answer - first send) = %s s)"
+        ("answers per second", "%s over the %s s from the first send to the last answer"
          % (r.get("crowdRequestsPerSecond") or "-", r.get("crowdSeconds") or "-")),
         ("sell-out after opening", "%s ms after t 0 (the ledger's soldOutAtMs); the ledger opened the sale %s ms "
          "after t 0, so %s ms after its openedAt" % (fmt_ms(r["sellOutFromStartsAtMs"]), r["openedAfterStartsAtMs"],

@@ -7,23 +7,25 @@ import TestSupport
 
 @Suite("FIFO admission against a real ledger", .serialized)
 struct AdmissionTests {
-    static func engine(on server: RedisServer, instanceID: String = "fifo", maxShardUnits: Int) -> ReservationService {
+    /// Leases are small so that a crowd meets refills: a lease asked for waiting customers is capped by the
+    /// fair share (pool / spreadFactor), one asked for without a demand also by maxShardUnits.
+    static func engine(on server: RedisServer, instanceID: String = "fifo", maxShardUnits: Int, spreadFactor: Int) -> ReservationService {
         var configuration = EngineConfiguration(
             // Leases outlive the test even when a busy machine starves the reconciler: an expired lease
             // fences its commits (RETRY_LATER by design), which is not what these tests are about.
             instanceID: instanceID, leaseTTLMilliseconds: 20_000, leaseRenewMarginMilliseconds: 5_000, leaseSafetyMarginMilliseconds: 1_000,
-            shardSizing: ShardSizing(spreadFactor: 1, maxShardUnits: maxShardUnits), reconcileIntervalMilliseconds: 50
+            shardSizing: ShardSizing(spreadFactor: spreadFactor, maxShardUnits: maxShardUnits), reconcileIntervalMilliseconds: 50
         )
         configuration.recordAdmissionOrder = true
         return ReservationService(redis: server.configuration, configuration: configuration, logger: .init(label: "test.admission"))
     }
 
-    // 2,000 concurrent reservations meet leases of 100 units: every one is granted, strictly in arrival
+    // 2,000 concurrent reservations meet leases of at most 100 units: every one is granted, strictly in arrival
     // order within the instance, and none is told to retry later.
     @Test func aCrowdIsServedInArrivalOrder() async throws {
         let server = try RedisServer()
         let sale = try LedgerFixture.createOpenSale(on: server, stock: 5_000, limit: 1)
-        let engine = Self.engine(on: server, maxShardUnits: 100)
+        let engine = Self.engine(on: server, maxShardUnits: 100, spreadFactor: 50)
         // The reconciler renews the leases meanwhile, however slow the machine (an expired lease would fence
         // its commits: RETRY_LATER by design).
         let outcomes = await withReconcilers([engine]) {
@@ -49,7 +51,7 @@ struct AdmissionTests {
     @Test func aSellOutCrowdGetsDefinitiveAnswers() async throws {
         let server = try RedisServer()
         let sale = try LedgerFixture.createOpenSale(on: server, stock: 1_000, limit: 1)
-        let engine = Self.engine(on: server, maxShardUnits: 64)
+        let engine = Self.engine(on: server, maxShardUnits: 64, spreadFactor: 16)
         // The reconciler renews the leases meanwhile, however slow the machine (an expired lease would fence
         // its commits: RETRY_LATER by design).
         let outcomes = await withReconcilers([engine]) {
@@ -80,7 +82,7 @@ struct AdmissionTests {
     @Test func theStockViewIsFresh() async throws {
         let server = try RedisServer()
         let sale = try LedgerFixture.createOpenSale(on: server, stock: 100, limit: 1)
-        let engine = Self.engine(on: server, maxShardUnits: 10)
+        let engine = Self.engine(on: server, maxShardUnits: 10, spreadFactor: 10)
         for index in 0..<10 {
             _ = await engine.reserve(saleID: sale.id, customerID: "c\(index)", quantity: 1, idempotencyKey: nil, delivery: "{}")
         }

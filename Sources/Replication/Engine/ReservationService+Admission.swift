@@ -99,11 +99,13 @@ extension ReservationService {
             if needed > 1, sale.availableLocally >= needed {
                 await consolidate(sale: sale)
             }
-            // A lease no larger than what the parked customers need (minus what the buckets still hold):
-            // across instances, units follow the customers who wait for them, in the order the ledger
-            // grants the leases.
+            // A lease sized to what the parked customers need (minus what the buckets still hold), plus as
+            // much again for those arriving while it is granted and committed: without that headroom every
+            // arrival parks behind the pump's next round trip and the instance never leaves the pump. The
+            // ledger caps it at the fair share, so across instances units still follow the customers who
+            // wait for them, in the order the ledger grants the leases.
             let missing = max(needed, demand - sale.availableLocally)
-            switch await refill(sale: sale, minimumUnits: needed, demandUnits: configuration.leaseToDemand ? missing : nil) {
+            switch await refill(sale: sale, minimumUnits: needed, demandUnits: configuration.leaseToDemand ? 2 * missing : nil) {
             case .granted:
                 continue
             case .retry:

@@ -1,6 +1,7 @@
 -- ARGV: owner, shardId, maxShardUnits, spreadFactor, ttlMs, minUnits (the quantity that asked; a
 -- shard smaller than one order could never serve it), demandUnits (what the instance's waiting customers
--- need, 0 = unknown: the lease is no larger, so no instance sits on units another one's customers wait for).
+-- need, 0 = unknown: the lease is no larger, so no instance sits on units another one's customers wait for;
+-- a known demand is not capped by maxShardUnits, only by the fair share).
 -- Answers `{OK, fence, units, expiresAtMs, nowMs}`, `{EMPTY, sold, leased, waitlist}`,
 -- `{CLOSED, reason}`, `{NOT_STARTED, msUntilStart}` or `{NOT_FOUND}`.
 local meta = load_meta()
@@ -21,10 +22,17 @@ if not owners[ARGV[1]] then
 end
 count = present_instances(now, tonumber(ARGV[5]), owners, count)
 note_presence(now, ARGV[1])
+-- The fair share: the pool over the spread factor and the instances present. A request that knows its
+-- demand (customers waiting now, or what sold last interval) gets that much, up to the share: a crowd
+-- bigger than maxShardUnits is served in one round trip, not one per maxShardUnits. Without a demand the
+-- lease is also capped by maxShardUnits, so idle units do not sit in one instance.
 local units = math.floor(pool / (tonumber(ARGV[4]) * count))
-units = math.min(units, tonumber(ARGV[3]))
 local demand = tonumber(ARGV[7]) or 0
-if demand > 0 then units = math.min(units, demand) end
+if demand > 0 then
+  units = math.min(units, demand)
+else
+  units = math.min(units, tonumber(ARGV[3]))
+end
 units = math.max(1, tonumber(ARGV[6]) or 1, units)
 units = math.min(units, pool)
 local fence = redis.call('INCR', K.fence)

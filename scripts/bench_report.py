@@ -99,16 +99,19 @@ if opens:
     print("## The bar: 10,000 concurrent customers, open loop\n")
     print("`scripts/crowd.py --open-loop`: 10,000 keep-alive connections, each order a new customer, sent on a fixed")
     print("schedule; latency measured from the intended send time (a late send counts its lateness).\n")
-    print("| instances | connections | target orders/s | sent/s | answered/s | p50 ms | p95 ms | p99 ms | 503 | late sends | CPU s server / redis / wrk |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("`wrk ceiling` = wrk on `GET /healthz` with the same connections right after the run (the instrument's")
+    print("own ceiling; `-` when the run was made with `--no-ceiling`).\n")
+    print("| instances | connections | target orders/s | sent/s | answered/s | p50 ms | p95 ms | p99 ms | 503 | late sends | CPU s server / redis / wrk | wrk ceiling req/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for path in opens:
         for r in json.load(open(path))["runs"]:
             lat = r.get("latency201FromDueMs", {})
             cpu_s = r.get("cpuSeconds", {})
             server = sum(v for k, v in cpu_s.items() if k.startswith("instance"))
-            print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.1f / %.1f / %.1f |" % (
+            print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %.1f / %.1f / %.1f | %s |" % (
                 r["instances"], r["connections"], fmt(r["rate"]), fmt(r.get("sentPerSecond")), fmt(r.get("answersPerSecond")), fmt(lat.get("p50")),
-                fmt(lat.get("p95")), fmt(lat.get("p99")), r.get("count503"), r.get("late"), server, cpu_s.get("redis", 0), cpu_s.get("wrk", 0)))
+                fmt(lat.get("p95")), fmt(lat.get("p99")), r.get("count503"), r.get("late"), server, cpu_s.get("redis", 0), cpu_s.get("wrk", 0),
+                fmt((r.get("ceiling") or {}).get("wrkRequestsPerSecond"))))
     print()
 
 profile = os.path.join(OUT, "profile-engine-groups.txt")

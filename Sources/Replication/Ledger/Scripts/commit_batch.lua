@@ -24,7 +24,7 @@ elseif now >= meta.finish then
   closed = 'ended'
 end
 local owner = ARGV[1]
-local ownerJSON, nowText, nowPadded = cjson.encode(owner), string.format('%d', now), string.format('%015d', now)
+local nowText, nowPadded = string.format('%d', now), string.format('%015d', now)
 
 local ids, customers, keyed, keyedAt = {}, {}, {}, {}
 for i = 1, count do
@@ -91,11 +91,7 @@ for i = 1, count do
       committed = committed + 1
       bought[customer] = already + quantity
       buyers[customer] = true
-      -- The record as create_order stores it, written out here: per order no number is formatted (the
-      -- integers are ARGV's own text or the batch's) and only the strings go through the JSON escaper.
-      local encoded = '{"id":' .. cjson.encode(id) .. ',"c":' .. cjson.encode(customer) .. ',"q":' .. ARGV[b + 4] ..
-        ',"t":' .. nowText .. ',"s":"confirmed","k":' .. cjson.encode(key) .. ',"d":' .. cjson.encode(delivery) ..
-        ',"sh":' .. cjson.encode(shard) .. ',"f":' .. ARGV[b + 2] .. ',"i":' .. ownerJSON .. ',"src":"bucket"}'
+      local encoded = order_record_json(id, customer, ARGV[b + 4], nowText, key, delivery, shard, ARGV[b + 2], owner, 'bucket')
       created[id] = encoded
       records[committed] = encoded
       orderWrites[#orderWrites + 1] = id
@@ -106,7 +102,7 @@ for i = 1, count do
         idemWrites[#idemWrites + 1] = id
       end
       indexWrites[#indexWrites + 1] = '0'
-      indexWrites[#indexWrites + 1] = string.len(customer) .. ':' .. customer .. '|a|' .. nowPadded .. '|' .. id
+      indexWrites[#indexWrites + 1] = customer_member_at(customer, 'a', nowPadded, id)
       results[i] = {'OK', now}
     end
   end

@@ -49,8 +49,23 @@ end
 -- The per-customer order index (`customers`, a sorted set read by lexicographic range): one member per
 -- order, `<len>:<customer>|<state>|<createdAtMs, 15 digits>|<orderId>`, state `a` while the order holds
 -- units and `x` once cancelled or failed. O(log n) per order; `/me` reads one customer's two ranges.
+-- `createdText` is the time already formatted as 15 digits (a batch formats it once for all its orders).
+local function customer_member_at(customer, state, createdText, id)
+  return string.len(customer) .. ':' .. customer .. '|' .. state .. '|' .. createdText .. '|' .. id
+end
+
 local function customer_member(customer, state, created, id)
-  return string.len(customer) .. ':' .. customer .. '|' .. state .. '|' .. string.format('%015d', created) .. '|' .. id
+  return customer_member_at(customer, state, string.format('%015d', created), id)
+end
+
+-- A confirmed order's record (OrderRecord in Swift), written out: only the strings go through the JSON
+-- escaper, and the integers arrive as decimal text (a batch formats its time once; quantity and fence are
+-- ARGV's own text, checked by the caller), so no Lua number is formatted per order.
+local function order_record_json(id, customer, quantityText, createdText, key, delivery, shard, fenceText, instance, source)
+  return '{"id":' .. cjson.encode(id) .. ',"c":' .. cjson.encode(customer) .. ',"q":' .. quantityText ..
+    ',"t":' .. createdText .. ',"s":"confirmed","k":' .. cjson.encode(key) .. ',"d":' .. cjson.encode(delivery) ..
+    ',"sh":' .. cjson.encode(shard) .. ',"f":' .. fenceText .. ',"i":' .. cjson.encode(instance) ..
+    ',"src":' .. cjson.encode(source) .. '}'
 end
 
 -- What a customer's idempotency key already stands for: `{DUP, record}` when it names an order,
@@ -147,9 +162,8 @@ end
 
 -- Writes one confirmed order. `batched` callers add the order count to stats themselves, once.
 local function create_order(now, id, customer, quantity, key, delivery, shard, fence, instance, source, batched)
-  local record = {id = id, c = customer, q = quantity, t = now, s = 'confirmed', k = key, d = delivery,
-    sh = shard, f = fence, i = instance, src = source}
-  redis.call('HSET', K.orders, id, cjson.encode(record))
+  redis.call('HSET', K.orders, id, order_record_json(id, customer, string.format('%d', quantity), string.format('%d', now),
+    key, delivery, shard, string.format('%d', fence), instance, source))
   if key ~= '' then redis.call('HSET', K.idem, idem_field(customer, key), id) end
   redis.call('HINCRBY', K.users, customer, quantity)
   redis.call('ZADD', K.customers, 0, customer_member(customer, 'a', now, id))

@@ -162,6 +162,45 @@ struct LedgerScriptTests {
         #expect(records.first { $0.orderID == "3" }?.delivery == "d-3")
     }
 
+    // The record JSON of a batch holds every string exactly: a batch of plain strings is quoted as it is
+    // (byte for byte what the escaper would write), one with a string that needs escaping goes through
+    // the escaper, even when only one of its orders does.
+    @Test func aBatchWritesEveryStringOfItsRecordsExactly() throws {
+        #expect(Ledger.isPlainJSONText("cust-1 A~z:#@.!") && Ledger.isPlainJSONText(""))
+        for text in ["a\"b", "a\\b", "a/b", "tab\tin", "caf\u{E9}", "del\u{7F}", "nul\u{0}"] {
+            #expect(!Ledger.isPlainJSONText(text), "\(text.debugDescription)")
+        }
+        let server = try RedisServer()
+        let sale = try LedgerFixture.createOpenSale(on: server, stock: 20, limit: 2)
+        let connection = try server.connect()
+        let ledger = Ledger(connection: connection)
+        let keys = LedgerKeys(saleID: sale.id)
+        guard case .granted(let fence, _, _, _) = try ledger.acquireLease(saleID: sale.id, owner: "inst-1", shardID: "inst-1#1", sizing: ShardSizing(spreadFactor: 1, maxShardUnits: 20), ttlMilliseconds: 60_000) else {
+            Issue.record("lease expected"); return
+        }
+        func order(_ id: String, _ customer: String, key: String, delivery: String) -> PendingCommit {
+            PendingCommit(orderID: id, shardID: "inst-1#1", fence: fence, customerID: customer, quantity: 1, idempotencyKey: key, delivery: delivery)
+        }
+        let plain = [order("p1", "cust-1", key: "key-1", delivery: "v1.AbC-_9"), order("p2", "Cust 2~!", key: "", delivery: "v1.x")]
+        let escaped = [order("e1", "plain-customer", key: "k", delivery: "v1.y"),
+                       order("e2", "quote\" back\\ slash/ tab\t caf\u{E9} \u{1F600} del\u{7F}", key: "k\"/\\\u{1}", delivery: "{\"street\":\"Rue d\u{E9}/3\"}")]
+        for batch in [plain, escaped] {
+            let outcomes = try ledger.commit(saleID: sale.id, owner: "inst-1", batch)
+            #expect(outcomes.allSatisfy { if case .committed = $0 { true } else { false } }, "\(outcomes)")
+        }
+        let records = Dictionary(uniqueKeysWithValues: try LedgerFixture.orders(on: server, saleID: sale.id).map { ($0.orderID, $0) })
+        for commit in plain + escaped {
+            let record = try #require(records[commit.orderID])
+            #expect(record.customerID == commit.customerID && record.idempotencyKey == commit.idempotencyKey && record.delivery == commit.delivery,
+                    "\(commit.orderID): \(record)")
+            #expect(record.shardID == commit.shardID && record.fence == commit.fence && record.instanceID == "inst-1" && record.quantity == 1)
+        }
+        let stored = try #require(connection.send("HGET", keys.orders, "p2").string)
+        let created = try #require(records["p2"]?.createdAtMilliseconds)
+        #expect(stored == #"{"id":"p2","c":"Cust 2~!","q":1,"t":\#(created),"s":"confirmed","k":"","d":"v1.x","sh":"inst-1#1","f":\#(fence),"i":"inst-1","src":"bucket"}"#)
+        #expect(try LedgerFixture.snapshot(on: server, saleID: sale.id).invariantHolds)
+    }
+
     // Cancelling returns the units to the waitlist head first; others' orders are NOT_FOUND; after close CLOSED.
     @Test func cancelServesWaitlistHead() throws {
         let server = try RedisServer()

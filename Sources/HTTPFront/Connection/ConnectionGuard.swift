@@ -109,7 +109,12 @@ final class FirstHeadGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private let logger: Logger
     private(set) var state = State.silent
     private var started = false
-    private var timer: Scheduled<Void>?
+    /// When the current state (silent, or receiving the head) runs out; nil once the head is complete or
+    /// the connection answered. Each `schedule` arms a timer for its own deadline and never cancels an
+    /// earlier one: NIO's event loop finds a cancelled timer by a linear scan of its timer heap, which
+    /// holds a timer or two per open connection, so with 10,000 connections every cancel walks thousands
+    /// of entries. A timer whose deadline is no longer the current one fires as a no-op.
+    private var deadline: NIODeadline?
     private var context: ChannelHandlerContext?
     /// Why the live route refused this connection's WebSocket upgrade (see `noteRefusedUpgrade`).
     var refusedUpgrade: Problem?
@@ -131,7 +136,7 @@ final class FirstHeadGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
+        deadline = nil
         self.context = nil
     }
 
@@ -151,11 +156,14 @@ final class FirstHeadGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func schedule(after seconds: Double, _ context: ChannelHandlerContext) {
-        timer?.cancel()
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(seconds * 1_000))) { [weak self] in self?.expired() }
+        let due = NIODeadline.now() + .milliseconds(Int64(seconds * 1_000))
+        deadline = due
+        context.eventLoop.assumeIsolated().scheduleTask(deadline: due) { [weak self] in self?.expired(due) }
     }
 
-    private func expired() {
+    private func expired(_ due: NIODeadline) {
+        guard deadline == due else { return }  // superseded by a later schedule, or the head completed
+        deadline = nil
         switch state {
         case .silent:
             // Nothing was asked: nothing to answer.
@@ -172,7 +180,7 @@ final class FirstHeadGuard: ChannelDuplexHandler, RemovableChannelHandler {
         // The client closed its side before finishing a head: nothing can be answered to it.
         if case ChannelEvent.inputClosed = event, state == .silent || state == .receivingHead {
             state = .answered
-            timer?.cancel()
+            deadline = nil
             context.close(promise: nil)
             return
         }
@@ -203,8 +211,7 @@ final class FirstHeadGuard: ChannelDuplexHandler, RemovableChannelHandler {
         }
         headBytes += buffer.readableBytes
         if complete {
-            timer?.cancel()
-            timer = nil
+            deadline = nil
         } else if headBytes > maxHeadBytes {
             answer(.requestHeaderFieldsTooLarge, code: "INVALID_REQUEST", title: "Request header fields too large",
                    detail: "the request head exceeds \(maxHeadBytes) bytes")
@@ -220,8 +227,7 @@ final class FirstHeadGuard: ChannelDuplexHandler, RemovableChannelHandler {
     func answer(_ status: HTTPResponse.Status, code: String, title: String, detail: String, retryAfterSeconds: Int? = nil) {
         guard let context, state != .answered else { return }
         state = .answered
-        timer?.cancel()
-        timer = nil
+        deadline = nil
         let problem = Problem(status: status, code: code, title: title, detail: detail, retryAfterSeconds: retryAfterSeconds)
         logger.debug("connection refused before its first request", metadata: ["status": "\(status.code)", "detail": "\(detail)"])
         context.writeAndFlush(wrapOutboundOut(Self.closingResponse(problem, allocator: context.channel.allocator))).assumeIsolated()

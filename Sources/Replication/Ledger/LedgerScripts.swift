@@ -30,8 +30,10 @@ public enum LedgerScripts {
     /// Answers `{OK, returnedUnits}` or `{LOST}`.
     public static let returnLease = script("return_lease", PackageResources.return_lease_lua)
 
-    /// ARGV: owner, count, then `count` groups of 7: orderId, shardId, fence, customer, quantity,
-    /// idempotencyKey ("" for none), delivery. Answers one element per order, in order:
+    /// ARGV: owner, count, plain ("1" when `Ledger.isPlainJSONText` holds for the owner and every order's
+    /// id, shard, customer, key and delivery: the records are then written without the JSON escaper),
+    /// then `count` groups of 7: orderId, shardId, fence, customer, quantity, idempotencyKey ("" for none),
+    /// delivery. Answers one element per order, in order:
     /// `{OK, createdAtMs}`, `{DUP, orderRecordJSON}` (already in the ledger: this order replayed, or the
     /// customer's idempotency key), `{LIMIT, purchased}`, `{FENCED}` or `{CLOSED, reason}`.
     public static let commitBatch = script("commit_batch", PackageResources.commit_batch_lua)

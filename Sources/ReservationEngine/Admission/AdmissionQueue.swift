@@ -27,9 +27,13 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
     }
 
     public let capacity: Int
-    /// Parked entries, oldest first. A ring would save the shifts; the pump pops from the front in
-    /// batches (`removeFirst(k)`), so the cost is one move per batch.
-    public private(set) var entries: [Entry] = []
+    /// Parked entries, oldest first, from `start` on: popping the head advances `start`, and the consumed
+    /// prefix is dropped once it is at least half the storage, so a pop is O(1) amortised however long
+    /// the queue (a crowd parks thousands; `removeFirst` would shift all of them on every grant).
+    private var storage: [Entry] = []
+    private var start = 0
+    /// Parked entries, oldest first.
+    public var entries: ArraySlice<Entry> { storage[start...] }
     public private(set) var pumping = false
     private var nextSequence: UInt64 = 1
     /// With `recordingGrants`, the arrival number of every grant (direct or from the queue) in grant order,
@@ -47,9 +51,9 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
     }
 
     /// Nobody is parked and no pump runs: an arrival may take units directly.
-    public var isIdle: Bool { entries.isEmpty && !pumping }
+    public var isIdle: Bool { count == 0 && !pumping }
 
-    public var count: Int { entries.count }
+    public var count: Int { storage.count - start }
 
     /// Units the parked entries ask for, in all (what a lease for them needs at most).
     public private(set) var parkedUnits = 0
@@ -66,25 +70,33 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
     /// Parks an arrival at the tail.
     public mutating func park(quantity: Int, deadlineMilliseconds: Int64, ticket: Ticket) -> ParkResult {
         precondition(quantity >= 1, "park at least one unit")
-        guard entries.count < capacity else { return .full }
+        guard count < capacity else { return .full }
         let sequence = nextSequence
         nextSequence += 1
-        entries.append(Entry(sequence: sequence, quantity: quantity, deadlineMilliseconds: deadlineMilliseconds, ticket: ticket))
+        assert(storage.last.map { $0.sequence < sequence } ?? true, "entries stay in arrival order")
+        storage.append(Entry(sequence: sequence, quantity: quantity, deadlineMilliseconds: deadlineMilliseconds, ticket: ticket))
         parkedUnits += quantity
         let startPump = !pumping
         pumping = true
-        assert(zip(entries, entries.dropFirst()).allSatisfy { $0.sequence < $1.sequence }, "entries stay in arrival order")
         return .parked(sequence: sequence, startPump: startPump)
     }
 
     /// The entry to serve next (the oldest), if any.
-    public var head: Entry? { entries.first }
+    public var head: Entry? { start < storage.count ? storage[start] : nil }
 
     /// Removes and answers the head: it was granted units.
     public mutating func popHead() -> Entry {
         precondition(pumping, "only the pump serves the queue")
-        precondition(!entries.isEmpty, "pop from an empty admission queue")
-        let head = entries.removeFirst()
+        precondition(start < storage.count, "pop from an empty admission queue")
+        let head = storage[start]
+        start += 1
+        if start == storage.count {
+            storage.removeAll(keepingCapacity: true)
+            start = 0
+        } else if start >= 64, start * 2 >= storage.count {
+            storage.removeFirst(start)
+            start = 0
+        }
         parkedUnits -= head.quantity
         assert(parkedUnits >= 0)
         logGrant(head.sequence)
@@ -96,10 +108,11 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
     public mutating func takeAll() -> [Entry] {
         precondition(pumping, "only the pump serves the queue")
         defer {
-            entries.removeAll(keepingCapacity: true)
+            storage.removeAll(keepingCapacity: true)
+            start = 0
             parkedUnits = 0
         }
-        return entries
+        return Array(entries)
     }
 
     /// Puts entries taken out earlier back at the head, in their order (the ledger answered that units are
@@ -107,10 +120,11 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
     public mutating func requeueAtHead(_ earlier: [Entry]) {
         precondition(pumping, "only the pump serves the queue")
         guard !earlier.isEmpty else { return }
-        precondition(entries.count + earlier.count <= capacity + earlier.count, "requeue never grows the queue past what it held")
+        precondition(count + earlier.count <= capacity + earlier.count, "requeue never grows the queue past what it held")
         precondition(zip(earlier, earlier.dropFirst()).allSatisfy { $0.sequence < $1.sequence }, "requeued entries keep their order")
-        precondition(entries.first.map { earlier.last!.sequence < $0.sequence } ?? true, "requeued entries arrived before the parked ones")
-        entries.insert(contentsOf: earlier, at: 0)
+        precondition(head.map { earlier.last!.sequence < $0.sequence } ?? true, "requeued entries arrived before the parked ones")
+        storage.replaceSubrange(0..<start, with: earlier)
+        start = 0
         parkedUnits += earlier.reduce(0) { $0 + $1.quantity }
     }
 
@@ -118,7 +132,9 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
     public mutating func takeExpired(nowMilliseconds: Int64) -> [Entry] {
         guard entries.contains(where: { $0.deadlineMilliseconds <= nowMilliseconds }) else { return [] }
         let expired = entries.filter { $0.deadlineMilliseconds <= nowMilliseconds }
-        entries.removeAll { $0.deadlineMilliseconds <= nowMilliseconds }
+        storage.removeSubrange(0..<start)
+        start = 0
+        storage.removeAll { $0.deadlineMilliseconds <= nowMilliseconds }
         parkedUnits -= expired.reduce(0) { $0 + $1.quantity }
         return expired
     }
@@ -127,7 +143,7 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
     /// must go on (answers true), so an entry parked while it was finishing is never left without a pump.
     public mutating func pumpShouldContinue() -> Bool {
         precondition(pumping, "only the pump stops the pump")
-        if entries.isEmpty {
+        if count == 0 {
             pumping = false
             return false
         }

@@ -1,5 +1,6 @@
--- ARGV: owner, count, then `count` groups of 7: orderId, shardId, fence, customer, quantity,
--- idempotencyKey ("" for none), delivery. Answers one element per order, in order:
+-- ARGV: owner, count, plain ("1" when the caller checked that owner and every order's id, shard, customer,
+-- key and delivery are printable ASCII without `"`, `\` or `/`: see order_record_json; else "0"), then
+-- `count` groups of 7: orderId, shardId, fence, customer, quantity, idempotencyKey ("" for none), delivery. Answers one element per order, in order:
 -- `{OK, createdAtMs}`, `{DUP, orderRecordJSON}` (already in the ledger: this order replayed, or the
 -- customer's idempotency key), `{WAITING, position}` (the key names the customer's waitlist entry),
 -- `{LIMIT, purchased}`, `{FENCED}` or `{CLOSED, reason}`.
@@ -10,6 +11,9 @@
 -- Decisions within the batch see each other through the local tables (`created`, `claimedNow`, `bought`).
 local meta = load_meta()
 local count = tonumber(ARGV[2])
+if not count or #ARGV ~= 3 + 7 * count then
+  return redis.error_reply('BADARG ' .. #ARGV .. ' arguments for ' .. tostring(ARGV[2]) .. ' orders')
+end
 local results = {}
 if not meta then
   for i = 1, count do results[i] = {'NOT_FOUND'} end
@@ -24,11 +28,12 @@ elseif now >= meta.finish then
   closed = 'ended'
 end
 local owner = ARGV[1]
+local plain = ARGV[3] == '1'
 local nowText, nowPadded = string.format('%d', now), string.format('%015d', now)
 
 local ids, customers, keyed, keyedAt = {}, {}, {}, {}
 for i = 1, count do
-  local b = 3 + (i - 1) * 7
+  local b = 4 + (i - 1) * 7
   ids[i], customers[i] = ARGV[b], ARGV[b + 3]
   if ARGV[b + 5] ~= '' then
     keyed[#keyed + 1] = idem_field(ARGV[b + 3], ARGV[b + 5])
@@ -46,13 +51,20 @@ local created = {}           -- orderId -> record JSON, for this batch's orders
 local claimedNow = {}        -- idempotency field -> orderId, claimed by this batch
 local orderWrites, idemWrites, indexWrites, records = {}, {}, {}, {}
 local delta, committed = 0, 0
+local goodQuantity, goodFence = {}, {}  -- texts already checked (a batch repeats a few of each)
 for i = 1, count do
-  local b = 3 + (i - 1) * 7
+  local b = 4 + (i - 1) * 7
   local id, shard, fence, customer = ids[i], ARGV[b + 1], tonumber(ARGV[b + 2]), customers[i]
   local quantity, key, delivery = tonumber(ARGV[b + 4]), ARGV[b + 5], ARGV[b + 6]
   -- quantity and fence are written into the record as given: they must be plain decimal integers
-  if not string.find(ARGV[b + 4], '^[1-9]%d*$') or not string.find(ARGV[b + 2], '^%d+$') then
-    return redis.error_reply('BADARG quantity ' .. ARGV[b + 4] .. ', fence ' .. ARGV[b + 2])
+  local quantityText, fenceText = ARGV[b + 4], ARGV[b + 2]
+  if not goodQuantity[quantityText] then
+    if not string.find(quantityText, '^[1-9]%d*$') then return redis.error_reply('BADARG quantity ' .. quantityText) end
+    goodQuantity[quantityText] = true
+  end
+  if not goodFence[fenceText] then
+    if not string.find(fenceText, '^%d+$') then return redis.error_reply('BADARG fence ' .. fenceText) end
+    goodFence[fenceText] = true
   end
   local field = keyedAt[i] and keyed[keyedAt[i]]
   local record = existing[i] or created[id]
@@ -91,7 +103,7 @@ for i = 1, count do
       committed = committed + 1
       bought[customer] = already + quantity
       buyers[customer] = true
-      local encoded = order_record_json(id, customer, ARGV[b + 4], nowText, key, delivery, shard, ARGV[b + 2], owner, 'bucket')
+      local encoded = order_record_json(id, customer, quantityText, nowText, key, delivery, shard, fenceText, owner, 'bucket', plain)
       created[id] = encoded
       records[committed] = encoded
       orderWrites[#orderWrites + 1] = id

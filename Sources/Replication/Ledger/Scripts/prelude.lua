@@ -42,8 +42,21 @@ local function load_meta()
     limit = tonumber(m[4]), status = m[5], reason = m[6] or ''}
 end
 
+-- The decimal text of a string's length, formatted once per length (Lua formats a number concatenated to
+-- a string with sprintf "%.14g"; two per order showed in a profile of the batch commit).
+local LENGTH_TEXT = {}
+local function length_text(s)
+  local n = string.len(s)
+  local text = LENGTH_TEXT[n]
+  if not text then
+    text = string.format('%d', n)
+    LENGTH_TEXT[n] = text
+  end
+  return text
+end
+
 local function idem_field(customer, key)
-  return string.len(customer) .. ':' .. customer .. key
+  return length_text(customer) .. ':' .. customer .. key
 end
 
 -- The per-customer order index (`customers`, a sorted set read by lexicographic range): one member per
@@ -51,7 +64,7 @@ end
 -- units and `x` once cancelled or failed. O(log n) per order; `/me` reads one customer's two ranges.
 -- `createdText` is the time already formatted as 15 digits (a batch formats it once for all its orders).
 local function customer_member_at(customer, state, createdText, id)
-  return string.len(customer) .. ':' .. customer .. '|' .. state .. '|' .. createdText .. '|' .. id
+  return length_text(customer) .. ':' .. customer .. '|' .. state .. '|' .. createdText .. '|' .. id
 end
 
 local function customer_member(customer, state, created, id)
@@ -60,8 +73,16 @@ end
 
 -- A confirmed order's record (OrderRecord in Swift), written out: only the strings go through the JSON
 -- escaper, and the integers arrive as decimal text (a batch formats its time once; quantity and fence are
--- ARGV's own text, checked by the caller), so no Lua number is formatted per order.
-local function order_record_json(id, customer, quantityText, createdText, key, delivery, shard, fenceText, instance, source)
+-- ARGV's own text, checked by the caller), so no Lua number is formatted per order. With `plain`, the
+-- caller vouches that every string is printable ASCII without `"`, `\` or `/` (bytes 0x20-0x7E but those
+-- three), which JSON and cjson write as they are: the strings are then quoted without the escaper, which
+-- costs several microseconds per order (the output is byte for byte what cjson writes).
+local function order_record_json(id, customer, quantityText, createdText, key, delivery, shard, fenceText, instance, source, plain)
+  if plain then
+    return '{"id":"' .. id .. '","c":"' .. customer .. '","q":' .. quantityText .. ',"t":' .. createdText ..
+      ',"s":"confirmed","k":"' .. key .. '","d":"' .. delivery .. '","sh":"' .. shard .. '","f":' .. fenceText ..
+      ',"i":"' .. instance .. '","src":"' .. source .. '"}'
+  end
   return '{"id":' .. cjson.encode(id) .. ',"c":' .. cjson.encode(customer) .. ',"q":' .. quantityText ..
     ',"t":' .. createdText .. ',"s":"confirmed","k":' .. cjson.encode(key) .. ',"d":' .. cjson.encode(delivery) ..
     ',"sh":' .. cjson.encode(shard) .. ',"f":' .. fenceText .. ',"i":' .. cjson.encode(instance) ..

@@ -83,9 +83,13 @@ limit 2, opened before wrk starts; per-customer and per-address rate limits off 
 - wrk's event loop keeps its timers in an unsorted list and walks it twice per turn, reading the clock per
   timer: with N connections waiting, wrk's own CPU grows with N * R (at the defaults it can take a core or
   more of this 2-core machine); its CPU seconds are reported next to the service's.
-- Latency p50/p90/p95/p99/max are wrk's (send -> answer; its coordinated-omission fill-in only touches
-  answers slower than wrk's runtime / answers per connection, about 3.6 s here). The 201s name their
-  customer, so their latency is also given exactly from the send and from the slot's due time.
+- `--warm`: each connection first serves one `GET /healthz` during the hold (granted by `delay()` to the
+  first N/threads calls of each thread, ending 1.5 s before the schedule; the answers are not counted), so
+  the orders meet connections that have already served a request, as on a page that loaded the sale.
+- Latency: the table and the p95/p99 targets are from each 201's intended send time (the slot's due
+  time: a late send counts its lateness); a 201 names its customer, hence its slot. wrk's own latency
+  (send -> answer; its coordinated-omission fill-in only touches answers slower than wrk's runtime /
+  answers per connection, about 3.6 s here) and the 201s' latency from the actual send are logged too.
 - Achieved rate: sends inside the D-second window / D, answers / (last answer - first send), and answers
   in each second of the window. Answers by status (201/202/409/429/503/other) and wrk's socket errors.
 - After wrk, the sale is closed (admin close) and the ledger checked: no oversell, nobody over the limit,
@@ -839,8 +843,11 @@ local ORIGIN_US = @ORIGIN_US@
 local SCHEDULE = "@SCHEDULE@"
 local OUT = "@OUT@"
 local PATH = "@PATH@"
+local WARM_PATH = "@WARM_PATH@"
 local BODY = '@BODY@'
 local PARK_MS = 3600000
+local WARM_END_US = @WARM_END_US@     -- 0: no warm-up
+local WARM_PER_THREAD = @WARM_PER_THREAD@
 
 local all_threads = {}
 function setup(thread)
@@ -857,12 +864,16 @@ unscheduled = 0   -- slots taken by request() without a delay() (a reconnect re-
 filler = 0        -- GET /healthz sent because a reconnected connection found no slot left
 parked = 0        -- delay() calls that found no slot left
 held = 0          -- slots claimed before the origin (connections established in time)
+warm_given = 0    -- warm-up requests granted by delay() (one per connection, before WARM_END_US)
+warm_pending = 0  -- granted but not yet produced by request()
+warmed = 0        -- warm-up requests sent
+warm_answers = 0  -- their answers (not counted among the orders' answers)
 late = 0          -- slots already due when a connection became free to take them
 late_sum_us, late_max_us = 0, 0
 answered = 0
 first_send_us, last_send_us, last_resp_us = 0, 0, 0
 running = false
-local sends, resps, filler_req
+local sends, resps, filler_req, warm_req
 
 function init(args)
   for line in io.lines(SCHEDULE .. tid .. ".txt") do
@@ -874,6 +885,7 @@ function init(args)
       ["Content-Type"] = "application/json", ["Idempotency-Key"] = "open-" .. c}, BODY)
   end
   filler_req = wrk.format("GET", "/healthz", {}, nil)
+  warm_req = wrk.format("GET", WARM_PATH, {}, nil)
   sends = io.open(OUT .. "/sends-" .. tid .. ".txt", "w")
   sends:setvbuf("full", 1048576)
   resps = io.open(OUT .. "/responses-" .. tid .. ".txt", "w")
@@ -885,6 +897,11 @@ end
 -- connection is free first.
 function delay()
   running = true
+  if WARM_END_US > 0 and warm_given < WARM_PER_THREAD and now_us() < WARM_END_US then
+    warm_given = warm_given + 1
+    warm_pending = warm_pending + 1
+    return 0
+  end
   if claimed >= slots then
     parked = parked + 1
     return PARK_MS
@@ -904,6 +921,11 @@ end
 
 function request()
   if not running then return reqs[1] or filler_req end  -- wrk's start-up check calls request() once
+  if warm_pending > 0 then
+    warm_pending = warm_pending - 1
+    warmed = warmed + 1
+    return warm_req
+  end
   if issued >= claimed then
     if claimed >= slots then
       filler = filler + 1
@@ -922,6 +944,10 @@ end
 
 function response(status, headers, body)
   local t = now_us()
+  if warm_answers < warmed and t < WARM_END_US + 1000000 and status == 200 then
+    warm_answers = warm_answers + 1
+    return
+  end
   answered = answered + 1
   last_resp_us = t
   local code = "-"
@@ -939,10 +965,10 @@ function done(summary, latency, requests)
     local c = {}
     for k, v in pairs(t:get("counts") or {}) do c[#c + 1] = string.format("%q:%d", k, v) end
     parts[#parts + 1] = string.format('{"tid":%d,"slots":%d,"claimed":%d,"issued":%d,"unscheduled":%d,'
-      .. '"filler":%d,"parked":%d,"held":%d,"late":%d,"lateSumUs":%s,"lateMaxUs":%s,"answered":%d,'
+      .. '"filler":%d,"parked":%d,"held":%d,"warmed":%d,"warmAnswers":%d,"late":%d,"lateSumUs":%s,"lateMaxUs":%s,"answered":%d,'
       .. '"firstSendUs":%s,"lastSendUs":%s,"lastRespUs":%s,"counts":{%s}}',
       t:get("tid"), t:get("slots"), t:get("claimed"), t:get("issued"), t:get("unscheduled"), t:get("filler"),
-      t:get("parked"), t:get("held"), t:get("late"), fmt(t:get("late_sum_us")), fmt(t:get("late_max_us")),
+      t:get("parked"), t:get("held"), t:get("warmed"), t:get("warm_answers"), t:get("late"), fmt(t:get("late_sum_us")), fmt(t:get("late_max_us")),
       t:get("answered"), fmt(t:get("first_send_us")), fmt(t:get("last_send_us")), fmt(t:get("last_resp_us")),
       table.concat(c, ","))
   end
@@ -1022,7 +1048,7 @@ def run_open_loop(args, procs, log):
     duration_us = int(round(args.duration * 1e6))
     result = {"mode": "open-loop", "path": order_path, "instances": args.instances, "connections": args.connections,
               "threads": args.threads, "rate": args.rate, "durationSeconds": args.duration,
-              "intervalMs": interval_us / 1000.0, "limit": args.limit, "holdSeconds": args.hold_seconds,
+              "intervalMs": interval_us / 1000.0, "limit": args.limit, "holdSeconds": args.hold_seconds, "warm": args.warm,
               "seed": args.seed, "warnings": []}
     warn = result["warnings"]
     topology = None
@@ -1084,7 +1110,10 @@ def run_open_loop(args, procs, log):
         with open(script, "w") as handle:
             handle.write(OPEN_LUA.replace("@ORIGIN_US@", str(origin_us)).replace("@SCHEDULE@", schedule_prefix)
                          .replace("@OUT@", out_dir).replace("@PATH@", "/sales/%s/orders" % sale_id)
-                         .replace("@BODY@", BODY))
+                         .replace("@BODY@", BODY)
+                         .replace("@WARM_END_US@", str(origin_us - 1500000 if args.warm else 0))
+                         .replace("@WARM_PER_THREAD@", str(args.connections // args.threads))
+                         .replace("@WARM_PATH@", "/healthz"))
         argv = ["wrk", "-t%d" % args.threads, "-c%d" % args.connections, "-d%ds" % wrk_seconds, "--timeout", "30s",
                 "--latency", "-s", script, "http://127.0.0.1:%d" % topology.port]
         result["wrkCommand"] = " ".join(argv)
@@ -1198,7 +1227,7 @@ def analyse_open(result, topology, sale_id, out_dir, wrk_summary, origin_us, due
     result["socketErrors"] = {k: errors[k] for k in ("connect", "read", "write", "timeout")}
     result["socketErrorsTotal"] = sum(result["socketErrors"].values())
 
-    for name in ("slots", "claimed", "issued", "unscheduled", "filler", "held", "late", "answered"):
+    for name in ("slots", "claimed", "issued", "unscheduled", "filler", "held", "warmed", "warmAnswers", "late", "answered"):
         result[name] = sum(t[name] for t in threads)
     result["lateMaxMs"] = round(max((t["lateMaxUs"] for t in threads), default=0) / 1000.0, 1)
     result["lateMeanMs"] = round(sum(t["lateSumUs"] for t in threads) / result["late"] / 1000.0, 1) if result["late"] else 0
@@ -1290,7 +1319,12 @@ def analyse_open(result, topology, sale_id, out_dir, wrk_summary, origin_us, due
         warn.append("sold %d != %d answers 201 (%d requests unanswered when wrk stopped)"
                     % (sold, result["count201"], result["unanswered"]))
 
-    targets = {"p95": (result["latencyMs"]["p95"], 200.0), "p99": (result["latencyMs"]["p99"], 400.0)}
+    # The bar is latency from the intended send time: the 201s' (each names its customer, hence its slot);
+    # an answer of another kind cannot be tied to its slot and is counted (and targeted) on its own.
+    due = result["latency201FromDueMs"] or {"p95": float("inf"), "p99": float("inf")}
+    if result["countOther"] + result["count202"] + result["count409"] + result["count429"] + result["count503"]:
+        warn.append("latency from the due time covers the %d answers 201 only" % result["count201"])
+    targets = {"p95": (due["p95"], 200.0), "p99": (due["p99"], 400.0)}
     result["targets"] = {name: {"value": value, "limit": limit, "met": value < limit,
                                 "overBy": round(value - limit, 2) if value >= limit else 0}
                          for name, (value, limit) in targets.items()}
@@ -1299,6 +1333,7 @@ def analyse_open(result, topology, sale_id, out_dir, wrk_summary, origin_us, due
 
 
 def print_open_table(results, out=sys.stdout):
+    # latency columns: from each 201's intended send time (the schedule's due time), as the targets
     header = ("inst", "conn", "rate/s", "s", "sent/s", "ans/s", "p50 ms", "p90 ms", "p95 ms", "p99 ms", "max ms",
               "201", "202", "409", "429", "503", "other", "sock err", "late", "sold", "201 = sold", "oversold",
               "ceiling req/s")
@@ -1307,7 +1342,7 @@ def print_open_table(results, out=sys.stdout):
         if "error" in r:
             rows.append((str(r["instances"]), str(r["connections"]), "ERROR: " + r["error"][:100]) + ("",) * (len(header) - 3))
             continue
-        lat = r["latencyMs"]
+        lat = r.get("latency201FromDueMs") or {k: None for k in ("p50", "p90", "p95", "p99", "max")}
         ceiling = r.get("ceiling", {}).get("wrkRequestsPerSecond")
         rows.append((str(r["instances"]), str(r["connections"]), "%g" % r["rate"], "%g" % r["durationSeconds"],
                      "%.0f" % r["sentPerSecond"], "%.0f" % r["answersPerSecond"] if r.get("answersPerSecond") else "-",
@@ -1695,6 +1730,9 @@ def main():
     parser.add_argument("--duration", type=float, default=10, help="--open-loop: seconds of the schedule")
     parser.add_argument("--drain-seconds", type=float, default=3, help="--open-loop: wrk -d = hold + duration + this")
     parser.add_argument("--seed", type=int, default=None, help="--open-loop: seed of the connections' phases")
+    parser.add_argument("--warm", action="store_true",
+                        help="--open-loop: each connection first serves one GET /healthz during the hold (ends 1.5 s "
+                             "before the schedule), so the orders meet connections that have already served a request")
     parser.add_argument("--no-ceiling", dest="with_ceiling", action="store_false",
                         help="--open-loop: skip wrk's ceiling on /healthz in the same topology afterwards")
     parser.add_argument("--report-dir", default=os.path.join(ROOT, "reports/crowd"))

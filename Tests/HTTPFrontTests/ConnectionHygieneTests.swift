@@ -1,10 +1,11 @@
 import Foundation
-import HTTPFront
+@testable import HTTPFront
 import Hummingbird
 import HummingbirdTLS
 import HummingbirdTesting
 import HummingbirdWSClient
 import Logging
+import NIOCore
 import NIOSSL
 import Synchronization
 import Testing
@@ -76,6 +77,36 @@ struct RawConnection {
 
 @Suite("Connection hygiene")
 struct ConnectionHygieneTests {
+    // A connection that leaves before its first request is no server error: the WebSocket upgrade's
+    // "Error handling upgrade result" with inappropriateOperationForState goes to debug (dropped below
+    // it); the same message with another error, and every other line, pass unchanged.
+    @Test func anEarlyCloseIsNotAnError() {
+        final class Lines: Sendable { let seen = Mutex<[String]>([]) }
+        struct Recorder: LogHandler {
+            let lines: Lines
+            var logLevel: Logger.Level
+            var metadata: Logger.Metadata = [:]
+            subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+                get { metadata[key] }
+                set { metadata[key] = newValue }
+            }
+            func log(event: LogEvent) { lines.seen.withLock { $0.append("\(event.level) \(event.message)") } }
+        }
+        let early: Logger.Metadata = ["error.type": .string("\(ChannelError.inappropriateOperationForState)")]
+        for level in [Logger.Level.debug, .info] {
+            let lines = Lines()
+            var logger = Logger(label: "filter-test") { _ in Recorder(lines: lines, logLevel: level) }
+            logger.handler = EarlyCloseLogFilter(base: logger.handler)
+            logger.error("Error handling upgrade result", metadata: early)
+            logger.error("Error handling upgrade result", metadata: ["error.type": "\(ChannelError.ioOnClosedChannel)"])
+            logger.error("something else", metadata: early)
+            logger.info("a line")
+            let expected = (level == .debug ? ["debug Error handling upgrade result"] : [])
+                + ["error Error handling upgrade result", "error something else", "info a line"]
+            #expect(lines.seen.withLock { $0 } == expected, "level \(level)")
+        }
+    }
+
     // A keep-alive connection left idle after its request is closed after the idle timeout; while it
     // keeps asking it stays open.
     @Test func idleConnectionsAreClosed() async throws {

@@ -89,7 +89,53 @@ struct GuardedChildChannel<Base: ServerChildChannel>: ServerChildChannel {
     }
 
     func handle(value: Value, logger: Logger) async {
+        var logger = logger
+        logger.handler = EarlyCloseLogFilter(base: logger.handler)
         await base.handle(value: value, logger: logger)
+    }
+}
+
+/// HummingbirdWebSocket logs "Error handling upgrade result" at error level, with error
+/// `inappropriateOperationForState`, for every connection that closes before its first request completes:
+/// NIO's upgrade handler fails its promise so when it is removed undecided. That is a client that connected
+/// and left (a TCP health check, a browser's spare connection, a load generator's probe) or a connection
+/// this server closed itself (silent, 408, 431, 503 above), not a server error: it goes to debug. Every
+/// other line passes unchanged.
+struct EarlyCloseLogFilter: LogHandler {
+    var base: any LogHandler
+    static let message = "Error handling upgrade result"
+    static let errorType = "\(ChannelError.inappropriateOperationForState)"
+
+    var logLevel: Logger.Level {
+        get { base.logLevel }
+        set { base.logLevel = newValue }
+    }
+
+    var metadata: Logger.Metadata {
+        get { base.metadata }
+        set { base.metadata = newValue }
+    }
+
+    var metadataProvider: Logger.MetadataProvider? {
+        get { base.metadataProvider }
+        set { base.metadataProvider = newValue }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { base[metadataKey: key] }
+        set { base[metadataKey: key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        guard event.level == .error, case .string(Self.errorType)? = event.metadata?["error.type"],
+              event.message.description == Self.message else {
+            base.log(event: event)
+            return
+        }
+        guard base.logLevel <= .debug else { return }
+        var quiet = event
+        quiet.level = .debug
+        base.log(event: quiet)
     }
 }
 

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Redis's own cost of the batch commit script per order, in isolation (no server, no HTTP, no wrk).
+
+One redis-server on a free loopback port (no persistence: the script's CPU, not the disk's), one sale with
+stock for every order, one lease holding all of it, then `--batches` batches of `--batch` orders committed
+through `commit_batch.lua` exactly as the group committer sends them (the prelude prepended, EVALSHA, every
+order a new customer with an Idempotency-Key and a sealed-looking delivery). Variants, alternated each round
+on a fresh sale:
+
+- `plain`: the batch's strings vouched plain (ARGV plain = "1": records written without cjson's escaper);
+- `escaped`: the same batch with plain = "0" (every string through cjson.encode, as a batch holding one
+  customer id that needs escaping is written).
+
+With `--ablation`, measurement-only copies of the script (never used by the service) are timed next to it,
+each without one part, to show what each part costs: `no-index` (no per-customer index member, no ZADD),
+`no-reads` (no HMGET of orders, key claims and customers), `no-record` (the order id stored instead of its
+record JSON), `no-writes` (no HSET/ZADD of orders, claims, customers, index), `no-outbox-records` (the outbox
+entry without the records array).
+
+Per variant: EVALSHA microseconds per order from `INFO commandstats` (Redis's own time, including the commands
+the script ran, which are listed too), median over --rounds. Bounded: --rounds x --batches calls, 60 s socket
+timeout, redis-server stopped at the end.
+
+    .venv/bin/python scripts/commit_cost.py --rounds 5
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from crowd import Redis, free_port, wait_until  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = os.path.join(ROOT, "Sources", "Replication", "Ledger", "Scripts")
+KEYS = "meta pool sold fence leases users idem orders outbox stocklog waitlist waiters stats customer-orders served".split()
+DELIVERY = "fs1.k1." + "emHtld6PBTTi5fd_Px1as8hlpjgskyW-Z0gE9VqL2ocPSk_Hkv28QPjlxKXlHsuiOTzfvU-dnn1uVkQCC097YB4bWvmDI"
+
+
+ABLATIONS = {
+    "no-index": [("      indexWrites[#indexWrites + 1] = '0'\n      indexWrites[#indexWrites + 1] = customer_member_at(customer, 'a', nowPadded, id)\n", "")],
+    "no-reads": [("local existing = read_in_chunks(K.orders, ids)\nlocal claims = read_in_chunks(K.idem, keyed)\n"
+                  "local purchased = read_in_chunks(K.users, customers)", "local existing, claims, purchased = {}, {}, {}")],
+    "no-record": [("local encoded = order_record_json(id, customer, quantityText, nowText, key, delivery, shard, fenceText, owner, 'bucket', plain)",
+                   "local encoded = id")],
+    "no-writes": [("  call_in_chunks('HSET', K.orders, orderWrites)\n  call_in_chunks('HSET', K.idem, idemWrites)\n"
+                   "  call_in_chunks('HSET', K.users, userWrites)\n  call_in_chunks('ZADD', K.customers, indexWrites)\n", "")],
+    "no-outbox-records": [("'records', '[' .. table.concat(records, ',') .. ']')", "'records', '[]')")],
+}
+
+
+def ablated(body, name):
+    for old, new in ABLATIONS[name]:
+        if old not in body:
+            raise RuntimeError("--ablation %s: commit_batch.lua no longer has %r" % (name, old[:60]))
+        body = body.replace(old, new)
+    return body
+
+
+def read(name):
+    with open(os.path.join(SCRIPTS, name + ".lua")) as handle:
+        return handle.read()
+
+
+def run_variant(redis, prelude, sha, sale, plain, batches, batch):
+    keys = ["fs:{%s}:%s" % (sale, suffix) for suffix in KEYS]
+    now = int(time.time() * 1000)
+    stock = batches * batch
+
+    def script(name, *argv):
+        return redis("EVAL", prelude + read(name), len(keys), *keys, *argv)
+    if script("create_sale", sale, "cost", stock, now - 1000, now + 3_600_000, 2)[0] != "OK":
+        raise RuntimeError("create_sale refused")
+    lease = script("acquire_lease", "inst-1", "inst-1#1", stock, 1, 3_600_000, 1, stock)
+    if lease[0] != "OK" or lease[2] != stock:
+        raise RuntimeError("acquire_lease answered %r" % (lease,))
+    fence = lease[1]
+    redis("CONFIG", "RESETSTAT")
+    n = 0
+    for _ in range(batches):
+        argv = ["inst-1", batch, "1" if plain else "0"]
+        for _ in range(batch):
+            n += 1
+            argv += ["%s.o%024x" % (sale, n), "inst-1#1", fence, "cust-%d" % n, 1, "key-%d" % n, DELIVERY]
+        out = redis("EVALSHA", sha, len(keys), *keys, *argv)
+        if len(out) != batch or any(o[0] != "OK" for o in out):
+            raise RuntimeError("a commit was refused: %r" % (out[:3],))
+    stats = {}
+    for line in redis("INFO", "commandstats").splitlines():
+        if line.startswith("cmdstat_"):
+            name, rest = line[len("cmdstat_"):].split(":", 1)
+            fields = dict(kv.split("=") for kv in rest.split(","))
+            stats[name] = (int(fields["calls"]) / n, float(fields["usec"]) / n)
+    return stats
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--batches", type=int, default=400)
+    parser.add_argument("--batch", type=int, default=50, help="orders per batch (the committer's typical size here)")
+    parser.add_argument("--ablation", action="store_true", help="also time copies of the script without one part each")
+    args = parser.parse_args()
+    if not (1 <= args.rounds <= 50 and 1 <= args.batches <= 10_000 and 1 <= args.batch <= 512):
+        parser.error("--rounds 1..50, --batches 1..10000, --batch 1..512")
+
+    workdir = tempfile.mkdtemp(prefix="commit-cost-")
+    port = free_port()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                               "--dir", workdir, "--logfile", os.path.join(workdir, "redis.log")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if not wait_until(lambda: _pings(port), 10, 0.05):
+            raise RuntimeError("redis-server did not answer on port %d" % port)
+        redis = Redis(port, timeout=60)
+        prelude = read("prelude")
+        body = read("commit_batch")
+        shas = {"plain": redis("SCRIPT", "LOAD", prelude + body)}
+        shas["escaped"] = shas["plain"]
+        if args.ablation:
+            for name in ABLATIONS:
+                shas[name] = redis("SCRIPT", "LOAD", prelude + ablated(body, name))
+        variants = list(shas)
+        results = {variant: [] for variant in variants}
+        nested = {variant: {} for variant in variants}
+        for round_no in range(args.rounds):
+            for index, variant in enumerate(variants if round_no % 2 == 0 else reversed(variants)):
+                stats = run_variant(redis, prelude, shas[variant], "cost%d-%d" % (round_no, index), variant != "escaped",
+                                    args.batches, args.batch)
+                results[variant].append(stats["evalsha"][1])
+                nested[variant] = stats
+                redis("FLUSHALL")
+        print("commit_batch.lua, %d batches of %d orders per round, %d rounds (alternated), redis-server without persistence"
+              % (args.batches, args.batch, args.rounds))
+        for variant in variants:
+            values = results[variant]
+            inner = ", ".join("%s %.2f" % (name, usec) for name, (calls, usec) in sorted(nested[variant].items(), key=lambda kv: -kv[1][1])
+                              if name not in ("evalsha", "config|resetstat", "info", "flushall"))
+            print("  %-17s EVALSHA us per order: median %.2f (rounds %s); inside it, last round: %s"
+                  % (variant, statistics.median(values), ", ".join("%.1f" % v for v in values), inner))
+        base = statistics.median(results["plain"])
+        print("  plain / escaped: %.3f" % (base / statistics.median(results["escaped"])))
+        for name in variants[2:]:
+            print("  %-17s saves %.2f us per order (%.0f%% of the script)"
+                  % (name, base - statistics.median(results[name]), 100 * (base - statistics.median(results[name])) / base))
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def _pings(port):
+    try:
+        return Redis(port, timeout=1)("PING") == "PONG"
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    main()

@@ -889,6 +889,7 @@ def main():
         parser.error("--rows names none of %s" % ",".join(ROWS))
     if args.connections % args.threads:
         parser.error("--connections must be a multiple of --threads")
+    args.bin = os.path.abspath(args.bin)  # the servers run in their own temp dirs
     if not os.access(args.bin, os.X_OK):
         parser.error("no executable at --bin %s" % args.bin)
     for tool in ("wrk", "redis-server"):

@@ -45,6 +45,53 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    // MARK: The reservation's trip through the committer, without Redis
+
+    // `reservationsPerRound` trips from `concurrentCustomers` tasks: each caller parks on a continuation, its
+    // resume is queued to a BatchingThread whose handler resumes the whole batch at once (what the group
+    // committer does once its EVALSHA answered), and the caller's task is scheduled again. Next to it the
+    // same callers with an unsafe continuation, and the floor: a continuation resumed at once, no thread.
+    let tripConfiguration = Benchmark.Configuration(metrics: [.wallClock, .mallocCountTotal], maxDuration: .seconds(10), maxIterations: 30)
+    Benchmark("Committer trip without Redis (checked continuation), \(reservationsPerRound) trips", configuration: tripConfiguration) { benchmark in
+        let thread = BatchingThread<@Sendable () -> Void>(name: "bench-trip", queueCapacity: 65_536, maxBatchItems: 512) { batch in
+            for resume in batch { resume() }
+        }
+        benchmark.startMeasurement()
+        let trips = await runReservations { _ in
+            await withCheckedContinuation { continuation in
+                if thread.submit({ continuation.resume() }) != .accepted { continuation.resume() }
+            }
+            return true
+        }
+        benchmark.stopMeasurement()
+        thread.shutdown()
+        precondition(trips == reservationsPerRound, "every trip came back (\(trips))")
+    }
+    Benchmark("Committer trip without Redis (unsafe continuation), \(reservationsPerRound) trips", configuration: tripConfiguration) { benchmark in
+        let thread = BatchingThread<@Sendable () -> Void>(name: "bench-trip", queueCapacity: 65_536, maxBatchItems: 512) { batch in
+            for resume in batch { resume() }
+        }
+        benchmark.startMeasurement()
+        let trips = await runReservations { _ in
+            await withUnsafeContinuation { continuation in
+                if thread.submit({ continuation.resume() }) != .accepted { continuation.resume() }
+            }
+            return true
+        }
+        benchmark.stopMeasurement()
+        thread.shutdown()
+        precondition(trips == reservationsPerRound, "every trip came back (\(trips))")
+    }
+    Benchmark("Await floor: a continuation resumed at once (baseline), \(reservationsPerRound) awaits", configuration: tripConfiguration) { benchmark in
+        benchmark.startMeasurement()
+        let trips = await runReservations { _ in
+            await withCheckedContinuation { $0.resume() }
+            return true
+        }
+        benchmark.stopMeasurement()
+        precondition(trips == reservationsPerRound, "every await came back (\(trips))")
+    }
+
     // MARK: Ledger throughput, in process (no HTTP)
 
     let ledgerConfiguration = Benchmark.Configuration(metrics: [.wallClock], maxDuration: .seconds(30), maxIterations: 5)

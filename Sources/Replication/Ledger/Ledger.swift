@@ -238,10 +238,10 @@ public struct Ledger {
     /// Whether JSON (and the scripts' cjson) writes `text` as it is between quotes: printable ASCII other
     /// than `"`, `\` and `/`. A batch whose strings all are lets `commit_batch.lua` skip its JSON escaper.
     static func isPlainJSONText(_ text: String) -> Bool {
-        var text = text
-        return text.withUTF8 { bytes in
-            bytes.allSatisfy { $0 >= 0x20 && $0 <= 0x7E && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") && $0 != UInt8(ascii: "/") }
+        for byte in text.utf8 where byte < 0x20 || byte > 0x7E || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "/") {
+            return false
         }
+        return true
     }
 
     /// Encodes the arguments of one commit batch (all orders of one sale).
@@ -250,9 +250,10 @@ public struct Ledger {
         arguments.reserveCapacity(arguments: 3 + commits.count * 7, bytes: 32 + commits.count * 192)
         arguments.append(owner)
         arguments.append(commits.count)
-        let plain = isPlainJSONText(owner) && commits.allSatisfy {
-            isPlainJSONText($0.orderID) && isPlainJSONText($0.shardID) && isPlainJSONText($0.customerID)
-                && isPlainJSONText($0.idempotencyKey) && isPlainJSONText($0.delivery)
+        var plain = isPlainJSONText(owner)
+        for commit in commits where plain {
+            plain = isPlainJSONText(commit.orderID) && isPlainJSONText(commit.shardID) && isPlainJSONText(commit.customerID)
+                && isPlainJSONText(commit.idempotencyKey) && isPlainJSONText(commit.delivery)
         }
         arguments.append(plain ? "1" : "0")
         for commit in commits {

@@ -156,11 +156,15 @@ final class FirstHeadGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private(set) var state = State.silent
     private var started = false
     /// When the current state (silent, or receiving the head) runs out; nil once the head is complete or
-    /// the connection answered. Each `schedule` arms a timer for its own deadline and never cancels an
-    /// earlier one: NIO's event loop finds a cancelled timer by a linear scan of its timer heap, which
-    /// holds a timer or two per open connection, so with 10,000 connections every cancel walks thousands
-    /// of entries. A timer whose deadline is no longer the current one fires as a no-op.
+    /// the connection answered. Each `schedule` arms a timer for its own deadline and, while the connection
+    /// lives, never cancels an earlier one: NIO's event loop finds a cancelled timer by a linear scan of
+    /// its timer heap, which holds a timer or two per open connection, so with 10,000 connections every
+    /// cancel walks thousands of entries. A timer whose deadline is no longer current fires as a no-op.
     private var deadline: NIODeadline?
+    /// The timers armed and not yet fired (at most two: the silent one, then the head's). A connection that
+    /// closes cancels these, so closed connections leave nothing in the heap; one that lived past them
+    /// cancels none.
+    private var armed: [(due: NIODeadline, timer: Scheduled<Void>)] = []
     private var context: ChannelHandlerContext?
     /// Why the live route refused this connection's WebSocket upgrade (see `noteRefusedUpgrade`).
     var refusedUpgrade: Problem?
@@ -183,6 +187,8 @@ final class FirstHeadGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         deadline = nil
+        for pending in armed { pending.timer.cancel() }
+        armed.removeAll()
         self.context = nil
     }
 
@@ -204,10 +210,13 @@ final class FirstHeadGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private func schedule(after seconds: Double, _ context: ChannelHandlerContext) {
         let due = NIODeadline.now() + .milliseconds(Int64(seconds * 1_000))
         deadline = due
-        context.eventLoop.assumeIsolated().scheduleTask(deadline: due) { [weak self] in self?.expired(due) }
+        let timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: due) { [weak self] () -> Void in self?.expired(due) }
+        armed.append((due, timer))
+        assert(armed.count <= 2, "a connection arms its silent timer, then its head timer")
     }
 
     private func expired(_ due: NIODeadline) {
+        armed.removeAll { $0.due == due }
         guard deadline == due else { return }  // superseded by a later schedule, or the head completed
         deadline = nil
         switch state {

@@ -43,6 +43,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
     ],
     targets: [
         // The C world: module maps and one-line shim headers, nothing else.
@@ -68,6 +69,7 @@ let package = Package(
         // Pure decision logic: no I/O, deterministic.
         .target(
             name: "ReservationEngine",
+            dependencies: [.product(name: "DequeModule", package: "swift-collections")],
             swiftSettings: swiftSettings
         ),
         // Everything that talks to Redis and MongoDB.

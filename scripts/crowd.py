@@ -843,7 +843,6 @@ local ORIGIN_US = @ORIGIN_US@
 local SCHEDULE = "@SCHEDULE@"
 local OUT = "@OUT@"
 local PATH = "@PATH@"
-local WARM_PATH = "@WARM_PATH@"
 local BODY = '@BODY@'
 local PARK_MS = 3600000
 local WARM_END_US = @WARM_END_US@     -- 0: no warm-up
@@ -873,7 +872,7 @@ late_sum_us, late_max_us = 0, 0
 answered = 0
 first_send_us, last_send_us, last_resp_us = 0, 0, 0
 running = false
-local sends, resps, filler_req, warm_req
+local sends, resps, filler_req
 
 function init(args)
   for line in io.lines(SCHEDULE .. tid .. ".txt") do
@@ -885,7 +884,6 @@ function init(args)
       ["Content-Type"] = "application/json", ["Idempotency-Key"] = "open-" .. c}, BODY)
   end
   filler_req = wrk.format("GET", "/healthz", {}, nil)
-  warm_req = wrk.format("GET", WARM_PATH, {}, nil)
   sends = io.open(OUT .. "/sends-" .. tid .. ".txt", "w")
   sends:setvbuf("full", 1048576)
   resps = io.open(OUT .. "/responses-" .. tid .. ".txt", "w")
@@ -924,7 +922,7 @@ function request()
   if warm_pending > 0 then
     warm_pending = warm_pending - 1
     warmed = warmed + 1
-    return warm_req
+    return filler_req  -- GET /healthz
   end
   if issued >= claimed then
     if claimed >= slots then
@@ -1112,8 +1110,7 @@ def run_open_loop(args, procs, log):
                          .replace("@OUT@", out_dir).replace("@PATH@", "/sales/%s/orders" % sale_id)
                          .replace("@BODY@", BODY)
                          .replace("@WARM_END_US@", str(origin_us - 1500000 if args.warm else 0))
-                         .replace("@WARM_PER_THREAD@", str(args.connections // args.threads))
-                         .replace("@WARM_PATH@", "/healthz"))
+                         .replace("@WARM_PER_THREAD@", str(args.connections // args.threads)))
         argv = ["wrk", "-t%d" % args.threads, "-c%d" % args.connections, "-d%ds" % wrk_seconds, "--timeout", "30s",
                 "--latency", "-s", script, "http://127.0.0.1:%d" % topology.port]
         result["wrkCommand"] = " ".join(argv)

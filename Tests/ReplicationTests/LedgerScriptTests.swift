@@ -118,13 +118,9 @@ struct LedgerScriptTests {
     // ONE outbox entry holding every record, one stock-log entry.
     @Test func aBatchSeesItsOwnOrdersAndWritesOneOutboxEntry() throws {
         let server = try RedisServer()
-        let sale = try LedgerFixture.createOpenSale(on: server, stock: 10, limit: 2)
-        let connection = try server.connect()
+        let (sale, connection, fence) = try Self.leasedSale(on: server, stock: 10, owner: "a", shardID: "a#1", units: 6)
         let ledger = Ledger(connection: connection)
         let keys = LedgerKeys(saleID: sale.id)
-        guard case .granted(let fence, _, _, _) = try ledger.acquireLease(saleID: sale.id, owner: "a", shardID: "a#1", sizing: ShardSizing(spreadFactor: 1, maxShardUnits: 6), ttlMilliseconds: 60_000) else {
-            Issue.record("lease expected"); return
-        }
         let stockLogBefore = try connection.send("XLEN", keys.stockLog).integer ?? -1
         func order(_ id: String, _ customer: String, quantity: Int = 1, key: String = "", staleFence: Bool = false) -> PendingCommit {
             PendingCommit(orderID: id, shardID: "a#1", fence: staleFence ? fence + 1 : fence, customerID: customer, quantity: quantity, idempotencyKey: key, delivery: "d-\(id)")
@@ -162,6 +158,16 @@ struct LedgerScriptTests {
         #expect(records.first { $0.orderID == "3" }?.delivery == "d-3")
     }
 
+    /// An open sale (limit 2) with one lease of `units` held by `owner`, and a connection to its ledger.
+    static func leasedSale(on server: RedisServer, stock: Int, owner: String, shardID: String, units: Int) throws -> (SaleDefinition, RedisConnection, Int64) {
+        let sale = try LedgerFixture.createOpenSale(on: server, stock: stock, limit: 2)
+        let connection = try server.connect()
+        let lease = try Ledger(connection: connection).acquireLease(saleID: sale.id, owner: owner, shardID: shardID,
+                                                                   sizing: ShardSizing(spreadFactor: 1, maxShardUnits: units), ttlMilliseconds: 60_000)
+        guard case .granted(let fence, _, _, _) = lease else { throw RedisServerError("lease expected, got \(lease)") }
+        return (sale, connection, fence)
+    }
+
     // The record JSON of a batch holds every string exactly: a batch of plain strings is quoted as it is
     // (byte for byte what the escaper would write), one with a string that needs escaping goes through
     // the escaper, even when only one of its orders does.
@@ -171,13 +177,9 @@ struct LedgerScriptTests {
             #expect(!Ledger.isPlainJSONText(text), "\(text.debugDescription)")
         }
         let server = try RedisServer()
-        let sale = try LedgerFixture.createOpenSale(on: server, stock: 20, limit: 2)
-        let connection = try server.connect()
+        let (sale, connection, fence) = try Self.leasedSale(on: server, stock: 20, owner: "inst-1", shardID: "inst-1#1", units: 20)
         let ledger = Ledger(connection: connection)
         let keys = LedgerKeys(saleID: sale.id)
-        guard case .granted(let fence, _, _, _) = try ledger.acquireLease(saleID: sale.id, owner: "inst-1", shardID: "inst-1#1", sizing: ShardSizing(spreadFactor: 1, maxShardUnits: 20), ttlMilliseconds: 60_000) else {
-            Issue.record("lease expected"); return
-        }
         func order(_ id: String, _ customer: String, key: String, delivery: String) -> PendingCommit {
             PendingCommit(orderID: id, shardID: "inst-1#1", fence: fence, customerID: customer, quantity: 1, idempotencyKey: key, delivery: delivery)
         }

@@ -53,34 +53,18 @@ let benchmarks: @Sendable () -> Void = {
     // same callers with an unsafe continuation, and the floor: a continuation resumed at once, no thread.
     let tripConfiguration = Benchmark.Configuration(metrics: [.wallClock, .mallocCountTotal], maxDuration: .seconds(10), maxIterations: 30)
     Benchmark("Committer trip without Redis (checked continuation), \(reservationsPerRound) trips", configuration: tripConfiguration) { benchmark in
-        let thread = BatchingThread<@Sendable () -> Void>(name: "bench-trip", queueCapacity: 65_536, maxBatchItems: 512) { batch in
-            for resume in batch { resume() }
-        }
-        benchmark.startMeasurement()
-        let trips = await runReservations { _ in
+        try await committerTrips(benchmark) { thread in
             await withCheckedContinuation { continuation in
                 if thread.submit({ continuation.resume() }) != .accepted { continuation.resume() }
             }
-            return true
         }
-        benchmark.stopMeasurement()
-        thread.shutdown()
-        precondition(trips == reservationsPerRound, "every trip came back (\(trips))")
     }
     Benchmark("Committer trip without Redis (unsafe continuation), \(reservationsPerRound) trips", configuration: tripConfiguration) { benchmark in
-        let thread = BatchingThread<@Sendable () -> Void>(name: "bench-trip", queueCapacity: 65_536, maxBatchItems: 512) { batch in
-            for resume in batch { resume() }
-        }
-        benchmark.startMeasurement()
-        let trips = await runReservations { _ in
+        try await committerTrips(benchmark) { thread in
             await withUnsafeContinuation { continuation in
                 if thread.submit({ continuation.resume() }) != .accepted { continuation.resume() }
             }
-            return true
         }
-        benchmark.stopMeasurement()
-        thread.shutdown()
-        precondition(trips == reservationsPerRound, "every trip came back (\(trips))")
     }
     Benchmark("Await floor: a continuation resumed at once (baseline), \(reservationsPerRound) awaits", configuration: tripConfiguration) { benchmark in
         benchmark.startMeasurement()
@@ -149,6 +133,22 @@ nonisolated(unsafe) let sharedRedis: RedisServer = {
         fatalError("cannot start redis-server: \(error)")
     }
 }()
+
+/// `reservationsPerRound` trips through a BatchingThread that resumes each batch at once, as the group
+/// committer does once its EVALSHA answered; `trip` parks the caller and queues its resume.
+func committerTrips(_ benchmark: Benchmark, _ trip: @escaping @Sendable (BatchingThread<@Sendable () -> Void>) async -> Void) async throws {
+    let thread = BatchingThread<@Sendable () -> Void>(name: "bench-trip", queueCapacity: 65_536, maxBatchItems: 512) { batch in
+        for resume in batch { resume() }
+    }
+    benchmark.startMeasurement()
+    let trips = await runReservations { _ in
+        await trip(thread)
+        return true
+    }
+    benchmark.stopMeasurement()
+    thread.shutdown()
+    precondition(trips == reservationsPerRound, "every trip came back (\(trips))")
+}
 
 /// Runs `reservationsPerRound` reservations from `concurrentCustomers` tasks; returns how many succeeded.
 func runReservations(_ reserve: @escaping @Sendable (Int) async -> Bool) async -> Int {

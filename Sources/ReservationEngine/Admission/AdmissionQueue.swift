@@ -1,3 +1,5 @@
+import DequeModule
+
 /// First-come-first-served admission inside one instance, for one sale, as a value: no I/O, no clock.
 ///
 /// A reservation that finds the local buckets short does not spin or give up: it parks here, in arrival
@@ -27,13 +29,9 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
     }
 
     public let capacity: Int
-    /// Parked entries, oldest first, from `start` on: popping the head advances `start`, and the consumed
-    /// prefix is dropped once it is at least half the storage, so a pop is O(1) amortised however long
-    /// the queue (a crowd parks thousands; `removeFirst` would shift all of them on every grant).
-    private var storage: [Entry] = []
-    private var start = 0
-    /// Parked entries, oldest first.
-    public var entries: ArraySlice<Entry> { storage[start...] }
+    /// Parked entries, oldest first. A ring buffer: a crowd parks thousands, and popping the head must not
+    /// shift them all on every grant.
+    public private(set) var entries = Deque<Entry>()
     public private(set) var pumping = false
     private var nextSequence: UInt64 = 1
     /// With `recordingGrants`, the arrival number of every grant (direct or from the queue) in grant order,
@@ -51,9 +49,9 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
     }
 
     /// Nobody is parked and no pump runs: an arrival may take units directly.
-    public var isIdle: Bool { count == 0 && !pumping }
+    public var isIdle: Bool { entries.isEmpty && !pumping }
 
-    public var count: Int { storage.count - start }
+    public var count: Int { entries.count }
 
     /// Units the parked entries ask for, in all (what a lease for them needs at most).
     public private(set) var parkedUnits = 0
@@ -70,11 +68,11 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
     /// Parks an arrival at the tail.
     public mutating func park(quantity: Int, deadlineMilliseconds: Int64, ticket: Ticket) -> ParkResult {
         precondition(quantity >= 1, "park at least one unit")
-        guard count < capacity else { return .full }
+        guard entries.count < capacity else { return .full }
         let sequence = nextSequence
         nextSequence += 1
-        assert(storage.last.map { $0.sequence < sequence } ?? true, "entries stay in arrival order")
-        storage.append(Entry(sequence: sequence, quantity: quantity, deadlineMilliseconds: deadlineMilliseconds, ticket: ticket))
+        assert(entries.last.map { $0.sequence < sequence } ?? true, "entries stay in arrival order")
+        entries.append(Entry(sequence: sequence, quantity: quantity, deadlineMilliseconds: deadlineMilliseconds, ticket: ticket))
         parkedUnits += quantity
         let startPump = !pumping
         pumping = true
@@ -82,21 +80,13 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
     }
 
     /// The entry to serve next (the oldest), if any.
-    public var head: Entry? { start < storage.count ? storage[start] : nil }
+    public var head: Entry? { entries.first }
 
     /// Removes and answers the head: it was granted units.
     public mutating func popHead() -> Entry {
         precondition(pumping, "only the pump serves the queue")
-        precondition(start < storage.count, "pop from an empty admission queue")
-        let head = storage[start]
-        start += 1
-        if start == storage.count {
-            storage.removeAll(keepingCapacity: true)
-            start = 0
-        } else if start >= 64, start * 2 >= storage.count {
-            storage.removeFirst(start)
-            start = 0
-        }
+        precondition(!entries.isEmpty, "pop from an empty admission queue")
+        let head = entries.removeFirst()
         parkedUnits -= head.quantity
         assert(parkedUnits >= 0)
         logGrant(head.sequence)
@@ -108,8 +98,7 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
     public mutating func takeAll() -> [Entry] {
         precondition(pumping, "only the pump serves the queue")
         defer {
-            storage.removeAll(keepingCapacity: true)
-            start = 0
+            entries.removeAll(keepingCapacity: true)
             parkedUnits = 0
         }
         return Array(entries)
@@ -120,21 +109,18 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
     public mutating func requeueAtHead(_ earlier: [Entry]) {
         precondition(pumping, "only the pump serves the queue")
         guard !earlier.isEmpty else { return }
-        precondition(count + earlier.count <= capacity + earlier.count, "requeue never grows the queue past what it held")
+        precondition(entries.count + earlier.count <= capacity + earlier.count, "requeue never grows the queue past what it held")
         precondition(zip(earlier, earlier.dropFirst()).allSatisfy { $0.sequence < $1.sequence }, "requeued entries keep their order")
         precondition(head.map { earlier.last!.sequence < $0.sequence } ?? true, "requeued entries arrived before the parked ones")
-        storage.replaceSubrange(0..<start, with: earlier)
-        start = 0
+        entries.prepend(contentsOf: earlier)
         parkedUnits += earlier.reduce(0) { $0 + $1.quantity }
     }
 
     /// Removes and answers the entries whose deadline passed, oldest first.
     public mutating func takeExpired(nowMilliseconds: Int64) -> [Entry] {
         guard entries.contains(where: { $0.deadlineMilliseconds <= nowMilliseconds }) else { return [] }
-        let expired = entries.filter { $0.deadlineMilliseconds <= nowMilliseconds }
-        storage.removeSubrange(0..<start)
-        start = 0
-        storage.removeAll { $0.deadlineMilliseconds <= nowMilliseconds }
+        let expired: [Entry] = entries.filter { $0.deadlineMilliseconds <= nowMilliseconds }
+        entries.removeAll { $0.deadlineMilliseconds <= nowMilliseconds }
         parkedUnits -= expired.reduce(0) { $0 + $1.quantity }
         return expired
     }
@@ -143,7 +129,7 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
     /// must go on (answers true), so an entry parked while it was finishing is never left without a pump.
     public mutating func pumpShouldContinue() -> Bool {
         precondition(pumping, "only the pump stops the pump")
-        if count == 0 {
+        if entries.isEmpty {
             pumping = false
             return false
         }

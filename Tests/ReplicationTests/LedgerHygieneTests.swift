@@ -95,8 +95,9 @@ struct LedgerHygieneTests {
         #expect(try ledger.connection.send(RedisCommand("HLEN", idempotency)).integer == 0, "closing frees the unserved entry's key")
     }
 
-    // One customer orders and cancels 300 times: each order costs one index entry (no list rewritten per
-    // order), and "my orders" stays bounded: the live order plus the newest cancelled ones.
+    // One customer orders and cancels 300 times: each cancelled order costs one past-order index entry (no
+    // list rewritten per order), the customer's `users` entry holds the live order alone, and "my orders"
+    // stays bounded: the live order plus the newest cancelled ones.
     @Test func customerViewIsBounded() async throws {
         let server = try RedisServer()
         let sale = try LedgerFixture.createOpenSale(on: server, stock: 1_000, limit: 1)
@@ -116,7 +117,9 @@ struct LedgerHygieneTests {
         let index = LedgerKeys(saleID: sale.id).customers
         let connection = try server.connect()
         #expect(try connection.send(RedisCommand("TYPE", index)).string == "zset")
-        #expect(try connection.send(RedisCommand("ZCARD", index)).integer == 300, "one entry per order")
+        #expect(try connection.send(RedisCommand("ZCARD", index)).integer == 299, "one entry per cancelled order")
+        let entry = try connection.send(RedisCommand("HGET", LedgerKeys(saleID: sale.id).users, "cycler")).string
+        #expect(entry == "1 " + (last?.orderID ?? "-"), "units, then the one order holding them")
         // Look-alike customers are different customers: ids are bytes.
         let other = try await engine.customerView(saleID: sale.id, customerID: "cycler|a|")
         #expect(other.orders.isEmpty)

@@ -144,7 +144,9 @@ struct LedgerScriptTests {
         let snapshot = try LedgerFixture.snapshot(on: server, saleID: sale.id)
         #expect(snapshot.sold == 4 && snapshot.leases.first?.remaining == 2 && snapshot.invariantHolds)
         #expect(try LedgerFixture.purchases(on: server, saleID: sale.id) == ["alice": 2, "bob": 2])
-        #expect(try connection.send("ZCARD", keys.customers).integer == 3)
+        #expect(try connection.send("HGET", keys.users, "alice").string == "2 1 6", "units, then the orders holding them")
+        #expect(try connection.send("HGET", keys.users, "bob").string == "2 3")
+        #expect(try connection.send("EXISTS", keys.customers).integer == 0, "no past order: no index entry")
         #expect(try connection.send("HLEN", keys.idempotency).integer == 1)
         #expect(try connection.send("XLEN", keys.stockLog).integer == stockLogBefore + 1, "one stock-log entry for the batch")
         let entries = StreamEntry.parse(try connection.send("XRANGE", keys.outbox, "-", "+"))
@@ -159,6 +161,44 @@ struct LedgerScriptTests {
     }
 
     /// An open sale (limit 2) with one lease of `units` held by `owner`, and a connection to its ledger.
+    // A customer's `users` entry is their units and the ids of the orders holding them: a cancellation takes
+    // its order out (first, middle or last), the last one removes the entry, `/me` reads both the entry and
+    // the past orders, an order id with a space is refused before anything is written, and an entry that
+    // holds the units alone (as earlier versions wrote it) is still released.
+    @Test func aCustomersEntryHoldsTheOrdersHoldingTheirUnits() throws {
+        let server = try RedisServer()
+        let (sale, connection, fence) = try Self.leasedSale(on: server, stock: 10, owner: "a", shardID: "a#1", units: 10)
+        let ledger = Ledger(connection: connection)
+        let users = LedgerKeys(saleID: sale.id).users
+        func order(_ id: String, _ customer: String) -> PendingCommit {
+            PendingCommit(orderID: id, shardID: "a#1", fence: fence, customerID: customer, quantity: 1, idempotencyKey: "", delivery: "d")
+        }
+        _ = try ledger.commit(saleID: sale.id, owner: "a", [order("o1", "alice"), order("o2", "alice"), order("o3", "bob"), order("o4", "carol")])
+        _ = try ledger.commit(saleID: sale.id, owner: "a", [order("o5", "bob")])
+        #expect(try connection.send("HGET", users, "alice").string == "2 o1 o2")
+        #expect(try connection.send("HGET", users, "bob").string == "2 o3 o5", "a later batch appends")
+
+        #expect(try ledger.cancel(saleID: sale.id, orderID: "o1", customerID: "alice") != .notFound)
+        #expect(try connection.send("HGET", users, "alice").string == "1 o2")
+        #expect(try ledger.cancel(saleID: sale.id, orderID: "o5", customerID: "bob") != .notFound)
+        #expect(try connection.send("HGET", users, "bob").string == "1 o3")
+        let view = try ledger.customerView(saleID: sale.id, customerID: "alice")
+        #expect(view.orders.map(\.orderID) == ["o1", "o2"] && view.orders.map(\.status) == [.cancelled, .confirmed])
+        #expect(try ledger.cancel(saleID: sale.id, orderID: "o2", customerID: "alice") != .notFound)
+        #expect(try connection.send("HEXISTS", users, "alice").integer == 0, "no unit held: no entry")
+        #expect(try ledger.customerView(saleID: sale.id, customerID: "alice").orders.map(\.status) == [.cancelled, .cancelled])
+
+        let ordersBefore = try connection.send("HLEN", LedgerKeys(saleID: sale.id).orders).integer
+        #expect(throws: RedisError.self) { try ledger.commit(saleID: sale.id, owner: "a", [order("o6", "dave"), order("o 7", "erin")]) }
+        #expect(try connection.send("HLEN", LedgerKeys(saleID: sale.id).orders).integer == ordersBefore, "nothing written")
+
+        _ = try connection.send("HSET", users, "carol", "1")
+        #expect(try ledger.cancel(saleID: sale.id, orderID: "o4", customerID: "carol") != .notFound)
+        #expect(try connection.send("HEXISTS", users, "carol").integer == 0)
+        #expect(try ledger.customerEntries(saleID: sale.id).mapValues(\.orderIDs) == ["bob": ["o3"]])
+        #expect(try LedgerFixture.snapshot(on: server, saleID: sale.id).invariantHolds)
+    }
+
     static func leasedSale(on server: RedisServer, stock: Int, owner: String, shardID: String, units: Int) throws -> (SaleDefinition, RedisConnection, Int64) {
         let sale = try LedgerFixture.createOpenSale(on: server, stock: stock, limit: 2)
         let connection = try server.connect()

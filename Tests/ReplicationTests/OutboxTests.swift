@@ -367,6 +367,9 @@ struct OutboxTests {
         let before = try LedgerState(server: harness.redis, saleID: saleID)
         #expect(before.sold == 8 * 2 - 2 + 2 + 1)
         #expect(before.summary != nil)
+        #expect(before.pastOrders.count == 1 && before.pastOrders.first?.hasSuffix(records[2].orderID) == true, "the cancelled order")
+        #expect(before.users["rebuild-2"]?.split(separator: " ").count == 2, "one unit, held by the second order")
+        #expect(before.users["rebuild-3"] == "2 " + records[3].orderID)
 
         let connection = try harness.redis.connect()
         _ = try connection.send("FLUSHALL")
@@ -393,7 +396,7 @@ struct LedgerState: Equatable {
     var users: [String: String]
     var orders: [String: OrderRecord]
     var idempotency: [String: String]
-    var customers: [String: String]
+    var pastOrders: [String]
     var summary: String?
 
     init(server: RedisServer, saleID: String) throws {
@@ -406,7 +409,7 @@ struct LedgerState: Equatable {
         users = try hash(keys.users)
         orders = try hash(keys.orders).mapValues { try OrderRecord(ledgerJSON: Array($0.utf8)) }
         idempotency = try hash(keys.idempotency)
-        customers = try hash(keys.customers)
+        pastOrders = (try connection.send("ZRANGE", keys.customers, "0", "-1").array ?? []).compactMap(\.string)
         summary = try connection.send("GET", keys.summary).string
     }
 }

@@ -64,7 +64,9 @@ def check(topology, sale, stock, history):
     leases = [json.loads(v) for v in pairs(redis_call(primary, "HGETALL", keys["leases"])).values()]
     leased = sum(lease["r"] for lease in leases)
     orders = {k: json.loads(v) for k, v in pairs(redis_call(primary, "HGETALL", keys["orders"])).items()}
-    users = {k: int(v) for k, v in pairs(redis_call(primary, "HGETALL", keys["users"])).items()}
+    # A customer's entry: the units they hold, then the ids of the orders holding them.
+    entries = {k: v.split(" ") for k, v in pairs(redis_call(primary, "HGETALL", keys["users"])).items()}
+    users = {k: int(v[0]) for k, v in entries.items()}
     idem = pairs(redis_call(primary, "HGETALL", keys["idem"]))
     meta = pairs(redis_call(primary, "HGETALL", keys["meta"]))
     limit = int(meta.get("limit", 2) or 2)
@@ -82,6 +84,11 @@ def check(topology, sale, stock, history):
     for order in ledger_confirmed:
         per_customer[order["c"]] = per_customer.get(order["c"], 0) + order["q"]
     over_limit = [c for c, units in per_customer.items() if units > limit] + [c for c, u in users.items() if u > limit]
+    held = {}
+    for order in ledger_confirmed:
+        held.setdefault(order["c"], set()).add(order["id"])
+    entries_disagree = sorted(c for c in set(held) | set(entries)
+                              if set(entries.get(c, [None])[1:]) != held.get(c, set()) or users.get(c, 0) != per_customer.get(c, 0))
     keyed = {}
     for order in ledger_confirmed:
         if order.get("k"):
@@ -108,7 +115,7 @@ def check(topology, sale, stock, history):
     for attempt in history.attempts:
         statuses[str(attempt["status"])] = statuses.get(str(attempt["status"]), 0) + 1
     passed = (not lost and oversold == 0 and not over_limit and not double_keys and invariant
-              and sold == ledger_units and not missing_in_mongo)
+              and sold == ledger_units and not missing_in_mongo and not entries_disagree)
     return {
         "requests": len(history.attempts),
         "statuses": statuses,
@@ -123,6 +130,7 @@ def check(topology, sale, stock, history):
         "oversold": oversold,
         "overLimit": len(over_limit),
         "doubleKeys": len(double_keys),
+        "customerEntriesDisagree": entries_disagree[:10],
         "invariant": invariant,
         "ledgerUnitsMatchSold": sold == ledger_units,
         "missingInMongo": len(missing_in_mongo),

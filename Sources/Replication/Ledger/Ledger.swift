@@ -404,24 +404,29 @@ public struct Ledger {
 
     /// A customer's orders in the sale (oldest first): every order that holds units (bounded by the
     /// per-customer limit) and the newest ``customerViewPastOrders`` cancelled or failed ones; and the
-    /// waitlist position (1-based) if waiting. Three bounded reads of the per-customer index.
+    /// waitlist position (1-based) if waiting. One pipeline: the customer's `users` entry (units and the ids
+    /// of the orders holding them), the newest of their past orders, their waitlist rank; then the records.
     public func customerView(saleID: String, customerID: String) throws(RedisError) -> (orders: [OrderRecord], waitlistPosition: Int?) {
         let keys = LedgerKeys(saleID: saleID)
-        // Index members are `<len>:<customer>|<a|x>|<createdAt>|<orderId>`; `}` sorts right after `|`.
+        // Past-order members are `<len>:<customer>|x|<createdAt>|<orderId>`; `}` sorts right after `|`.
         let prefix = "\(customerID.utf8.count):\(customerID)|"
-        var active = RedisCommand("ZRANGEBYLEX", keys.customers, "[\(prefix)a|", "(\(prefix)a}", "LIMIT", "0")
-        active.append(Self.customerViewActiveOrders)
         var past = RedisCommand("ZREVRANGEBYLEX", keys.customers, "(\(prefix)x}", "[\(prefix)x|", "LIMIT", "0")
         past.append(Self.customerViewPastOrders)
-        let replies = try connection.pipeline([active, past, RedisCommand("ZRANK", keys.waitlist, customerID)])
+        let replies = try connection.pipeline([
+            RedisCommand("HGET", keys.users, customerID), past, RedisCommand("ZRANK", keys.waitlist, customerID),
+        ])
         var ids: [String] = []
-        for reply in replies[0...1] {
-            for member in try reply.throwingServerError().array ?? [] {
-                guard let member = member.string, let bar = member.lastIndex(of: "|") else {
-                    throw RedisError(.unexpectedReply, "malformed customer index entry in sale \(saleID)")
-                }
-                ids.append(String(member[member.index(after: bar)...]))
+        if let entry = try replies[0].throwingServerError().string {
+            guard let held = Self.entry(entry) else {
+                throw RedisError(.unexpectedReply, "malformed customer entry in sale \(saleID)")
             }
+            ids = held.orderIDs
+        }
+        for member in try replies[1].throwingServerError().array ?? [] {
+            guard let member = member.string, let bar = member.lastIndex(of: "|") else {
+                throw RedisError(.unexpectedReply, "malformed past-order entry in sale \(saleID)")
+            }
+            ids.append(String(member[member.index(after: bar)...]))
         }
         let position = try replies[2].throwingServerError().integer.map { Int($0) + 1 }
         guard !ids.isEmpty else { return ([], position) }
@@ -437,8 +442,30 @@ public struct Ledger {
 
     /// Units bought per customer.
     public func purchases(saleID: String) throws(RedisError) -> [String: Int] {
+        try customerEntries(saleID: saleID).mapValues(\.units)
+    }
+
+    /// Every customer's `users` entry: the units they hold and the ids of the orders holding them.
+    public func customerEntries(saleID: String) throws(RedisError) -> [String: (units: Int, orderIDs: [String])] {
         let reply = try connection.send(RedisCommand("HGETALL", LedgerKeys(saleID: saleID).users)).throwingServerError()
-        return Self.pairs(reply.array ?? []).compactMapValues { Int($0) }
+        var entries: [String: (units: Int, orderIDs: [String])] = [:]
+        for (customer, text) in Self.pairs(reply.array ?? []) {
+            guard let entry = Self.entry(text) else {
+                throw RedisError(.unexpectedReply, "malformed customer entry in sale \(saleID)")
+            }
+            entries[customer] = entry
+        }
+        return entries
+    }
+
+    /// A `users` entry, `<units>` then ` <orderId>` per order holding them (see `units_of` in the
+    /// scripts' prelude); nil when malformed.
+    static func entry(_ text: String) -> (units: Int, orderIDs: [String])? {
+        let parts = text.split(separator: " ", omittingEmptySubsequences: false)
+        guard let first = parts.first, let units = Int(first), units > 0, !parts.dropFirst().contains(where: \.isEmpty) else {
+            return nil
+        }
+        return (units, parts.dropFirst().map(String.init))
     }
 
     // MARK: Helpers

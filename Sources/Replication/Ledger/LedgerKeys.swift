@@ -22,8 +22,9 @@ public struct LedgerKeys: Sendable, Hashable {
     public var waitlist: String { key("waitlist") }
     public var waiters: String { key("waiters") }
     public var stats: String { key("stats") }
-    /// The per-customer order index (a sorted set read by lexicographic range, for "my orders"; see
-    /// `customer_member` in the scripts' prelude).
+    /// The cancelled and failed orders of each customer (a sorted set read by lexicographic range, for
+    /// "my orders"; see `past_member` in the scripts' prelude). A customer's orders that hold units are in
+    /// their `users` entry.
     public var customers: String { key("customer-orders") }
     /// Stream of waitlist entries served from freed units (customer, orderId, quantity), for live pushes.
     public var served: String { key("served") }

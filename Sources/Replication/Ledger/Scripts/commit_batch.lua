@@ -6,7 +6,8 @@
 -- `{LIMIT, purchased}`, `{FENCED}` or `{CLOSED, reason}`.
 --
 -- Batch-level work: the batch's orders, customers and key claims are read with one HMGET each, and its
--- confirmed orders are written with one multi-field HSET per hash, one ZADD, and ONE outbox entry
+-- confirmed orders are written with one multi-field HSET per hash (a customer's entry in `users`, units
+-- and order ids, is one field: see units_of) and ONE outbox entry
 -- (`type orders`, `records` = a JSON array of the order records as stored) and one stock-log entry.
 -- Decisions within the batch see each other through the local tables (`created`, `claimedNow`, `bought`).
 local meta = load_meta()
@@ -29,12 +30,14 @@ elseif now >= meta.finish then
 end
 local owner = ARGV[1]
 local plain = ARGV[3] == '1'
-local nowText, nowPadded = string.format('%d', now), string.format('%015d', now)
+local nowText = string.format('%d', now)
 
 local ids, customers, keyed, keyedAt = {}, {}, {}, {}
 for i = 1, count do
   local b = 4 + (i - 1) * 7
   ids[i], customers[i] = ARGV[b], ARGV[b + 3]
+  -- an order id is written into its customer's `users` entry after a space (held_of)
+  if string.find(ARGV[b], ' ', 1, true) then return redis.error_reply('BADARG order id with a space') end
   if ARGV[b + 5] ~= '' then
     keyed[#keyed + 1] = idem_field(ARGV[b + 3], ARGV[b + 5])
     keyedAt[i] = #keyed
@@ -46,10 +49,11 @@ local purchased = read_in_chunks(K.users, customers)
 
 local leases, dirty = {}, {}
 local bought = {}            -- customer -> units bought, including this batch's orders so far
+local held = {}              -- customer -> ids of the orders holding those units (see held_of)
 local buyers = {}            -- customers with an order confirmed in this batch
 local created = {}           -- orderId -> record JSON, for this batch's orders
 local claimedNow = {}        -- idempotency field -> orderId, claimed by this batch
-local orderWrites, idemWrites, indexWrites, records = {}, {}, {}, {}
+local orderWrites, idemWrites, records = {}, {}, {}
 local delta, committed = 0, 0
 local goodQuantity, goodFence = {}, {}  -- texts already checked (a batch repeats a few of each)
 for i = 1, count do
@@ -90,8 +94,11 @@ for i = 1, count do
       lease = raw and cjson.decode(raw) or false
       leases[shard] = lease
     end
-    local already = bought[customer] or num(purchased[i])
-    bought[customer] = already
+    local already = bought[customer]
+    if not already then
+      already = units_of(purchased[i])
+      bought[customer], held[customer] = already, held_of(purchased[i])
+    end
     if not lease or lease.f ~= fence or lease.o ~= owner or lease.e <= now or lease.r < quantity then
       results[i] = {'FENCED'}
     elseif already + quantity > meta.limit then
@@ -102,6 +109,7 @@ for i = 1, count do
       delta = delta + quantity
       committed = committed + 1
       bought[customer] = already + quantity
+      held[customer] = held[customer] .. ' ' .. id
       buyers[customer] = true
       local encoded = order_record_json(id, customer, quantityText, nowText, key, delivery, shard, fenceText, owner, 'bucket', plain)
       created[id] = encoded
@@ -113,8 +121,6 @@ for i = 1, count do
         idemWrites[#idemWrites + 1] = field
         idemWrites[#idemWrites + 1] = id
       end
-      indexWrites[#indexWrites + 1] = '0'
-      indexWrites[#indexWrites + 1] = customer_member_at(customer, 'a', nowPadded, id)
       results[i] = {'OK', now}
     end
   end
@@ -126,12 +132,11 @@ if delta > 0 then
   local userWrites = {}
   for customer in pairs(buyers) do
     userWrites[#userWrites + 1] = customer
-    userWrites[#userWrites + 1] = string.format('%d', bought[customer])
+    userWrites[#userWrites + 1] = string.format('%d', bought[customer]) .. held[customer]
   end
   call_in_chunks('HSET', K.orders, orderWrites)
   call_in_chunks('HSET', K.idem, idemWrites)
   call_in_chunks('HSET', K.users, userWrites)
-  call_in_chunks('ZADD', K.customers, indexWrites)
   redis.call('XADD', K.outbox, '*', 'type', 'orders', 'at', now, 'instance', owner,
     'records', '[' .. table.concat(records, ',') .. ']')
   redis.call('INCRBY', K.sold, delta)

@@ -10,7 +10,8 @@ if gate then return gate end
 local id, customer, quantity, key = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local claim = key_claim(customer, key)
 if claim then return claim end
-local bought = num(redis.call('HGET', K.users, customer))
+local entry = redis.call('HGET', K.users, customer)
+local bought = units_of(entry)
 if bought + quantity > meta.limit then return {'LIMIT', bought} end
 local pool = num(redis.call('GET', K.pool))
 if pool < quantity then
@@ -20,7 +21,7 @@ if pool < quantity then
 end
 redis.call('DECRBY', K.pool, quantity)
 redis.call('INCRBY', K.sold, quantity)
-create_order(now, id, customer, quantity, key, ARGV[5], '', 0, 'direct', 'direct')
+create_order(now, id, customer, quantity, key, ARGV[5], '', 0, 'direct', 'direct', entry)
 log_stock(now, 'direct', -quantity, 0, '')
 if num(redis.call('GET', K.sold)) == meta.stock then close_sale(now, 'sold_out') end
 return {'OK', now}

@@ -8,13 +8,13 @@ for i = 0, n - 1 do
   local b = 1 + i * 6
   local id, customer, quantity, status, record, key = ARGV[b + 1], ARGV[b + 2], tonumber(ARGV[b + 3]), ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]
   if redis.call('HSETNX', K.orders, id, record) == 1 then
-    local created = tonumber(cjson.decode(record).t) or 0
-    redis.call('ZADD', K.customers, 0, customer_member(customer, status == 'confirmed' and 'a' or 'x', created, id))
     if status == 'confirmed' then
-      redis.call('HINCRBY', K.users, customer, quantity)
+      local entry = redis.call('HGET', K.users, customer)
+      write_entry(customer, units_of(entry) + quantity, held_of(entry) .. ' ' .. id)
       redis.call('INCRBY', K.sold, quantity)
       confirmed, units = confirmed + 1, units + quantity
     elseif status == 'cancelled' or status == 'failed' then
+      redis.call('ZADD', K.customers, 0, past_member(customer, tonumber(cjson.decode(record).t) or 0, id))
       redis.call('HINCRBY', K.stats, status, 1)
     end
     -- A failed order freed its key; a cancelled one keeps it (as the live ledger does).

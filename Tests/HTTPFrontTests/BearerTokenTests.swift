@@ -27,6 +27,34 @@ struct BearerTokenTests {
         #expect(admin.isAdmin)
     }
 
+    // The header `sign` writes is recognised by its bytes; any other HS256 header is decoded and read. The
+    // keyed HMAC state is shared by concurrent verifications, each on its own copy: every answer is right.
+    @Test func otherHeadersAndConcurrentVerifications() async throws {
+        #expect(Self.token(claims: "{}").hasPrefix(String(decoding: BearerTokens.signedHeader, as: UTF8.self) + "."))
+        for header in [#"{"typ":"JWT","alg":"HS256"}"#, #"{"alg":"HS256"}"#, #" {"alg" : "HS256", "kid":"k1"}"#] {
+            let token = Self.token(header: header, claims: #"{"sub":"a","exp":1800000100}"#)
+            #expect((try? tokens.verify(token, now: Self.at(Self.now)).get())?.customerID == "a", "\(header)")
+        }
+        let tokens = self.tokens
+        let wrong = try await withThrowingTaskGroup(of: Int.self) { group in
+            for task in 0..<8 {
+                group.addTask {
+                    var wrong = 0
+                    for index in 0..<250 {
+                        let forged = index % 2 == 1
+                        let claims = #"{"sub":"c\#(task)-\#(index)","exp":1800000100}"#
+                        let token = Self.token(claims: claims, secret: forged ? "forged-secret-0123456789" : Self.secret)
+                        let subject = try? tokens.verify(token, now: Self.at(Self.now)).get().customerID
+                        if subject != (forged ? nil : "c\(task)-\(index)") { wrong += 1 }
+                    }
+                    return wrong
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(wrong == 0)
+    }
+
     // Claims are read exactly: escapes decode, nested values are skipped, other scopes grant nothing.
     @Test func claimsAreReadExactly() throws {
         let escaped = Self.token(claims: #"{"sub":"jos\u00e9 \"q\" \ud83d\ude00","exp":1800000100,"scope":"read admin","extra":{"a":[1,2,{"b":null}]}}"#)

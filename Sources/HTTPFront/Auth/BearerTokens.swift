@@ -20,8 +20,11 @@ public struct Principal: Sendable, Hashable {
 /// the OpenAPI document and the static page).
 ///
 /// Verification works on the token's bytes: base64url without padding decoded by table, the header and
-/// claims read by ``JSONObject``, one HMAC with a key built once. Checks: `alg` HS256 only; `sub` 1 to 256
-/// bytes; `exp` required; `exp`, `nbf` and `iat` (when present) numbers, with 30 s of clock skew.
+/// claims read by ``JSONObject``, one HMAC from a state keyed once (the key's inner and outer blocks are
+/// hashed at start; each token copies that state). A header segment byte for byte equal to the one
+/// ``sign(subject:admin:expiresAt:)`` writes is known to be `{"alg":"HS256","typ":"JWT"}` and is not decoded
+/// again; any other header is decoded and read. Checks: `alg` HS256 only; `sub` 1 to 256 bytes; `exp`
+/// required; `exp`, `nbf` and `iat` (when present) numbers, with 30 s of clock skew.
 public struct BearerTokens: Sendable {
     /// Tolerated clock skew on `exp`, `nbf` and `iat`.
     public static let leewaySeconds: Double = 30
@@ -29,21 +32,29 @@ public struct BearerTokens: Sendable {
     public static let maximumTokenBytes = 8_192
     private let signingKey: SigningKey
 
-    /// `@unchecked Sendable`: the key is built once in `init` and never mutated afterwards.
+    /// `@unchecked Sendable`: the key and the keyed HMAC state are built once in `init` and never mutated
+    /// afterwards; a verification mutates its own copy of `keyed` (copy on write: the copy's hash state is
+    /// duplicated on its first update, since the template always holds a second reference).
     private struct SigningKey: @unchecked Sendable {
         let key: SymmetricKey
+        let keyed: HMAC<SHA256>
     }
+
+    /// The header segment ``sign(subject:admin:expiresAt:)`` writes.
+    static let signedHeader = Array(Base64URL.encode(Array(#"{"alg":"HS256","typ":"JWT"}"#.utf8)).utf8)
+    private static let timeClaims = ["nbf", "iat"]
 
     private var key: SymmetricKey { signingKey.key }
 
     public init(secret: String) {
-        self.signingKey = SigningKey(key: SymmetricKey(data: Array(secret.utf8)))
+        let key = SymmetricKey(data: Array(secret.utf8))
+        self.signingKey = SigningKey(key: key, keyed: HMAC<SHA256>(key: key))
     }
 
     public func sign(subject: String, admin: Bool, expiresAt: Date) -> String {
         var claims: [String: Any] = ["sub": subject, "exp": Int(expiresAt.timeIntervalSince1970), "iat": Int(Date().timeIntervalSince1970)]
         if admin { claims["scope"] = "admin" }
-        let header = Base64URL.encode(Array(#"{"alg":"HS256","typ":"JWT"}"#.utf8))
+        let header = String(decoding: Self.signedHeader, as: UTF8.self)
         let payload = Base64URL.encode((try? JSONSerialization.data(withJSONObject: claims, options: [.sortedKeys])) ?? Data())
         let signingInput = header + "." + payload
         let signature = HMAC<SHA256>.authenticationCode(for: Array(signingInput.utf8), using: key)
@@ -63,15 +74,19 @@ public struct BearerTokens: Sendable {
         guard let firstDot = token.firstIndex(of: UInt8(ascii: ".")),
               let secondDot = token[(firstDot + 1)...].firstIndex(of: UInt8(ascii: ".")),
               !token[(secondDot + 1)...].contains(UInt8(ascii: ".")),
-              let headerBytes = Base64URL.decode(buffer: UnsafeBufferPointer(rebasing: token[..<firstDot])),
               let payloadBytes = Base64URL.decode(buffer: UnsafeBufferPointer(rebasing: token[(firstDot + 1)..<secondDot])),
               let signature = Base64URL.decode(buffer: UnsafeBufferPointer(rebasing: token[(secondDot + 1)...]))
         else { return .failure(.unauthorized("malformed token")) }
-        guard let header = JSONObject(headerBytes), header["alg"] == .string("HS256") else {
-            return .failure(.unauthorized("unsupported token algorithm (HS256 required)"))
+        let headerSegment = UnsafeBufferPointer(rebasing: token[..<firstDot])
+        if !headerSegment.elementsEqual(Self.signedHeader) {
+            guard let headerBytes = Base64URL.decode(buffer: headerSegment) else { return .failure(.unauthorized("malformed token")) }
+            guard let header = JSONObject(headerBytes), header["alg"] == .string("HS256") else {
+                return .failure(.unauthorized("unsupported token algorithm (HS256 required)"))
+            }
         }
-        let signingInput = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: token[..<secondDot]))
-        guard HMAC<SHA256>.isValidAuthenticationCode(signature, authenticating: signingInput, using: key) else {
+        var mac = signingKey.keyed
+        mac.update(data: UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: token[..<secondDot])))
+        guard mac.finalize() == signature else {
             return .failure(.unauthorized("bad token signature"))
         }
         guard let claims = JSONObject(payloadBytes) else {
@@ -86,7 +101,7 @@ public struct BearerTokens: Sendable {
         guard expiry + Self.leewaySeconds > nowSeconds else {
             return .failure(.unauthorized("the token expired"))
         }
-        for name in ["nbf", "iat"] {
+        for name in Self.timeClaims {
             switch claims[name] {
             case nil: continue
             case .number(let seconds):

@@ -3,7 +3,9 @@
 /// names: a token with two `sub` claims is refused), bounded (depth 16, `maxMembers` per object). Nested
 /// objects are read; arrays are checked and skipped (`.nested`): neither input needs one.
 struct JSONObject: Equatable {
-    indirect enum Value: Equatable {
+    /// Not `indirect`: a nested object recurses through its members' dictionary storage already, and an
+    /// indirect case would box every member's value (one allocation per member).
+    enum Value: Equatable {
         case string(String)
         case number(Double)
         case bool(Bool)

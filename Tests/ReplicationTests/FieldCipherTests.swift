@@ -18,6 +18,14 @@ struct FieldCipherTests {
         tampered[tampered.count - 3] = tampered[tampered.count - 3] == "A" ? "B" : "A"
         #expect(throws: FieldCipherError.self) { try cipher.open(String(tampered), context: "delivery/s/c1") }
         #expect(throws: FieldCipherError.self) { try cipher.open("plain text", context: "delivery/s/c1") }
+        // Any text, empty or not ASCII, with any context, opens to exactly what was sealed; a sealed value is
+        // its head, then base64url of nonce (12), ciphertext (as long as the text) and tag (16).
+        for (text, context) in [("", "c"), ("caf\u{E9} \u{1F600}", "d\u{E9}livery/s/\u{1F600}"), (String(repeating: "x", count: 1_000), "")] {
+            let value = try cipher.seal(text, context: context)
+            #expect(try cipher.open(value, context: context) == text)
+            let body = value.dropFirst("fs1.k1.".count)
+            #expect(Base64URL.decode(body.utf8)?.count == 12 + text.utf8.count + 16, "\(text.prefix(8))")
+        }
     }
 
     @Test func rotatedKeysStillOpenOldValues() throws {

@@ -18,10 +18,17 @@ public enum Base64URL {
 
     /// ``encode(_:)`` on contiguous bytes.
     public static func encode(buffer bytes: UnsafeBufferPointer<UInt8>) -> String {
+        encode(buffer: bytes, after: UnsafeBufferPointer(start: nil, count: 0))
+    }
+
+    /// `prefix` (ASCII) followed by the encoding of `bytes`, written into one new string.
+    public static func encode(buffer bytes: UnsafeBufferPointer<UInt8>, after prefix: UnsafeBufferPointer<UInt8>) -> String {
+        assert(prefix.allSatisfy { $0 < 0x80 }, "an ASCII prefix")
         let count = bytes.count
-        let length = (count * 4 + 2) / 3
+        let length = prefix.count + (count * 4 + 2) / 3
         return String(unsafeUninitializedCapacity: length) { output in
-            var written = 0
+            var written = prefix.count
+            if let start = prefix.baseAddress { output.baseAddress!.initialize(from: start, count: prefix.count) }
             var iterator = bytes.makeIterator()
             alphabet.withUnsafeBufferPointer { alphabet in
                 while let first = iterator.next() {

@@ -35,6 +35,8 @@ public struct FieldCipher: Sendable {
     static let prefix = "fs1."
     public let sealingKey: Key
     private let keys: [String: Key]
+    /// `fs1.<sealing key id>.`, the head of every value sealed here.
+    private let sealedHead: [UInt8]
 
     /// - Parameters:
     ///   - sealing: the key new values are sealed with.
@@ -45,18 +47,27 @@ public struct FieldCipher: Sendable {
         for key in retired { keys[key.id] = key }
         keys[sealing.id] = sealing
         self.keys = keys
+        self.sealedHead = Array((Self.prefix + sealing.id + ".").utf8)
     }
 
-    /// Seals `plaintext` for the record `context` (the order id).
+    /// Seals `plaintext` for the record `context` (the order id). The plaintext and context are read in
+    /// place, and the sealed value is written into one string (head, then base64url).
     public func seal(_ plaintext: String, context: String) throws(FieldCipherError) -> String {
+        var plaintext = plaintext
+        var context = context
+        let box: AES.GCM.SealedBox
         do {
-            let box = try AES.GCM.seal(Array(plaintext.utf8), using: sealingKey.key, authenticating: Array(context.utf8))
-            guard let combined = box.combined else { throw FieldCipherError("AES-GCM produced no combined form") }
-            return Self.prefix + sealingKey.id + "." + Base64URL.encode(combined)
-        } catch let error as FieldCipherError {
-            throw error
+            box = try plaintext.withUTF8 { text in
+                try context.withUTF8 { associated in
+                    try AES.GCM.seal(UnsafeRawBufferPointer(text), using: sealingKey.key, authenticating: UnsafeRawBufferPointer(associated))
+                }
+            }
         } catch {
             throw FieldCipherError("AES-GCM seal failed: \(error)")
+        }
+        guard let combined = box.combined else { throw FieldCipherError("AES-GCM produced no combined form") }
+        return sealedHead.withUnsafeBufferPointer { head in
+            combined.withUnsafeBytes { Base64URL.encode(buffer: $0.bindMemory(to: UInt8.self), after: head) }
         }
     }
 

@@ -278,11 +278,13 @@ public struct Ledger {
         var outcomes: [CommitOutcome] = []
         outcomes.reserveCapacity(results.count)
         for result in results {
+            // A committed order is answered by its creation time alone.
+            if case .integer(let created) = result {
+                outcomes.append(.committed(createdAtMilliseconds: created))
+                continue
+            }
             let elements = result.array ?? []
             switch try Self.tag(result) {
-            case "OK":
-                guard elements.count == 2, let created = elements[1].integer else { throw Self.unexpected(result, LedgerScripts.commitBatch) }
-                outcomes.append(.committed(createdAtMilliseconds: created))
             case "DUP":
                 outcomes.append(.duplicate(try Self.record(result)))
             case "WAITING":

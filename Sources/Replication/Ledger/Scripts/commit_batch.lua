@@ -1,7 +1,7 @@
 -- ARGV: owner, count, plain ("1" when the caller checked that owner and every order's id, shard, customer,
 -- key and delivery are printable ASCII without `"`, `\` or `/`: see order_record_json; else "0"), then
 -- `count` groups of 7: orderId, shardId, fence, customer, quantity, idempotencyKey ("" for none), delivery. Answers one element per order, in order:
--- `{OK, createdAtMs}`, `{DUP, orderRecordJSON}` (already in the ledger: this order replayed, or the
+-- `createdAtMs` (an integer: committed; no table per order on the common path), `{DUP, orderRecordJSON}` (already in the ledger: this order replayed, or the
 -- customer's idempotency key), `{WAITING, position}` (the key names the customer's waitlist entry),
 -- `{LIMIT, purchased}`, `{FENCED}` or `{CLOSED, reason}`.
 --
@@ -121,7 +121,7 @@ for i = 1, count do
         idemWrites[#idemWrites + 1] = field
         idemWrites[#idemWrites + 1] = id
       end
-      results[i] = {'OK', now}
+      results[i] = now
     end
   end
 end

@@ -32,6 +32,24 @@ let benchmarks: @Sendable () -> Void = {
         runOnTwoThreads { for _ in 0..<perThread { blackHole(bucket.take(1)) } }
     }
 
+    // MARK: Order ids
+
+    let micro = Benchmark.Configuration(metrics: [.wallClock, .mallocCountTotal, .syscalls], scalingFactor: .kilo, maxDuration: .seconds(2))
+    Benchmark("Order id", configuration: micro) { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(OrderID.make(saleID: "phones-2026")) }
+    }
+    Benchmark("Order id (two getrandom and string concatenation, baseline)", configuration: micro) { benchmark in
+        for _ in benchmark.scaledIterations {
+            var generator = SystemRandomNumberGenerator()
+            let high = generator.next() as UInt64
+            let low = UInt32(truncatingIfNeeded: generator.next() as UInt64)
+            let highHex = String(high, radix: 16)
+            let lowHex = String(low, radix: 16)
+            blackHole("phones-2026" + "." + "o" + String(repeating: "0", count: 16 - highHex.utf8.count) + highHex
+                + String(repeating: "0", count: 8 - lowHex.utf8.count) + lowHex)
+        }
+    }
+
     // MARK: Commit batch encoding
 
     for orders in [1, 64, 512] {

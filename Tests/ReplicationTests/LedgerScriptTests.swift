@@ -197,6 +197,17 @@ struct LedgerScriptTests {
         #expect(try connection.send("HEXISTS", users, "carol").integer == 0)
         #expect(try ledger.customerEntries(saleID: sale.id).mapValues(\.orderIDs) == ["bob": ["o3"]])
         #expect(try LedgerFixture.snapshot(on: server, saleID: sale.id).invariantHolds)
+
+        // An entry holding other orders but not this one breaks the ledger's own invariant: the cancellation is
+        // refused before anything is written (a script's error does not undo its earlier writes).
+        _ = try connection.send("HSET", users, "bob", "1 o9")
+        let soldBefore = try LedgerFixture.snapshot(on: server, saleID: sale.id).sold
+        let pastBefore = try connection.send("ZCARD", LedgerKeys(saleID: sale.id).customers).integer
+        #expect(throws: RedisError.self) { try ledger.cancel(saleID: sale.id, orderID: "o3", customerID: "bob") }
+        #expect(try ledger.order(saleID: sale.id, orderID: "o3")?.status == .confirmed)
+        #expect(try LedgerFixture.snapshot(on: server, saleID: sale.id).sold == soldBefore)
+        #expect(try connection.send("ZCARD", LedgerKeys(saleID: sale.id).customers).integer == pastBefore)
+        #expect(try connection.send("HGET", users, "bob").string == "1 o9")
     }
 
     static func leasedSale(on server: RedisServer, stock: Int, owner: String, shardID: String, units: Int) throws -> (SaleDefinition, RedisConnection, Int64) {

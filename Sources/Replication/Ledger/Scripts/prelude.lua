@@ -218,12 +218,8 @@ end
 
 -- Takes a confirmed order out of the counts (cancellation, or the order store refusing it): its units
 -- go back to the pool and the customer's count drops. The caller has set the order's new status.
+-- Everything is checked before the first write (a script's error does not undo the writes before it).
 local function release_order(order)
-  local encoded = cjson.encode(order)
-  redis.call('HSET', K.orders, order.id, encoded)
-  redis.call('ZADD', K.customers, 0, past_member(order.c, order.t, order.id))
-  redis.call('DECRBY', K.sold, order.q)
-  redis.call('INCRBY', K.pool, order.q)
   local entry = redis.call('HGET', K.users, order.c)
   local held = held_of(entry)
   local at = string.find(held .. ' ', ' ' .. order.id .. ' ', 1, true)
@@ -233,7 +229,14 @@ local function release_order(order)
     -- only an entry written by a version that kept the count alone lacks the order
     assert(held == '', 'a confirmed order is in its customer\'s entry')
   end
-  write_entry(order.c, units_of(entry) - order.q, held)
+  local units = units_of(entry) - order.q
+  assert(units > 0 or held == '', 'a customer without units holds no order')
+  local encoded = cjson.encode(order)
+  redis.call('HSET', K.orders, order.id, encoded)
+  redis.call('ZADD', K.customers, 0, past_member(order.c, order.t, order.id))
+  redis.call('DECRBY', K.sold, order.q)
+  redis.call('INCRBY', K.pool, order.q)
+  write_entry(order.c, units, held)
   redis.call('HINCRBY', K.stats, 'orders', -1)
   redis.call('HINCRBY', K.stats, order.s, 1)
   return encoded

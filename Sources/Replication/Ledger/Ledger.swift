@@ -460,7 +460,7 @@ public struct Ledger {
         return entries
     }
 
-    /// A `users` entry, `<units>` then ` <orderId>` per order holding them (see `units_of` in the
+    /// A `users` entry, `<units>` then ` <orderId>` per order holding them (see `read_entry` in the
     /// scripts' prelude); nil when malformed.
     static func entry(_ text: String) -> (units: Int, orderIDs: [String])? {
         let parts = text.split(separator: " ", omittingEmptySubsequences: false)

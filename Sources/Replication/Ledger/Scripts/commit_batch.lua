@@ -7,7 +7,7 @@
 --
 -- Batch-level work: the batch's orders, customers and key claims are read with one HMGET each, and its
 -- confirmed orders are written with one multi-field HSET per hash (a customer's entry in `users`, units
--- and order ids, is one field: see units_of) and ONE outbox entry
+-- and order ids, is one field: see read_entry) and ONE outbox entry
 -- (`type orders`, `records` = a JSON array of the order records as stored) and one stock-log entry.
 -- Decisions within the batch see each other through the local tables (`created`, `claimedNow`, `bought`).
 local meta = load_meta()
@@ -36,7 +36,7 @@ local ids, customers, keyed, keyedAt = {}, {}, {}, {}
 for i = 1, count do
   local b = 4 + (i - 1) * 7
   ids[i], customers[i] = ARGV[b], ARGV[b + 3]
-  -- an order id is written into its customer's `users` entry after a space (held_of)
+  -- an order id is written into its customer's `users` entry after a space (read_entry)
   if string.find(ARGV[b], ' ', 1, true) then return redis.error_reply('BADARG order id with a space') end
   if ARGV[b + 5] ~= '' then
     keyed[#keyed + 1] = idem_field(ARGV[b + 3], ARGV[b + 5])
@@ -49,7 +49,7 @@ local purchased = read_in_chunks(K.users, customers)
 
 local leases, dirty = {}, {}
 local bought = {}            -- customer -> units bought, including this batch's orders so far
-local held = {}              -- customer -> ids of the orders holding those units (see held_of)
+local held = {}              -- customer -> ids of the orders holding those units (see read_entry)
 local buyers = {}            -- customers with an order confirmed in this batch
 local created = {}           -- orderId -> record JSON, for this batch's orders
 local claimedNow = {}        -- idempotency field -> orderId, claimed by this batch
@@ -96,8 +96,8 @@ for i = 1, count do
     end
     local already = bought[customer]
     if not already then
-      already = units_of(purchased[i])
-      bought[customer], held[customer] = already, held_of(purchased[i])
+      bought[customer], held[customer] = read_entry(purchased[i])
+      already = bought[customer]
     end
     if not lease or lease.f ~= fence or lease.o ~= owner or lease.e <= now or lease.r < quantity then
       results[i] = {'FENCED'}

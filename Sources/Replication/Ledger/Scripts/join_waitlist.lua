@@ -13,7 +13,7 @@ if gate then return gate end
 if redis.call('HEXISTS', K.waiters, customer) == 1 then
   return {'WAITING', redis.call('ZRANK', K.waitlist, customer) + 1}
 end
-local bought = units_of(redis.call('HGET', K.users, customer))
+local bought = read_entry(redis.call('HGET', K.users, customer))
 if bought + quantity > meta.limit then return {'LIMIT', bought} end
 local unsold = meta.stock - num(redis.call('GET', K.sold))
 if quantity > unsold then return {'INSUFFICIENT', unsold} end

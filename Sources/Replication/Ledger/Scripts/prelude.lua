@@ -64,17 +64,12 @@ end
 -- without ids, `<units>`, reads the same). Bounded by the per-customer limit; `/me` reads a customer's
 -- orders that hold units from it, and the commit script keeps it with the same HMGET and HSET that keep the
 -- count (a sorted-set index beside the count cost 15-22% of the commit's Redis time, commit_cost.py).
-local function units_of(entry)
-  if not entry then return 0 end
+-- Answers the units and the ids part, each id after a space ('' for none); 0, '' for no entry.
+local function read_entry(entry)
+  if not entry then return 0, '' end
   local space = string.find(entry, ' ', 1, true)
-  return tonumber(space and string.sub(entry, 1, space - 1) or entry) or 0
-end
-
--- The ids part of an entry, each id after a space ('' for none).
-local function held_of(entry)
-  if not entry then return '' end
-  local space = string.find(entry, ' ', 1, true)
-  return space and string.sub(entry, space) or ''
+  if not space then return tonumber(entry) or 0, '' end
+  return tonumber(string.sub(entry, 1, space - 1)) or 0, string.sub(entry, space)
 end
 
 -- Writes a customer's entry; none once they hold no unit (then they hold no order either).
@@ -85,6 +80,12 @@ local function write_entry(customer, units, held)
   else
     redis.call('HSET', K.users, customer, string.format('%d', units) .. held)
   end
+end
+
+-- Adds a confirmed order to a customer's entry (`entry` as read by the caller).
+local function add_to_entry(customer, entry, quantity, id)
+  local units, held = read_entry(entry)
+  write_entry(customer, units + quantity, held .. ' ' .. id)
 end
 
 -- The index of past orders (`customers`, a sorted set read by lexicographic range): one member per
@@ -209,7 +210,7 @@ local function create_order(now, id, customer, quantity, key, delivery, shard, f
   redis.call('HSET', K.orders, id, order_record_json(id, customer, string.format('%d', quantity), string.format('%d', now),
     key, delivery, shard, string.format('%d', fence), instance, source))
   if key ~= '' then redis.call('HSET', K.idem, idem_field(customer, key), id) end
-  write_entry(customer, units_of(entry) + quantity, held_of(entry) .. ' ' .. id)
+  add_to_entry(customer, entry, quantity, id)
   redis.call('HINCRBY', K.stats, 'orders', 1)
   redis.call('XADD', K.outbox, '*', 'type', 'order', 'orderId', id, 'customer', customer,
     'quantity', quantity, 'at', now, 'status', 'confirmed', 'delivery', delivery, 'key', key,
@@ -220,8 +221,7 @@ end
 -- go back to the pool and the customer's count drops. The caller has set the order's new status.
 -- Everything is checked before the first write (a script's error does not undo the writes before it).
 local function release_order(order)
-  local entry = redis.call('HGET', K.users, order.c)
-  local held = held_of(entry)
+  local units, held = read_entry(redis.call('HGET', K.users, order.c))
   local at = string.find(held .. ' ', ' ' .. order.id .. ' ', 1, true)
   if at then
     held = string.sub(held, 1, at - 1) .. string.sub(held, at + #order.id + 1)
@@ -229,7 +229,7 @@ local function release_order(order)
     -- only an entry written by a version that kept the count alone lacks the order
     assert(held == '', 'a confirmed order is in its customer\'s entry')
   end
-  local units = units_of(entry) - order.q
+  units = units - order.q
   assert(units > 0 or held == '', 'a customer without units holds no order')
   local encoded = cjson.encode(order)
   redis.call('HSET', K.orders, order.id, encoded)
@@ -271,7 +271,7 @@ local function serve_waitlist(now, meta)
     local waiter = cjson.decode(redis.call('HGET', K.waiters, customer))
     local sold, pool = num(redis.call('GET', K.sold)), num(redis.call('GET', K.pool))
     local entry = redis.call('HGET', K.users, customer)
-    local bought = units_of(entry)
+    local bought = read_entry(entry)
     if bought + waiter.q > meta.limit or waiter.q > meta.stock - sold then
       redis.call('HINCRBY', K.stats, 'waitlistUnserved', 1)
       release_claim(customer, waiter)

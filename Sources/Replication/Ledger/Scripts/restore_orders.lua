@@ -9,8 +9,7 @@ for i = 0, n - 1 do
   local id, customer, quantity, status, record, key = ARGV[b + 1], ARGV[b + 2], tonumber(ARGV[b + 3]), ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]
   if redis.call('HSETNX', K.orders, id, record) == 1 then
     if status == 'confirmed' then
-      local entry = redis.call('HGET', K.users, customer)
-      write_entry(customer, units_of(entry) + quantity, held_of(entry) .. ' ' .. id)
+      add_to_entry(customer, redis.call('HGET', K.users, customer), quantity, id)
       redis.call('INCRBY', K.sold, quantity)
       confirmed, units = confirmed + 1, units + quantity
     elseif status == 'cancelled' or status == 'failed' then

@@ -79,6 +79,7 @@ struct RedisConnectionTests {
         let other = try server.connect()
         #expect(try other.send("SCRIPT", "FLUSH") == .status("OK"))
         let digest = try #require(try other.send("SCRIPT", "LOAD", script.source).string)
+        #expect(digest == script.digest)  // the connection's EVALSHA names the script as the server does
         #expect(try other.send("SCRIPT", "FLUSH") == .status("OK"))
         #expect(try other.send("SCRIPT", "EXISTS", digest) == .array([.integer(0)]))
 

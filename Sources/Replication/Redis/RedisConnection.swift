@@ -16,8 +16,8 @@ import Foundation
 public final class RedisConnection {
     public let configuration: RedisConfiguration
     private var context: UnsafeMutablePointer<redisContext>?
-    /// SHA1 of each script source loaded on the current server.
-    private var scriptDigests: [String: String] = [:]
+    /// The digests of the scripts loaded on the current server (``RedisScript/digest``).
+    private var loadedScripts: Set<String> = []
     /// How many times a fresh TCP connection was made (1 after the first command).
     public private(set) var connectCount = 0
     /// The server of the current (or last) connection: the configured one, or the primary a Sentinel named.
@@ -109,7 +109,7 @@ public final class RedisConnection {
             command.append(contentsOf: arguments)
             let reply = try send(command)
             if case .error(let message) = reply, message.hasPrefix("NOSCRIPT"), attempt == 0 {
-                scriptDigests[script.source] = nil
+                loadedScripts.remove(script.digest)
                 continue
             }
             return reply
@@ -120,23 +120,25 @@ public final class RedisConnection {
     /// Loads a script now (at start-up, so that readiness means scripts are loaded).
     @discardableResult
     public func load(_ script: RedisScript) throws(RedisError) -> String {
-        scriptDigests[script.source] = nil
+        loadedScripts.remove(script.digest)
         return try digest(of: script)
     }
 
     /// Loads a script unless this connection already loaded it on the current server.
     public func ensureLoaded(_ script: RedisScript) throws(RedisError) {
-        if scriptDigests[script.source] == nil || !isConnected { _ = try digest(of: script) }
+        if !loadedScripts.contains(script.digest) || !isConnected { _ = try digest(of: script) }
     }
 
     private func digest(of script: RedisScript) throws(RedisError) -> String {
-        if let digest = scriptDigests[script.source] { return digest }
+        if loadedScripts.contains(script.digest) { return script.digest }
         let reply = try send(RedisCommand("SCRIPT", "LOAD", script.source)).throwingServerError()
-        guard let digest = reply.string, digest.utf8.count == 40 else {
-            throw RedisError(.unexpectedReply, "SCRIPT LOAD of \(script.name) answered \(reply)")
+        // The server names a script by the SHA1 of its source: any other answer means the EVALSHA that
+        // follows would run something else, or nothing.
+        guard reply.string == script.digest else {
+            throw RedisError(.unexpectedReply, "SCRIPT LOAD of \(script.name) answered \(reply), expected \(script.digest)")
         }
-        scriptDigests[script.source] = digest
-        return digest
+        loadedScripts.insert(script.digest)
+        return script.digest
     }
 
     // MARK: Connection management
@@ -209,7 +211,7 @@ public final class RedisConnection {
         _ = redisEnableKeepAlive(fresh)
         context = fresh
         connectCount += 1
-        scriptDigests.removeAll()
+        loadedScripts.removeAll()
         do {
             if let password = configuration.password {
                 var auth = RedisCommand("AUTH")

@@ -124,14 +124,26 @@ struct RequestLogMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             let response = try await next(request, context)
-            context.logger.debug("request", metadata: ["method": "\(request.method)", "path": "\(request.uri.path)", "status": "\(response.status.code)"])
+            Self.log(request, status: response.status.code, logger: context.logger)
             return response
         } catch let error as any HTTPResponseError {
-            context.logger.debug("request", metadata: ["method": "\(request.method)", "path": "\(request.uri.path)", "status": "\(error.status.code)"])
+            Self.log(request, status: error.status.code, logger: context.logger)
             throw error
         } catch {
-            context.logger.error("request failed", metadata: ["method": "\(request.method)", "path": "\(request.uri.path)", "error": "\(error)"])
+            Self.logFailure(request, error: error, logger: context.logger)
             throw error
         }
+    }
+
+    // Not inlined into `handle`: the metadata would otherwise take room in the frame every connection
+    // task keeps (see APIRoutes.PlacedOrder).
+    @inline(never)
+    static func log(_ request: Request, status: Int, logger: Logger) {
+        logger.debug("request", metadata: ["method": "\(request.method)", "path": "\(request.uri.path)", "status": "\(status)"])
+    }
+
+    @inline(never)
+    static func logFailure(_ request: Request, error: any Error, logger: Logger) {
+        logger.error("request failed", metadata: ["method": "\(request.method)", "path": "\(request.uri.path)", "error": "\(error)"])
     }
 }

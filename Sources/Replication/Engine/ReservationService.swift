@@ -198,6 +198,12 @@ public final class ReservationService: Sendable {
         guard let idempotencyKey, !idempotencyKey.isEmpty else {
             return await reserveOnce(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: "", delivery: delivery)
         }
+        return await reserveKeyed(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: idempotencyKey, delivery: delivery)
+    }
+
+    /// An order with an idempotency key (its own function: an order without one does not carry this frame).
+    @inline(never)
+    private func reserveKeyed(saleID: String, customerID: String, quantity: Int, idempotencyKey: String, delivery: String) async -> ReservationOutcome {
         // Concurrent requests with the same key on this instance share the first one's outcome.
         // Compared as bytes (see CustomerKey): look-alike customers never share an outcome.
         let requestKey = CustomerKey("\(saleID.utf8.count):\(saleID)\(customerID.utf8.count):\(customerID)\(idempotencyKey)")
@@ -225,6 +231,7 @@ public final class ReservationService: Sendable {
         return outcome
     }
 
+    @inline(never)
     private func reserveOnce(saleID: String, customerID: String, quantity: Int, idempotencyKey: String, delivery: String) async -> ReservationOutcome {
         let sale: LocalSale
         do {
@@ -232,21 +239,8 @@ public final class ReservationService: Sendable {
         } catch {
             return .rejected(error, retryAfterSeconds: error.code == .retryLater ? 1 : nil)
         }
+        if let refused = Self.refusal(sale: sale, quantity: quantity) { return refused }
         let limit = sale.definition.perCustomerLimit
-        guard quantity >= 1, quantity <= limit else {
-            return .rejected(ReservationError(.invalidRequest, "quantity must be between 1 and \(limit)"), retryAfterSeconds: nil)
-        }
-        if let view = sale.view {
-            let window = SaleWindow(definition: sale.definition)
-            switch window.admission(nowMilliseconds: view.ledgerNowMilliseconds + Self.wallClockDrift(view), status: view.status, closedReason: view.closedReason) {
-            case .open, .notStarted:
-                break  // the ledger decides the opening instant with its own clock
-            case .ended:
-                return .rejected(Self.closedError(view.status == .closed ? view.closedReason ?? .ended : .ended), retryAfterSeconds: nil)
-            case .soldOut:
-                return .rejected(Self.closedError(.soldOut), retryAfterSeconds: nil)
-            }
-        }
         guard pending.reserve(customerID: customerID, quantity: quantity, limit: limit) else {
             return .rejected(ReservationError(.limitExceeded, "at most \(limit) units per customer"), retryAfterSeconds: nil)
         }
@@ -262,14 +256,44 @@ public final class ReservationService: Sendable {
         }
     }
 
+    /// What refuses an order before it takes a unit: a quantity out of range, or a sale this instance
+    /// already knows is over. Nil: go on. (Not inlined: see `commit`.)
+    @inline(never)
+    private static func refusal(sale: LocalSale, quantity: Int) -> ReservationOutcome? {
+        let limit = sale.definition.perCustomerLimit
+        guard quantity >= 1, quantity <= limit else {
+            return .rejected(ReservationError(.invalidRequest, "quantity must be between 1 and \(limit)"), retryAfterSeconds: nil)
+        }
+        guard let view = sale.view else { return nil }
+        let window = SaleWindow(definition: sale.definition)
+        switch window.admission(nowMilliseconds: view.ledgerNowMilliseconds + wallClockDrift(view), status: view.status, closedReason: view.closedReason) {
+        case .open, .notStarted:
+            return nil  // the ledger decides the opening instant with its own clock
+        case .ended:
+            return .rejected(closedError(view.status == .closed ? view.closedReason ?? .ended : .ended), retryAfterSeconds: nil)
+        case .soldOut:
+            return .rejected(closedError(.soldOut), retryAfterSeconds: nil)
+        }
+    }
+
     /// Commits units taken from `bucket`; answers only once the ledger decided.
+    ///
+    /// The request's task is suspended here until the batch's answer, and a connection task keeps the
+    /// frames of its deepest request (see APIRoutes.PlacedOrder): what happens after the answer is in
+    /// `settle`, not inlined, so this frame holds the commit and little else.
     private func commit(sale: LocalSale, _ request: ParkedReservation.Request, from bucket: TokenBucket) async -> ReservationOutcome {
+        let commit = PendingCommit(orderID: request.orderID, shardID: bucket.shardID, fence: bucket.fence, customerID: request.customerID,
+                                   quantity: request.quantity, idempotencyKey: request.idempotencyKey, delivery: request.delivery)
+        let outcome = await committer.commit(saleID: sale.definition.id, commit)
+        return settle(outcome, sale: sale, request, from: bucket)
+    }
+
+    @inline(never)
+    private func settle(_ outcome: CommitOutcome, sale: LocalSale, _ request: ParkedReservation.Request, from bucket: TokenBucket) -> ReservationOutcome {
         let saleID = sale.definition.id
         let limit = sale.definition.perCustomerLimit
         let quantity = request.quantity
-        let commit = PendingCommit(orderID: request.orderID, shardID: bucket.shardID, fence: bucket.fence, customerID: request.customerID,
-                                   quantity: quantity, idempotencyKey: request.idempotencyKey, delivery: request.delivery)
-        switch await committer.commit(saleID: saleID, commit) {
+        switch outcome {
         case .committed(let createdAt):
             return .confirmed(OrderRecord(
                 orderID: request.orderID, customerID: request.customerID, quantity: quantity, createdAtMilliseconds: createdAt,

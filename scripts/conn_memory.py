@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""What a connection costs the server in memory, measured from outside.
+
+One `flashsale serve` (engine path) and a real redis-server (crowd.Topology). The script opens --connections
+keep-alive connections to it, then reads the server's resident memory (VmRSS from /proc/PID/status) after each
+step:
+
+1. the connections are open and idle (accepted, nothing sent);
+2. each connection has had one `GET /healthz` answered;
+3. each connection has had one order answered (`POST /sales/{id}/orders`, every connection a different
+   customer, so every order is a 201 that went through the ledger);
+4. a second order from each connection's customer (the same work again: memory should not grow further);
+5. an order from a new customer on each connection (what the customers cost, not the connections);
+6. every connection is closed (what the allocator keeps for the next crowd).
+
+Each step reports the growth over the step before and per connection. The per-connection figures are what
+FLASHSALE_MAX_CONNECTIONS and the pod's memory limit are sized with (README, "Capacity").
+
+    python scripts/conn_memory.py --bin .build/release/flashsale --connections 5000
+"""
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import crowd  # noqa: E402
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS for pid %d" % pid)
+
+
+def read_answer(sock, deadline):
+    """One HTTP/1.1 answer (Content-Length bodies only, as the server sends): its status."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        sock.settimeout(max(0.1, deadline - time.time()))
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise RuntimeError("the server closed a connection mid-answer")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    while len(body) < length:
+        sock.settimeout(max(0.1, deadline - time.time()))
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise RuntimeError("the server closed a connection mid-body")
+        body += chunk
+    return int(head.split(b" ", 2)[1])
+
+
+def round_trip(socks, requests, timeout):
+    """Send each connection its request, then read every answer: the statuses by count."""
+    for sock, request in zip(socks, requests):
+        sock.sendall(request)
+    deadline = time.time() + timeout
+    statuses = {}
+    for sock in socks:
+        status = read_answer(sock, deadline)
+        statuses[status] = statuses.get(status, 0) + 1
+    return statuses
+
+
+def settle(pid, seconds=1.5):
+    time.sleep(seconds)
+    return rss_kib(pid)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bin", default=".build/release/flashsale")
+    parser.add_argument("--connections", type=int, default=5000)
+    parser.add_argument("--timeout", type=float, default=60.0, help="bound on each step's answers (seconds)")
+    parser.add_argument("--report", help="also write the figures as JSON here")
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if args.connections + 64 > hard:
+        parser.error("--connections %d needs more open files than the hard limit %d" % (args.connections, hard))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    procs = crowd.Processes()
+    workdir = tempfile.mkdtemp(prefix="conn-memory-")
+    socks = []
+    try:
+        topology = crowd.Topology(procs, os.path.abspath(args.bin), workdir, 1, "engine")
+        pid = topology.instances[0].pid
+        admin = crowd.token("memory-admin", admin=True)
+        sale_id = "memory-%s" % os.urandom(3).hex()
+        starts_ms = int(time.time() * 1000) + 1000
+        status, body = crowd.request(topology.port, "POST", "/admin/sales", bearer=admin, body={
+            "id": sale_id, "name": "memory", "stock": 4 * args.connections, "startsAt": crowd.rfc3339_ms(starts_ms),
+            "durationSeconds": 600, "perCustomerLimit": 2})
+        if status != 201:
+            raise RuntimeError("POST /admin/sales answered %s: %s" % (status, body))
+        time.sleep(max(0.0, starts_ms / 1000 - time.time()) + 0.2)
+
+        steps = [("started (readiness probes only)", settle(pid, 0.5), None)]
+        for _ in range(args.connections):
+            socks.append(socket.create_connection(("127.0.0.1", topology.port)))
+        steps.append(("%d connections open, idle" % args.connections, settle(pid), None))
+        healthz = b"GET /healthz HTTP/1.1\r\nHost: memory\r\n\r\n"
+        statuses = round_trip(socks, [healthz] * len(socks), args.timeout)
+        steps.append(("after one GET /healthz on each", settle(pid), statuses))
+        body = crowd.BODY.encode()
+        orders = []
+        for index in range(len(socks)):
+            orders.append(("POST /sales/%s/orders HTTP/1.1\r\nHost: memory\r\nAuthorization: Bearer %s\r\n"
+                           "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                           % (sale_id, crowd.token(crowd.customer_name(index)), len(body))).encode() + body)
+        statuses = round_trip(socks, orders, args.timeout)
+        steps.append(("after one order on each (a different customer each)", settle(pid), statuses))
+        statuses = round_trip(socks, orders, args.timeout)
+        steps.append(("after a second order on each", settle(pid), statuses))
+        others = []
+        for index in range(len(socks)):
+            others.append(("POST /sales/%s/orders HTTP/1.1\r\nHost: memory\r\nAuthorization: Bearer %s\r\n"
+                           "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                           % (sale_id, crowd.token(crowd.customer_name(len(socks) + index)), len(body))).encode() + body)
+        statuses = round_trip(socks, others, args.timeout)
+        steps.append(("after an order of a new customer on each (customers' state, not connections')",
+                      settle(pid), statuses))
+        for sock in socks:
+            sock.close()
+        socks = []
+        steps.append(("all connections closed", settle(pid, 3.0), None))
+    finally:
+        for sock in socks:
+            sock.close()
+        procs.stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print("server resident memory (VmRSS) after each step, %d connections:" % args.connections)
+    print("| step | RSS MiB | growth MiB | growth per connection KiB | answers |")
+    print("|---|---|---|---|---|")
+    previous = None
+    for name, rss, statuses in steps:
+        growth = "" if previous is None else "%.1f" % ((rss - previous) / 1024)
+        per = "" if previous is None else "%.1f" % ((rss - previous) / args.connections)
+        answers = "" if statuses is None else ", ".join("%d x%d" % (s, n) for s, n in sorted(statuses.items()))
+        print("| %s | %.1f | %s | %s | %s |" % (name, rss / 1024, growth, per, answers))
+        previous = rss
+    served = steps[4][1] - steps[0][1]
+    print("per connection that has served orders: %.1f KiB (after the second order, over the start)" % (served / args.connections))
+    if args.report:
+        with open(args.report, "w") as handle:
+            json.dump({"connections": args.connections, "bin": args.bin,
+                       "steps": [{"step": n, "rssKiB": r, "answers": s} for n, r, s in steps],
+                       "perConnectionKiB": served / args.connections}, handle, indent=2)
+    failed = [s for _, _, s in steps if s and any(code >= 500 for code in s)]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -161,6 +161,11 @@ struct ServeCommand: AsyncParsableCommand {
             }
             serverConfiguration.outbox.retentionSeconds = seconds
         }
+        logger.info("connection cap", metadata: [
+            "maxConnections": "\(serverConfiguration.maxConnections)",
+            "from": "\(environment["FLASHSALE_MAX_CONNECTIONS"] == nil ? "the open-file and memory limits" : "FLASHSALE_MAX_CONNECTIONS")",
+            "memoryLimitBytes": "\(ContainerMemory.limitBytes().map(String.init) ?? "none")",
+        ])
         let application = FlashSaleApplication.build(configuration: serverConfiguration, logger: logger)
         try await application.runService()
         logger.info("stopped")

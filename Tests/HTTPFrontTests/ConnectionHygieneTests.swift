@@ -167,6 +167,35 @@ struct ConnectionHygieneTests {
     // Beyond the connection cap a new connection is answered 503 RETRY_LATER with Retry-After and closed;
     // once one closes, a new one is served again. (The test client may hold a connection of its own, so
     // the test opens connections one at a time until the first refusal.)
+    // The default cap fits the connections in a container's memory limit beside the reserve, and stays
+    // below the open-file limit; a limit file reads as bytes, or as no limit.
+    @Test func defaultCapFollowsTheMemoryAndOpenFileLimits() throws {
+        let perConnection = ConnectionLimits.memoryPerConnection, reserve = ConnectionLimits.memoryReserve
+        #expect(perConnection >= 46 * 1_024, "below what scripts/conn_memory.py measured")
+        #expect(ConnectionLimits.defaultMaxConnections(openFiles: 1_048_576, memoryLimitBytes: 1 << 30) == ((1 << 30) - reserve) / perConnection)
+        #expect(ConnectionLimits.defaultMaxConnections(openFiles: 1_048_576, memoryLimitBytes: 1 << 30) == 12_288)
+        #expect(ConnectionLimits.defaultMaxConnections(openFiles: 1_048_576, memoryLimitBytes: 4 << 30) == 50_000)
+        #expect(ConnectionLimits.defaultMaxConnections(openFiles: 20_000, memoryLimitBytes: 4 << 30) == 19_744)
+        #expect(ConnectionLimits.defaultMaxConnections(openFiles: 20_000, memoryLimitBytes: nil) == 19_744)
+        #expect(ConnectionLimits.defaultMaxConnections(openFiles: nil, memoryLimitBytes: nil) == 50_000)
+        #expect(ConnectionLimits.defaultMaxConnections(openFiles: 100, memoryLimitBytes: 200 << 20) == 64)
+
+        #expect(ContainerMemory.limit(parsing: "1073741824\n") == 1 << 30)
+        #expect(ContainerMemory.limit(parsing: "max\n") == nil)
+        #expect(ContainerMemory.limit(parsing: "9223372036854771712\n") == nil)
+        #expect(ContainerMemory.limit(parsing: "") == nil)
+        #expect(ContainerMemory.limit(parsing: "-1") == nil)
+
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("cgroup-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: root) }
+        try FileManager.default.createDirectory(at: root.appendingPathComponent("memory"), withIntermediateDirectories: true)
+        #expect(ContainerMemory.limitBytes(root: root.path) == nil)
+        try "536870912\n".write(to: root.appendingPathComponent("memory/memory.limit_in_bytes"), atomically: true, encoding: .utf8)
+        #expect(ContainerMemory.limitBytes(root: root.path) == 512 << 20, "cgroup v1")
+        try "1073741824\n".write(to: root.appendingPathComponent("memory.max"), atomically: true, encoding: .utf8)
+        #expect(ContainerMemory.limitBytes(root: root.path) == 1 << 30, "cgroup v2 first")
+    }
+
     @Test func connectionCap() async throws {
         let fixture = try HTTPFixture()
         let cap = 3

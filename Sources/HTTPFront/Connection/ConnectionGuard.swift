@@ -31,16 +31,56 @@ public struct ConnectionLimits: Sendable, Hashable {
         self.maxHeaderBytes = maxHeaderBytes
     }
 
-    /// Below the process's open-file limit (with room for Redis, MongoDB and log files), at most 50,000.
+    /// What one connection may take from memory, to size the default cap: scripts/conn_memory.py measures
+    /// 46 KiB once a connection has placed orders (an idle one 12 KiB); this leaves room above that. A
+    /// TLS connection adds its session and record buffers, which that script does not measure.
+    public static let memoryPerConnection = 64 * 1_024
+    /// Memory kept for everything but connections (the process at rest, sales, queues, the allocator's slack).
+    public static let memoryReserve = 256 * 1_024 * 1_024
+
+    /// The default cap: below the process's open-file limit (with room for Redis, MongoDB and log files);
+    /// under a container memory limit, no more connections than fit in it beside `memoryReserve` (a crowd
+    /// beyond that gets 503 `RETRY_LATER` on its extra connections instead of the pod being OOM-killed
+    /// with every connection on it); at most 50,000.
     public static var defaultMaxConnections: Int {
+        defaultMaxConnections(openFiles: openFileLimit, memoryLimitBytes: ContainerMemory.limitBytes())
+    }
+
+    static func defaultMaxConnections(openFiles: Int?, memoryLimitBytes: Int?) -> Int {
+        var cap = 50_000
+        if let openFiles { cap = min(cap, openFiles - 256) }
+        if let memoryLimitBytes { cap = min(cap, (memoryLimitBytes - memoryReserve) / memoryPerConnection) }
+        return max(64, cap)
+    }
+
+    /// The soft open-file limit; nil when unlimited.
+    static var openFileLimit: Int? {
         var limit = rlimit()
         #if os(Linux)
         let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
         #else
         let resource = RLIMIT_NOFILE
         #endif
-        guard getrlimit(resource, &limit) == 0, limit.rlim_cur < 1_000_000_000 else { return 50_000 }
-        return max(64, min(50_000, Int(limit.rlim_cur) - 256))
+        guard getrlimit(resource, &limit) == 0, limit.rlim_cur < 1_000_000_000 else { return nil }
+        return Int(limit.rlim_cur)
+    }
+}
+
+/// The memory limit of the container (cgroup) this process runs in, as Kubernetes sets it from
+/// `resources.limits.memory`.
+public enum ContainerMemory {
+    /// cgroup v2 (`memory.max`), then cgroup v1 (`memory.limit_in_bytes`); nil when neither sets a limit.
+    public static func limitBytes(root: String = "/sys/fs/cgroup") -> Int? {
+        for file in ["\(root)/memory.max", "\(root)/memory/memory.limit_in_bytes"] {
+            if let text = try? String(contentsOfFile: file, encoding: .utf8) { return limit(parsing: text) }
+        }
+        return nil
+    }
+
+    /// A limit file's text: bytes, or nil for `max` (v2) or v1's "unlimited" (a page-rounded 2^63 - 1).
+    public static func limit(parsing text: String) -> Int? {
+        guard let bytes = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), bytes > 0, bytes < 1 << 60 else { return nil }
+        return bytes
     }
 }
 

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 @testable import Replication
 import Testing
@@ -26,6 +27,19 @@ struct FieldCipherTests {
             let body = value.dropFirst("fs1.k1.".count)
             #expect(Base64URL.decode(body.utf8)?.count == 12 + text.utf8.count + 16, "\(text.prefix(8))")
         }
+    }
+
+    // AES-GCM must never see a nonce twice under one key. Two tasks draw more than a page of the pool each
+    // (341 nonces per 4 KiB), so their draws and refills interleave: every nonce is 12 bytes and unique.
+    @Test func sealNoncesNeverRepeat() async throws {
+        let drawn = try await withThrowingTaskGroup(of: [Data].self) { group in
+            for _ in 0..<2 {
+                group.addTask { try (0..<3_000).map { _ in try FieldCipher.freshNonce().withUnsafeBytes { Data($0) } } }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(drawn.count == 6_000 && drawn.allSatisfy { $0.count == 12 })
+        #expect(Set(drawn).count == drawn.count)
     }
 
     @Test func rotatedKeysStillOpenOldValues() throws {

@@ -28,6 +28,12 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("Delivery seal (AES-GCM, base64url on bytes)", configuration: micro) { benchmark in
         for _ in benchmark.scaledIterations { blackHole(try? cipher.seal(delivery, context: "delivery/sale/customer-00042")) }
     }
+    Benchmark("Seal nonce (page of kernel randomness)", configuration: micro) { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(try? FieldCipher.freshNonce()) }
+    }
+    Benchmark("Seal nonce (AES.GCM.Nonce(), baseline)", configuration: micro) { benchmark in
+        for _ in benchmark.scaledIterations { blackHole(AES.GCM.Nonce()) }
+    }
     Benchmark("Delivery seal (Foundation baseline)", configuration: micro) { benchmark in
         for _ in benchmark.scaledIterations {
             let box = try? AES.GCM.seal(Data(delivery.utf8), using: SymmetricKey(size: .bits256), authenticating: Data("delivery/sale/customer-00042".utf8))

@@ -59,7 +59,8 @@ public struct FieldCipher: Sendable {
         do {
             box = try plaintext.withUTF8 { text in
                 try context.withUTF8 { associated in
-                    try AES.GCM.seal(UnsafeRawBufferPointer(text), using: sealingKey.key, authenticating: UnsafeRawBufferPointer(associated))
+                    try AES.GCM.seal(UnsafeRawBufferPointer(text), using: sealingKey.key, nonce: try Self.freshNonce(),
+                                     authenticating: UnsafeRawBufferPointer(associated))
                 }
             }
         } catch {
@@ -68,6 +69,17 @@ public struct FieldCipher: Sendable {
         guard let combined = box.combined else { throw FieldCipherError("AES-GCM produced no combined form") }
         return sealedHead.withUnsafeBufferPointer { head in
             combined.withUnsafeBytes { Base64URL.encode(buffer: $0.bindMemory(to: UInt8.self), after: head) }
+        }
+    }
+
+    /// A random 96-bit nonce, the size AES-GCM takes without hashing. Drawn from the process's page of kernel
+    /// randomness (each byte used once, see `RandomPool`) rather than by `AES.GCM.Nonce()`, which asks the
+    /// kernel twice per seal (`SystemRandomNumberGenerator`, eight bytes per `getrandom`).
+    public static func freshNonce() throws -> AES.GCM.Nonce {
+        let bits: (UInt64, UInt32) = RandomPool.shared.next96()
+        return try withUnsafeBytes(of: bits) { bytes in
+            assert(bytes.count == 12, "a 96-bit nonce")
+            return try AES.GCM.Nonce(data: bytes)
         }
     }
 

@@ -2,7 +2,7 @@
 # `make bench`: the package-benchmark microbenchmarks, then the order paths under wrk (healthz = the HTTP
 # ceiling, noop = the front alone, engine, direct = the textbook design), alternated, several rounds, with
 # CPU per order of the server, redis-server and wrk; the engine's perf profile; the reference crowd on 1 and 3
-# instances and the open-loop bar. Medians and ratios go to BENCHMARKS.md. Bounded: every step has a timeout.
+# instances, the open-loop bar and the memory a connection costs. Medians and ratios go to BENCHMARKS.md. Bounded: every step has a timeout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,6 +33,10 @@ done
 for rate in ${BENCH_OPEN_RATES:-2000 5000}; do
   timeout 600 .venv/bin/python scripts/crowd.py --bin "$BIN" --open-loop --instances 1 --rate "$rate" --report-dir "$OUT/crowd" | tee -a "$OUT/crowd-wrk.txt"
 done
+
+# What a connection costs in memory (VmRSS of one engine instance, step by step).
+timeout 300 .venv/bin/python scripts/conn_memory.py --bin "$BIN" --connections "${BENCH_MEMORY_CONNECTIONS:-5000}" \
+  --report "$OUT/conn-memory.json" | tee "$OUT/conn-memory.txt"
 
 python3 scripts/bench_report.py "$OUT" > BENCHMARKS.md
 echo "bench: wrote BENCHMARKS.md"

@@ -114,6 +114,22 @@ if opens:
                 fmt((r.get("ceiling") or {}).get("wrkRequestsPerSecond"))))
     print()
 
+memory = os.path.join(OUT, "conn-memory.json")
+if os.path.exists(memory):
+    report = json.load(open(memory))
+    print("## What a connection costs in memory\n")
+    print("`scripts/conn_memory.py --connections %d`: one engine instance and a real redis-server; the server's VmRSS after" % report["connections"])
+    print("each step, all connections doing the step together (sizes the connection cap: README, \"Connections and memory\"):\n")
+    print("| step | RSS MiB | growth per connection KiB | answers |")
+    print("|---|---|---|---|")
+    previous = None
+    for step in report["steps"]:
+        answers = ", ".join("%s x%s" % (k, v) for k, v in sorted((step.get("answers") or {}).items()))
+        per = "" if previous is None else "%.1f" % ((step["rssKiB"] - previous) / report["connections"])
+        print("| %s | %.1f | %s | %s |" % (step["step"], step["rssKiB"] / 1024, per, answers))
+        previous = step["rssKiB"]
+    print("\nA connection that has placed orders: %.1f KiB.\n" % report["perConnectionKiB"])
+
 profile = os.path.join(OUT, "profile-engine-groups.txt")
 if os.path.exists(profile):
     print("## Where an order's server CPU goes (engine, perf)\n")

@@ -49,7 +49,10 @@ struct JSONObject: Equatable {
         /// The object at `index` (which holds `{`).
         private mutating func object(depth: Int) -> [String: Value]? {
             guard depth <= 16, take(UInt8(ascii: "{")) else { return nil }
+            // Room for six members at once: a token's claims and an order's objects have two to five, and a
+            // dictionary grown one insert at a time reallocates at the 2nd and 4th member.
             var members: [String: Value] = [:]
+            members.reserveCapacity(Swift.min(6, maxMembers))
             skipSpace()
             if take(UInt8(ascii: "}")) { return members }
             while true {
@@ -58,8 +61,9 @@ struct JSONObject: Equatable {
                 skipSpace()
                 guard take(UInt8(ascii: ":")) else { return nil }
                 skipSpace()
-                guard let value = value(depth: depth), members[name] == nil, members.count < maxMembers else { return nil }
-                members[name] = value
+                // A duplicate name refuses the whole object (so the value it replaced is never read).
+                guard let value = value(depth: depth), members.count < maxMembers,
+                      members.updateValue(value, forKey: name) == nil else { return nil }
                 skipSpace()
                 if take(UInt8(ascii: ",")) { continue }
                 return take(UInt8(ascii: "}")) ? members : nil

@@ -124,11 +124,14 @@ if os.path.exists(memory):
     print("|---|---|---|---|")
     previous = None
     for step in report["steps"]:
+        if step["step"].startswith("a fresh server"):
+            previous = None
         answers = ", ".join("%s x%s" % (k, v) for k, v in sorted((step.get("answers") or {}).items()))
         per = "" if previous is None else "%.1f" % ((step["rssKiB"] - previous) / report["connections"])
         print("| %s | %.1f | %s | %s |" % (step["step"], step["rssKiB"] / 1024, per, answers))
         previous = step["rssKiB"]
-    print("\nA connection that has placed orders: %.1f KiB.\n" % report["perConnectionKiB"])
+    print("\nA connection that has placed orders: %.1f KiB; a live socket: %s KiB.\n"
+          % (report["perConnectionKiB"], "%.1f" % report["perLiveSocketKiB"] if "perLiveSocketKiB" in report else "-"))
 
 profile = os.path.join(OUT, "profile-engine-groups.txt")
 if os.path.exists(profile):

@@ -11,7 +11,10 @@ step:
    customer, so every order is a 201 that went through the ledger);
 4. a second order from each connection's customer (the same work again: memory should not grow further);
 5. an order from a new customer on each connection (what the customers cost, not the connections);
-6. every connection is closed (what the allocator keeps for the next crowd).
+6. every connection is closed (what the allocator keeps for the next crowd);
+7. on a fresh server (the first one's allocator keeps what its connections freed), as many live sockets
+   (`GET /sales/{id}/live`, the WebSocket each open sale page holds), each a different viewer, the stock
+   frame read on each; then they are closed.
 
 Each step reports the growth over the step before and per connection. The per-connection figures are what
 FLASHSALE_MAX_CONNECTIONS and the pod's memory limit are sized with (README, "Capacity").
@@ -19,6 +22,7 @@ FLASHSALE_MAX_CONNECTIONS and the pod's memory limit are sized with (README, "Ca
     python scripts/conn_memory.py --bin .build/release/flashsale --connections 5000
 """
 import argparse
+import base64
 import json
 import os
 import resource
@@ -64,6 +68,32 @@ def read_answer(sock, deadline):
     return int(head.split(b" ", 2)[1])
 
 
+def read_upgrade_and_frame(sock, deadline):
+    """The 101 answer to a WebSocket handshake, then the first (unmasked, server-sent) frame: True if both came."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        sock.settimeout(max(0.1, deadline - time.time()))
+        chunk = sock.recv(65536)
+        if not chunk:
+            return False
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        return False
+    while True:
+        if len(rest) >= 2:
+            length, offset = rest[1] & 0x7F, 2
+            if length == 126 and len(rest) >= 4:
+                length, offset = int.from_bytes(rest[2:4], "big"), 4
+            if length < 127 and len(rest) >= offset + length:
+                return True
+        sock.settimeout(max(0.1, deadline - time.time()))
+        chunk = sock.recv(65536)
+        if not chunk:
+            return False
+        rest += chunk
+
+
 def round_trip(socks, requests, timeout):
     """Send each connection its request, then read every answer: the statuses by count."""
     for sock, request in zip(socks, requests):
@@ -79,6 +109,52 @@ def round_trip(socks, requests, timeout):
 def settle(pid, seconds=1.5):
     time.sleep(seconds)
     return rss_kib(pid)
+
+
+def open_sale(topology, connections):
+    admin = crowd.token("memory-admin", admin=True)
+    sale_id = "memory-%s" % os.urandom(3).hex()
+    starts_ms = int(time.time() * 1000) + 1000
+    status, body = crowd.request(topology.port, "POST", "/admin/sales", bearer=admin, body={
+        "id": sale_id, "name": "memory", "stock": 4 * connections, "startsAt": crowd.rfc3339_ms(starts_ms),
+        "durationSeconds": 600, "perCustomerLimit": 2})
+    if status != 201:
+        raise RuntimeError("POST /admin/sales answered %s: %s" % (status, body))
+    time.sleep(max(0.0, starts_ms / 1000 - time.time()) + 0.2)
+    return sale_id
+
+
+def measure_live(args):
+    """A fresh server (the first one's allocator keeps the freed memory of its connections, which live sockets
+    would reuse): as many live sockets as connections, each a different viewer, the stock frame read on each."""
+    procs = crowd.Processes()
+    workdir = tempfile.mkdtemp(prefix="conn-memory-live-")
+    socks = []
+    steps = []
+    try:
+        topology = crowd.Topology(procs, os.path.abspath(args.bin), workdir, 1, "engine")
+        pid = topology.instances[0].pid
+        sale_id = open_sale(topology, args.connections)
+        steps.append(("a fresh server, started", settle(pid, 0.5), None))
+        for index in range(args.connections):
+            sock = socket.create_connection(("127.0.0.1", topology.port))
+            socks.append(sock)
+            sock.sendall(("GET /sales/%s/live?access_token=%s HTTP/1.1\r\nHost: memory\r\nUpgrade: websocket\r\n"
+                          "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n"
+                          % (sale_id, crowd.token("viewer-%d" % index), base64.b64encode(os.urandom(16)).decode())).encode())
+        deadline = time.time() + args.timeout
+        upgraded = sum(1 for sock in socks if read_upgrade_and_frame(sock, deadline))
+        steps.append(("%d live sockets open (the stock frame read on each)" % args.connections, settle(pid), {101: upgraded}))
+        for sock in socks:
+            sock.close()
+        socks = []
+        steps.append(("live sockets closed", settle(pid, 3.0), None))
+    finally:
+        for sock in socks:
+            sock.close()
+        procs.stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+    return steps
 
 
 def main():
@@ -99,15 +175,7 @@ def main():
     try:
         topology = crowd.Topology(procs, os.path.abspath(args.bin), workdir, 1, "engine")
         pid = topology.instances[0].pid
-        admin = crowd.token("memory-admin", admin=True)
-        sale_id = "memory-%s" % os.urandom(3).hex()
-        starts_ms = int(time.time() * 1000) + 1000
-        status, body = crowd.request(topology.port, "POST", "/admin/sales", bearer=admin, body={
-            "id": sale_id, "name": "memory", "stock": 4 * args.connections, "startsAt": crowd.rfc3339_ms(starts_ms),
-            "durationSeconds": 600, "perCustomerLimit": 2})
-        if status != 201:
-            raise RuntimeError("POST /admin/sales answered %s: %s" % (status, body))
-        time.sleep(max(0.0, starts_ms / 1000 - time.time()) + 0.2)
+        sale_id = open_sale(topology, args.connections)
 
         steps = [("started (readiness probes only)", settle(pid, 0.5), None)]
         for _ in range(args.connections):
@@ -138,30 +206,38 @@ def main():
             sock.close()
         socks = []
         steps.append(("all connections closed", settle(pid, 3.0), None))
+
     finally:
         for sock in socks:
             sock.close()
         procs.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
 
+    live = measure_live(args)
+    steps += live
+
     print("server resident memory (VmRSS) after each step, %d connections:" % args.connections)
     print("| step | RSS MiB | growth MiB | growth per connection KiB | answers |")
     print("|---|---|---|---|---|")
     previous = None
     for name, rss, statuses in steps:
+        if name.startswith("a fresh server"):
+            previous = None
         growth = "" if previous is None else "%.1f" % ((rss - previous) / 1024)
         per = "" if previous is None else "%.1f" % ((rss - previous) / args.connections)
         answers = "" if statuses is None else ", ".join("%d x%d" % (s, n) for s, n in sorted(statuses.items()))
         print("| %s | %.1f | %s | %s | %s |" % (name, rss / 1024, growth, per, answers))
         previous = rss
     served = steps[4][1] - steps[0][1]
+    live_socket = (steps[8][1] - steps[7][1]) / args.connections
+    print("per live socket: %.1f KiB (on a fresh server)" % live_socket)
     print("per connection that has served orders: %.1f KiB (after the second order, over the start)" % (served / args.connections))
     if args.report:
         with open(args.report, "w") as handle:
             json.dump({"connections": args.connections, "bin": args.bin,
                        "steps": [{"step": n, "rssKiB": r, "answers": s} for n, r, s in steps],
-                       "perConnectionKiB": served / args.connections}, handle, indent=2)
-    failed = [s for _, _, s in steps if s and any(code >= 500 for code in s)]
+                       "perConnectionKiB": served / args.connections, "perLiveSocketKiB": live_socket}, handle, indent=2)
+    failed = [s for _, _, s in steps if s and any(code >= 500 or (code == 101 and n < args.connections) for code, n in s.items())]
     return 1 if failed else 0
 
 

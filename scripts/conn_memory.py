@@ -23,6 +23,7 @@ FLASHSALE_MAX_CONNECTIONS and the pod's memory limit are sized with (README, "Ca
 """
 import argparse
 import base64
+import contextlib
 import json
 import os
 import resource
@@ -44,40 +45,40 @@ def rss_kib(pid):
     raise RuntimeError("no VmRSS for pid %d" % pid)
 
 
-def read_answer(sock, deadline):
-    """One HTTP/1.1 answer (Content-Length bodies only, as the server sends): its status."""
+def receive(sock, deadline, what):
+    """The next bytes from `sock` before `deadline`; the server closing it is an error naming `what`."""
+    sock.settimeout(max(0.1, deadline - time.time()))
+    chunk = sock.recv(65536)
+    if not chunk:
+        raise RuntimeError("the server closed a connection mid-%s" % what)
+    return chunk
+
+
+def read_head(sock, deadline):
+    """An HTTP/1.1 answer's head, and the bytes received after it."""
     data = b""
     while b"\r\n\r\n" not in data:
-        sock.settimeout(max(0.1, deadline - time.time()))
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise RuntimeError("the server closed a connection mid-answer")
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+        data += receive(sock, deadline, "head")
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def read_answer(sock, deadline):
+    """One HTTP/1.1 answer (Content-Length bodies only, as the server sends): its status."""
+    head, body = read_head(sock, deadline)
     length = 0
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
             length = int(value.strip())
     while len(body) < length:
-        sock.settimeout(max(0.1, deadline - time.time()))
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise RuntimeError("the server closed a connection mid-body")
-        body += chunk
+        body += receive(sock, deadline, "body")
     return int(head.split(b" ", 2)[1])
 
 
 def read_upgrade_and_frame(sock, deadline):
     """The 101 answer to a WebSocket handshake, then the first (unmasked, server-sent) frame: True if both came."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        sock.settimeout(max(0.1, deadline - time.time()))
-        chunk = sock.recv(65536)
-        if not chunk:
-            return False
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
+    head, rest = read_head(sock, deadline)
     if not head.startswith(b"HTTP/1.1 101"):
         return False
     while True:
@@ -87,11 +88,7 @@ def read_upgrade_and_frame(sock, deadline):
                 length, offset = int.from_bytes(rest[2:4], "big"), 4
             if length < 127 and len(rest) >= offset + length:
                 return True
-        sock.settimeout(max(0.1, deadline - time.time()))
-        chunk = sock.recv(65536)
-        if not chunk:
-            return False
-        rest += chunk
+        rest += receive(sock, deadline, "frame")
 
 
 def round_trip(socks, requests, timeout):
@@ -111,33 +108,77 @@ def settle(pid, seconds=1.5):
     return rss_kib(pid)
 
 
-def open_sale(topology, connections):
-    admin = crowd.token("memory-admin", admin=True)
-    sale_id = "memory-%s" % os.urandom(3).hex()
-    starts_ms = int(time.time() * 1000) + 1000
-    status, body = crowd.request(topology.port, "POST", "/admin/sales", bearer=admin, body={
-        "id": sale_id, "name": "memory", "stock": 4 * connections, "startsAt": crowd.rfc3339_ms(starts_ms),
-        "durationSeconds": 600, "perCustomerLimit": 2})
-    if status != 201:
-        raise RuntimeError("POST /admin/sales answered %s: %s" % (status, body))
-    time.sleep(max(0.0, starts_ms / 1000 - time.time()) + 0.2)
-    return sale_id
+@contextlib.contextmanager
+def fresh_server(args):
+    """One engine instance and its redis-server, an open sale, and the sockets the caller opens: all stopped
+    and closed on the way out, whatever happened."""
+    procs = crowd.Processes()
+    workdir = tempfile.mkdtemp(prefix="conn-memory-")
+    socks = []
+    try:
+        topology = crowd.Topology(procs, os.path.abspath(args.bin), workdir, 1, "engine")
+        admin = crowd.token("memory-admin", admin=True)
+        sale_id = "memory-%s" % os.urandom(3).hex()
+        starts_ms = int(time.time() * 1000) + 1000
+        status, body = crowd.request(topology.port, "POST", "/admin/sales", bearer=admin, body={
+            "id": sale_id, "name": "memory", "stock": 4 * args.connections, "startsAt": crowd.rfc3339_ms(starts_ms),
+            "durationSeconds": 600, "perCustomerLimit": 2})
+        if status != 201:
+            raise RuntimeError("POST /admin/sales answered %s: %s" % (status, body))
+        time.sleep(max(0.0, starts_ms / 1000 - time.time()) + 0.2)
+        yield topology.port, topology.instances[0].pid, sale_id, socks
+    finally:
+        for sock in socks:
+            sock.close()
+        procs.stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def close_all(socks):
+    for sock in socks:
+        sock.close()
+    del socks[:]
+
+
+def order_request(sale_id, customer):
+    body = crowd.BODY.encode()
+    return ("POST /sales/%s/orders HTTP/1.1\r\nHost: memory\r\nAuthorization: Bearer %s\r\n"
+            "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+            % (sale_id, crowd.token(customer), len(body))).encode() + body
+
+
+def measure_connections(args):
+    steps = []
+    with fresh_server(args) as (port, pid, sale_id, socks):
+        steps.append(("started (readiness probes only)", settle(pid, 0.5), None))
+        for _ in range(args.connections):
+            socks.append(socket.create_connection(("127.0.0.1", port)))
+        steps.append(("%d connections open, idle" % args.connections, settle(pid), None))
+        healthz = b"GET /healthz HTTP/1.1\r\nHost: memory\r\n\r\n"
+        statuses = round_trip(socks, [healthz] * len(socks), args.timeout)
+        steps.append(("after one GET /healthz on each", settle(pid), statuses))
+        orders = [order_request(sale_id, crowd.customer_name(index)) for index in range(len(socks))]
+        statuses = round_trip(socks, orders, args.timeout)
+        steps.append(("after one order on each (a different customer each)", settle(pid), statuses))
+        statuses = round_trip(socks, orders, args.timeout)
+        steps.append(("after a second order on each", settle(pid), statuses))
+        others = [order_request(sale_id, crowd.customer_name(len(socks) + index)) for index in range(len(socks))]
+        statuses = round_trip(socks, others, args.timeout)
+        steps.append(("after an order of a new customer on each (customers' state, not connections')",
+                      settle(pid), statuses))
+        close_all(socks)
+        steps.append(("all connections closed", settle(pid, 3.0), None))
+    return steps
 
 
 def measure_live(args):
     """A fresh server (the first one's allocator keeps the freed memory of its connections, which live sockets
     would reuse): as many live sockets as connections, each a different viewer, the stock frame read on each."""
-    procs = crowd.Processes()
-    workdir = tempfile.mkdtemp(prefix="conn-memory-live-")
-    socks = []
     steps = []
-    try:
-        topology = crowd.Topology(procs, os.path.abspath(args.bin), workdir, 1, "engine")
-        pid = topology.instances[0].pid
-        sale_id = open_sale(topology, args.connections)
+    with fresh_server(args) as (port, pid, sale_id, socks):
         steps.append(("a fresh server, started", settle(pid, 0.5), None))
         for index in range(args.connections):
-            sock = socket.create_connection(("127.0.0.1", topology.port))
+            sock = socket.create_connection(("127.0.0.1", port))
             socks.append(sock)
             sock.sendall(("GET /sales/%s/live?access_token=%s HTTP/1.1\r\nHost: memory\r\nUpgrade: websocket\r\n"
                           "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n"
@@ -145,15 +186,8 @@ def measure_live(args):
         deadline = time.time() + args.timeout
         upgraded = sum(1 for sock in socks if read_upgrade_and_frame(sock, deadline))
         steps.append(("%d live sockets open (the stock frame read on each)" % args.connections, settle(pid), {101: upgraded}))
-        for sock in socks:
-            sock.close()
-        socks = []
+        close_all(socks)
         steps.append(("live sockets closed", settle(pid, 3.0), None))
-    finally:
-        for sock in socks:
-            sock.close()
-        procs.stop_all()
-        shutil.rmtree(workdir, ignore_errors=True)
     return steps
 
 
@@ -169,52 +203,7 @@ def main():
         parser.error("--connections %d needs more open files than the hard limit %d" % (args.connections, hard))
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-    procs = crowd.Processes()
-    workdir = tempfile.mkdtemp(prefix="conn-memory-")
-    socks = []
-    try:
-        topology = crowd.Topology(procs, os.path.abspath(args.bin), workdir, 1, "engine")
-        pid = topology.instances[0].pid
-        sale_id = open_sale(topology, args.connections)
-
-        steps = [("started (readiness probes only)", settle(pid, 0.5), None)]
-        for _ in range(args.connections):
-            socks.append(socket.create_connection(("127.0.0.1", topology.port)))
-        steps.append(("%d connections open, idle" % args.connections, settle(pid), None))
-        healthz = b"GET /healthz HTTP/1.1\r\nHost: memory\r\n\r\n"
-        statuses = round_trip(socks, [healthz] * len(socks), args.timeout)
-        steps.append(("after one GET /healthz on each", settle(pid), statuses))
-        body = crowd.BODY.encode()
-        orders = []
-        for index in range(len(socks)):
-            orders.append(("POST /sales/%s/orders HTTP/1.1\r\nHost: memory\r\nAuthorization: Bearer %s\r\n"
-                           "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-                           % (sale_id, crowd.token(crowd.customer_name(index)), len(body))).encode() + body)
-        statuses = round_trip(socks, orders, args.timeout)
-        steps.append(("after one order on each (a different customer each)", settle(pid), statuses))
-        statuses = round_trip(socks, orders, args.timeout)
-        steps.append(("after a second order on each", settle(pid), statuses))
-        others = []
-        for index in range(len(socks)):
-            others.append(("POST /sales/%s/orders HTTP/1.1\r\nHost: memory\r\nAuthorization: Bearer %s\r\n"
-                           "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-                           % (sale_id, crowd.token(crowd.customer_name(len(socks) + index)), len(body))).encode() + body)
-        statuses = round_trip(socks, others, args.timeout)
-        steps.append(("after an order of a new customer on each (customers' state, not connections')",
-                      settle(pid), statuses))
-        for sock in socks:
-            sock.close()
-        socks = []
-        steps.append(("all connections closed", settle(pid, 3.0), None))
-
-    finally:
-        for sock in socks:
-            sock.close()
-        procs.stop_all()
-        shutil.rmtree(workdir, ignore_errors=True)
-
-    live = measure_live(args)
-    steps += live
+    steps = measure_connections(args) + measure_live(args)
 
     print("server resident memory (VmRSS) after each step, %d connections:" % args.connections)
     print("| step | RSS MiB | growth MiB | growth per connection KiB | answers |")

@@ -9,7 +9,7 @@ step:
 2. each connection has had one `GET /healthz` answered;
 3. each connection has had one order answered (`POST /sales/{id}/orders`, every connection a different
    customer, so every order is a 201 that went through the ledger);
-4. a second order from each connection's customer (the same work again: memory should not grow further);
+4. the same orders again (replays, answered from the ledger: memory should not grow further);
 5. an order from a new customer on each connection (what the customers cost, not the connections);
 6. every connection is closed (what the allocator keeps for the next crowd);
 7. on a fresh server (the first one's allocator keeps what its connections freed), as many live sockets
@@ -141,10 +141,11 @@ def close_all(socks):
 
 
 def order_request(sale_id, customer):
+    """An order as clients send it (API.md): with an Idempotency-Key, which takes the engine's keyed path."""
     body = crowd.BODY.encode()
     return ("POST /sales/%s/orders HTTP/1.1\r\nHost: memory\r\nAuthorization: Bearer %s\r\n"
-            "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-            % (sale_id, crowd.token(customer), len(body))).encode() + body
+            "Idempotency-Key: memory-%s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+            % (sale_id, crowd.token(customer), os.urandom(6).hex(), len(body))).encode() + body
 
 
 def measure_connections(args):
@@ -161,7 +162,7 @@ def measure_connections(args):
         statuses = round_trip(socks, orders, args.timeout)
         steps.append(("after one order on each (a different customer each)", settle(pid), statuses))
         statuses = round_trip(socks, orders, args.timeout)
-        steps.append(("after a second order on each", settle(pid), statuses))
+        steps.append(("after the same orders again (replays: the same Idempotency-Key)", settle(pid), statuses))
         others = [order_request(sale_id, crowd.customer_name(len(socks) + index)) for index in range(len(socks))]
         statuses = round_trip(socks, others, args.timeout)
         steps.append(("after an order of a new customer on each (customers' state, not connections')",
@@ -220,7 +221,7 @@ def main():
     served = steps[4][1] - steps[0][1]
     live_socket = (steps[8][1] - steps[7][1]) / args.connections
     print("per live socket: %.1f KiB (on a fresh server)" % live_socket)
-    print("per connection that has served orders: %.1f KiB (after the second order, over the start)" % (served / args.connections))
+    print("per connection that has served orders: %.1f KiB (after the replays, over the start)" % (served / args.connections))
     if args.report:
         with open(args.report, "w") as handle:
             json.dump({"connections": args.connections, "bin": args.bin,

@@ -202,33 +202,56 @@ public final class ReservationService: Sendable {
     }
 
     /// An order with an idempotency key (its own function: an order without one does not carry this frame).
+    /// Concurrent requests with the same key on this instance share the first one's outcome. The work
+    /// around the awaits is in functions not inlined here (see `commit`).
     @inline(never)
     private func reserveKeyed(saleID: String, customerID: String, quantity: Int, idempotencyKey: String, delivery: String) async -> ReservationOutcome {
-        // Concurrent requests with the same key on this instance share the first one's outcome.
-        // Compared as bytes (see CustomerKey): look-alike customers never share an outcome.
-        let requestKey = CustomerKey("\(saleID.utf8.count):\(saleID)\(customerID.utf8.count):\(customerID)\(idempotencyKey)")
-        let isLeader = keyedRequests.withLock { requests -> Bool in
-            if requests[requestKey] != nil { return false }
-            requests[requestKey] = []
-            return true
-        }
-        if !isLeader {
-            let shared: ReservationOutcome? = await withCheckedContinuation { continuation in
-                let registered = keyedRequests.withLock { requests -> Bool in
-                    guard requests[requestKey] != nil else { return false }
-                    requests[requestKey]!.append(continuation)
-                    return true
-                }
-                if !registered { continuation.resume(returning: nil) }
-            }
-            if let shared { return shared }
+        let requestKey = Self.requestKey(saleID: saleID, customerID: customerID, idempotencyKey: idempotencyKey)
+        guard claimKey(requestKey) else {
+            if let shared = await follow(requestKey) { return shared }
             // The first request finished between our check and registration: the ledger knows the key now.
             return await reserveOnce(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: idempotencyKey, delivery: delivery)
         }
         let outcome = await reserveOnce(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: idempotencyKey, delivery: delivery)
+        releaseKey(requestKey, outcome: outcome)
+        return outcome
+    }
+
+    /// The key's identity on this instance. Compared as bytes (see CustomerKey): look-alike customers never
+    /// share an outcome; the lengths keep `a` + `bc` apart from `ab` + `c`.
+    @inline(never)
+    private static func requestKey(saleID: String, customerID: String, idempotencyKey: String) -> CustomerKey {
+        CustomerKey("\(saleID.utf8.count):\(saleID)\(customerID.utf8.count):\(customerID)\(idempotencyKey)")
+    }
+
+    /// Makes this request the key's leader unless another one leads it already.
+    @inline(never)
+    private func claimKey(_ requestKey: CustomerKey) -> Bool {
+        keyedRequests.withLock { requests -> Bool in
+            if requests[requestKey] != nil { return false }
+            requests[requestKey] = []
+            return true
+        }
+    }
+
+    /// Waits for the leader's outcome; nil when the leader finished before this request could register.
+    @inline(never)
+    private func follow(_ requestKey: CustomerKey) async -> ReservationOutcome? {
+        await withCheckedContinuation { continuation in
+            let registered = keyedRequests.withLock { requests -> Bool in
+                guard requests[requestKey] != nil else { return false }
+                requests[requestKey]!.append(continuation)
+                return true
+            }
+            if !registered { continuation.resume(returning: nil) }
+        }
+    }
+
+    /// The leader is done: its followers get its outcome, and the key is free on this instance.
+    @inline(never)
+    private func releaseKey(_ requestKey: CustomerKey, outcome: ReservationOutcome) {
         let followers = keyedRequests.withLock { $0.removeValue(forKey: requestKey) } ?? []
         for follower in followers { follower.resume(returning: outcome) }
-        return outcome
     }
 
     @inline(never)

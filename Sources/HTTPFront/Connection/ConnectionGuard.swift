@@ -32,7 +32,8 @@ public struct ConnectionLimits: Sendable, Hashable {
     }
 
     /// What one connection may take from memory, to size the default cap: scripts/conn_memory.py measures
-    /// 46 KiB once a connection has placed orders (an idle one 12 KiB); this leaves room above that. A
+    /// 48 KiB once a connection has placed orders with an Idempotency-Key (an idle one 12 KiB, a live
+    /// socket 43 KiB); this leaves room above that. A
     /// TLS connection adds its session and record buffers, which that script does not measure.
     public static let memoryPerConnection = 64 * 1_024
     /// Memory kept for everything but connections (the process at rest, sales, queues, the allocator's slack).

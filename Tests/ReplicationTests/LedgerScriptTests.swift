@@ -113,6 +113,70 @@ struct LedgerScriptTests {
         #expect(try LedgerFixture.snapshot(on: server, saleID: sale.id).invariantHolds)
     }
 
+    // Across instances units follow arrival: an instance whose first waiting customer arrived after another
+    // instance's uncovered head is answered WAIT; a lease covers exactly the customers who arrived up to the
+    // other head (plus the tolerance); a prefetch waits while anyone elsewhere waits; a stale head is dropped.
+    @Test func leasesFollowArrivalAcrossInstances() throws {
+        let server = try RedisServer()
+        let sale = try LedgerFixture.createOpenSale(on: server, stock: 100)
+        let ledger = Ledger(connection: try server.connect())
+        let connection = try server.connect()
+        let stats = LedgerKeys(saleID: sale.id).stats
+        let sizing = ShardSizing(spreadFactor: 1, maxShardUnits: 50)
+        func lease(_ owner: String, _ points: [(Int64, Int)], demand: Int? = nil, tolerance: Int = 0) throws -> LeaseAcquisition {
+            try ledger.acquireLease(saleID: sale.id, owner: owner, shardID: "\(owner)#\(UUID().uuidString.prefix(6))", sizing: sizing,
+                                    ttlMilliseconds: 60_000, demandUnits: demand,
+                                    arrivals: points.map { ArrivalPoint(arrivalMicroseconds: $0.0, cumulativeUnits: $0.1) },
+                                    arrivalToleranceMicroseconds: tolerance)
+        }
+        func head(_ owner: String) throws -> Int64? {
+            try connection.send("HGET", stats, "head:\(owner)").string.flatMap { Int64($0.split(separator: ":")[0]) }
+        }
+        // b alone: the share rule, capped by its demand; its second customer (9000) is left as its head.
+        guard case .granted(_, 1, _, _) = try lease("b", [(5_000, 1), (9_000, 2)], demand: 1) else {
+            Issue.record("b's lease of its demand expected"); return
+        }
+        #expect(try head("b") == 9_000)
+        // a's first customer arrived after b's head: wait, and leave a's head for b to see.
+        #expect(try lease("a", [(10_000, 1)]) == .wait(earliestArrivalMicroseconds: 9_000))
+        #expect(try head("a") == 10_000)
+        #expect(try lease("a", []) == .wait(earliestArrivalMicroseconds: 9_000), "no prefetch while b's customers wait")
+        // a's customers up to b's head get exactly their units (3), not the share; the one after is a's head.
+        guard case .granted(_, 3, _, _) = try lease("a", [(2_000, 1), (8_000, 3), (12_000, 4)], demand: 40) else {
+            Issue.record("a's lease for its customers before b's head expected"); return
+        }
+        #expect(try head("a") == 12_000)
+        // b's customer (9000) came before a's head: served; b has nobody left waiting, so no head.
+        guard case .granted(_, 1, _, _) = try lease("b", [(9_000, 1)], demand: 40) else {
+            Issue.record("b's lease expected"); return
+        }
+        #expect(try head("b") == nil)
+        // Within the tolerance arrivals count as simultaneous: c (12500) is served beside a's head (12000),
+        // and a customer of c's after it (14000) is not.
+        #expect(try lease("c", [(12_500, 1)]) == .wait(earliestArrivalMicroseconds: 12_000))
+        guard case .granted(_, 2, _, _) = try lease("c", [(12_500, 1), (12_900, 2), (14_000, 5)], tolerance: 1_000) else {
+            Issue.record("c's lease within the tolerance expected"); return
+        }
+        #expect(try head("c") == 14_000)
+        // A head its instance stopped refreshing (here: long ago on the ledger's clock) is ignored and dropped.
+        _ = try connection.send("HSET", stats, "head:a", "12000:1", "head:c", "14000:1")
+        guard case .granted(_, let units, _, _) = try lease("d", [(20_000, 2)], demand: 2) else {
+            Issue.record("a stale head does not hold d's customers"); return
+        }
+        #expect(units == 2)
+        #expect(try head("a") == nil && head("c") == nil, "stale heads dropped")
+        #expect(try LedgerFixture.snapshot(on: server, saleID: sale.id).invariantHolds)
+
+        // Malformed arrival pairs are refused with an error and change nothing.
+        var arguments = RedisCommand()
+        for argument in ["e", "e#1", "1", "50", "60000", "1", "0", "0", "3", "1000", "1"] { arguments.append(argument) }
+        let before = try LedgerFixture.snapshot(on: server, saleID: sale.id)
+        let refused = try connection.evaluate(LedgerScripts.acquireLease, keys: LedgerKeys(saleID: sale.id).all, arguments: arguments)
+        #expect(refused.errorMessage?.hasPrefix("BADARG") == true, "got \(refused)")
+        let after = try LedgerFixture.snapshot(on: server, saleID: sale.id)
+        #expect(after.pool == before.pool && after.leases.count == before.leases.count)
+    }
+
     // One commit batch is decided order by order, each against the ones before it in the same batch (a repeated
     // key or order id, the per-customer limit), and its confirmed orders are written with batch-level commands:
     // ONE outbox entry holding every record, one stock-log entry.

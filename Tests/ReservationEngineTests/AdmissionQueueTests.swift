@@ -23,6 +23,24 @@ struct AdmissionQueueTests {
         #expect(queue.isIdle)
     }
 
+    // Arrival points: one per distinct arrival with the units of everyone up to it, at most `limit`; an
+    // arrival stamped before the one parked ahead of it (a wall clock stepping back) counts as simultaneous.
+    @Test func arrivalPointsMergeEqualArrivalsAndNeverStepBack() {
+        var queue = AdmissionQueue<Int>(capacity: 10)
+        _ = queue.park(quantity: 1, deadlineMilliseconds: 100, arrivalMicroseconds: 1_000, ticket: 1)
+        _ = queue.park(quantity: 2, deadlineMilliseconds: 100, arrivalMicroseconds: 1_000, ticket: 2)
+        _ = queue.park(quantity: 1, deadlineMilliseconds: 100, arrivalMicroseconds: 900, ticket: 3)
+        _ = queue.park(quantity: 2, deadlineMilliseconds: 100, arrivalMicroseconds: 2_000, ticket: 4)
+        _ = queue.park(quantity: 1, deadlineMilliseconds: 100, arrivalMicroseconds: 3_000, ticket: 5)
+        let points = queue.arrivalPoints(limit: 10)
+        #expect(points.map(\.arrivalMicroseconds) == [1_000, 2_000, 3_000])
+        #expect(points.map(\.cumulativeUnits) == [4, 6, 7])
+        let first = queue.arrivalPoints(limit: 2)
+        #expect(first.map(\.cumulativeUnits) == [4, 6], "the entries beyond the limit wait for a later lease")
+        _ = queue.popHead()
+        #expect(queue.arrivalPoints(limit: 10).map(\.cumulativeUnits) == [3, 5, 6])
+    }
+
     // The pump cannot stop while someone is parked: an arrival that parks as it finishes is served.
     @Test func thePumpStopsOnlyWhenEmpty() {
         var queue = AdmissionQueue<Int>(capacity: 10)

@@ -29,6 +29,11 @@ public struct EngineConfiguration: Sendable {
     /// the customers across instances (first come, first served across the fleet, within one lease round).
     /// Off, every lease takes the adaptive share.
     public var leaseToDemand = true
+    /// Across instances, customers who arrived within this many microseconds of each other count as
+    /// simultaneous (see acquire_lease.lua): a smaller value orders the fleet's customers more finely, at the
+    /// cost of more, smaller leases while several instances have customers waiting. Also the bound on the
+    /// instances' clock skew that the order can be trusted to.
+    public var arrivalToleranceMicroseconds = 3_000
     /// Tests only: keep every grant's arrival number per sale (``ReservationService/admissionGrantLog(saleID:)``).
     public var recordAdmissionOrder = false
 

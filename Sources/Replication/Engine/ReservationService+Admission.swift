@@ -1,5 +1,14 @@
+import Glibc
 import ReservationEngine
 import Synchronization
+
+/// The wall clock in microseconds since 1970: a customer's arrival, compared across instances (whose clocks
+/// are kept in step by NTP; a skew of d makes the fleet's order exact only to within d).
+func wallClockMicroseconds() -> Int64 {
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1_000
+}
 
 /// A reservation waiting in a sale's admission queue: what it asks for, and how to answer it.
 struct ParkedReservation: Sendable {
@@ -34,6 +43,7 @@ extension ReservationService {
         }
         if let direct { return .granted(direct) }
         let deadline = monotonicMilliseconds + Int64(configuration.admissionDeadlineMilliseconds)
+        let arrival = wallClockMicroseconds()
         return await withCheckedContinuation { continuation in
             enum Decision { case took(TokenBucket), parked(startPump: Bool), full }
             let decision = sale.admission.withLock { queue -> Decision in
@@ -42,7 +52,7 @@ extension ReservationService {
                     queue.admitDirectly()
                     return .took(bucket)
                 }
-                switch queue.park(quantity: request.quantity, deadlineMilliseconds: deadline,
+                switch queue.park(quantity: request.quantity, deadlineMilliseconds: deadline, arrivalMicroseconds: arrival,
                                   ticket: ParkedReservation(request: request, continuation: continuation)) {
                 case .parked(_, let startPump): return .parked(startPump: startPump)
                 case .full: return .full
@@ -75,14 +85,21 @@ extension ReservationService {
         var idleRounds = 0
         while true {
             let now = monotonicMilliseconds
-            let (expired, granted, needed, demand) = sale.admission.withLock { queue -> ([ParkedReservation], [(ParkedReservation, TokenBucket)], Int?, Int) in
+            let (expired, granted, needed, demand, arrivals) = sale.admission.withLock {
+                queue -> ([ParkedReservation], [(ParkedReservation, TokenBucket)], Int?, Int, [ArrivalPoint]) in
                 let expired = queue.takeExpired(nowMilliseconds: now).map(\.ticket)
                 var granted: [(ParkedReservation, TokenBucket)] = []
                 while let head = queue.head, let bucket = sale.take(head.quantity) {
                     granted.append((queue.popHead().ticket, bucket))
                 }
-                guard queue.pumpShouldContinue() else { return (expired, granted, nil, 0) }
-                return (expired, granted, queue.head?.quantity, queue.parkedUnits)
+                guard queue.pumpShouldContinue() else { return (expired, granted, nil, 0, []) }
+                // What the buckets still hold goes to the first parked customers: the lease is for those after.
+                let held = sale.availableLocally
+                let arrivals = queue.arrivalPoints(limit: ArrivalPoint.maximumPerLease).compactMap { point -> ArrivalPoint? in
+                    guard point.cumulativeUnits > held else { return nil }
+                    return ArrivalPoint(arrivalMicroseconds: point.arrivalMicroseconds, cumulativeUnits: point.cumulativeUnits - held)
+                }
+                return (expired, granted, queue.head?.quantity, queue.parkedUnits, arrivals)
             }
             for parked in expired {
                 parked.continuation.resume(returning: .decided(.rejected(
@@ -105,7 +122,8 @@ extension ReservationService {
             // ledger caps it at the fair share, so across instances units still follow the customers who
             // wait for them, in the order the ledger grants the leases.
             let missing = max(needed, demand - sale.availableLocally)
-            switch await refill(sale: sale, minimumUnits: needed, demandUnits: configuration.leaseToDemand ? 2 * missing : nil) {
+            switch await refill(sale: sale, minimumUnits: needed, demandUnits: configuration.leaseToDemand ? 2 * missing : nil,
+                                arrivals: configuration.leaseToDemand ? arrivals : []) {
             case .granted:
                 continue
             case .retry:

@@ -10,7 +10,8 @@ private let incarnation = String(UInt32.random(in: 0x1000_0000...UInt32.max), ra
 extension ReservationService {
     /// Gets another lease for the sale. Single flight: concurrent callers wait for the one request.
     /// `demandUnits` caps the lease at what this instance's customers need now (nil: the adaptive share).
-    func refill(sale: LocalSale, minimumUnits: Int = 1, demandUnits: Int? = nil) async -> LocalSale.RefillResult {
+    /// `arrivals`: the parked customers in arrival order, so that across instances units follow arrival.
+    func refill(sale: LocalSale, minimumUnits: Int = 1, demandUnits: Int? = nil, arrivals: [ArrivalPoint] = []) async -> LocalSale.RefillResult {
         let isLeader = sale.state.withLock { state -> Bool in
             if state.refillWaiters != nil { return false }
             state.refillWaiters = []
@@ -26,7 +27,7 @@ extension ReservationService {
                 if !registered { continuation.resume(returning: .retry) }
             }
         }
-        let result = await acquireLease(sale: sale, minimumUnits: minimumUnits, demandUnits: demandUnits)
+        let result = await acquireLease(sale: sale, minimumUnits: minimumUnits, demandUnits: demandUnits, arrivals: arrivals)
         let waiters = sale.state.withLock { state in
             defer { state.refillWaiters = nil }
             return state.refillWaiters ?? []
@@ -35,7 +36,7 @@ extension ReservationService {
         return result
     }
 
-    private func acquireLease(sale: LocalSale, minimumUnits: Int, demandUnits: Int?) async -> LocalSale.RefillResult {
+    private func acquireLease(sale: LocalSale, minimumUnits: Int, demandUnits: Int?, arrivals: [ArrivalPoint]) async -> LocalSale.RefillResult {
         // Bound the leases one instance sells from at once. Drained ones do not count (the reconciler
         // retires them); leases whose few units are too few for large orders do, up to a hard cap.
         let sellingWithUnits = sale.state.withLock { state in
@@ -49,12 +50,14 @@ extension ReservationService {
         let shardID = "\(owner)#\(incarnation).\(shardSequence.add(1, ordering: .relaxed).newValue)"
         let sizing = configuration.shardSizing
         let ttl = configuration.leaseTTLMilliseconds
+        let tolerance = configuration.arrivalToleranceMicroseconds
         let sentAt = monotonicMilliseconds
         let acquisition: LeaseAcquisition
         do {
             acquisition = try await committer.perform { ledger throws(RedisError) in
                 try ledger.acquireLease(saleID: saleID, owner: owner, shardID: shardID, sizing: sizing, ttlMilliseconds: ttl,
-                                        minimumUnits: minimumUnits, demandUnits: demandUnits)
+                                        minimumUnits: minimumUnits, demandUnits: demandUnits, arrivals: arrivals,
+                                        arrivalToleranceMicroseconds: tolerance)
             }
         } catch {
             return .unavailable(error)
@@ -75,6 +78,9 @@ extension ReservationService {
             return .granted
         case .empty:
             return .empty
+        case .wait:
+            // Another instance's customers arrived first: they are served before these ask again.
+            return .retry
         case .closed(let reason):
             closeLocally(sale: sale, reason: reason)
             return .closed(reason)

@@ -142,10 +142,16 @@ public struct Ledger {
     // MARK: Leases
 
     /// Leases units: the adaptive share of the pool, at least `minimumUnits` (one order), and at most
-    /// `demandUnits` when given (what this instance's waiting customers need).
+    /// `demandUnits` when given (what this instance's waiting customers need). `arrivals` are this instance's
+    /// waiting customers in arrival order (see ``ArrivalPoint``): while another instance's customers arrived
+    /// earlier (by more than `arrivalToleranceMicroseconds`) the answer is `.wait`, otherwise a lease for exactly
+    /// those who arrived before them, within the tolerance (see acquire_lease.lua).
     public func acquireLease(saleID: String, owner: String, shardID: String, sizing: ShardSizing, ttlMilliseconds: Int, minimumUnits: Int = 1,
-                             demandUnits: Int? = nil) throws(RedisError) -> LeaseAcquisition {
+                             demandUnits: Int? = nil, arrivals: [ArrivalPoint] = [], arrivalToleranceMicroseconds: Int = 0) throws(RedisError) -> LeaseAcquisition {
         precondition(minimumUnits >= 1 && (demandUnits ?? 1) >= 1)
+        precondition(arrivals.count <= ArrivalPoint.maximumPerLease, "at most \(ArrivalPoint.maximumPerLease) arrival points per lease")
+        assert(zip(arrivals, arrivals.dropFirst()).allSatisfy { $0.arrivalMicroseconds <= $1.arrivalMicroseconds && $0.cumulativeUnits < $1.cumulativeUnits },
+               "arrival points ascend")
         var arguments = RedisCommand()
         arguments.append(owner)
         arguments.append(shardID)
@@ -154,6 +160,13 @@ public struct Ledger {
         arguments.append(ttlMilliseconds)
         arguments.append(minimumUnits)
         arguments.append(demandUnits ?? 0)
+        precondition(arrivalToleranceMicroseconds >= 0)
+        arguments.append(arrivalToleranceMicroseconds)
+        arguments.append(arrivals.count)
+        for point in arrivals {
+            arguments.append(point.arrivalMicroseconds)
+            arguments.append(point.cumulativeUnits)
+        }
         let reply = try run(LedgerScripts.acquireLease, saleID: saleID, arguments)
         let elements = reply.array ?? []
         switch try Self.tag(reply) {
@@ -166,6 +179,9 @@ public struct Ledger {
             guard elements.count == 4, let sold = elements[1].integer, let leased = elements[2].integer, let waitlist = elements[3].integer
             else { throw Self.unexpected(reply, LedgerScripts.acquireLease) }
             return .empty(sold: Int(sold), leased: Int(leased), waitlist: Int(waitlist))
+        case "WAIT":
+            guard elements.count == 2, let arrival = elements[1].integer else { throw Self.unexpected(reply, LedgerScripts.acquireLease) }
+            return .wait(earliestArrivalMicroseconds: arrival)
         case "CLOSED": return .closed(try Self.reason(reply))
         case "NOT_STARTED": return .notStarted(millisecondsUntilStart: elements.count > 1 ? elements[1].integer ?? 0 : 0)
         case "NOT_FOUND": return .notFound

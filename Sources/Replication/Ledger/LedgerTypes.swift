@@ -63,11 +63,29 @@ public struct OrderRecord: Sendable, Hashable, Codable {
     }
 }
 
+/// One point of an instance's waiting customers, in arrival order: the customers who arrived up to
+/// `arrivalMicroseconds` (wall clock of the instance, microseconds since 1970) want `cumulativeUnits` in all.
+public struct ArrivalPoint: Sendable, Hashable {
+    public var arrivalMicroseconds: Int64
+    public var cumulativeUnits: Int
+
+    /// Points sent with one lease request at most (the customers beyond wait for the next lease).
+    public static let maximumPerLease = 128
+
+    public init(arrivalMicroseconds: Int64, cumulativeUnits: Int) {
+        precondition(arrivalMicroseconds >= 0 && cumulativeUnits >= 1)
+        self.arrivalMicroseconds = arrivalMicroseconds
+        self.cumulativeUnits = cumulativeUnits
+    }
+}
+
 /// The answer to a lease request.
 public enum LeaseAcquisition: Sendable, Hashable {
     case granted(fence: Int64, units: Int, expiresAtMilliseconds: Int64, ledgerNowMilliseconds: Int64)
     /// No unit in the pool (or customers are waiting for freed units).
     case empty(sold: Int, leased: Int, waitlist: Int)
+    /// Customers of another instance who arrived earlier are waiting for units: lease none now, ask again.
+    case wait(earliestArrivalMicroseconds: Int64)
     case closed(ClosedReason)
     case notStarted(millisecondsUntilStart: Int64)
     case notFound

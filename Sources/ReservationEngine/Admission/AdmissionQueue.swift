@@ -18,6 +18,9 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
         public let quantity: Int
         /// Monotonic milliseconds after which the entry leaves the queue unserved.
         public let deadlineMilliseconds: Int64
+        /// When it arrived, on the wall clock (microseconds since 1970): instances compare these to serve
+        /// the fleet's customers in arrival order (see `arrivalPoints`).
+        public let arrivalMicroseconds: Int64
         public let ticket: Ticket
     }
 
@@ -66,17 +69,39 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
     }
 
     /// Parks an arrival at the tail.
-    public mutating func park(quantity: Int, deadlineMilliseconds: Int64, ticket: Ticket) -> ParkResult {
+    public mutating func park(quantity: Int, deadlineMilliseconds: Int64, arrivalMicroseconds: Int64 = 0, ticket: Ticket) -> ParkResult {
         precondition(quantity >= 1, "park at least one unit")
         guard entries.count < capacity else { return .full }
         let sequence = nextSequence
         nextSequence += 1
         assert(entries.last.map { $0.sequence < sequence } ?? true, "entries stay in arrival order")
-        entries.append(Entry(sequence: sequence, quantity: quantity, deadlineMilliseconds: deadlineMilliseconds, ticket: ticket))
+        // A wall clock may step back: an arrival is never stamped before the one parked ahead of it.
+        let arrival = max(arrivalMicroseconds, entries.last?.arrivalMicroseconds ?? 0)
+        entries.append(Entry(sequence: sequence, quantity: quantity, deadlineMilliseconds: deadlineMilliseconds,
+                             arrivalMicroseconds: arrival, ticket: ticket))
         parkedUnits += quantity
         let startPump = !pumping
         pumping = true
         return .parked(sequence: sequence, startPump: startPump)
+    }
+
+    /// The parked entries as points (arrival, units of the entries up to it), oldest first: one point per
+    /// distinct arrival, at most `limit` points (the entries beyond are left for a later lease).
+    public func arrivalPoints(limit: Int) -> [(arrivalMicroseconds: Int64, cumulativeUnits: Int)] {
+        precondition(limit >= 1)
+        var points: [(arrivalMicroseconds: Int64, cumulativeUnits: Int)] = []
+        var units = 0
+        for entry in entries {
+            units += entry.quantity
+            if let last = points.last, last.arrivalMicroseconds == entry.arrivalMicroseconds {
+                points[points.count - 1].cumulativeUnits = units
+            } else {
+                guard points.count < limit else { break }
+                points.append((entry.arrivalMicroseconds, units))
+            }
+        }
+        assert(zip(points, points.dropFirst()).allSatisfy { $0.arrivalMicroseconds < $1.arrivalMicroseconds }, "points ascend")
+        return points
     }
 
     /// The entry to serve next (the oldest), if any.

@@ -2,7 +2,17 @@
 -- shard smaller than one order could never serve it), demandUnits (what the instance's waiting customers
 -- need, 0 = unknown: the lease is no larger, so no instance sits on units another one's customers wait for;
 -- a known demand is not capped by maxShardUnits, only by the fair share).
--- Answers `{OK, fence, units, expiresAtMs, nowMs}`, `{EMPTY, sold, leased, waitlist}`,
+-- ARGV[8] = toleranceUs, ARGV[9] = n, then n pairs (arrivalUs, cumulativeUnits): the instance's parked
+-- customers in arrival order (their arrival on its clock, the units of those up to that arrival), 0 pairs
+-- for a prefetch.
+-- Across instances, units go to the customers who arrived first: while another instance's head (its first
+-- customer still waiting, see set_head) arrived more than toleranceUs earlier, this one is answered WAIT and
+-- leases nothing; else the lease covers exactly its customers who arrived no later than toleranceUs after
+-- that head (no headroom, no share cap: they are waiting now). Arrivals closer than toleranceUs count as
+-- simultaneous: without it, instances whose customers interleave would take turns one unit at a time. With
+-- no other head the share rule below applies. A prefetch leases nothing while any other instance's customers
+-- wait.
+-- Answers `{OK, fence, units, expiresAtMs, nowMs}`, `{EMPTY, sold, leased, waitlist}`, `{WAIT, arrivalUs}`,
 -- `{CLOSED, reason}`, `{NOT_STARTED, msUntilStart}` or `{NOT_FOUND}`.
 local meta = load_meta()
 if not meta then return {'NOT_FOUND'} end
@@ -14,7 +24,22 @@ local waiting = redis.call('ZCARD', K.waitlist)
 local leased, owners, count = leased_total()
 -- Units go to waiting customers first: no new lease while someone waits.
 if pool <= 0 or waiting > 0 then
+  set_head(ARGV[1], nil, now)  -- its customers join the waitlist now
   return {'EMPTY', num(redis.call('GET', K.sold)), leased, waiting}
+end
+local tolerance = tonumber(ARGV[8]) or 0
+local pairs_given = tonumber(ARGV[9]) or 0
+if tolerance < 0 or pairs_given < 0 or pairs_given > 1000 or #ARGV < 9 + 2 * pairs_given then
+  return redis.error_reply('BADARG arrival pairs')
+end
+local function arrival_at(i) return tonumber(ARGV[8 + 2 * i]) end
+local function units_to(i) return tonumber(ARGV[9 + 2 * i]) end
+-- The head to leave after a grant of `granted` units: the first pair not wholly covered, or none.
+local function head_after(granted)
+  for i = 1, pairs_given do
+    if units_to(i) > granted then return arrival_at(i) end
+  end
+  return nil
 end
 if not owners[ARGV[1]] then
   owners[ARGV[1]] = true
@@ -22,6 +47,24 @@ if not owners[ARGV[1]] then
 end
 count = present_instances(now, tonumber(ARGV[5]), owners, count)
 note_presence(now, ARGV[1])
+local other, other_owner = earliest_other_head(now, ARGV[1])
+local gated = nil
+if other then
+  if pairs_given == 0 then
+    return {'WAIT', other}
+  end
+  local first = arrival_at(1)
+  if other + tolerance < first or (other + tolerance == first and other_owner < ARGV[1]) then
+    set_head(ARGV[1], first, now)
+    return {'WAIT', other}
+  end
+  gated = 0
+  for i = 1, pairs_given do
+    if arrival_at(i) > other + tolerance then break end
+    gated = units_to(i)
+  end
+  assert(gated >= 1, 'a gated lease covers at least the head')
+end
 -- The fair share: the pool over the spread factor and the instances present. A request that knows its
 -- demand (customers waiting now, or what sold last interval) gets that much, up to the share: a crowd
 -- bigger than maxShardUnits is served in one round trip, not one per maxShardUnits. Without a demand the
@@ -34,6 +77,7 @@ else
   units = math.min(units, tonumber(ARGV[3]))
 end
 units = math.max(1, tonumber(ARGV[6]) or 1, units)
+if gated then units = gated end
 units = math.min(units, pool)
 local fence = redis.call('INCR', K.fence)
 local expires = now + tonumber(ARGV[5])
@@ -51,6 +95,7 @@ end
 redis.call('HSET', K.leases, ARGV[2], cjson.encode({o = ARGV[1], f = fence, r = units, e = expires}))
 redis.call('DECRBY', K.pool, units)
 log_stock(now, 'lease_granted', -units, fence, ARGV[1])
+if pairs_given > 0 then set_head(ARGV[1], head_after(units), now) end
 local broken = check_invariant(meta)
 if broken then return broken end
 return {'OK', fence, units, expires, now}

@@ -164,6 +164,39 @@ local function note_presence(now, owner)
   redis.call('HSET', K.stats, 'seen:' .. owner, now)
 end
 
+-- Arrival order across instances: an instance whose customers wait for a lease leaves the arrival time
+-- (microseconds, its own clock) of the first customer its last grant did not cover as `head:<owner>` =
+-- `<arrivalUs>:<ledger ms>` in `stats`. A head not refreshed within HEAD_FRESH_MS is ignored (its instance
+-- stopped asking, or died) and dropped by the next lease request that sees it.
+local HEAD_FRESH_MS = 500
+
+local function set_head(owner, arrival, now)
+  if arrival then
+    redis.call('HSET', K.stats, 'head:' .. owner, string.format('%.0f:%d', arrival, now))
+  else
+    redis.call('HDEL', K.stats, 'head:' .. owner)
+  end
+end
+
+-- The earliest fresh head of another instance: its arrival and owner, or nil.
+local function earliest_other_head(now, owner)
+  local best, best_owner
+  local stats = redis.call('HGETALL', K.stats)
+  for i = 1, #stats, 2 do
+    local name = stats[i]
+    if string.sub(name, 1, 5) == 'head:' and string.sub(name, 6) ~= owner then
+      local arrival, seen = string.match(stats[i + 1], '^(%d+):(%d+)$')
+      arrival, seen = tonumber(arrival), tonumber(seen)
+      if not arrival or now - seen > HEAD_FRESH_MS then
+        redis.call('HDEL', K.stats, name)
+      elseif not best or arrival < best or (arrival == best and string.sub(name, 6) < best_owner) then
+        best, best_owner = arrival, string.sub(name, 6)
+      end
+    end
+  end
+  return best, best_owner
+end
+
 local function present_instances(now, window, owners, count)
   local stats = redis.call('HGETALL', K.stats)
   for i = 1, #stats, 2 do

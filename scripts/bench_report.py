@@ -79,19 +79,24 @@ if crowd:
     print("## The reference crowd (wrk): 10,000 customers, 1,000 units, limit 2, all at the opening instant\n")
     print("`scripts/crowd.py --instances 1|3 --compare` (3 instances behind haproxy), engine next to direct in one run.")
     print("Latency = from the moment wrk wrote a customer's request to the answer; every customer arrives at the opening")
-    print("on 1,000 keep-alive connections, so it includes queueing behind earlier customers on these 2 shared cores.\n")
-    print("| instances | path | 201 | 202 | 409 | 503 | p50 ms | p95 ms | p99 ms | sold out after opening | FCFS precision | ledger |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("on 1,000 keep-alive connections, so it includes queueing behind earlier customers on these 2 shared cores.")
+    print("With 3 instances, `front ceiling` is the FCFS precision an engine serving exactly in the order haproxy handed")
+    print("the customers to the instances would reach, and `FCFS by hand-over` the engine's own precision against that order")
+    print("(from haproxy's request log; see `front_order` in scripts/crowd.py).\n")
+    print("| instances | path | 201 | 202 | 409 | 503 | p50 ms | p95 ms | p99 ms | sold out after opening | FCFS precision | front ceiling | FCFS by hand-over | ledger |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for path in crowd:
         for r in json.load(open(path))["runs"]:
             if r.get("mode") == "ceiling":
                 continue
             lat = r.get("latencyMs", {})
             p95 = lat.get("p95") or lat.get("p90")
-            print("| %s | %s | %s | %s | %s | %s | %s | %s%s | %s | %s ms | %s | sold %s of %s, %s |" % (
+            front = r.get("front") or {}
+            print("| %s | %s | %s | %s | %s | %s | %s | %s%s | %s | %s ms | %s | %s | %s | sold %s of %s, %s |" % (
                 r["instances"], r["path"], r["count201"], r["count202"], r["count409"], r["count503"], fmt(lat.get("p50")),
                 fmt(p95), "" if lat.get("p95") else " (p90)", fmt(lat.get("p99")), fmt(r.get("sellOutFromStartsAtMs")),
-                fmt((r.get("fcfs") or {}).get("precision"), "%.3f"), r["sold"], r["stock"], "OVERSOLD" if r["oversold"] else "no oversell"))
+                fmt((r.get("fcfs") or {}).get("precision"), "%.3f"), fmt(front.get("ceiling"), "%.3f"),
+                fmt(front.get("precisionByHandOver"), "%.3f"), r["sold"], r["stock"], "OVERSOLD" if r["oversold"] else "no oversell"))
     print()
 
 opens = sorted(glob.glob(os.path.join(OUT, "crowd", "crowd-open-*.json")))

@@ -39,6 +39,9 @@ How arrival order and FCFS are measured (the honest part):
   It is the send order at the client, not the order in which the server read the requests: the kernel's
   loopback delivery, haproxy (with 3 instances) and the server's event loops can reorder requests sent
   microseconds apart. The report gives the spread of the first K sends (how simultaneous they were).
+  With 3 instances haproxy logs, per request, when it had read it and its queue and connect times to the
+  instance: the report gives the order in which the front handed the customers over (`front`: the FCFS
+  ceiling that order leaves the engine, and the engine's precision against it; see front_order()).
 - Winners = customers holding a confirmed order in the ledger after the sale settled (read from Redis, so
   customers who got 202 and were served from the waiting list count, and nobody is taken on the word of
   an HTTP answer). K = the number of winners.
@@ -335,6 +338,10 @@ class Topology:
             "FLASHSALE_RATE_LIMIT_ADDRESS": "0",
             "FLASHSALE_LOG_LEVEL": "error",
         })
+        if instances > 1:
+            # haproxy stamps every request's arrival (X-Request-Start, overwritten): the instances order their
+            # customers across the fleet by the time the one front door read them (README, "How an order is decided").
+            env["FLASHSALE_TRUST_REQUEST_START"] = "true"
         self.instance_ports = [free_port() for _ in range(instances)]
         for index, port in enumerate(self.instance_ports):
             self.instances.append(procs.start(
@@ -361,11 +368,16 @@ class Topology:
             server_maxconn = " maxconn %d" % max(100, (hard_nofile - maxconn - 500) // instances) if over_limit else ""
             servers = "\n".join("    server i%d 127.0.0.1:%d%s" % (i, p, server_maxconn)
                                  for i, p in enumerate(self.instance_ports))
+            # One log line per request (to haproxy's stdout, haproxy.log): when haproxy had read the request
+            # (microseconds), its queue and connect times to the instance (ms) and the Idempotency-Key, so
+            # that the crowd's report can say in what order the front handed the customers over (front_order).
             with open(config, "w") as handle:
                 handle.write("""global
     maxconn %d
+    log stdout format raw local0 info
 %sdefaults
     mode http
+    log global
     option http-keep-alive
     timeout connect 5s
     timeout client 60s
@@ -376,6 +388,10 @@ class Topology:
 frontend api
     bind 127.0.0.1:%d
     maxconn %d
+    http-request set-var(txn.rx) date(0,us)
+    http-request set-header X-Request-Start t=%%[var(txn.rx)]
+    http-request capture req.hdr(Idempotency-Key) len 24
+    log-format "FRONT %%[var(txn.rx)] %%Tw %%Tc %%hr"
     default_backend instances
 backend instances
     balance roundrobin
@@ -822,6 +838,40 @@ def analyse(result, topology, sale_id, out_dir, wrk_summary, open_us, admin):
         fcfs["perThreadMeanPrecision"] = round(sum(per_thread) / len(per_thread), 4) if per_thread else None
     result["fcfs"] = fcfs
     result["winners"] = k
+    if topology.haproxy and k:
+        result["front"] = front_order(os.path.join(topology.workdir, "haproxy.log"), sends, winners, k)
+
+
+def front_order(log_path, sends, winners, k):
+    """What the front (haproxy) did to the arrival order. From its request log: read = when haproxy had
+    read a customer's request, handed = read + queue + connect time, when the instance could first read it
+    (ms resolution: haproxy's Tw and Tc are in ms). An engine serving exactly in hand-over order would score
+    `ceiling` = |first K by send AND first K by hand-over| / K; `precisionByHandOver` is the engine's own
+    FCFS against the order it was handed (winners among the first K by hand-over). Ties keep send order
+    (the ceiling is an upper bound)."""
+    send_us = {s[3]: s[0] for s in sends}
+    read, handed = {}, {}
+    with open(log_path, errors="replace") as handle:
+        for line in handle:
+            match = re.search(r"FRONT (\d+) (-?\d+) (-?\d+) \{crowd-(\d+)\}", line)
+            if not match:
+                continue
+            rx, tw, tc, customer = (int(g) for g in match.groups())
+            if customer in send_us and tw >= 0 and tc >= 0:
+                read[customer], handed[customer] = rx, rx + (tw + tc) * 1000
+    front = {"customersLogged": len(handed)}
+    if len(handed) < k:
+        return front
+    by_send = [c for c in sorted(send_us, key=send_us.get) if c in handed]
+    first_send = set(by_send[:k])
+    by_read = sorted(by_send, key=lambda c: (read[c], send_us[c]))
+    by_handed = sorted(by_send, key=lambda c: (handed[c], send_us[c]))
+    front["readOrderCeiling"] = round(len(first_send & set(by_read[:k])) / k, 4)
+    front["ceiling"] = round(len(first_send & set(by_handed[:k])) / k, 4)
+    front["precisionByHandOver"] = round(len(set(by_handed[:k]) & set(winners)) / k, 4)
+    delays = sorted((handed[c] - send_us[c]) / 1000.0 for c in by_send[:k])
+    front["firstKSendToHandOverMs"] = quantiles(delays)
+    return front
 
 
 # -------------------------------------------------------------------------------------------- open loop
@@ -1546,6 +1596,14 @@ def html_run(r, machine, bucket_ms=HTML_BUCKET_MS):
          "winner rank %s; the first K were sent within %s ms)"
          % ("%.3f" % fcfs["precision"] if "precision" in fcfs else "-", fcfs.get("K"), fcfs.get("lateWinners", "-"),
             fcfs.get("maxWinnerRank", "-"), fmt_ms(fcfs.get("firstKSendSpreadMs")))),
+    ] + ([
+        ("the front's order", "haproxy read the first K customers in send order to %.3f and handed them to the "
+         "instances (read + queue + connect) in send order to %.3f: that is the FCFS precision an engine serving "
+         "exactly in hand-over order would reach. Against the hand-over order the engine's FCFS precision is %.3f. "
+         "Send to hand-over of the first K: p50 %s ms, p95 %s ms"
+         % (r["front"]["readOrderCeiling"], r["front"]["ceiling"], r["front"]["precisionByHandOver"],
+            fmt_ms(r["front"]["firstKSendToHandOverMs"]["p50"]), fmt_ms(r["front"]["firstKSendToHandOverMs"]["p95"]))),
+    ] if "ceiling" in r.get("front", {}) else []) + [
         ("oversell check", "sold %d of %d: %s; confirmed units in the ledger %d; 201s without a ledger order %d; "
          "SOLD_OUT received before the sell-out %s"
          % (r["sold"], r["stock"], "OVERSOLD" if r["oversold"] else "no oversell", ledger["confirmedUnits"],
@@ -1681,7 +1739,7 @@ def fmt_ms(value):
 
 def print_table(results, out=sys.stdout):
     header = ("path", "inst", "sold", "sellout ms", "201", "202", "409", "503", "other", "p50 ms", "p90 ms",
-              "p99 ms", "req/s", "FCFS", "late win", "1stK ms")
+              "p99 ms", "req/s", "FCFS", "late win", "1stK ms", "front ceil", "FCFS/hand-over")
     rows = []
     for r in results:
         if "error" in r:
@@ -1694,7 +1752,9 @@ def print_table(results, out=sys.stdout):
                      fmt_ms(r["latencyMs"]["p90"]), fmt_ms(r["latencyMs"]["p99"]),
                      "%.0f" % r["crowdRequestsPerSecond"] if r.get("crowdRequestsPerSecond") else "-",
                      "%.3f" % fcfs["precision"] if "precision" in fcfs else "-", str(fcfs.get("lateWinners", "-")),
-                     fmt_ms(fcfs.get("firstKSendSpreadMs"))))
+                     fmt_ms(fcfs.get("firstKSendSpreadMs")),
+                     "%.3f" % r["front"]["ceiling"] if "ceiling" in r.get("front", {}) else "-",
+                     "%.3f" % r["front"]["precisionByHandOver"] if "precisionByHandOver" in r.get("front", {}) else "-"))
     widths = [max(len(str(row[i])) for row in rows + [header]) for i in range(len(header))]
     for row in [header] + rows:
         print("  ".join(str(cell).rjust(widths[i]) for i, cell in enumerate(row)).rstrip(), file=out)

@@ -74,6 +74,7 @@ public enum FlashSaleApplication {
                 cipher: cipher
             )
             api.orderPath = configuration.orderPath
+            api.trustRequestStart = configuration.trustRequestStart
             if configuration.orderPath == .direct {
                 api.directClients = (0..<8).map { RedisClient(configuration: configuration.redis, name: "redis-direct-\($0)") }
             }

@@ -27,6 +27,11 @@ public struct ServerConfiguration: Sendable {
     public var rateLimitPerAddress: Double
     public var engine: EngineConfiguration
     public var orderPath: OrderPath = .engine
+    /// Take a customer's arrival from the `X-Request-Start` header the front (ingress, haproxy) sets
+    /// (`FLASHSALE_TRUST_REQUEST_START`): every customer passes that one door, so with several instances the
+    /// fleet serves them in the order the front read them (see `RequestStart`). Only behind a front that
+    /// overwrites the header on every request: a client could otherwise claim an earlier arrival.
+    public var trustRequestStart = false
     /// Seals delivery details. Nil: a key is generated for this process only (details sealed by it cannot be
     /// read after a restart); `flashsale serve` always passes the configured key.
     public var dataCipher: FieldCipher?

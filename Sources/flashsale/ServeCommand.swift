@@ -97,6 +97,12 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--order-path must be engine, direct or noop, got \(pathName.debugDescription)")
         }
         serverConfiguration.orderPath = path
+        if let trust = environment["FLASHSALE_TRUST_REQUEST_START"] {
+            guard let value = ["1": true, "true": true, "0": false, "false": false][trust.lowercased()] else {
+                throw ValidationError("FLASHSALE_TRUST_REQUEST_START must be true or false, got \(trust.debugDescription)")
+            }
+            serverConfiguration.trustRequestStart = value
+        }
         serverConfiguration.dataCipher = try DataKeys.cipher(environment: environment)
         serverConfiguration.mongoURI = (mongoURI ?? environment["MONGO_URI"]).flatMap { $0.isEmpty ? nil : $0 }
         if let idle = environment["FLASHSALE_IDLE_TIMEOUT_SECONDS"] {

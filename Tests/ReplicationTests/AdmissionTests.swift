@@ -92,6 +92,53 @@ struct AdmissionTests {
         await engine.shutdown()
     }
 
+    // Across instances a lease follows arrival: while another instance's first waiting customer ("b", left
+    // in the ledger as it is by b's lease requests) arrived earlier, this instance's later customer waits;
+    // one the front stamped as earlier is leased exactly their unit at once.
+    @Test func leasesFollowTheFleetsArrivalOrder() async throws {
+        let server = try RedisServer()
+        let sale = try LedgerFixture.createOpenSale(on: server, stock: 10, limit: 2)
+        let engine = Self.engine(on: server, instanceID: "a", maxShardUnits: 10, spreadFactor: 1)
+        let connection = try server.connect()
+        let stats = LedgerKeys(saleID: sale.id).stats
+        let bArrival = wallClockMicroseconds()
+        func keepBWaiting() throws {
+            let time = try connection.send("TIME").array ?? []
+            let ledgerMilliseconds = (Int64(time.first?.string ?? "0") ?? 0) * 1_000 + (Int64(time.last?.string ?? "0") ?? 0) / 1_000
+            _ = try connection.send("HSET", stats, "head:b", "\(bArrival):\(ledgerMilliseconds)")
+        }
+        func sold() throws -> Int { try LedgerFixture.snapshot(on: server, saleID: sale.id).sold }
+
+        // Stamped 1 s before b's customer: served now, from a lease of exactly its one unit (no headroom).
+        try keepBWaiting()
+        let early = await engine.reserve(saleID: sale.id, customerID: "early", quantity: 1, idempotencyKey: nil, delivery: "{}",
+                                         arrivalMicroseconds: bArrival - 1_000_000)
+        guard case .confirmed = early else { Issue.record("the earlier customer is served: \(early)"); return }
+        let afterEarly = try LedgerFixture.snapshot(on: server, saleID: sale.id)
+        #expect(afterEarly.sold == 1 && afterEarly.leases.map(\.remaining) == [0], "a lease of exactly the earlier customer's unit")
+
+        // Arriving now, after b's customer: no lease while b's customer waits; this instance's head is left
+        // for b to see.
+        try keepBWaiting()
+        let late = Task { await engine.reserve(saleID: sale.id, customerID: "late", quantity: 1, idempotencyKey: nil, delivery: "{}") }
+        var headA: String?
+        for _ in 0..<100 where headA == nil {
+            try await Task.sleep(for: .milliseconds(20))
+            try keepBWaiting()
+            headA = try connection.send("HGET", stats, "head:a").string
+        }
+        let leftArrival = try #require(headA.flatMap { Int64($0.split(separator: ":")[0]) }, "a's waiting customer is left in the ledger")
+        #expect(leftArrival > bArrival)
+        #expect(try sold() == 1, "nothing leased for the later customer while b's earlier one waits")
+        // b stops asking (its head goes stale): the later customer is served.
+        let outcome = await late.value
+        guard case .confirmed = outcome else { Issue.record("the later customer is served once b's head is stale: \(outcome)"); return }
+        #expect(try sold() == 2)
+        #expect(try eventually(seconds: 2) { try connection.send("HEXISTS", stats, "head:a").integer == 0 }, "no head left once nobody waits")
+        #expect(try LedgerFixture.snapshot(on: server, saleID: sale.id).invariantHolds)
+        await engine.shutdown()
+    }
+
     static func tally(_ outcomes: [ReservationOutcome]) -> [String: Int] {
         var counts: [String: Int] = [:]
         for outcome in outcomes {

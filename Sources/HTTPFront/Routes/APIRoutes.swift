@@ -15,6 +15,8 @@ struct APIRoutes: Sendable {
     /// Seals the delivery fields before they reach the engine (and so Redis and MongoDB).
     let cipher: FieldCipher
     var orderPath: OrderPath = .engine
+    /// Arrival from the front's `X-Request-Start` (``ServerConfiguration/trustRequestStart``).
+    var trustRequestStart = false
     /// Connections of the textbook comparison path (`OrderPath.direct` only).
     var directClients: [RedisClient] = []
 
@@ -281,6 +283,7 @@ struct APIRoutes: Sendable {
 
     func placeOrder(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
         let (customerID, saleID, idempotencyKey) = try orderHead(request, context)
+        let arrival = trustRequestStart ? RequestStart.microseconds(request.headers[RequestStart.field]) : nil
         var request = request
         let body = try await request.collectBody(context: context)
         let order = try placedOrder(body, saleID: saleID, customerID: customerID, idempotencyKey: idempotencyKey)
@@ -288,7 +291,7 @@ struct APIRoutes: Sendable {
         switch orderPath {
         case .engine:
             outcome = await engine.reserve(saleID: order.saleID, customerID: order.customerID, quantity: order.quantity,
-                                           idempotencyKey: order.idempotencyKey, delivery: order.delivery)
+                                           idempotencyKey: order.idempotencyKey, delivery: order.delivery, arrivalMicroseconds: arrival)
         case .direct:
             outcome = await directOrder(saleID: order.saleID, customerID: order.customerID, quantity: order.quantity,
                                         idempotencyKey: order.idempotencyKey ?? "", delivery: order.delivery)

@@ -18,6 +18,8 @@ struct ParkedReservation: Sendable {
         let orderID: String
         let idempotencyKey: String
         let delivery: String
+        /// When the front stamped the customer's arrival, if it did (see `ReservationService.reserve`).
+        var arrivalMicroseconds: Int64? = nil
     }
 
     let request: Request
@@ -43,7 +45,10 @@ extension ReservationService {
         }
         if let direct { return .granted(direct) }
         let deadline = monotonicMilliseconds + Int64(configuration.admissionDeadlineMilliseconds)
-        let arrival = wallClockMicroseconds()
+        // A front's stamp is trusted only as far as the clocks agree: never later than now, and never so early
+        // that it would jump customers who waited longer than a request may take to get here.
+        let now = wallClockMicroseconds()
+        let arrival = request.arrivalMicroseconds.map { min(now, max($0, now - Self.frontStampWindowMicroseconds)) } ?? now
         return await withCheckedContinuation { continuation in
             enum Decision { case took(TokenBucket), parked(startPump: Bool), full }
             let decision = sale.admission.withLock { queue -> Decision in
@@ -83,6 +88,10 @@ extension ReservationService {
     /// call (bounded by the Redis timeouts); rounds without progress are capped.
     func pumpAdmission(sale: LocalSale) async {
         var idleRounds = 0
+        // A lease request with arrivals may leave this instance's first waiting customer in the ledger (the
+        // arrival order across instances); when the queue empties otherwise it is withdrawn, so that other
+        // instances' customers do not wait for it to go stale.
+        var mayHaveLeftHead = false
         while true {
             let now = monotonicMilliseconds
             let (expired, granted, needed, demand, arrivals) = sale.admission.withLock {
@@ -106,7 +115,10 @@ extension ReservationService {
                     ReservationError(.retryLater, "waited too long for a unit on this instance; try again"), retryAfterSeconds: 1)))
             }
             for (parked, bucket) in granted { parked.continuation.resume(returning: .granted(bucket)) }
-            guard let needed else { return }
+            guard let needed else {
+                if mayHaveLeftHead { await withdrawArrivalHead(sale: sale) }
+                return
+            }
             idleRounds = granted.isEmpty ? idleRounds + 1 : 0
             if idleRounds > Self.admissionIdleRoundsLimit {
                 decideAll(sale: sale, .rejected(ReservationError(.retryLater, "no lease could be had for the waiting customers; try again"), retryAfterSeconds: 1))
@@ -122,14 +134,18 @@ extension ReservationService {
             // ledger caps it at the fair share, so across instances units still follow the customers who
             // wait for them, in the order the ledger grants the leases.
             let missing = max(needed, demand - sale.availableLocally)
-            switch await refill(sale: sale, minimumUnits: needed, demandUnits: configuration.leaseToDemand ? 2 * missing : nil,
-                                arrivals: configuration.leaseToDemand ? arrivals : []) {
+            let sentArrivals = configuration.leaseToDemand ? arrivals : []
+            let result = await refill(sale: sale, minimumUnits: needed, demandUnits: configuration.leaseToDemand ? 2 * missing : nil,
+                                      arrivals: sentArrivals)
+            if !sentArrivals.isEmpty { mayHaveLeftHead = true }
+            switch result {
             case .granted:
                 continue
             case .retry:
                 // Another refill finished, or the lease cap is reached while buckets drain: look again shortly.
                 try? await Task.sleep(for: .milliseconds(1))
             case .empty:
+                mayHaveLeftHead = false  // an EMPTY answer withdrew it
                 await handToWaitlist(sale: sale)
             case .closed(let reason):
                 decideAll(sale: sale, .rejected(Self.closedError(reason), retryAfterSeconds: nil))
@@ -142,6 +158,18 @@ extension ReservationService {
             }
         }
     }
+
+    /// Best effort: a head left behind goes stale by itself within the ledger's HEAD_FRESH_MS (500 ms).
+    private func withdrawArrivalHead(sale: LocalSale) async {
+        let saleID = sale.definition.id
+        let owner = configuration.instanceID
+        _ = try? await committer.perform { ledger throws(RedisError) in
+            try ledger.clearArrivalHead(saleID: saleID, owner: owner)
+        }
+    }
+
+    /// How far before its own clock an instance accepts the front's arrival stamp (see `admit`).
+    static let frontStampWindowMicroseconds: Int64 = 10_000_000
 
     /// Rounds in a row without a grant after which the parked customers are told to retry. Each such round
     /// is a ledger call or a 1 ms pause, so this is well beyond the admission deadline: a guard against a

@@ -176,8 +176,13 @@ public final class ReservationService: Sendable {
     // MARK: Reservations
 
     /// Reserves `quantity` units of a sale for a customer. Never throws: every refusal is a typed outcome.
-    public func reserve(saleID: String, customerID: String, quantity: Int, idempotencyKey: String?, delivery: String) async -> ReservationOutcome {
-        let outcome = await reserveDeduplicated(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: idempotencyKey, delivery: delivery)
+    /// `arrivalMicroseconds`: when the customer arrived (wall clock, microseconds since 1970) if the front
+    /// stamped it; nil: now. It orders this instance's customers against other instances' (never within
+    /// the instance, where the admission queue keeps the order of the calls).
+    public func reserve(saleID: String, customerID: String, quantity: Int, idempotencyKey: String?, delivery: String,
+                        arrivalMicroseconds: Int64? = nil) async -> ReservationOutcome {
+        let outcome = await reserveDeduplicated(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: idempotencyKey,
+                                                delivery: delivery, arrival: arrivalMicroseconds)
         if case .rejected(let error, _) = outcome, error.code != .notFound, error.code != .invalidRequest {
             rejections.withLock { $0[saleID, default: [:]][error.code.rawValue, default: 0] += 1 }
         }
@@ -194,25 +199,30 @@ public final class ReservationService: Sendable {
         rejections.withLock { $0.removeValue(forKey: saleID) } ?? [:]
     }
 
-    private func reserveDeduplicated(saleID: String, customerID: String, quantity: Int, idempotencyKey: String?, delivery: String) async -> ReservationOutcome {
+    private func reserveDeduplicated(saleID: String, customerID: String, quantity: Int, idempotencyKey: String?, delivery: String,
+                                     arrival: Int64?) async -> ReservationOutcome {
         guard let idempotencyKey, !idempotencyKey.isEmpty else {
-            return await reserveOnce(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: "", delivery: delivery)
+            return await reserveOnce(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: "", delivery: delivery, arrival: arrival)
         }
-        return await reserveKeyed(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: idempotencyKey, delivery: delivery)
+        return await reserveKeyed(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: idempotencyKey, delivery: delivery,
+                                  arrival: arrival)
     }
 
     /// An order with an idempotency key (its own function: an order without one does not carry this frame).
     /// Concurrent requests with the same key on this instance share the first one's outcome. The work
     /// around the awaits is in functions not inlined here (see `commit`).
     @inline(never)
-    private func reserveKeyed(saleID: String, customerID: String, quantity: Int, idempotencyKey: String, delivery: String) async -> ReservationOutcome {
+    private func reserveKeyed(saleID: String, customerID: String, quantity: Int, idempotencyKey: String, delivery: String,
+                              arrival: Int64?) async -> ReservationOutcome {
         let requestKey = Self.requestKey(saleID: saleID, customerID: customerID, idempotencyKey: idempotencyKey)
         guard claimKey(requestKey) else {
             if let shared = await follow(requestKey) { return shared }
             // The first request finished between our check and registration: the ledger knows the key now.
-            return await reserveOnce(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: idempotencyKey, delivery: delivery)
+            return await reserveOnce(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: idempotencyKey, delivery: delivery,
+                                     arrival: arrival)
         }
-        let outcome = await reserveOnce(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: idempotencyKey, delivery: delivery)
+        let outcome = await reserveOnce(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: idempotencyKey, delivery: delivery,
+                                        arrival: arrival)
         releaseKey(requestKey, outcome: outcome)
         return outcome
     }
@@ -255,7 +265,8 @@ public final class ReservationService: Sendable {
     }
 
     @inline(never)
-    private func reserveOnce(saleID: String, customerID: String, quantity: Int, idempotencyKey: String, delivery: String) async -> ReservationOutcome {
+    private func reserveOnce(saleID: String, customerID: String, quantity: Int, idempotencyKey: String, delivery: String,
+                             arrival: Int64?) async -> ReservationOutcome {
         let sale: LocalSale
         do {
             sale = try await localSale(saleID)
@@ -270,7 +281,8 @@ public final class ReservationService: Sendable {
         defer { pending.release(customerID: customerID, quantity: quantity) }
 
         let orderID = OrderID.make(saleID: saleID)
-        let request = ParkedReservation.Request(customerID: customerID, quantity: quantity, orderID: orderID, idempotencyKey: idempotencyKey, delivery: delivery)
+        let request = ParkedReservation.Request(customerID: customerID, quantity: quantity, orderID: orderID, idempotencyKey: idempotencyKey,
+                                                delivery: delivery, arrivalMicroseconds: arrival)
         switch await admit(sale: sale, request) {
         case .decided(let outcome):
             return outcome

@@ -502,6 +502,12 @@ public struct Ledger {
         }
     }
 
+    /// Withdraws this instance's first waiting customer from the arrival order across instances (see
+    /// acquire_lease.lua): its customers were served, or left, without a lease that said so.
+    public func clearArrivalHead(saleID: String, owner: String) throws(RedisError) {
+        try connection.send(RedisCommand("HDEL", LedgerKeys(saleID: saleID).stats, "head:\(owner)")).throwingServerError()
+    }
+
     /// ``requireReplicas()`` for writes made by any client: `WAIT` covers the writes of its own connection
     /// only, so this first makes one write of its own (a time stamp in the sale's statistics), which
     /// replicas receive after every write the primary made before it.

@@ -840,6 +840,31 @@ def analyse(result, topology, sale_id, out_dir, wrk_summary, open_us, admin):
     result["winners"] = k
     if topology.haproxy and k:
         result["front"] = front_order(os.path.join(topology.workdir, "haproxy.log"), sends, winners, k)
+        result["front"]["lagToEngineMs"] = front_lag(topology.instance_ports)
+
+
+def front_lag(ports):
+    """How late the instances saw their customers: `flashsale_front_lag_seconds` (X-Request-Start to the
+    engine) of every instance summed, as the bucket bounds holding the median and the 95th percentile (ms).
+    The engine can order across instances only the customers it has seen."""
+    buckets = {}
+    for port in ports:
+        try:
+            status, text = request(port, "GET", "/metrics", timeout=10)
+        except OSError:
+            return None
+        if status != 200 or not isinstance(text, str):
+            return None
+        for match in re.finditer(r'^flashsale_front_lag_seconds_bucket\{le="([^"]+)"\} (\d+)$', text, re.M):
+            bound = float("inf") if match.group(1) == "+Inf" else float(match.group(1))
+            buckets[bound] = buckets.get(bound, 0) + int(match.group(2))
+    if not buckets or not buckets[float("inf")]:
+        return None
+    total, bounds = buckets[float("inf")], sorted(buckets)
+    def at(q):
+        bound = next(b for b in bounds if buckets[b] >= q * total)
+        return "<= %g" % (bound * 1000) if bound != float("inf") else "> %g" % (bounds[-2] * 1000)
+    return {"orders": total, "p50": at(0.5), "p95": at(0.95)}
 
 
 def front_order(log_path, sends, winners, k):
@@ -1600,9 +1625,11 @@ def html_run(r, machine, bucket_ms=HTML_BUCKET_MS):
         ("the front's order", "haproxy read the first K customers in send order to %.3f and handed them to the "
          "instances (read + queue + connect) in send order to %.3f: that is the FCFS precision an engine serving "
          "exactly in hand-over order would reach. Against the hand-over order the engine's FCFS precision is %.3f. "
-         "Send to hand-over of the first K: p50 %s ms, p95 %s ms"
+         "Send to hand-over of the first K: p50 %s ms, p95 %s ms. From haproxy's read (X-Request-Start) to the "
+         "engine, every order: p50 %s ms, p95 %s ms"
          % (r["front"]["readOrderCeiling"], r["front"]["ceiling"], r["front"]["precisionByHandOver"],
-            fmt_ms(r["front"]["firstKSendToHandOverMs"]["p50"]), fmt_ms(r["front"]["firstKSendToHandOverMs"]["p95"]))),
+            fmt_ms(r["front"]["firstKSendToHandOverMs"]["p50"]), fmt_ms(r["front"]["firstKSendToHandOverMs"]["p95"]),
+            (r["front"].get("lagToEngineMs") or {}).get("p50", "-"), (r["front"].get("lagToEngineMs") or {}).get("p95", "-"))),
     ] if "ceiling" in r.get("front", {}) else []) + [
         ("oversell check", "sold %d of %d: %s; confirmed units in the ledger %d; 201s without a ledger order %d; "
          "SOLD_OUT received before the sell-out %s"
@@ -1875,6 +1902,8 @@ def main():
                                result["firstSendAfterStartsAtMs"], json.dumps(result["cpuSeconds"]),
                                result.get("wrkRequestsPerSecond")))
                         log("  fcfs: %s; 201 latency ms %s" % (json.dumps(result["fcfs"]), json.dumps(result.get("latency201Ms"))))
+                        if "front" in result:
+                            log("  front: %s" % json.dumps(result["front"]))
                     else:
                         log("  ERROR: " + result["error"])
             print()

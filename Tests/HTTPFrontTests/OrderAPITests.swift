@@ -271,6 +271,35 @@ struct OrderAPITests {
         }
     }
 
+    // Behind a trusted front, an order's arrival is the front's X-Request-Start (a malformed one is no stamp,
+    // never an error for the customer), and the instance reports how late it saw its customers.
+    @Test func theFrontsArrivalStampIsTakenWhenTrusted() async throws {
+        let fixture = try HTTPFixture()
+        let app = fixture.components { $0.trustRequestStart = true }.application
+        try await app.test(.live) { client in
+            try await fixture.createSale(client, id: "stamped", stock: 5)
+            for (customer, stamp) in [("early", "t=\(wallClockMicroseconds() - 20_000)"), ("garbled", "t=soon")] {
+                var headers = fixture.headers(customer)
+                headers[HTTPField.Name("X-Request-Start")!] = stamp
+                try await client.execute(uri: "/sales/stamped/orders", method: .post, headers: headers, body: HTTPFixture.orderBody(quantity: 1)) {
+                    #expect($0.status == .created, "\(customer): \(String(buffer: $0.body))")
+                }
+            }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                let text = String(buffer: response.body)
+                #expect(text.contains("flashsale_front_lag_seconds_count 1"), "one stamped order observed: \(text)")
+                // bucket upper bound (seconds) -> orders at most that late
+                let buckets = text.split(separator: "\n").compactMap { line -> (Double, Int)? in
+                    guard line.hasPrefix(#"flashsale_front_lag_seconds_bucket{le=""#), let close = line.firstIndex(of: "}") else { return nil }
+                    let bound = line[line.index(line.startIndex, offsetBy: 39)..<line.index(before: close)]
+                    return (bound == "+Inf" ? .infinity : Double(bound) ?? -1, Int(line[line.index(after: close)...].trimmingCharacters(in: .whitespaces)) ?? -1)
+                }
+                #expect(buckets.count == 11 && buckets.allSatisfy { $0.0 >= 0 && $0.1 >= 0 }, "\(buckets)")
+                #expect(buckets.filter { $0.0 < 0.02 }.allSatisfy { $0.1 == 0 } && buckets.last?.1 == 1, "stamped 20 ms before it arrived: \(buckets)")
+            }
+        }
+    }
+
     // The comparison paths: direct sells through one script call per order and never oversells; noop
     // answers 201 without touching the ledger.
     @Test func comparisonOrderPaths() async throws {

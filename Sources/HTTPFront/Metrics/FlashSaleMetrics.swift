@@ -7,7 +7,7 @@ import Synchronization
 ///
 /// Names: `flashsale_http_requests_total{route,status}`, `flashsale_orders_total{result}`,
 /// `flashsale_commit_batch_orders` (histogram), `flashsale_commit_latency_seconds` (histogram),
-/// `flashsale_leases_held`, `flashsale_websocket_clients`, `flashsale_commit_queue_depth`, and with MongoDB
+/// `flashsale_front_lag_seconds` (histogram, with `FLASHSALE_TRUST_REQUEST_START`), `flashsale_leases_held`, `flashsale_websocket_clients`, `flashsale_commit_queue_depth`, and with MongoDB
 /// `flashsale_outbox_written_total{kind}` (orders, stock_events), `flashsale_outbox_compensated_total`,
 /// `flashsale_outbox_consecutive_failures`.
 public final class FlashSaleMetrics: CommitObserver, Sendable {
@@ -16,6 +16,7 @@ public final class FlashSaleMetrics: CommitObserver, Sendable {
     private let orderCounters = Mutex<[String: Counter]>([:])
     private let batchOrders: ValueHistogram
     private let commitLatency: DurationHistogram
+    private let frontLag: DurationHistogram
     private let leasesHeld: Gauge
     private let webSocketClients: Gauge
     private let commitQueueDepth: Gauge
@@ -30,6 +31,7 @@ public final class FlashSaleMetrics: CommitObserver, Sendable {
     public init() {
         batchOrders = registry.makeValueHistogram(descriptor: Self.metric("flashsale_commit_batch_orders", help: "Orders per commit batch (one EVALSHA)"), buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
         commitLatency = registry.makeDurationHistogram(descriptor: Self.metric("flashsale_commit_latency_seconds", help: "Time from sending a commit batch to the ledger's answer"), buckets: [.microseconds(250), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .seconds(1)])
+        frontLag = registry.makeDurationHistogram(descriptor: Self.metric("flashsale_front_lag_seconds", help: "From the front's X-Request-Start to the order reaching the engine: how late the instance saw its customers (orders across instances follow arrival only among the customers seen)"), buckets: [.milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2_500)])
         leasesHeld = registry.makeGauge(descriptor: Self.metric("flashsale_leases_held", help: "Leases this instance sells from"))
         webSocketClients = registry.makeGauge(descriptor: Self.metric("flashsale_websocket_clients", help: "Open live-stock WebSockets"))
         commitQueueDepth = registry.makeGauge(descriptor: Self.metric("flashsale_commit_queue_depth", help: "Orders and ledger calls waiting for the committer"))
@@ -48,6 +50,11 @@ public final class FlashSaleMetrics: CommitObserver, Sendable {
     public func batchCommitted(orders: Int, latency: Duration) {
         batchOrders.record(Double(orders))
         commitLatency.record(latency)
+    }
+
+    /// An order stamped by the front reached the engine this long after the front read it.
+    func frontLag(microseconds: Int64) {
+        frontLag.record(.microseconds(max(0, microseconds)))
     }
 
     func request(route: String, status: Int) {

@@ -287,6 +287,7 @@ struct APIRoutes: Sendable {
         var request = request
         let body = try await request.collectBody(context: context)
         let order = try placedOrder(body, saleID: saleID, customerID: customerID, idempotencyKey: idempotencyKey)
+        if let arrival { metrics.frontLag(microseconds: wallClockMicroseconds() - arrival) }
         let outcome: ReservationOutcome
         switch orderPath {
         case .engine:

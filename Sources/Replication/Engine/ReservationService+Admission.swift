@@ -4,7 +4,7 @@ import Synchronization
 
 /// The wall clock in microseconds since 1970: a customer's arrival, compared across instances (whose clocks
 /// are kept in step by NTP; a skew of d makes the fleet's order exact only to within d).
-func wallClockMicroseconds() -> Int64 {
+public func wallClockMicroseconds() -> Int64 {
     var now = timespec()
     clock_gettime(CLOCK_REALTIME, &now)
     return Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1_000

@@ -310,8 +310,9 @@ def cpu_seconds(pid):
 class Topology:
     """redis-server (AOF always) + N instances (+ haproxy when N > 1), all on 127.0.0.1."""
 
-    def __init__(self, procs, binary, workdir, instances, order_path, haproxy_maxconn=9000):
+    def __init__(self, procs, binary, workdir, instances, order_path, haproxy_maxconn=9000, fleet_order_delay_ms=0):
         self.procs, self.workdir = procs, workdir
+        self.fleet_order_delay_ms = fleet_order_delay_ms
         self.redis, self.instances, self.haproxy = None, [], None
         self.haproxy_maxconn, self.haproxy_warnings = haproxy_maxconn, []
         try:
@@ -338,6 +339,8 @@ class Topology:
             "FLASHSALE_RATE_LIMIT_ADDRESS": "0",
             "FLASHSALE_LOG_LEVEL": "error",
         })
+        if instances > 1 and self.fleet_order_delay_ms:
+            env["FLASHSALE_FLEET_ORDER_DELAY_MS"] = str(self.fleet_order_delay_ms)
         if instances > 1:
             # haproxy stamps every request's arrival (X-Request-Start, overwritten): the instances order their
             # customers across the fleet by the time the one front door read them (README, "How an order is decided").
@@ -595,7 +598,8 @@ def run_crowd(args, order_path, round_no, procs, log):
     ok = False
     try:
         log("crowd: %s, %d instance(s), round %d (workdir %s)" % (order_path, args.instances, round_no, workdir))
-        topology = Topology(procs, args.bin, workdir, args.instances, order_path)
+        topology = Topology(procs, args.bin, workdir, args.instances, order_path, fleet_order_delay_ms=args.fleet_order_delay_ms)
+        result["fleetOrderDelayMs"] = args.fleet_order_delay_ms if args.instances > 1 else 0
         result["redisAppendfsync"] = pairs(redis_call(topology.redis_port, "CONFIG", "GET", "appendfsync")).get("appendfsync")
 
         tokens_file = os.path.join(workdir, "tokens.txt")
@@ -1807,6 +1811,8 @@ def main():
     parser.add_argument("--open-margin-ms", type=int, default=1, help="first requests leave at startsAt + this")
     parser.add_argument("--sale-seconds", type=int, default=120, help="the sale's durationSeconds")
     parser.add_argument("--settle-seconds", type=int, default=20, help="how long to wait for the sale to close after wrk")
+    parser.add_argument("--fleet-order-delay-ms", type=int, default=0,
+                        help="with --instances 3: the instances' FLASHSALE_FLEET_ORDER_DELAY_MS (exact arrival order across them)")
     parser.add_argument("--ceiling", action="store_true", help="only wrk on GET /healthz of one instance, 5 s")
     parser.add_argument("--open-loop", action="store_true",
                         help="--connections each sending one order every connections/rate seconds (see the docstring)")

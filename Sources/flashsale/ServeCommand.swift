@@ -97,6 +97,12 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--order-path must be engine, direct or noop, got \(pathName.debugDescription)")
         }
         serverConfiguration.orderPath = path
+        if let delay = environment["FLASHSALE_FLEET_ORDER_DELAY_MS"] {
+            guard let milliseconds = Int(delay), (0...5_000).contains(milliseconds) else {
+                throw ValidationError("FLASHSALE_FLEET_ORDER_DELAY_MS must be 0...5000, got \(delay.debugDescription)")
+            }
+            serverConfiguration.engine.fleetOrderDelayMicroseconds = milliseconds * 1_000
+        }
         if let trust = environment["FLASHSALE_TRUST_REQUEST_START"] {
             guard let value = ["1": true, "true": true, "0": false, "false": false][trust.lowercased()] else {
                 throw ValidationError("FLASHSALE_TRUST_REQUEST_START must be true or false, got \(trust.debugDescription)")

@@ -167,9 +167,33 @@ struct LedgerScriptTests {
         #expect(try head("a") == nil && head("c") == nil, "stale heads dropped")
         #expect(try LedgerFixture.snapshot(on: server, saleID: sale.id).invariantHolds)
 
+        // The fleet order delay: with another instance present, only customers who arrived at least the delay
+        // ago are leased (exactly their units); none such: WAIT, and no prefetch. Alone, an instance ignores it.
+        let delayed = try LedgerFixture.createOpenSale(on: server, stock: 100)
+        let time = try connection.send("TIME").array ?? []
+        let ledgerMicroseconds = (Int64(time.first?.string ?? "0") ?? 0) * 1_000_000 + (Int64(time.last?.string ?? "0") ?? 0)
+        func delayedLease(_ owner: String, _ points: [(Int64, Int)]) throws -> LeaseAcquisition {
+            try ledger.acquireLease(saleID: delayed.id, owner: owner, shardID: "\(owner)#\(UUID().uuidString.prefix(6))", sizing: sizing,
+                                    ttlMilliseconds: 60_000, demandUnits: 40,
+                                    arrivals: points.map { ArrivalPoint(arrivalMicroseconds: $0.0, cumulativeUnits: $0.1) },
+                                    fleetOrderDelayMicroseconds: 100_000)
+        }
+        guard case .granted(_, let aloneUnits, _, _) = try delayedLease("a", [(ledgerMicroseconds, 1)]), aloneUnits > 1 else {
+            Issue.record("alone, the delay does not apply (the share rule, with headroom)"); return
+        }
+        _ = try ledger.renewLeases(saleID: delayed.id, owner: "b", leases: [], ttlMilliseconds: 60_000)
+        #expect(try delayedLease("a", [(ledgerMicroseconds + 50_000, 1)]) == .wait(earliestArrivalMicroseconds: ledgerMicroseconds + 50_000))
+        #expect(try delayedLease("a", []) == .wait(earliestArrivalMicroseconds: 0), "no prefetch while the delay applies")
+        guard case .granted(_, 2, _, _) = try delayedLease("a", [(ledgerMicroseconds - 500_000, 2), (ledgerMicroseconds + 50_000, 3)]) else {
+            Issue.record("only the customers who arrived at least the delay ago are leased"); return
+        }
+        let delayedHead = try connection.send("HGET", LedgerKeys(saleID: delayed.id).stats, "head:a").string
+        #expect(delayedHead?.hasPrefix("\(ledgerMicroseconds + 50_000):") == true, "the customer not yet due is a's head: \(delayedHead ?? "none")")
+        #expect(try LedgerFixture.snapshot(on: server, saleID: delayed.id).invariantHolds)
+
         // Malformed arrival pairs are refused with an error and change nothing.
         var arguments = RedisCommand()
-        for argument in ["e", "e#1", "1", "50", "60000", "1", "0", "0", "3", "1000", "1"] { arguments.append(argument) }
+        for argument in ["e", "e#1", "1", "50", "60000", "1", "0", "0", "0", "3", "1000", "1"] { arguments.append(argument) }
         let before = try LedgerFixture.snapshot(on: server, saleID: sale.id)
         let refused = try connection.evaluate(LedgerScripts.acquireLease, keys: LedgerKeys(saleID: sale.id).all, arguments: arguments)
         #expect(refused.errorMessage?.hasPrefix("BADARG") == true, "got \(refused)")

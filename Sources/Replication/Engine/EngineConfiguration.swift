@@ -34,6 +34,12 @@ public struct EngineConfiguration: Sendable {
     /// cost of more, smaller leases while several instances have customers waiting. Also the bound on the
     /// instances' clock skew that the order can be trusted to.
     public var arrivalToleranceMicroseconds = 3_000
+    /// With several instances, a customer waiting for a lease is served only this long after their arrival
+    /// (`FLASHSALE_FLEET_ORDER_DELAY_MS`; see acquire_lease.lua): customers who arrived earlier but reached
+    /// their instance up to this much later still come first. 0: serve at once, in the order of the
+    /// customers the instances have seen. Set it above the p99 of `flashsale_front_lag_seconds` when exact
+    /// arrival order across the fleet is worth that much latency for the customers who park.
+    public var fleetOrderDelayMicroseconds = 0
     /// Tests only: keep every grant's arrival number per sale (``ReservationService/admissionGrantLog(saleID:)``).
     public var recordAdmissionOrder = false
 

@@ -51,13 +51,14 @@ extension ReservationService {
         let sizing = configuration.shardSizing
         let ttl = configuration.leaseTTLMilliseconds
         let tolerance = configuration.arrivalToleranceMicroseconds
+        let delay = configuration.fleetOrderDelayMicroseconds
         let sentAt = monotonicMilliseconds
         let acquisition: LeaseAcquisition
         do {
             acquisition = try await committer.perform { ledger throws(RedisError) in
                 try ledger.acquireLease(saleID: saleID, owner: owner, shardID: shardID, sizing: sizing, ttlMilliseconds: ttl,
                                         minimumUnits: minimumUnits, demandUnits: demandUnits, arrivals: arrivals,
-                                        arrivalToleranceMicroseconds: tolerance)
+                                        arrivalToleranceMicroseconds: tolerance, fleetOrderDelayMicroseconds: delay)
             }
         } catch {
             return .unavailable(error)

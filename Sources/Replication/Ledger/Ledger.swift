@@ -145,9 +145,11 @@ public struct Ledger {
     /// `demandUnits` when given (what this instance's waiting customers need). `arrivals` are this instance's
     /// waiting customers in arrival order (see ``ArrivalPoint``): while another instance's customers arrived
     /// earlier (by more than `arrivalToleranceMicroseconds`) the answer is `.wait`, otherwise a lease for exactly
-    /// those who arrived before them, within the tolerance (see acquire_lease.lua).
+    /// those who arrived before them, within the tolerance (see acquire_lease.lua). With other instances
+    /// present and `fleetOrderDelayMicroseconds` > 0, only customers who arrived at least that long ago.
     public func acquireLease(saleID: String, owner: String, shardID: String, sizing: ShardSizing, ttlMilliseconds: Int, minimumUnits: Int = 1,
-                             demandUnits: Int? = nil, arrivals: [ArrivalPoint] = [], arrivalToleranceMicroseconds: Int = 0) throws(RedisError) -> LeaseAcquisition {
+                             demandUnits: Int? = nil, arrivals: [ArrivalPoint] = [], arrivalToleranceMicroseconds: Int = 0,
+                             fleetOrderDelayMicroseconds: Int = 0) throws(RedisError) -> LeaseAcquisition {
         precondition(minimumUnits >= 1 && (demandUnits ?? 1) >= 1)
         precondition(arrivals.count <= ArrivalPoint.maximumPerLease, "at most \(ArrivalPoint.maximumPerLease) arrival points per lease")
         assert(zip(arrivals, arrivals.dropFirst()).allSatisfy { $0.arrivalMicroseconds <= $1.arrivalMicroseconds && $0.cumulativeUnits < $1.cumulativeUnits },
@@ -160,8 +162,9 @@ public struct Ledger {
         arguments.append(ttlMilliseconds)
         arguments.append(minimumUnits)
         arguments.append(demandUnits ?? 0)
-        precondition(arrivalToleranceMicroseconds >= 0)
+        precondition(arrivalToleranceMicroseconds >= 0 && fleetOrderDelayMicroseconds >= 0)
         arguments.append(arrivalToleranceMicroseconds)
+        arguments.append(fleetOrderDelayMicroseconds)
         arguments.append(arrivals.count)
         for point in arrivals {
             arguments.append(point.arrivalMicroseconds)

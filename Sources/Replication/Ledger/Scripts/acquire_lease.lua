@@ -2,9 +2,9 @@
 -- shard smaller than one order could never serve it), demandUnits (what the instance's waiting customers
 -- need, 0 = unknown: the lease is no larger, so no instance sits on units another one's customers wait for;
 -- a known demand is not capped by maxShardUnits, only by the fair share).
--- ARGV[8] = toleranceUs, ARGV[9] = n, then n pairs (arrivalUs, cumulativeUnits): the instance's parked
--- customers in arrival order (their arrival on its clock, the units of those up to that arrival), 0 pairs
--- for a prefetch.
+-- ARGV[8] = toleranceUs, ARGV[9] = delayUs, ARGV[10] = n, then n pairs (arrivalUs, cumulativeUnits): the
+-- instance's parked customers in arrival order (their arrival on its clock, or its front's, and the units
+-- of those up to that arrival), 0 pairs for a prefetch.
 -- Across instances, units go to the customers who arrived first: while another instance's head (its first
 -- customer still waiting, see set_head) arrived more than toleranceUs earlier, this one is answered WAIT and
 -- leases nothing; else the lease covers exactly its customers who arrived no later than toleranceUs after
@@ -12,6 +12,10 @@
 -- simultaneous: without it, instances whose customers interleave would take turns one unit at a time. With
 -- no other head the share rule below applies. A prefetch leases nothing while any other instance's customers
 -- wait.
+-- The fleet order delay (delayUs > 0, with other instances present): a customer is leased a unit only once
+-- delayUs passed since their arrival (ledger clock), so that a customer who arrived earlier but reached
+-- their instance up to delayUs later is among the heads by then; such a lease has no headroom, and a
+-- prefetch leases nothing. Exact arrival order across the fleet, for delayUs more latency.
 -- Answers `{OK, fence, units, expiresAtMs, nowMs}`, `{EMPTY, sold, leased, waitlist}`, `{WAIT, arrivalUs}`,
 -- `{CLOSED, reason}`, `{NOT_STARTED, msUntilStart}` or `{NOT_FOUND}`.
 local meta = load_meta()
@@ -28,12 +32,13 @@ if pool <= 0 or waiting > 0 then
   return {'EMPTY', num(redis.call('GET', K.sold)), leased, waiting}
 end
 local tolerance = tonumber(ARGV[8]) or 0
-local pairs_given = tonumber(ARGV[9]) or 0
-if tolerance < 0 or pairs_given < 0 or pairs_given > 1000 or #ARGV < 9 + 2 * pairs_given then
+local delay = tonumber(ARGV[9]) or 0
+local pairs_given = tonumber(ARGV[10]) or 0
+if tolerance < 0 or delay < 0 or pairs_given < 0 or pairs_given > 1000 or #ARGV < 10 + 2 * pairs_given then
   return redis.error_reply('BADARG arrival pairs')
 end
-local function arrival_at(i) return tonumber(ARGV[8 + 2 * i]) end
-local function units_to(i) return tonumber(ARGV[9 + 2 * i]) end
+local function arrival_at(i) return tonumber(ARGV[9 + 2 * i]) end
+local function units_to(i) return tonumber(ARGV[10 + 2 * i]) end
 -- The head to leave after a grant of `granted` units: the first pair not wholly covered, or none.
 local function head_after(granted)
   for i = 1, pairs_given do
@@ -48,7 +53,17 @@ end
 count = present_instances(now, tonumber(ARGV[5]), owners, count)
 note_presence(now, ARGV[1])
 local other, other_owner = earliest_other_head(now, ARGV[1])
-local gated = nil
+-- The latest arrival this lease may serve; nil: the share rule below.
+local limit = nil
+if delay > 0 and count > 1 then
+  if pairs_given == 0 then return {'WAIT', 0} end
+  local t = redis.call('TIME')
+  limit = tonumber(t[1]) * 1000000 + tonumber(t[2]) - delay
+  if arrival_at(1) > limit then
+    set_head(ARGV[1], arrival_at(1), now)
+    return {'WAIT', arrival_at(1)}
+  end
+end
 if other then
   if pairs_given == 0 then
     return {'WAIT', other}
@@ -58,9 +73,13 @@ if other then
     set_head(ARGV[1], first, now)
     return {'WAIT', other}
   end
+  if not limit or other + tolerance < limit then limit = other + tolerance end
+end
+local gated = nil
+if limit then
   gated = 0
   for i = 1, pairs_given do
-    if arrival_at(i) > other + tolerance then break end
+    if arrival_at(i) > limit then break end
     gated = units_to(i)
   end
   assert(gated >= 1, 'a gated lease covers at least the head')

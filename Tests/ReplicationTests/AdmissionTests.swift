@@ -9,7 +9,8 @@ import TestSupport
 struct AdmissionTests {
     /// Leases are small so that a crowd meets refills: a lease asked for waiting customers is capped by the
     /// fair share (pool / spreadFactor), one asked for without a demand also by maxShardUnits.
-    static func engine(on server: RedisServer, instanceID: String = "fifo", maxShardUnits: Int, spreadFactor: Int) -> ReservationService {
+    static func engine(on server: RedisServer, instanceID: String = "fifo", maxShardUnits: Int, spreadFactor: Int,
+                       fleetOrderDelayMicroseconds: Int = 0) -> ReservationService {
         var configuration = EngineConfiguration(
             // Leases outlive the test even when a busy machine starves the reconciler: an expired lease
             // fences its commits (RETRY_LATER by design), which is not what these tests are about.
@@ -17,6 +18,7 @@ struct AdmissionTests {
             shardSizing: ShardSizing(spreadFactor: spreadFactor, maxShardUnits: maxShardUnits), reconcileIntervalMilliseconds: 50
         )
         configuration.recordAdmissionOrder = true
+        configuration.fleetOrderDelayMicroseconds = fleetOrderDelayMicroseconds
         return ReservationService(redis: server.configuration, configuration: configuration, logger: .init(label: "test.admission"))
     }
 
@@ -137,6 +139,35 @@ struct AdmissionTests {
         #expect(try eventually(seconds: 2) { try connection.send("HEXISTS", stats, "head:a").integer == 0 }, "no head left once nobody waits")
         #expect(try LedgerFixture.snapshot(on: server, saleID: sale.id).invariantHolds)
         await engine.shutdown()
+    }
+
+    // The fleet order delay: the last unit goes to the customer who arrived first (stamped by the front),
+    // though they reached their instance after another instance's customer had asked for it.
+    @Test func theFleetOrderDelayServesTheEarlierArrivalWhoCameLater() async throws {
+        let server = try RedisServer()
+        let sale = try LedgerFixture.createOpenSale(on: server, stock: 1, limit: 1)
+        let delay = 300_000
+        let a = Self.engine(on: server, instanceID: "a", maxShardUnits: 10, spreadFactor: 1, fleetOrderDelayMicroseconds: delay)
+        let b = Self.engine(on: server, instanceID: "b", maxShardUnits: 10, spreadFactor: 1, fleetOrderDelayMicroseconds: delay)
+        let ledger = Ledger(connection: try server.connect())
+        for owner in ["a", "b"] { _ = try ledger.renewLeases(saleID: sale.id, owner: owner, leases: [], ttlMilliseconds: 20_000) }
+        let opening = wallClockMicroseconds()
+        let late = Task { await b.reserve(saleID: sale.id, customerID: "late", quantity: 1, idempotencyKey: nil, delivery: "{}", arrivalMicroseconds: opening) }
+        try await Task.sleep(for: .milliseconds(50))
+        let early = await a.reserve(saleID: sale.id, customerID: "early", quantity: 1, idempotencyKey: nil, delivery: "{}",
+                                    arrivalMicroseconds: opening - 100_000)
+        let lateOutcome = await late.value
+        guard case .confirmed = early else { Issue.record("the earlier arrival gets the unit: \(early), later one \(lateOutcome)"); return }
+        switch lateOutcome {
+        case .waitlisted: break
+        case .rejected(let error, _) where error.code == .soldOut: break
+        default: Issue.record("the later arrival waits or is told sold out: \(lateOutcome)")
+        }
+        let snapshot = try LedgerFixture.snapshot(on: server, saleID: sale.id)
+        #expect(snapshot.sold == 1 && snapshot.invariantHolds)
+        #expect(try LedgerFixture.purchases(on: server, saleID: sale.id) == ["early": 1])
+        await a.shutdown()
+        await b.shutdown()
     }
 
     static func tally(_ outcomes: [ReservationOutcome]) -> [String: Int] {

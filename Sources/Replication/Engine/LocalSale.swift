@@ -21,6 +21,9 @@ final class LocalSale: Sendable {
         case unavailable(RedisError)
         /// Another refill finished meanwhile: try the buckets again.
         case retry
+        /// The first waiting customer is not due before this wall-clock time (the fleet order delay): ask
+        /// again then.
+        case notDueBefore(microseconds: Int64)
     }
 
     struct AbandonedLease: Sendable, Hashable {

@@ -144,6 +144,10 @@ extension ReservationService {
             case .retry:
                 // Another refill finished, or the lease cap is reached while buckets drain: look again shortly.
                 try? await Task.sleep(for: .milliseconds(1))
+            case .notDueBefore(let due):
+                // Not before then; at most 20 ms between looks, so customers past their deadline are answered.
+                let wait = min(max(due - wallClockMicroseconds(), 1_000), 20_000)
+                try? await Task.sleep(for: .microseconds(wait))
             case .empty:
                 mayHaveLeftHead = false  // an EMPTY answer withdrew it
                 await handToWaitlist(sale: sale)

@@ -79,8 +79,10 @@ extension ReservationService {
             return .granted
         case .empty:
             return .empty
-        case .wait:
-            // Another instance's customers arrived first: they are served before these ask again.
+        case .wait(let earliest):
+            // The first customer here is not due yet (the fleet order delay), or another instance's customers
+            // arrived first: they are served before these ask again.
+            if delay > 0, earliest == arrivals.first?.arrivalMicroseconds { return .notDueBefore(microseconds: earliest + Int64(delay)) }
             return .retry
         case .closed(let reason):
             closeLocally(sale: sale, reason: reason)

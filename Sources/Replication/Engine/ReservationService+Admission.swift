@@ -92,6 +92,8 @@ extension ReservationService {
         // arrival order across instances); when the queue empties otherwise it is withdrawn, so that other
         // instances' customers do not wait for it to go stale.
         var mayHaveLeftHead = false
+        // Arrivals go with leases sized to demand (the ledger orders those across instances).
+        let sendArrivals = configuration.leaseToDemand
         while true {
             let now = monotonicMilliseconds
             let (expired, granted, needed, demand, arrivals) = sale.admission.withLock {
@@ -102,6 +104,7 @@ extension ReservationService {
                     granted.append((queue.popHead().ticket, bucket))
                 }
                 guard queue.pumpShouldContinue() else { return (expired, granted, nil, 0, []) }
+                guard sendArrivals else { return (expired, granted, queue.head?.quantity, queue.parkedUnits, []) }
                 // What the buckets still hold goes to the first parked customers: the lease is for those after.
                 let held = sale.availableLocally
                 let arrivals = queue.arrivalPoints(limit: ArrivalPoint.maximumPerLease).compactMap { point -> ArrivalPoint? in
@@ -134,10 +137,8 @@ extension ReservationService {
             // ledger caps it at the fair share, so across instances units still follow the customers who
             // wait for them, in the order the ledger grants the leases.
             let missing = max(needed, demand - sale.availableLocally)
-            let sentArrivals = configuration.leaseToDemand ? arrivals : []
-            let result = await refill(sale: sale, minimumUnits: needed, demandUnits: configuration.leaseToDemand ? 2 * missing : nil,
-                                      arrivals: sentArrivals)
-            if !sentArrivals.isEmpty { mayHaveLeftHead = true }
+            let result = await refill(sale: sale, minimumUnits: needed, demandUnits: sendArrivals ? 2 * missing : nil, arrivals: arrivals)
+            if !arrivals.isEmpty { mayHaveLeftHead = true }
             switch result {
             case .granted:
                 continue

@@ -151,6 +151,7 @@ public struct Ledger {
                              demandUnits: Int? = nil, arrivals: [ArrivalPoint] = [], arrivalToleranceMicroseconds: Int = 0,
                              fleetOrderDelayMicroseconds: Int = 0) throws(RedisError) -> LeaseAcquisition {
         precondition(minimumUnits >= 1 && (demandUnits ?? 1) >= 1)
+        precondition(arrivalToleranceMicroseconds >= 0 && fleetOrderDelayMicroseconds >= 0)
         precondition(arrivals.count <= ArrivalPoint.maximumPerLease, "at most \(ArrivalPoint.maximumPerLease) arrival points per lease")
         assert(zip(arrivals, arrivals.dropFirst()).allSatisfy { $0.arrivalMicroseconds <= $1.arrivalMicroseconds && $0.cumulativeUnits < $1.cumulativeUnits },
                "arrival points ascend")
@@ -162,7 +163,6 @@ public struct Ledger {
         arguments.append(ttlMilliseconds)
         arguments.append(minimumUnits)
         arguments.append(demandUnits ?? 0)
-        precondition(arrivalToleranceMicroseconds >= 0 && fleetOrderDelayMicroseconds >= 0)
         arguments.append(arrivalToleranceMicroseconds)
         arguments.append(fleetOrderDelayMicroseconds)
         arguments.append(arrivals.count)

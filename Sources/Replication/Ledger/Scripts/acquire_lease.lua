@@ -50,9 +50,10 @@ if not owners[ARGV[1]] then
   owners[ARGV[1]] = true
   count = count + 1
 end
-count = present_instances(now, tonumber(ARGV[5]), owners, count)
+local stats = redis.call('HGETALL', K.stats)
+count = present_instances(stats, now, tonumber(ARGV[5]), owners, count)
 note_presence(now, ARGV[1])
-local other, other_owner = earliest_other_head(now, ARGV[1])
+local other, other_owner = earliest_other_head(stats, now, ARGV[1])
 -- The latest arrival this lease may serve; nil: the share rule below.
 local limit = nil
 if delay > 0 and count > 1 then

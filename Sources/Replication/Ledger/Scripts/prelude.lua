@@ -178,10 +178,9 @@ local function set_head(owner, arrival, now)
   end
 end
 
--- The earliest fresh head of another instance: its arrival and owner, or nil.
-local function earliest_other_head(now, owner)
+-- The earliest fresh head of another instance: its arrival and owner, or nil. `stats` is HGETALL of K.stats.
+local function earliest_other_head(stats, now, owner)
   local best, best_owner
-  local stats = redis.call('HGETALL', K.stats)
   for i = 1, #stats, 2 do
     local name = stats[i]
     if string.sub(name, 1, 5) == 'head:' and string.sub(name, 6) ~= owner then
@@ -197,8 +196,8 @@ local function earliest_other_head(now, owner)
   return best, best_owner
 end
 
-local function present_instances(now, window, owners, count)
-  local stats = redis.call('HGETALL', K.stats)
+-- `stats` is HGETALL of K.stats (read once by the caller for this and earliest_other_head).
+local function present_instances(stats, now, window, owners, count)
   for i = 1, #stats, 2 do
     local name = stats[i]
     if string.sub(name, 1, 5) == 'seen:' then

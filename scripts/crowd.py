@@ -443,6 +443,8 @@ local CUSTOMERS = @CUSTOMERS@
 local PATH = "@PATH@"
 local BODY = '@BODY@'
 local PARK_MS = 3600000
+local WARM_END_US = @WARM_END_US@     -- 0: no warm-up (--warm)
+local WARM_PER_THREAD = @WARM_PER_THREAD@
 
 -- main state: one id per thread, gathered again in done()
 local all_threads = {}
@@ -462,6 +464,10 @@ parked = 0       -- delay() calls that found no customer left
 held = 0         -- delay() calls before the opening instant (connections established in time)
 early = 0        -- customers sent before the opening instant (should be 0)
 answered = 0
+warm_given = 0    -- warm-up requests granted by delay() (one per connection, before WARM_END_US)
+warm_pending = 0  -- granted but not yet produced by request()
+warmed = 0        -- warm-up requests sent
+warm_answers = 0  -- their answers (not counted among the customers' answers)
 first_send_us, last_send_us, last_resp_us = 0, 0, 0
 running = false
 local sends, resps, filler_req
@@ -488,6 +494,11 @@ end
 
 function delay()
   running = true
+  if WARM_END_US > 0 and warm_given < WARM_PER_THREAD and now_us() < WARM_END_US then
+    warm_given = warm_given + 1
+    warm_pending = warm_pending + 1
+    return 0
+  end
   if reserved >= slice then
     parked = parked + 1
     return PARK_MS
@@ -504,6 +515,11 @@ end
 
 function request()
   if not running then return reqs[1] or filler_req end  -- wrk's start-up check calls request() once
+  if warm_pending > 0 then
+    warm_pending = warm_pending - 1
+    warmed = warmed + 1
+    return filler_req  -- GET /healthz, before the opening
+  end
   if issued >= reserved then
     if reserved >= slice then
       filler = filler + 1
@@ -524,6 +540,10 @@ end
 
 function response(status, headers, body)
   local t = now_us()
+  if warm_answers < warmed and t < OPEN_US and status == 200 then
+    warm_answers = warm_answers + 1
+    return
+  end
   answered = answered + 1
   last_resp_us = t
   local code = "-"
@@ -542,10 +562,11 @@ function done(summary, latency, requests)
     local c = {}
     for k, v in pairs(t:get("counts") or {}) do c[#c + 1] = string.format("%q:%d", k, v) end
     parts[#parts + 1] = string.format('{"tid":%d,"slice":%d,"reserved":%d,"issued":%d,"unreserved":%d,'
-      .. '"filler":%d,"parked":%d,"held":%d,"early":%d,"answered":%d,"firstSendUs":%s,"lastSendUs":%s,'
-      .. '"lastRespUs":%s,"counts":{%s}}',
+      .. '"filler":%d,"parked":%d,"held":%d,"early":%d,"warmed":%d,"warmAnswers":%d,"answered":%d,"firstSendUs":%s,'
+      .. '"lastSendUs":%s,"lastRespUs":%s,"counts":{%s}}',
       t:get("tid"), t:get("slice"), t:get("reserved"), t:get("issued"), t:get("unreserved"), t:get("filler"),
-      t:get("parked"), t:get("held"), t:get("early"), t:get("answered"), fmt(t:get("first_send_us")),
+      t:get("parked"), t:get("held"), t:get("early"), t:get("warmed"), t:get("warm_answers"), t:get("answered"),
+      fmt(t:get("first_send_us")),
       fmt(t:get("last_send_us")), fmt(t:get("last_resp_us")), table.concat(c, ","))
   end
   local e = summary.errors
@@ -561,9 +582,10 @@ end
 """
 
 
-def write_lua(path, open_us, tokens_file, out_dir, threads, customers, sale_id):
+def write_lua(path, open_us, tokens_file, out_dir, threads, customers, sale_id, warm_end_us=0, warm_per_thread=0):
     text = (LUA.replace("@OPEN_US@", str(open_us)).replace("@TOKENS@", tokens_file).replace("@OUT@", out_dir)
             .replace("@THREADS@", str(threads)).replace("@CUSTOMERS@", str(customers))
+            .replace("@WARM_END_US@", str(warm_end_us)).replace("@WARM_PER_THREAD@", str(warm_per_thread))
             .replace("@PATH@", "/sales/%s/orders" % sale_id).replace("@BODY@", BODY))
     with open(path, "w") as handle:
         handle.write(text)
@@ -621,7 +643,11 @@ def run_crowd(args, order_path, round_no, procs, log):
         out_dir = os.path.join(workdir, "wrk")
         os.makedirs(out_dir)
         script = os.path.join(workdir, "crowd.lua")
-        write_lua(script, open_us, tokens_file, out_dir, args.threads, args.customers, sale_id)
+        # --warm: one GET /healthz per connection during the hold, ending 1.5 s before the opening (the page a
+        # customer loaded before midnight), so the front's connections to the instances exist when the crowd comes.
+        result["warm"] = args.warm
+        write_lua(script, open_us, tokens_file, out_dir, args.threads, args.customers, sale_id,
+                  warm_end_us=open_us - 1500000 if args.warm else 0, warm_per_thread=args.connections // args.threads)
         duration = int(args.hold_seconds + args.crowd_seconds + 0.999)
         argv = ["wrk", "-t%d" % args.threads, "-c%d" % args.connections, "-d%ds" % duration, "--timeout", "30s",
                 "--latency", "-s", script, "http://127.0.0.1:%d" % topology.port]
@@ -720,6 +746,11 @@ def analyse(result, topology, sale_id, out_dir, wrk_summary, open_us, admin):
     if not_started or early:
         warn.append("%d SALE_NOT_STARTED answers, %d requests sent before the instant: those customers were not retried"
                     % (not_started, early))
+    result["warmed"] = sum(t.get("warmed", 0) for t in threads)
+    result["warmAnswers"] = sum(t.get("warmAnswers", 0) for t in threads)
+    if result.get("warm") and (result["warmed"] < result["connections"] or result["warmAnswers"] < result["warmed"]):
+        warn.append("--warm: %d of %d connections sent their warm-up, %d answered 200 before the opening"
+                    % (result["warmed"], result["connections"], result["warmAnswers"]))
 
     # Sends (arrival order) and answers, from the per-thread files.
     sends = []
@@ -1821,8 +1852,9 @@ def main():
     parser.add_argument("--drain-seconds", type=float, default=3, help="--open-loop: wrk -d = hold + duration + this")
     parser.add_argument("--seed", type=int, default=None, help="--open-loop: seed of the connections' phases")
     parser.add_argument("--warm", action="store_true",
-                        help="--open-loop: each connection first serves one GET /healthz during the hold (ends 1.5 s "
-                             "before the schedule), so the orders meet connections that have already served a request")
+                        help="each connection first serves one GET /healthz during the hold (ends 1.5 s before the "
+                             "opening or the schedule), so the orders meet connections (and, behind haproxy, the "
+                             "front's connections to the instances) that have already served a request")
     parser.add_argument("--no-ceiling", dest="with_ceiling", action="store_false",
                         help="--open-loop: skip wrk's ceiling on /healthz in the same topology afterwards")
     parser.add_argument("--report-dir", default=os.path.join(ROOT, "reports/crowd"))

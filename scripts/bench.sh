@@ -30,8 +30,9 @@ timeout 120 .venv/bin/python scripts/crowd.py --bin "$BIN" --ceiling --report-di
 for instances in 1 3; do
   timeout 600 .venv/bin/python scripts/crowd.py --bin "$BIN" --instances "$instances" --compare --report-dir "$OUT/crowd" | tee -a "$OUT/crowd-wrk.txt"
 done
-# 3 instances again with the fleet order delay above this machine's front lag (exact order across the fleet).
-timeout 600 .venv/bin/python scripts/crowd.py --bin "$BIN" --instances 3 --compare --fleet-order-delay-ms "${BENCH_FLEET_DELAY_MS:-300}" \
+# 3 instances again with a warm front (each connection loaded the page before the opening, so haproxy's
+# connections to the instances exist) and the fleet order delay above that front's lag (exact order across the fleet).
+timeout 600 .venv/bin/python scripts/crowd.py --bin "$BIN" --instances 3 --compare --warm --fleet-order-delay-ms "${BENCH_FLEET_DELAY_MS:-100}" \
   --report-dir "$OUT/crowd" | tee -a "$OUT/crowd-wrk.txt"
 for rate in ${BENCH_OPEN_RATES:-2000 5000}; do
   timeout 600 .venv/bin/python scripts/crowd.py --bin "$BIN" --open-loop --instances 1 --rate "$rate" --report-dir "$OUT/crowd" | tee -a "$OUT/crowd-wrk.txt"

@@ -82,9 +82,11 @@ if crowd:
     print("on 1,000 keep-alive connections, so it includes queueing behind earlier customers on these 2 shared cores.")
     print("With 3 instances, `front ceiling` is the FCFS precision an engine serving exactly in the order haproxy handed")
     print("the customers to the instances would reach, and `FCFS by hand-over` the engine's own precision against that order")
-    print("(from haproxy's request log; see `front_order` in scripts/crowd.py).\n")
-    print("| instances | fleet order delay | path | 201 | 202 | 409 | 503 | p50 ms | p95 ms | p99 ms | sold out after opening | FCFS precision | front ceiling | FCFS by hand-over | ledger |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("(from haproxy's request log; see `front_order` in scripts/crowd.py). `warm`: each connection served one")
+    print("`GET /healthz` before the opening (`--warm`: the page a customer loaded), so haproxy's connections to the")
+    print("instances already existed when the crowd came.\n")
+    print("| instances | warm | fleet order delay | path | 201 | 202 | 409 | 503 | p50 ms | p95 ms | p99 ms | sold out after opening | FCFS precision | front ceiling | FCFS by hand-over | ledger |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for path in crowd:
         for r in json.load(open(path))["runs"]:
             if r.get("mode") == "ceiling":
@@ -92,8 +94,8 @@ if crowd:
             lat = r.get("latencyMs", {})
             p95 = lat.get("p95") or lat.get("p90")
             front = r.get("front") or {}
-            print("| %s | %s | %s | %s | %s | %s | %s | %s | %s%s | %s | %s ms | %s | %s | %s | sold %s of %s, %s |" % (
-                r["instances"], "%d ms" % r["fleetOrderDelayMs"] if r.get("fleetOrderDelayMs") and r["path"] == "engine" else "-", r["path"], r["count201"], r["count202"], r["count409"], r["count503"], fmt(lat.get("p50")),
+            print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s%s | %s | %s ms | %s | %s | %s | sold %s of %s, %s |" % (
+                r["instances"], "yes" if r.get("warm") else "-", "%d ms" % r["fleetOrderDelayMs"] if r.get("fleetOrderDelayMs") and r["path"] == "engine" else "-", r["path"], r["count201"], r["count202"], r["count409"], r["count503"], fmt(lat.get("p50")),
                 fmt(p95), "" if lat.get("p95") else " (p90)", fmt(lat.get("p99")), fmt(r.get("sellOutFromStartsAtMs")),
                 fmt((r.get("fcfs") or {}).get("precision"), "%.3f"), fmt(front.get("ceiling"), "%.3f"),
                 fmt(front.get("precisionByHandOver"), "%.3f"), r["sold"], r["stock"], "OVERSOLD" if r["oversold"] else "no oversell"))

@@ -74,7 +74,8 @@ def run_variant(redis, prelude, sha, sale, plain, batches, batch):
         return redis("EVAL", prelude + read(name), len(keys), *keys, *argv)
     if script("create_sale", sale, "cost", stock, now - 1000, now + 3_600_000, 2)[0] != "OK":
         raise RuntimeError("create_sale refused")
-    lease = script("acquire_lease", "inst-1", "inst-1#1", stock, 1, 3_600_000, 1, stock)
+    # toleranceUs, delayUs, then no arrival pairs (one instance: nobody else waits)
+    lease = script("acquire_lease", "inst-1", "inst-1#1", stock, 1, 3_600_000, 1, stock, 3000, 0, 0)
     if lease[0] != "OK" or lease[2] != stock:
         raise RuntimeError("acquire_lease answered %r" % (lease,))
     fence = lease[1]

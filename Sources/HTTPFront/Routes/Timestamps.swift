@@ -1,4 +1,5 @@
 import Foundation
+import Replication
 
 /// RFC 3339 UTC timestamps, formatted without Foundation formatters (the order path formats one per order).
 enum Timestamps {
@@ -33,12 +34,6 @@ enum Timestamps {
 
     static var now: Date { Date(timeIntervalSince1970: Double(nowMilliseconds) / 1_000) }
 
-    /// Fault injection only: `FLASHSALE_FAULT_CLOCK_OFFSET_MS` shifts this process's view of the wall clock,
-    /// as a host with a skewed clock would see it (the chaos suite's clock-offset scenario; libfaketime
-    /// cannot be used with jemalloc). Never set in production.
-    static let clockOffsetMilliseconds: Int64 = {
-        guard let text = ProcessInfo.processInfo.environment["FLASHSALE_FAULT_CLOCK_OFFSET_MS"], let offset = Int64(text),
-              abs(offset) <= 86_400_000 else { return 0 }
-        return offset
-    }()
+    /// Fault injection only (see `faultClockOffsetMilliseconds`): the arrival stamps and this clock skew together.
+    static var clockOffsetMilliseconds: Int64 { faultClockOffsetMilliseconds }
 }

@@ -3,12 +3,22 @@ import ReservationEngine
 import Synchronization
 
 /// The wall clock in microseconds since 1970: a customer's arrival, compared across instances (whose clocks
-/// are kept in step by NTP; a skew of d makes the fleet's order exact only to within d).
+/// are kept in step by NTP; a skew of d makes the fleet's order exact only to within d). Shifted by
+/// ``faultClockOffsetMilliseconds``, as a host with a skewed clock would read it.
 public func wallClockMicroseconds() -> Int64 {
     var now = timespec()
     clock_gettime(CLOCK_REALTIME, &now)
-    return Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1_000
+    return Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1_000 + faultClockOffsetMilliseconds * 1_000
 }
+
+/// Fault injection only: `FLASHSALE_FAULT_CLOCK_OFFSET_MS` (at most a day either way) shifts this process's
+/// view of the wall clock, as a host with a skewed clock would see it (the chaos suite's clock-offset scenario;
+/// libfaketime cannot be used with jemalloc). Never set in production. The ledger's decisions read Redis `TIME`.
+public let faultClockOffsetMilliseconds: Int64 = {
+    guard let text = getenv("FLASHSALE_FAULT_CLOCK_OFFSET_MS").map({ String(cString: $0) }), let offset = Int64(text),
+          abs(offset) <= 86_400_000 else { return 0 }
+    return offset
+}()
 
 /// A reservation waiting in a sale's admission queue: what it asks for, and how to answer it.
 struct ParkedReservation: Sendable {

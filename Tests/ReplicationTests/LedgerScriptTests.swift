@@ -191,6 +191,25 @@ struct LedgerScriptTests {
         #expect(delayedHead?.hasPrefix("\(ledgerMicroseconds + 50_000):") == true, "the customer not yet due is a's head: \(delayedHead ?? "none")")
         #expect(try LedgerFixture.snapshot(on: server, saleID: delayed.id).invariantHolds)
 
+        // An instance whose clock runs 20 s ahead of the ledger's: its customers count as arriving now and are
+        // not held for the delay (they would wait out the skew); a clock ahead by less than a second is trusted.
+        let skewed = try LedgerFixture.createOpenSale(on: server, stock: 100)
+        _ = try ledger.renewLeases(saleID: skewed.id, owner: "b", leases: [], ttlMilliseconds: 60_000)
+        func skewedLease(_ owner: String, _ arrival: Int64) throws -> LeaseAcquisition {
+            try ledger.acquireLease(saleID: skewed.id, owner: owner, shardID: "\(owner)#\(UUID().uuidString.prefix(6))", sizing: sizing,
+                                    ttlMilliseconds: 60_000, demandUnits: 1,
+                                    arrivals: [ArrivalPoint(arrivalMicroseconds: arrival, cumulativeUnits: 1)],
+                                    fleetOrderDelayMicroseconds: 100_000)
+        }
+        #expect(try skewedLease("c", ledgerMicroseconds + 800_000) == .wait(earliestArrivalMicroseconds: ledgerMicroseconds + 800_000))
+        guard case .granted(_, let aheadUnits, _, _) = try skewedLease("c", ledgerMicroseconds + 20_000_000), aheadUnits >= 1 else {
+            Issue.record("a clock 20 s ahead does not hold its customers for the skew"); return
+        }
+        let aheadHead = try connection.send("HGET", LedgerKeys(saleID: skewed.id).stats, "head:c").string
+        #expect(aheadHead.map { Int64($0.split(separator: ":")[0]) ?? 0 }.map { $0 < ledgerMicroseconds + 20_000_000 } ?? true,
+                "a head from a clock ahead is kept at the ledger's now: \(aheadHead ?? "none")")
+        #expect(try LedgerFixture.snapshot(on: server, saleID: skewed.id).invariantHolds)
+
         // Malformed arrival pairs are refused with an error and change nothing.
         var arguments = RedisCommand()
         for argument in ["e", "e#1", "1", "50", "60000", "1", "0", "0", "0", "3", "1000", "1"] { arguments.append(argument) }

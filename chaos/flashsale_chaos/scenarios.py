@@ -91,8 +91,9 @@ SCENARIOS = [
     Scenario("mongo-down", "MongoDB unreachable for 4 s, then back", mongo_down_observed, mongo_up, effect=outbox_failed),
     Scenario("rebalance-drain", "rebalance, then drain and stop an instance mid-sale (SIGTERM), restart it",
              rebalance_and_drain, restart_instance_1, effect=leases_returned_by("chaos-1")),
-    Scenario("clock-offset", "instances 1 and 2 run with wall clocks 20 s ahead and 25 s behind",
-             nothing, topology={"offsets": {1: 20_000, 2: -25_000}}, effect=clock_skewed),
+    Scenario("clock-offset", "instances 1 and 2 run with wall clocks 20 s ahead and 25 s behind, with the 200 ms fleet "
+             "order delay (which reads the arrivals' clocks)",
+             nothing, topology={"offsets": {1: 20_000, 2: -25_000}, "fleet_order_delay_ms": 200}, effect=clock_skewed),
     Scenario("overload", "8,000 customers on 400 connections, far above the admitted 300 req/s: shed, stay correct",
              nothing, topology={"rate_limits": True}, workload={"customers": 8000, "workers": 400, "stock": 1500},
              effect=load_shed),

@@ -56,8 +56,9 @@ def make_certificates(workdir):
 
 class Topology:
     def __init__(self, scenario, binary, workdir, sentinel=False, durable=True, rate_limits=False, offsets=None,
-                 tls=None):
+                 tls=None, fleet_order_delay_ms=0):
         self.scenario, self.binary, self.workdir, self.tls = scenario, binary, workdir, tls
+        self.fleet_order_delay_ms = fleet_order_delay_ms
         self.processes = []
         self.proxy = None
         self.observed = {}
@@ -177,6 +178,8 @@ class Topology:
         if self.tls:
             env["FLASHSALE_TLS_CERT_FILE"], env["FLASHSALE_TLS_KEY_FILE"] = self.tls.cert, self.tls.key
         argv = [self.binary, "serve", "--port", str(port), "--redis-url", redis_url, "--instance-id", "chaos-%d" % index]
+        if self.fleet_order_delay_ms:
+            env["FLASHSALE_FLEET_ORDER_DELAY_MS"] = str(self.fleet_order_delay_ms)
         if offset:
             # libfaketime recurses with jemalloc at start-up; the instance's injectable wall clock is used.
             env["FLASHSALE_FAULT_CLOCK_OFFSET_MS"] = str(offset)

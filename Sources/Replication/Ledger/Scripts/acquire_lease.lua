@@ -15,7 +15,8 @@
 -- The fleet order delay (delayUs > 0, with other instances present): a customer is leased a unit only once
 -- delayUs passed since their arrival (ledger clock), so that a customer who arrived earlier but reached
 -- their instance up to delayUs later is among the heads by then; such a lease has no headroom, and a
--- prefetch leases nothing. Exact arrival order across the fleet, for delayUs more latency.
+-- prefetch leases nothing. Exact arrival order across the fleet, for delayUs more latency. Arrivals from a
+-- clock more than a second ahead of the ledger's count as now, without the delay (see `ahead`).
 -- Answers `{OK, fence, units, expiresAtMs, nowMs}`, `{EMPTY, sold, leased, waitlist}`, `{WAIT, arrivalUs}`,
 -- `{CLOSED, reason}`, `{NOT_STARTED, msUntilStart}` or `{NOT_FOUND}`.
 local meta = load_meta()
@@ -37,7 +38,21 @@ local pairs_given = tonumber(ARGV[10]) or 0
 if tolerance < 0 or delay < 0 or pairs_given < 0 or pairs_given > 1000 or #ARGV < 10 + 2 * pairs_given then
   return redis.error_reply('BADARG arrival pairs')
 end
-local function arrival_at(i) return tonumber(ARGV[9 + 2 * i]) end
+-- The ledger's clock (microseconds), read once for the arrivals.
+local clock = nil
+if pairs_given > 0 or delay > 0 then
+  local t = redis.call('TIME')
+  clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+-- An instance whose newest customer arrived more than a second in the ledger's future has a clock running
+-- ahead (NTP keeps hosts within milliseconds): its arrivals count as now, and the fleet order delay is not
+-- applied to them (it would hold its customers for as long as the skew).
+local ahead = pairs_given > 0 and tonumber(ARGV[9 + 2 * pairs_given]) > clock + 1000000
+local function arrival_at(i)
+  local given = tonumber(ARGV[9 + 2 * i])
+  if ahead and given > clock then return clock end
+  return given
+end
 local function units_to(i) return tonumber(ARGV[10 + 2 * i]) end
 -- The head to leave after a grant of `granted` units: the first pair not wholly covered, or none.
 local function head_after(granted)
@@ -56,10 +71,9 @@ note_presence(now, ARGV[1])
 local other, other_owner = earliest_other_head(stats, now, ARGV[1])
 -- The latest arrival this lease may serve; nil: the share rule below.
 local limit = nil
-if delay > 0 and count > 1 then
+if delay > 0 and count > 1 and not ahead then
   if pairs_given == 0 then return {'WAIT', 0} end
-  local t = redis.call('TIME')
-  limit = tonumber(t[1]) * 1000000 + tonumber(t[2]) - delay
+  limit = clock - delay
   if arrival_at(1) > limit then
     set_head(ARGV[1], arrival_at(1), now)
     return {'WAIT', arrival_at(1)}

@@ -30,10 +30,8 @@ enum Timestamps {
 
     /// This host's wall clock. Sale decisions never use it (the ledger's scripts read Redis `TIME`); it
     /// serves displays and token expiry.
-    static var nowMilliseconds: Int64 { Int64(Date().timeIntervalSince1970 * 1_000) + clockOffsetMilliseconds }
+    /// Shifted by `faultClockOffsetMilliseconds` (fault injection only), as the arrival stamps are.
+    static var nowMilliseconds: Int64 { Int64(Date().timeIntervalSince1970 * 1_000) + faultClockOffsetMilliseconds }
 
     static var now: Date { Date(timeIntervalSince1970: Double(nowMilliseconds) / 1_000) }
-
-    /// Fault injection only (see `faultClockOffsetMilliseconds`): the arrival stamps and this clock skew together.
-    static var clockOffsetMilliseconds: Int64 { faultClockOffsetMilliseconds }
 }

@@ -21,7 +21,8 @@
 -- `{CLOSED, reason}`, `{NOT_STARTED, msUntilStart}` or `{NOT_FOUND}`.
 local meta = load_meta()
 if not meta then return {'NOT_FOUND'} end
-local now = now_ms()
+local clock = now_us()  -- the ledger's clock in microseconds, for the arrivals
+local now = math.floor(clock / 1000)
 local gate = settle(now, meta)
 if gate then return gate end
 local pool = num(redis.call('GET', K.pool))
@@ -37,12 +38,6 @@ local delay = tonumber(ARGV[9]) or 0
 local pairs_given = tonumber(ARGV[10]) or 0
 if tolerance < 0 or delay < 0 or pairs_given < 0 or pairs_given > 1000 or #ARGV < 10 + 2 * pairs_given then
   return redis.error_reply('BADARG arrival pairs')
-end
--- The ledger's clock (microseconds), read once for the arrivals.
-local clock = nil
-if pairs_given > 0 or delay > 0 then
-  local t = redis.call('TIME')
-  clock = tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 -- An instance whose newest customer arrived more than a second in the ledger's future has a clock running
 -- ahead (NTP keeps hosts within milliseconds): its arrivals count as now, and the fleet order delay is not

@@ -30,9 +30,14 @@ local function call_in_chunks(command, key, pairs_list)
   end
 end
 
-local function now_ms()
+-- The ledger's clock: Redis `TIME`, in microseconds (exact in a Lua number) and in milliseconds.
+local function now_us()
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+local function now_ms()
+  return math.floor(now_us() / 1000)
 end
 
 local function load_meta()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Redis's own cost of the batch commit script per order, in isolation (no server, no HTTP, no wrk).
 
-One redis-server on a free loopback port (no persistence: the script's CPU, not the disk's), one sale with
+One redis-server on a free loopback port (no persistence unless `--aof`: the script's CPU, not the disk's), one sale with
 stock for every order, one lease holding all of it, then `--batches` batches of `--batch` orders committed
 through `commit_batch.lua` exactly as the group committer sends them (the prelude prepended, EVALSHA, every
 order a new customer with an Idempotency-Key and a sealed-looking delivery). Variants, alternated each round
@@ -20,6 +20,10 @@ customers' entries), `no-outbox-records` (the outbox entry without the records a
 Per variant: EVALSHA microseconds per order from `INFO commandstats` (Redis's own time, including the commands
 the script ran, which are listed too), median over --rounds. Bounded: --rounds x --batches calls, 60 s socket
 timeout, redis-server stopped at the end.
+
+With `--aof` the server appends every write to its AOF and fsyncs it before answering (`appendonly yes`,
+`appendfsync always`), as the service's Redis runs: a script's writes are then also written to the AOF
+buffer inside the call, which `INFO commandstats` counts in EVALSHA's time.
 
     .venv/bin/python scripts/commit_cost.py --rounds 5
 """
@@ -104,13 +108,15 @@ def main():
     parser.add_argument("--batches", type=int, default=400)
     parser.add_argument("--batch", type=int, default=50, help="orders per batch (the committer's typical size here)")
     parser.add_argument("--ablation", action="store_true", help="also time copies of the script without one part each")
+    parser.add_argument("--aof", action="store_true", help="appendonly yes, appendfsync always (as the service's Redis)")
     args = parser.parse_args()
     if not (1 <= args.rounds <= 50 and 1 <= args.batches <= 10_000 and 1 <= args.batch <= 512):
         parser.error("--rounds 1..50, --batches 1..10000, --batch 1..512")
 
     workdir = tempfile.mkdtemp(prefix="commit-cost-")
     port = free_port()
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+    persistence = ["--appendonly", "yes", "--appendfsync", "always"] if args.aof else ["--appendonly", "no"]
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""] + persistence + [
                                "--dir", workdir, "--logfile", os.path.join(workdir, "redis.log")],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -134,8 +140,8 @@ def main():
                 results[variant].append(stats["evalsha"][1])
                 nested[variant] = stats
                 redis("FLUSHALL")
-        print("commit_batch.lua, %d batches of %d orders per round, %d rounds (alternated), redis-server without persistence"
-              % (args.batches, args.batch, args.rounds))
+        print("commit_batch.lua, %d batches of %d orders per round, %d rounds (alternated), redis-server %s"
+              % (args.batches, args.batch, args.rounds, "with AOF, fsync always" if args.aof else "without persistence"))
         for variant in variants:
             values = results[variant]
             inner = ", ".join("%s %.2f" % (name, usec) for name, (calls, usec) in sorted(nested[variant].items(), key=lambda kv: -kv[1][1])

@@ -26,7 +26,9 @@ public enum FlashSaleApplication {
         public init(configuration: ServerConfiguration, logger: Logger) {
             let redis = RedisClient(configuration: configuration.redis, name: "redis-control")
             let metrics = FlashSaleMetrics()
-            let engine = ReservationService(redis: configuration.redis, configuration: configuration.engine, logger: logger, commitObserver: metrics)
+            var engineConfiguration = configuration.engine
+            engineConfiguration.arrivalsOnOwnClock = !configuration.trustRequestStart
+            let engine = ReservationService(redis: configuration.redis, configuration: engineConfiguration, logger: logger, commitObserver: metrics)
             let hub = LiveStockHub(engine: engine, logger: logger)
             let router = Router(context: FlashSaleRequestContext.self)
             if !configuration.corsOrigins.isEmpty {

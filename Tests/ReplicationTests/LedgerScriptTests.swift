@@ -170,8 +170,11 @@ struct LedgerScriptTests {
         // The fleet order delay: with another instance present, only customers who arrived at least the delay
         // ago are leased (exactly their units); none such: WAIT, and no prefetch. Alone, an instance ignores it.
         let delayed = try LedgerFixture.createOpenSale(on: server, stock: 100)
-        let time = try connection.send("TIME").array ?? []
-        let ledgerMicroseconds = (Int64(time.first?.string ?? "0") ?? 0) * 1_000_000 + (Int64(time.last?.string ?? "0") ?? 0)
+        func ledgerClock() throws -> Int64 {
+            let time = try connection.send("TIME").array ?? []
+            return (Int64(time.first?.string ?? "0") ?? 0) * 1_000_000 + (Int64(time.last?.string ?? "0") ?? 0)
+        }
+        let ledgerMicroseconds = try ledgerClock()
         func delayedLease(_ owner: String, _ points: [(Int64, Int)]) throws -> LeaseAcquisition {
             try ledger.acquireLease(saleID: delayed.id, owner: owner, shardID: "\(owner)#\(UUID().uuidString.prefix(6))", sizing: sizing,
                                     ttlMilliseconds: 60_000, demandUnits: 40,
@@ -214,6 +217,48 @@ struct LedgerScriptTests {
                 "a head from a clock ahead is kept at the ledger's now, not 20 s on: \(aheadHead)")
         #expect(try LedgerFixture.snapshot(on: server, saleID: skewed.id).invariantHolds)
 
+        // An instance that says its clock (as the engine does) has its arrivals moved onto the ledger's clock by
+        // its skew, when that is more than a second either way. Here d's clock is right and e's runs 25 s behind.
+        let fleet = try LedgerFixture.createOpenSale(on: server, stock: 100)
+        let fleetNow = try ledgerClock()
+        func fleetLease(_ owner: String, _ points: [(Int64, Int)], clock: Int64?, delay: Int = 0) throws -> LeaseAcquisition {
+            try ledger.acquireLease(saleID: fleet.id, owner: owner, shardID: "\(owner)#\(UUID().uuidString.prefix(6))", sizing: sizing,
+                                    ttlMilliseconds: 60_000, demandUnits: 1,
+                                    arrivals: points.map { ArrivalPoint(arrivalMicroseconds: $0.0, cumulativeUnits: $0.1) },
+                                    fleetOrderDelayMicroseconds: delay, instanceClockMicroseconds: clock)
+        }
+        func fleetHead(_ owner: String) throws -> Int64? {
+            try connection.send("HGET", LedgerKeys(saleID: fleet.id).stats, "head:\(owner)").string.flatMap { Int64($0.split(separator: ":")[0]) }
+        }
+        // d: two customers, a demand of one; the second (500 ms ago) is left as d's head.
+        guard case .granted(_, 1, _, _) = try fleetLease("d", [(fleetNow - 600_000, 1), (fleetNow - 500_000, 2)], clock: fleetNow) else {
+            Issue.record("d's lease expected"); return
+        }
+        #expect(try fleetHead("d") == fleetNow - 500_000, "a clock within a second of the ledger's is taken as it is")
+        // e's customer arrived 20 ms ago, which e's clock reads as 25 s earlier: without the correction that
+        // customer would come 25 s before d's head. With it, d's head came first.
+        #expect(try fleetLease("e", [(fleetNow - 25_020_000, 1), (fleetNow - 25_010_000, 2)], clock: fleetNow - 25_000_000)
+                == .wait(earliestArrivalMicroseconds: fleetNow - 500_000), "a clock 25 s behind gets its customers no head start")
+        let behindHead = try #require(try fleetHead("e"), "e's first customer is its head")
+        #expect(behindHead > fleetNow - 500_000 && behindHead < fleetNow + 1_000_000,
+                "e's head is on the ledger's clock (about 20 ms ago), not 25 s back: \(behindHead)")
+        // Under the fleet order delay (1 s here), a clock 20 s ahead that says so: a customer who arrived 50 ms ago
+        // is not due (the WAIT names that customer as f sent it, on its own clock, so f counts the delay from it), ...
+        let aheadNow = try ledgerClock()
+        _ = try connection.send("HDEL", LedgerKeys(saleID: fleet.id).stats, "head:d", "head:e")
+        #expect(try fleetLease("f", [(aheadNow + 19_950_000, 1)], clock: aheadNow + 20_000_000, delay: 1_000_000)
+                == .wait(earliestArrivalMicroseconds: aheadNow + 19_950_000), "not due: the delay counts on f's own clock")
+        // ... one who arrived 2 s ago is, and one who arrived 0.5 s ago is left as f's head, at its arrival on the
+        // ledger's clock: f's customers keep their place (the rule for a clock that does not say so counts them
+        // as arriving now).
+        guard case .granted(_, 1, _, _) = try fleetLease("f", [(aheadNow + 18_000_000, 1), (aheadNow + 19_500_000, 2)],
+                                                         clock: aheadNow + 20_000_000, delay: 1_000_000) else {
+            Issue.record("f's customer who arrived more than the delay ago is leased"); return
+        }
+        let fHead = try #require(try fleetHead("f"), "f's second customer is its head")
+        #expect(fHead >= aheadNow - 500_000 && fHead < aheadNow - 200_000, "f's head, 0.5 s ago on the ledger's clock: \(fHead)")
+        #expect(try LedgerFixture.snapshot(on: server, saleID: fleet.id).invariantHolds)
+
         // Malformed arrival pairs are refused with an error and change nothing.
         var arguments = RedisCommand()
         for argument in ["e", "e#1", "1", "50", "60000", "1", "0", "0", "0", "3", "1000", "1"] { arguments.append(argument) }
@@ -222,6 +267,13 @@ struct LedgerScriptTests {
         #expect(refused.errorMessage?.hasPrefix("BADARG") == true, "got \(refused)")
         let after = try LedgerFixture.snapshot(on: server, saleID: sale.id)
         #expect(after.pool == before.pool && after.leases.count == before.leases.count)
+        // So is a clock reading that is not a positive number.
+        var badClock = RedisCommand()
+        for argument in ["e", "e#2", "1", "50", "60000", "1", "0", "0", "0", "1", "1000", "1", "soon"] { badClock.append(argument) }
+        let refusedClock = try connection.evaluate(LedgerScripts.acquireLease, keys: LedgerKeys(saleID: sale.id).all, arguments: badClock)
+        #expect(refusedClock.errorMessage?.hasPrefix("BADARG sentUs") == true, "got \(refusedClock)")
+        let afterClock = try LedgerFixture.snapshot(on: server, saleID: sale.id)
+        #expect(afterClock.pool == before.pool && afterClock.leases.count == before.leases.count)
     }
 
     // One commit batch is decided order by order, each against the ones before it in the same batch (a repeated

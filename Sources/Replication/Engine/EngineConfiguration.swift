@@ -40,6 +40,10 @@ public struct EngineConfiguration: Sendable {
     /// customers the instances have seen. Set it above the p99 of `flashsale_front_lag_seconds` when exact
     /// arrival order across the fleet is worth that much latency for the customers who park.
     public var fleetOrderDelayMicroseconds = 0
+    /// The customers' arrivals are stamped on this instance's clock, so each lease request says that clock and
+    /// the ledger corrects a skew of more than a second (see acquire_lease.lua). Off when the front stamps them
+    /// (`FLASHSALE_TRUST_REQUEST_START`): the front's clock is not this one's.
+    public var arrivalsOnOwnClock = true
     /// Tests only: keep every grant's arrival number per sale (``ReservationService/admissionGrantLog(saleID:)``).
     public var recordAdmissionOrder = false
 

@@ -52,13 +52,16 @@ extension ReservationService {
         let ttl = configuration.leaseTTLMilliseconds
         let tolerance = configuration.arrivalToleranceMicroseconds
         let delay = configuration.fleetOrderDelayMicroseconds
+        let ownClock = configuration.arrivalsOnOwnClock
         let sentAt = monotonicMilliseconds
         let acquisition: LeaseAcquisition
         do {
             acquisition = try await committer.perform { ledger throws(RedisError) in
+                // the clock the arrivals were stamped on, read as the request leaves: the ledger corrects its skew
                 try ledger.acquireLease(saleID: saleID, owner: owner, shardID: shardID, sizing: sizing, ttlMilliseconds: ttl,
                                         minimumUnits: minimumUnits, demandUnits: demandUnits, arrivals: arrivals,
-                                        arrivalToleranceMicroseconds: tolerance, fleetOrderDelayMicroseconds: delay)
+                                        arrivalToleranceMicroseconds: tolerance, fleetOrderDelayMicroseconds: delay,
+                                        instanceClockMicroseconds: ownClock ? wallClockMicroseconds() : nil)
             }
         } catch {
             return .unavailable(error)

@@ -147,11 +147,14 @@ public struct Ledger {
     /// earlier (by more than `arrivalToleranceMicroseconds`) the answer is `.wait`, otherwise a lease for exactly
     /// those who arrived before them, within the tolerance (see acquire_lease.lua). With other instances
     /// present and `fleetOrderDelayMicroseconds` > 0, only customers who arrived at least that long ago.
+    /// `instanceClockMicroseconds`: the clock the arrivals were stamped on, read as the request is sent; when it
+    /// is more than a second off the ledger's, the arrivals are moved onto the ledger's clock by that skew.
     public func acquireLease(saleID: String, owner: String, shardID: String, sizing: ShardSizing, ttlMilliseconds: Int, minimumUnits: Int = 1,
                              demandUnits: Int? = nil, arrivals: [ArrivalPoint] = [], arrivalToleranceMicroseconds: Int = 0,
-                             fleetOrderDelayMicroseconds: Int = 0) throws(RedisError) -> LeaseAcquisition {
+                             fleetOrderDelayMicroseconds: Int = 0, instanceClockMicroseconds: Int64? = nil) throws(RedisError) -> LeaseAcquisition {
         precondition(minimumUnits >= 1 && (demandUnits ?? 1) >= 1)
         precondition(arrivalToleranceMicroseconds >= 0 && fleetOrderDelayMicroseconds >= 0)
+        precondition((instanceClockMicroseconds ?? 1) > 0, "a clock reading is microseconds since 1970")
         precondition(arrivals.count <= ArrivalPoint.maximumPerLease, "at most \(ArrivalPoint.maximumPerLease) arrival points per lease")
         assert(zip(arrivals, arrivals.dropFirst()).allSatisfy { $0.arrivalMicroseconds <= $1.arrivalMicroseconds && $0.cumulativeUnits < $1.cumulativeUnits },
                "arrival points ascend")
@@ -170,6 +173,7 @@ public struct Ledger {
             arguments.append(point.arrivalMicroseconds)
             arguments.append(point.cumulativeUnits)
         }
+        if let instanceClockMicroseconds { arguments.append(instanceClockMicroseconds) }
         let reply = try run(LedgerScripts.acquireLease, saleID: saleID, arguments)
         let elements = reply.array ?? []
         switch try Self.tag(reply) {

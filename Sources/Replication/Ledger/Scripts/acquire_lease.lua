@@ -4,7 +4,8 @@
 -- a known demand is not capped by maxShardUnits, only by the fair share).
 -- ARGV[8] = toleranceUs, ARGV[9] = delayUs, ARGV[10] = n, then n pairs (arrivalUs, cumulativeUnits): the
 -- instance's parked customers in arrival order (their arrival on its clock, or its front's, and the units
--- of those up to that arrival), 0 pairs for a prefetch.
+-- of those up to that arrival), 0 pairs for a prefetch; then, optionally, sentUs: the instance's clock when
+-- it sent this request (see `shift`).
 -- Across instances, units go to the customers who arrived first: while another instance's head (its first
 -- customer still waiting, see set_head) arrived more than toleranceUs earlier, this one is answered WAIT and
 -- leases nothing; else the lease covers exactly its customers who arrived no later than toleranceUs after
@@ -16,8 +17,10 @@
 -- delayUs passed since their arrival (ledger clock), so that a customer who arrived earlier but reached
 -- their instance up to delayUs later is among the heads by then; such a lease has no headroom, and a
 -- prefetch leases nothing. Exact arrival order across the fleet, for delayUs more latency. Arrivals from a
--- clock more than a second ahead of the ledger's count as now, without the delay (see `ahead`).
--- Answers `{OK, fence, units, expiresAtMs, nowMs}`, `{EMPTY, sold, leased, waitlist}`, `{WAIT, arrivalUs}`,
+-- clock more than a second off the ledger's are moved onto the ledger's clock (see `shift`); from an instance
+-- that does not say its clock, those more than a second ahead count as now, without the delay (see `ahead`).
+-- Answers `{OK, fence, units, expiresAtMs, nowMs}`, `{EMPTY, sold, leased, waitlist}`, `{WAIT, arrivalUs}`
+-- (the earliest other head on the ledger's clock, or this instance's first customer, as given, not yet due),
 -- `{CLOSED, reason}`, `{NOT_STARTED, msUntilStart}` or `{NOT_FOUND}`.
 local meta = load_meta()
 if not meta then return {'NOT_FOUND'} end
@@ -39,14 +42,25 @@ local pairs_given = tonumber(ARGV[10]) or 0
 if tolerance < 0 or delay < 0 or pairs_given < 0 or pairs_given > 1000 or #ARGV < 10 + 2 * pairs_given then
   return redis.error_reply('BADARG arrival pairs')
 end
--- An instance whose newest customer arrived more than a second in the ledger's future has a clock running
--- ahead (NTP keeps hosts within milliseconds): its arrivals count as now, and the fleet order delay is not
--- applied to them (it would hold its customers for as long as the skew).
-local ahead = pairs_given > 0 and tonumber(ARGV[9 + 2 * pairs_given]) > clock + 1000000
+local function given_at(i) return tonumber(ARGV[9 + 2 * i]) end
+-- The instance's clock less the ledger's, as this request measures it: its clock when it sent the request
+-- less the ledger's clock now, i.e. the true skew less the request's latency. NTP keeps hosts within
+-- milliseconds and a request is not a second late, so beyond a second either way the instance's clock is off:
+-- its arrivals are moved onto the ledger's clock by the measured skew (to within the request's latency). A
+-- clock running behind would otherwise put its customers first across the fleet, and one running ahead hold
+-- them for the skew under the fleet order delay.
+local sent = tonumber(ARGV[11 + 2 * pairs_given])
+if ARGV[11 + 2 * pairs_given] and not (sent and sent > 0) then return redis.error_reply('BADARG sentUs') end
+local shift = 0
+if sent and math.abs(sent - clock) > 1000000 then shift = sent - clock end
+-- An instance that does not say its clock (an older one, mid-upgrade), whose newest customer arrived more than
+-- a second in the ledger's future, has a clock running ahead: its arrivals count as now, and the fleet order
+-- delay is not applied to them (it would hold its customers for as long as the skew).
+local ahead = pairs_given > 0 and given_at(pairs_given) - shift > clock + 1000000
 local function arrival_at(i)
-  local given = tonumber(ARGV[9 + 2 * i])
-  if ahead and given > clock then return clock end
-  return given
+  local at = given_at(i) - shift
+  if ahead and at > clock then return clock end
+  return at
 end
 local function units_to(i) return tonumber(ARGV[10 + 2 * i]) end
 -- The head to leave after a grant of `granted` units: the first pair not wholly covered, or none.
@@ -71,7 +85,9 @@ if delay > 0 and count > 1 and not ahead then
   limit = clock - delay
   if arrival_at(1) > limit then
     set_head(ARGV[1], arrival_at(1), now)
-    return {'WAIT', arrival_at(1)}
+    -- on the instance's own clock, as it sent it: the instance knows its first customer by it and counts
+    -- the delay from it
+    return {'WAIT', given_at(1)}
   end
 end
 if other then

@@ -789,14 +789,15 @@ def profile_groups(text):
 
 
 def run_profile(args, procs, tokens_file, log):
-    """One engine server under the order load; perf record -g of the server for --profile seconds."""
+    """One server (order path --profile-path, engine by default) under the order load; perf record -g of the
+    server for --profile seconds. Reports profile-<path>*.txt."""
     if not shutil.which("perf"):
         raise RuntimeError("perf is not installed (apt-get install -y linux-perf)")
     workdir = tempfile.mkdtemp(prefix="tp-profile-")
     topology, load = None, None
     try:
         wait_quiet(args.quiet_cores, args.quiet_timeout, log)
-        topology = crowd.Topology(procs, args.bin, workdir, 1, "engine")
+        topology = crowd.Topology(procs, args.bin, workdir, 1, args.profile_path)
         sale_id = "tp-profile-%s" % base64.b16encode(os.urandom(3)).decode().lower()
         create_sale(topology.port, sale_id, args.stock, args.limit)
         load = Load(args, procs, workdir, topology.port, "order", tokens_file, sale_id, int(args.profile + 120))
@@ -827,12 +828,12 @@ def run_profile(args, procs, tokens_file, log):
         grouped = profile_groups(script.decode("utf-8", "replace"))
         os.makedirs(args.report_dir, exist_ok=True)
         paths = {}
-        for name, text in (("profile-engine.txt", report), ("profile-engine-flat.txt", flat),
-                           ("profile-engine-groups.txt", grouped)):
+        for name, text in (("profile-%s.txt" % args.profile_path, report), ("profile-%s-flat.txt" % args.profile_path, flat),
+                           ("profile-%s-groups.txt" % args.profile_path, grouped)):
             paths[name] = os.path.join(args.report_dir, name)
             with open(paths[name], "w") as handle:
-                handle.write("# perf record -g -p <engine server> -- sleep %d, under wrk -t%d -c%d (order load); %s\n"
-                             % (args.profile, args.threads, args.connections, record.stdout.decode("utf-8", "replace").strip().replace("\n", " | ")))
+                handle.write("# perf record -g -p <%s server> -- sleep %d, under wrk -t%d -c%d (order load); %s\n"
+                             % (args.profile_path, args.profile, args.threads, args.connections, record.stdout.decode("utf-8", "replace").strip().replace("\n", " | ")))
                 handle.write(text)
         total = sum(n for t in summary["threads"] for k, _, n in t["counts"] if k == "201")
         log("profile: %d answers 201 during the wrk run; reports %s" % (total, ", ".join(os.path.relpath(p) for p in paths.values())))
@@ -881,6 +882,8 @@ def main():
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated subset of %s" % ",".join(ROWS))
     parser.add_argument("--profile", type=int, default=0, metavar="SECONDS",
                         help="instead of the table: perf-record one engine server for SECONDS under the order load")
+    parser.add_argument("--profile-path", choices=("engine", "noop", "direct"), default="engine",
+                        help="with --profile: the order path of the profiled server")
     parser.add_argument("--report-dir", default=os.path.join(ROOT, "reports/throughput"))
     parser.add_argument("--keep-workdir", action="store_true")
     args = parser.parse_args()

@@ -22,7 +22,7 @@ test: bootstrap
 	scripts/api-conformance.sh
 	timeout 300 scripts/tls-check.sh
 	timeout 400 .venv/bin/python scripts/browser_test.py --bin .build/debug/flashsale
-	timeout 600 .venv/bin/python chaos/chaos.py --bin .build/debug/flashsale --quick --scenarios kill-instance,pause-instance,kill-redis
+	timeout 600 .venv/bin/python chaos/chaos.py --bin .build/debug/flashsale --quick --scenarios kill-instance,kill-head-holder,pause-instance,kill-redis
 	timeout 300 .venv/bin/python chaos/chaos.py --bin .build/debug/flashsale --quick --tls --scenarios pause-instance
 	timeout 600 scripts/k8s-check.sh
 	timeout 2400 scripts/image-test.sh

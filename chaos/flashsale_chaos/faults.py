@@ -26,6 +26,39 @@ def kill_instance(t):
     t.instances[0].kill()
 
 
+def heads(t):
+    """The arrival (microseconds) of each instance's first waiting customer as the ledger keeps it for the
+    fleet's order (`head:<instance>` in the sale's stats, see acquire_lease.lua)."""
+    stats = pairs(redis_call(t.primary_port, "HGETALL", "fs:{%s}:stats" % t.sale, timeout=1.0))
+    found = {}
+    for name, value in stats.items():
+        name = name.decode() if isinstance(name, bytes) else name
+        value = value.decode() if isinstance(value, bytes) else value
+        if name.startswith("head:"):
+            found[name[5:]] = int(value.split(":")[0])
+    return found
+
+
+def kill_head_holder(t):
+    # Under the fleet order delay, the others' customers who arrived later wait while chaos-0's first waiting
+    # customer is the fleet's earliest head: kill chaos-0 at such a moment (at most 5 s wait), so that the
+    # others must stop waiting for a customer nobody will serve (a head not refreshed for 500 ms is dropped).
+    seen = {}
+
+    def earliest_is_chaos0():
+        found = heads(t)
+        if "chaos-0" in found and found["chaos-0"] == min(found.values()):
+            seen.update(found)
+            return True
+        return False
+    wait_until(earliest_is_chaos0, 5.0, interval=0.002)
+    t.observed["unitsHeldWhenPaused"] = units_leased_to(t, "chaos-0")
+    t.observed["killedAtMs"] = int(time.time() * 1000)
+    t.instances[0].kill()
+    # the heads as last read before the kill: chaos-0's the earliest, or (the wait timed out) empty
+    t.observed["headsWhenKilled"] = seen
+
+
 def restart_instance_0(t):
     t.restart_instance(0)
 

@@ -2,6 +2,7 @@
 injected and healed, sweep the sale to its end (liveness), write the history, quiesce, check, and stop
 every process (also on errors)."""
 
+import datetime
 import json
 import os
 import random
@@ -21,10 +22,23 @@ def stock_events(topology, sale):
     events = {}
     for document in topology.mongo_op({"op": "documents", "collection": "stock_events"}).get("documents", []):
         if document.get("saleId") == sale:
-            events[document["_id"]] = {"reason": document.get("reason"), "instance": document.get("instance")}
+            events[document["_id"]] = {"reason": document.get("reason"), "instance": document.get("instance"),
+                                       "at": _milliseconds(document.get("at"))}
     for entry in redis_call(topology.primary_port, "XRANGE", "fs:{%s}:stocklog" % sale, "-", "+") or []:
         events["%s:%s" % (sale, entry[0].decode() if isinstance(entry[0], bytes) else entry[0])] = pairs(entry[1])
     return list(events.values())
+
+
+def _milliseconds(value):
+    """A BSON date as the control port writes it (relaxed extended JSON: `{"$date": ISO-8601}`, or
+    `{"$date": {"$numberLong": ms}}` outside 1970-9999), as milliseconds since 1970; None if absent."""
+    date = value.get("$date") if isinstance(value, dict) else None
+    if isinstance(date, dict):
+        return int(date.get("$numberLong", 0))
+    if isinstance(date, str):
+        parsed = datetime.datetime.fromisoformat(date.replace("Z", "+00:00"))
+        return int(parsed.timestamp() * 1000)
+    return None
 
 
 def run_scenario(scenario, binary, root_workdir, quick, tls=None):

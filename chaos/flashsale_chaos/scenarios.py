@@ -3,7 +3,7 @@ that shows the fault took effect. Every scenario must also stay live (its sale s
 see `checker.liveness`); the control scenario reports that, like its lost orders, without failing on it."""
 
 from . import LEASE_TTL_SECONDS
-from .faults import (cut_redis, heal_redis, kill_instance, kill_primary, kill_redis, mongo_down_observed, mongo_up,
+from .faults import (cut_redis, heal_redis, kill_head_holder, kill_instance, kill_primary, kill_redis, mongo_down_observed, mongo_up,
                      nothing, pause_instance, rebalance_and_drain, rejoin_old_primary, restart_instance_0,
                      restart_instance_1, restart_redis, resume_instance)
 
@@ -73,6 +73,20 @@ def clock_skewed(t, history, stocklog):
     return {"chaos-1", "chaos-2"} <= sellers, "instances with leases: %s" % ", ".join(sorted(x for x in sellers if x))
 
 
+def head_abandoned(t, history, stocklog):
+    """chaos-0 was killed holding the fleet's earliest head, and the other instances were leased units after
+    it: they did not wait for the dead instance's customer for good (its head is dropped once 500 ms old)."""
+    found, killed = t.observed.get("headsWhenKilled") or {}, t.observed.get("killedAtMs")
+    earliest = "chaos-0" in found and found["chaos-0"] == min(found.values())
+    after = sorted(int(e["at"]) for e in stocklog if e.get("reason") == "lease_granted" and e.get("instance") != "chaos-0"
+                   and killed is not None and int(e.get("at") or 0) > killed)
+    first = (after[0] - killed) if after else None
+    return earliest and bool(after), ("chaos-0 %s when killed (heads: %s); the others were leased units %d times after, "
+                                      "the first %s ms after the kill"
+                                      % ("held the fleet's earliest head" if earliest else "never held the earliest head",
+                                         ", ".join("%s %s" % kv for kv in sorted(found.items())) or "none", len(after), first))
+
+
 def load_shed(t, history, stocklog):
     shed = sum(1 for a in history.attempts if a["status"] in (429, 503))
     return shed > 0, "%d requests shed with 429/503" % shed
@@ -81,6 +95,9 @@ def load_shed(t, history, stocklog):
 SCENARIOS = [
     Scenario("kill-instance", "SIGKILL an instance mid-sale, restart it", kill_instance, restart_instance_0,
              workload={"stock": 600}, effect=paused("chaos-0")),
+    Scenario("kill-head-holder", "with the 200 ms fleet order delay, SIGKILL an instance while its waiting customer is "
+             "the earliest head of the fleet's order, restart it", kill_head_holder, restart_instance_0,
+             topology={"fleet_order_delay_ms": 200}, workload={"stock": 1200}, effect=head_abandoned),
     Scenario("pause-instance", "SIGSTOP an instance for twice the lease TTL, then SIGCONT (fencing)",
              pause_instance, resume_instance, workload={"stock": 600}, effect=paused("chaos-0")),
     Scenario("kill-redis", "SIGKILL Redis, restart it on its AOF (appendfsync always)", kill_redis, restart_redis,

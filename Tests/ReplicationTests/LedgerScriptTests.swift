@@ -390,6 +390,16 @@ struct LedgerScriptTests {
         for text in ["a\"b", "a\\b", "a/b", "tab\tin", "caf\u{E9}", "del\u{7F}", "nul\u{0}"] {
             #expect(!Ledger.isPlainJSONText(text), "\(text.debugDescription)")
         }
+        // at every position of a long string (the check runs over the bytes in vector-sized steps)
+        let long = String(repeating: "x", count: 200)
+        #expect(Ledger.isPlainJSONText(long))
+        for position in [0, 15, 16, 31, 64, 199] {
+            for refused in ["\"", "\\", "/", "\u{1F}", "\u{7F}", "\u{E9}"] {
+                var text = Array(long)
+                text[position] = Character(refused)
+                #expect(!Ledger.isPlainJSONText(String(text)), "\(refused.debugDescription) at \(position)")
+            }
+        }
         let server = try RedisServer()
         let (sale, connection, fence) = try Self.leasedSale(on: server, stock: 20, owner: "inst-1", shardID: "inst-1#1", units: 20)
         let ledger = Ledger(connection: connection)

@@ -260,11 +260,19 @@ public struct Ledger {
 
     /// Whether JSON (and the scripts' cjson) writes `text` as it is between quotes: printable ASCII other
     /// than `"`, `\` and `/`. A batch whose strings all are lets `commit_batch.lua` skip its JSON escaper.
+    /// Checked on the contiguous bytes without an early exit, so that the loop vectorises: a batch checks every
+    /// order's strings (the sealed delivery alone is about 200 bytes).
     static func isPlainJSONText(_ text: String) -> Bool {
-        for byte in text.utf8 where byte < 0x20 || byte > 0x7E || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "/") {
-            return false
+        var text = text
+        return text.withUTF8 { bytes in
+            var refused: UInt8 = 0
+            for byte in bytes {
+                let unprintable = byte &- 0x20 > 0x7E - 0x20  // below 0x20 (wraps around) or above 0x7E
+                let escaped = byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "/")
+                refused |= (unprintable || escaped) ? 1 : 0
+            }
+            return refused == 0
         }
-        return true
     }
 
     /// Encodes the arguments of one commit batch (all orders of one sale).

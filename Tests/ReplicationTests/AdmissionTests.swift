@@ -170,6 +170,31 @@ struct AdmissionTests {
         await b.shutdown()
     }
 
+    // Within one instance too: a customer the front stamped earlier but handed over later parks ahead of the
+    // one already waiting there, and gets the last unit (here both wait out the fleet order delay).
+    @Test func anEarlierStampParksAheadOnItsInstance() async throws {
+        let server = try RedisServer()
+        let sale = try LedgerFixture.createOpenSale(on: server, stock: 1, limit: 1)
+        let a = Self.engine(on: server, instanceID: "a", maxShardUnits: 10, spreadFactor: 1, fleetOrderDelayMicroseconds: 300_000)
+        let ledger = Ledger(connection: try server.connect())
+        for owner in ["a", "b"] { _ = try ledger.renewLeases(saleID: sale.id, owner: owner, leases: [], ttlMilliseconds: 20_000) }
+        let opening = wallClockMicroseconds()
+        let later = Task { await a.reserve(saleID: sale.id, customerID: "later", quantity: 1, idempotencyKey: nil, delivery: "{}", arrivalMicroseconds: opening) }
+        try await Task.sleep(for: .milliseconds(50))
+        let earlier = await a.reserve(saleID: sale.id, customerID: "earlier", quantity: 1, idempotencyKey: nil, delivery: "{}",
+                                      arrivalMicroseconds: opening - 100_000)
+        let laterOutcome = await later.value
+        guard case .confirmed = earlier else { Issue.record("the earlier arrival gets the unit: \(earlier), later one \(laterOutcome)"); return }
+        switch laterOutcome {
+        case .waitlisted: break
+        case .rejected(let error, _) where error.code == .soldOut: break
+        default: Issue.record("the later arrival waits or is told sold out: \(laterOutcome)")
+        }
+        #expect(try LedgerFixture.purchases(on: server, saleID: sale.id) == ["earlier": 1])
+        #expect(try LedgerFixture.snapshot(on: server, saleID: sale.id).invariantHolds)
+        await a.shutdown()
+    }
+
     static func tally(_ outcomes: [ReservationOutcome]) -> [String: Int] {
         var counts: [String: Int] = [:]
         for outcome in outcomes {

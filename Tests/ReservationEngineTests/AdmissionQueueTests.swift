@@ -41,6 +41,25 @@ struct AdmissionQueueTests {
         #expect(queue.arrivalPoints(limit: 10).map(\.cumulativeUnits) == [3, 5, 6])
     }
 
+    // Arrivals the front stamped before the instance saw them park in arrival order: ahead of every parked
+    // entry that arrived later, after those that arrived at the same time or earlier. An arrival on the
+    // instance's own clock still goes to the tail.
+    @Test func frontStampsParkInArrivalOrder() {
+        var queue = AdmissionQueue<String>(capacity: 10, recordingGrants: true)
+        _ = queue.park(quantity: 1, deadlineMilliseconds: 100, arrivalMicroseconds: 2_000, stampedEarlier: true, ticket: "b")
+        _ = queue.park(quantity: 1, deadlineMilliseconds: 100, arrivalMicroseconds: 3_000, stampedEarlier: true, ticket: "d")
+        _ = queue.park(quantity: 2, deadlineMilliseconds: 100, arrivalMicroseconds: 1_000, stampedEarlier: true, ticket: "a")
+        _ = queue.park(quantity: 1, deadlineMilliseconds: 100, arrivalMicroseconds: 2_000, stampedEarlier: true, ticket: "c")
+        _ = queue.park(quantity: 1, deadlineMilliseconds: 100, arrivalMicroseconds: 500, ticket: "e")  // own clock, stepped back
+        #expect(queue.head?.ticket == "a", "the earliest arrival heads the queue, though it parked third")
+        #expect(queue.arrivalPoints(limit: 10).map(\.arrivalMicroseconds) == [1_000, 2_000, 3_000])
+        #expect(queue.arrivalPoints(limit: 10).map(\.cumulativeUnits) == [2, 4, 6])
+        var order: [String] = []
+        while queue.head != nil { order.append(queue.popHead().ticket) }
+        #expect(order == ["a", "b", "c", "d", "e"])
+        #expect(queue.grantLog == [3, 1, 4, 2, 5], "grants follow arrival, not the order the entries parked")
+    }
+
     // The pump cannot stop while someone is parked: an arrival that parks as it finishes is served.
     @Test func thePumpStopsOnlyWhenEmpty() {
         var queue = AdmissionQueue<Int>(capacity: 10)
@@ -81,6 +100,19 @@ struct AdmissionQueueTests {
         var order: [Int] = []
         while queue.head != nil { order.append(queue.popHead().ticket) }
         #expect(order == [1, 3, 4])
+        // Requeued entries take their place by arrival among those parked since: behind one the front stamped
+        // earlier, ahead of the rest.
+        var stamped = AdmissionQueue<String>(capacity: 10)
+        for (arrival, ticket) in [(1_000, "a"), (3_000, "c")] {
+            _ = stamped.park(quantity: 1, deadlineMilliseconds: 100, arrivalMicroseconds: Int64(arrival), stampedEarlier: true, ticket: ticket)
+        }
+        let out = stamped.takeAll()
+        _ = stamped.park(quantity: 1, deadlineMilliseconds: 100, arrivalMicroseconds: 4_000, stampedEarlier: true, ticket: "d")
+        _ = stamped.park(quantity: 1, deadlineMilliseconds: 100, arrivalMicroseconds: 2_000, stampedEarlier: true, ticket: "b")
+        stamped.requeueAtHead(out)
+        var merged: [String] = []
+        while stamped.head != nil { merged.append(stamped.popHead().ticket) }
+        #expect(merged == ["a", "b", "c", "d"])
     }
 
     // Direct takes while idle draw arrival numbers from the same sequence as parked ones, and the grant

@@ -68,6 +68,7 @@ extension ReservationService {
                     return .took(bucket)
                 }
                 switch queue.park(quantity: request.quantity, deadlineMilliseconds: deadline, arrivalMicroseconds: arrival,
+                                  stampedEarlier: request.arrivalMicroseconds != nil,
                                   ticket: ParkedReservation(request: request, continuation: continuation)) {
                 case .parked(_, let startPump): return .parked(startPump: startPump)
                 case .full: return .full

@@ -177,8 +177,9 @@ public final class ReservationService: Sendable {
 
     /// Reserves `quantity` units of a sale for a customer. Never throws: every refusal is a typed outcome.
     /// `arrivalMicroseconds`: when the customer arrived (wall clock, microseconds since 1970) if the front
-    /// stamped it; nil: now. It orders this instance's customers against other instances' (never within
-    /// the instance, where the admission queue keeps the order of the calls).
+    /// stamped it; nil: now. It orders the customers who wait for a unit, on this instance (a customer the
+    /// front read earlier but handed over later parks ahead: see `AdmissionQueue.park`) and across instances.
+    /// Who finds a unit at once with nobody waiting takes it.
     public func reserve(saleID: String, customerID: String, quantity: Int, idempotencyKey: String?, delivery: String,
                         arrivalMicroseconds: Int64? = nil) async -> ReservationOutcome {
         let outcome = await reserveDeduplicated(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: idempotencyKey,

@@ -13,7 +13,8 @@ import DequeModule
 /// deadline after which the pump hands it back unserved.
 public struct AdmissionQueue<Ticket: Sendable>: Sendable {
     public struct Entry: Sendable {
-        /// Arrival order within the queue's lifetime (strictly increasing).
+        /// Admission order within the queue's lifetime (strictly increasing in the order entries parked; the
+        /// queue itself is in arrival order, which differs only for arrivals stamped by the front: see `park`).
         public let sequence: UInt64
         public let quantity: Int
         /// Monotonic milliseconds after which the entry leaves the queue unserved.
@@ -68,17 +69,30 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
         return nextSequence
     }
 
-    /// Parks an arrival at the tail.
-    public mutating func park(quantity: Int, deadlineMilliseconds: Int64, arrivalMicroseconds: Int64 = 0, ticket: Ticket) -> ParkResult {
+    /// Parks an arrival in arrival order.
+    ///
+    /// `stampedEarlier`: the arrival was stamped before the request reached this instance (the front's
+    /// `X-Request-Start`), so customers can reach the instance in another order than they arrived: the entry
+    /// goes ahead of every parked entry that arrived later. Otherwise the arrival is the instance's clock read
+    /// now, and the entry goes at the tail: a wall clock may step back, so an arrival is never stamped before
+    /// the one parked ahead of it.
+    public mutating func park(quantity: Int, deadlineMilliseconds: Int64, arrivalMicroseconds: Int64 = 0, stampedEarlier: Bool = false,
+                              ticket: Ticket) -> ParkResult {
         precondition(quantity >= 1, "park at least one unit")
         guard entries.count < capacity else { return .full }
         let sequence = nextSequence
         nextSequence += 1
-        assert(entries.last.map { $0.sequence < sequence } ?? true, "entries stay in arrival order")
-        // A wall clock may step back: an arrival is never stamped before the one parked ahead of it.
-        let arrival = max(arrivalMicroseconds, entries.last?.arrivalMicroseconds ?? 0)
-        entries.append(Entry(sequence: sequence, quantity: quantity, deadlineMilliseconds: deadlineMilliseconds,
-                             arrivalMicroseconds: arrival, ticket: ticket))
+        let tail = entries.last?.arrivalMicroseconds ?? 0
+        var index = entries.count
+        if stampedEarlier {
+            // Bounded by the queue's capacity; a front hands customers over nearly in order, so the walk is short.
+            while index > 0, entries[index - 1].arrivalMicroseconds > arrivalMicroseconds { index -= 1 }
+        }
+        let arrival = index == entries.count ? max(arrivalMicroseconds, tail) : arrivalMicroseconds
+        entries.insert(Entry(sequence: sequence, quantity: quantity, deadlineMilliseconds: deadlineMilliseconds,
+                             arrivalMicroseconds: arrival, ticket: ticket), at: index)
+        assert(index == 0 || entries[index - 1].arrivalMicroseconds <= arrival, "entries stay in arrival order")
+        assert(index == entries.count - 1 || arrival <= entries[index + 1].arrivalMicroseconds, "entries stay in arrival order")
         parkedUnits += quantity
         let startPump = !pumping
         pumping = true
@@ -129,15 +143,30 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
         return Array(entries)
     }
 
-    /// Puts entries taken out earlier back at the head, in their order (the ledger answered that units are
-    /// free after all): they arrived before everything parked since, so they keep their place.
+    /// Puts entries taken out earlier back (the ledger answered that units are free after all), in arrival
+    /// order among those parked since: ahead of every one of them that did not arrive earlier, so they keep
+    /// their place (only an entry the front stamped earlier can be ahead of them).
     public mutating func requeueAtHead(_ earlier: [Entry]) {
         precondition(pumping, "only the pump serves the queue")
         guard !earlier.isEmpty else { return }
-        precondition(entries.count + earlier.count <= capacity + earlier.count, "requeue never grows the queue past what it held")
-        precondition(zip(earlier, earlier.dropFirst()).allSatisfy { $0.sequence < $1.sequence }, "requeued entries keep their order")
-        precondition(head.map { earlier.last!.sequence < $0.sequence } ?? true, "requeued entries arrived before the parked ones")
-        entries.prepend(contentsOf: earlier)
+        precondition(zip(earlier, earlier.dropFirst()).allSatisfy { $0.arrivalMicroseconds <= $1.arrivalMicroseconds },
+                     "requeued entries keep their order")
+        var merged = Deque<Entry>()
+        merged.reserveCapacity(entries.count + earlier.count)
+        var next = earlier.makeIterator()
+        var pending = next.next()
+        for entry in entries {
+            while let requeued = pending, requeued.arrivalMicroseconds <= entry.arrivalMicroseconds {
+                merged.append(requeued)
+                pending = next.next()
+            }
+            merged.append(entry)
+        }
+        while let requeued = pending {
+            merged.append(requeued)
+            pending = next.next()
+        }
+        entries = merged
         parkedUnits += earlier.reduce(0) { $0 + $1.quantity }
     }
 

@@ -394,7 +394,7 @@ frontend api
     http-request set-var(txn.rx) date(0,us)
     http-request set-header X-Request-Start t=%%[var(txn.rx)]
     http-request capture req.hdr(Idempotency-Key) len 24
-    log-format "FRONT %%[var(txn.rx)] %%Tw %%Tc %%hr"
+    log-format "FRONT %%[var(txn.rx)] %%Tw %%Tc %%hr %%s"
     default_backend instances
 backend instances
     balance roundrobin
@@ -857,6 +857,14 @@ def analyse(result, topology, sale_id, out_dir, wrk_summary, open_us, admin):
     first_k = set(sent_customers[:k])
     winner_ranks = sorted(rank[c] for c in winners if c in rank)
     fcfs = {"K": k, "winnersNotSent": sum(1 for c in winners if c not in rank)}
+    # Winners sent after rank K: their rank, the instance whose lease sold to them, and when their order was
+    # created after the sale opened in the ledger (at most 50, earliest sent first).
+    opened_ms = result["ledger"].get("openedAtMs")
+    by_customer = {int(r["c"][5:]): r for r in confirmed if re.fullmatch(r"cust-(\d+)", r.get("c", ""))}
+    result["lateWinnersDetail"] = [{"rank": rank[c] + 1, "instance": by_customer[c].get("i"),
+                                    "createdAfterOpeningMs": int(by_customer[c]["t"]) - opened_ms if opened_ms else None}
+                                   for c in sorted((c for c in winners if c in rank and rank[c] >= k), key=rank.get)
+                                   if c in by_customer][:50]
     if k:
         fcfs["precision"] = round(len(first_k & set(winners)) / k, 4)
         fcfs["lateWinners"] = sum(1 for r in winner_ranks if r >= k)
@@ -910,15 +918,16 @@ def front_order(log_path, sends, winners, k):
     FCFS against the order it was handed (winners among the first K by hand-over). Ties keep send order
     (the ceiling is an upper bound)."""
     send_us = {s[3]: s[0] for s in sends}
-    read, handed = {}, {}
+    read, handed, server = {}, {}, {}
     with open(log_path, errors="replace") as handle:
         for line in handle:
-            match = re.search(r"FRONT (\d+) (-?\d+) (-?\d+) \{crowd-(\d+)\}", line)
+            match = re.search(r"FRONT (\d+) (-?\d+) (-?\d+) \{crowd-(\d+)\}(?: (\S+))?", line)
             if not match:
                 continue
-            rx, tw, tc, customer = (int(g) for g in match.groups())
+            rx, tw, tc, customer = (int(g) for g in match.groups()[:4])
             if customer in send_us and tw >= 0 and tc >= 0:
                 read[customer], handed[customer] = rx, rx + (tw + tc) * 1000
+                server[customer] = match.group(5)
     front = {"customersLogged": len(handed)}
     if len(handed) < k:
         return front
@@ -931,6 +940,10 @@ def front_order(log_path, sends, winners, k):
     front["precisionByHandOver"] = round(len(set(by_handed[:k]) & set(winners)) / k, 4)
     delays = sorted((handed[c] - send_us[c]) / 1000.0 for c in by_send[:k])
     front["firstKSendToHandOverMs"] = quantiles(delays)
+    # Who among the first K by send time holds no order: their send rank, the instance haproxy gave them to
+    # (its server name), and how long after their send it did (at most 50, earliest first).
+    front["firstKLosers"] = [{"rank": rank + 1, "server": server.get(c), "handOverMs": round((handed[c] - send_us[c]) / 1000.0, 1)}
+                             for rank, c in enumerate(by_send[:k]) if c not in winners][:50]
     return front
 
 

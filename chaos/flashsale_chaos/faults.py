@@ -52,7 +52,6 @@ def kill_head_holder(t):
             return True
         return False
     wait_until(earliest_is_chaos0, 5.0, interval=0.002)
-    t.observed["unitsHeldWhenPaused"] = units_leased_to(t, "chaos-0")
     t.observed["killedAtMs"] = int(time.time() * 1000)
     t.instances[0].kill()
     # the heads as last read before the kill: chaos-0's the earliest, or (the wait timed out) empty

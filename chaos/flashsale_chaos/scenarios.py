@@ -3,8 +3,8 @@ that shows the fault took effect. Every scenario must also stay live (its sale s
 see `checker.liveness`); the control scenario reports that, like its lost orders, without failing on it."""
 
 from . import LEASE_TTL_SECONDS
-from .faults import (cut_redis, heal_redis, kill_head_holder, kill_instance, kill_primary, kill_redis, mongo_down_observed, mongo_up,
-                     nothing, pause_instance, rebalance_and_drain, rejoin_old_primary, restart_instance_0,
+from .faults import (cut_redis, heal_redis, kill_head_holder, kill_instance, kill_primary, kill_redis, mongo_down_observed,
+                     mongo_up, nothing, pause_instance, rebalance_and_drain, rejoin_old_primary, restart_instance_0,
                      restart_instance_1, restart_redis, resume_instance)
 
 

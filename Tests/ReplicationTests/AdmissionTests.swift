@@ -144,6 +144,19 @@ struct AdmissionTests {
     // The fleet order delay: the last unit goes to the customer who arrived first (stamped by the front),
     // though they reached their instance after another instance's customer had asked for it.
     @Test func theFleetOrderDelayServesTheEarlierArrivalWhoCameLater() async throws {
+        try await Self.earlierArrivalWhoCameLaterWins(sameInstance: false)
+    }
+
+    // Within one instance too: a customer the front stamped earlier but handed over later parks ahead of the
+    // one already waiting there, and gets the last unit (here both wait out the fleet order delay).
+    @Test func anEarlierStampParksAheadOnItsInstance() async throws {
+        try await Self.earlierArrivalWhoCameLaterWins(sameInstance: true)
+    }
+
+    /// One unit, two instances present with the 300 ms fleet order delay: the customer "late" (stamped at the
+    /// opening) reaches instance b (or a, `sameInstance`) first; 50 ms later "early", stamped 100 ms before
+    /// the opening, reaches a. "early" must get the unit, and "late" a waitlist place or SOLD_OUT.
+    static func earlierArrivalWhoCameLaterWins(sameInstance: Bool) async throws {
         let server = try RedisServer()
         let sale = try LedgerFixture.createOpenSale(on: server, stock: 1, limit: 1)
         let delay = 300_000
@@ -152,7 +165,10 @@ struct AdmissionTests {
         let ledger = Ledger(connection: try server.connect())
         for owner in ["a", "b"] { _ = try ledger.renewLeases(saleID: sale.id, owner: owner, leases: [], ttlMilliseconds: 20_000) }
         let opening = wallClockMicroseconds()
-        let late = Task { await b.reserve(saleID: sale.id, customerID: "late", quantity: 1, idempotencyKey: nil, delivery: "{}", arrivalMicroseconds: opening) }
+        let lateInstance = sameInstance ? a : b
+        let late = Task {
+            await lateInstance.reserve(saleID: sale.id, customerID: "late", quantity: 1, idempotencyKey: nil, delivery: "{}", arrivalMicroseconds: opening)
+        }
         try await Task.sleep(for: .milliseconds(50))
         let early = await a.reserve(saleID: sale.id, customerID: "early", quantity: 1, idempotencyKey: nil, delivery: "{}",
                                     arrivalMicroseconds: opening - 100_000)
@@ -168,31 +184,6 @@ struct AdmissionTests {
         #expect(try LedgerFixture.purchases(on: server, saleID: sale.id) == ["early": 1])
         await a.shutdown()
         await b.shutdown()
-    }
-
-    // Within one instance too: a customer the front stamped earlier but handed over later parks ahead of the
-    // one already waiting there, and gets the last unit (here both wait out the fleet order delay).
-    @Test func anEarlierStampParksAheadOnItsInstance() async throws {
-        let server = try RedisServer()
-        let sale = try LedgerFixture.createOpenSale(on: server, stock: 1, limit: 1)
-        let a = Self.engine(on: server, instanceID: "a", maxShardUnits: 10, spreadFactor: 1, fleetOrderDelayMicroseconds: 300_000)
-        let ledger = Ledger(connection: try server.connect())
-        for owner in ["a", "b"] { _ = try ledger.renewLeases(saleID: sale.id, owner: owner, leases: [], ttlMilliseconds: 20_000) }
-        let opening = wallClockMicroseconds()
-        let later = Task { await a.reserve(saleID: sale.id, customerID: "later", quantity: 1, idempotencyKey: nil, delivery: "{}", arrivalMicroseconds: opening) }
-        try await Task.sleep(for: .milliseconds(50))
-        let earlier = await a.reserve(saleID: sale.id, customerID: "earlier", quantity: 1, idempotencyKey: nil, delivery: "{}",
-                                      arrivalMicroseconds: opening - 100_000)
-        let laterOutcome = await later.value
-        guard case .confirmed = earlier else { Issue.record("the earlier arrival gets the unit: \(earlier), later one \(laterOutcome)"); return }
-        switch laterOutcome {
-        case .waitlisted: break
-        case .rejected(let error, _) where error.code == .soldOut: break
-        default: Issue.record("the later arrival waits or is told sold out: \(laterOutcome)")
-        }
-        #expect(try LedgerFixture.purchases(on: server, saleID: sale.id) == ["earlier": 1])
-        #expect(try LedgerFixture.snapshot(on: server, saleID: sale.id).invariantHolds)
-        await a.shutdown()
     }
 
     static func tally(_ outcomes: [ReservationOutcome]) -> [String: Int] {

@@ -832,10 +832,12 @@ def analyse(result, topology, sale_id, out_dir, wrk_summary, open_us, admin):
 
     # Winners, acknowledged orders, FCFS.
     winners = {}
+    by_customer = {}  # a winner's (last) order record: its instance and creation time, for lateWinnersDetail
     for record in confirmed:
         match = re.fullmatch(r"cust-(\d+)", record.get("c", ""))
         if match:
             winners[int(match.group(1))] = winners.get(int(match.group(1)), 0) + int(record.get("q", 0))
+            by_customer[int(match.group(1))] = record
         else:
             warn.append("an order of an unexpected customer %r" % record.get("c"))
     acked = [row[3] for row in answers if row[1] == "201"]
@@ -860,7 +862,6 @@ def analyse(result, topology, sale_id, out_dir, wrk_summary, open_us, admin):
     # Winners sent after rank K: their rank, the instance whose lease sold to them, and when their order was
     # created after the sale opened in the ledger (at most 50, earliest sent first).
     opened_ms = result["ledger"].get("openedAtMs")
-    by_customer = {int(r["c"][5:]): r for r in confirmed if re.fullmatch(r"cust-(\d+)", r.get("c", ""))}
     result["lateWinnersDetail"] = [{"rank": rank[c] + 1, "instance": by_customer[c].get("i"),
                                     "createdAfterOpeningMs": int(by_customer[c]["t"]) - opened_ms if opened_ms else None}
                                    for c in sorted((c for c in winners if c in rank and rank[c] >= k), key=rank.get)

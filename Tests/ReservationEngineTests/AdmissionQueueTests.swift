@@ -96,7 +96,7 @@ struct AdmissionQueueTests {
         let all = queue.takeAll()
         #expect(all.map(\.ticket) == [0, 1, 2, 3])
         _ = queue.park(quantity: 1, deadlineMilliseconds: 100, ticket: 4)
-        queue.requeueAtHead([all[1], all[3]])
+        queue.requeue([all[1], all[3]])
         var order: [Int] = []
         while queue.head != nil { order.append(queue.popHead().ticket) }
         #expect(order == [1, 3, 4])
@@ -109,7 +109,7 @@ struct AdmissionQueueTests {
         let out = stamped.takeAll()
         _ = stamped.park(quantity: 1, deadlineMilliseconds: 100, arrivalMicroseconds: 4_000, stampedEarlier: true, ticket: "d")
         _ = stamped.park(quantity: 1, deadlineMilliseconds: 100, arrivalMicroseconds: 2_000, stampedEarlier: true, ticket: "b")
-        stamped.requeueAtHead(out)
+        stamped.requeue(out)
         var merged: [String] = []
         while stamped.head != nil { merged.append(stamped.popHead().ticket) }
         #expect(merged == ["a", "b", "c", "d"])

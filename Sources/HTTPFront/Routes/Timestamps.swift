@@ -30,8 +30,8 @@ enum Timestamps {
 
     /// This host's wall clock. Sale decisions never use it (the ledger's scripts read Redis `TIME`); it
     /// serves displays and token expiry.
-    /// Shifted by `faultClockOffsetMilliseconds` (fault injection only), as the arrival stamps are.
-    static var nowMilliseconds: Int64 { Int64(Date().timeIntervalSince1970 * 1_000) + faultClockOffsetMilliseconds }
+    /// The same reading as the arrival stamps (`wallClockMicroseconds`, with its fault-injection offset).
+    static var nowMilliseconds: Int64 { wallClockMicroseconds() / 1_000 }
 
     static var now: Date { Date(timeIntervalSince1970: Double(nowMilliseconds) / 1_000) }
 }

@@ -256,6 +256,6 @@ extension ReservationService {
             }
             entry.ticket.continuation.resume(returning: .decided(decided))
         }
-        if !again.isEmpty { sale.admission.withLock { $0.requeueAtHead(again) } }
+        if !again.isEmpty { sale.admission.withLock { $0.requeue(again) } }
     }
 }

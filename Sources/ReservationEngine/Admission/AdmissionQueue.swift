@@ -146,7 +146,7 @@ public struct AdmissionQueue<Ticket: Sendable>: Sendable {
     /// Puts entries taken out earlier back (the ledger answered that units are free after all), in arrival
     /// order among those parked since: ahead of every one of them that did not arrive earlier, so they keep
     /// their place (only an entry the front stamped earlier can be ahead of them).
-    public mutating func requeueAtHead(_ earlier: [Entry]) {
+    public mutating func requeue(_ earlier: [Entry]) {
         precondition(pumping, "only the pump serves the queue")
         guard !earlier.isEmpty else { return }
         precondition(zip(earlier, earlier.dropFirst()).allSatisfy { $0.arrivalMicroseconds <= $1.arrivalMicroseconds },

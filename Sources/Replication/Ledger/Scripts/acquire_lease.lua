@@ -53,9 +53,10 @@ local sent = tonumber(ARGV[11 + 2 * pairs_given])
 if ARGV[11 + 2 * pairs_given] and not (sent and sent > 0) then return redis.error_reply('BADARG sentUs') end
 local shift = 0
 if sent and math.abs(sent - clock) > 1000000 then shift = sent - clock end
--- An instance that does not say its clock (an older one, mid-upgrade), whose newest customer arrived more than
--- a second in the ledger's future, has a clock running ahead: its arrivals count as now, and the fleet order
--- delay is not applied to them (it would hold its customers for as long as the skew).
+-- An instance that does not say its clock (its arrivals are its front's stamps, which the instance caps at its
+-- own clock; or an older instance, mid-upgrade), whose newest customer arrived more than a second in the
+-- ledger's future, has a clock running ahead: its arrivals count as now, and the fleet order delay is not
+-- applied to them (it would hold its customers for as long as the skew).
 local ahead = pairs_given > 0 and given_at(pairs_given) - shift > clock + 1000000
 local function arrival_at(i)
   local at = given_at(i) - shift

@@ -50,11 +50,11 @@ struct LookAlikeCustomerTests {
             #expect(limiter.acquire(owner, nowNanoseconds: 1) != nil, "the owner's burst is spent")
             #expect(limiter.acquire(lookAlike, nowNanoseconds: 1) == nil, "the look-alike has a bucket of their own")
         }
-        let pending = PendingUnits()
+        let inFlight = InFlightOrders<Int>()
         for (owner, lookAlike) in Self.pairs {
-            #expect(pending.reserve(customerID: owner, quantity: 1, limit: 1))
-            #expect(pending.reserve(customerID: lookAlike, quantity: 1, limit: 1))
-            #expect(pending.pending(customerID: owner) == 1 && pending.pending(customerID: lookAlike) == 1)
+            #expect(inFlight.start(saleID: "s", customerID: owner, key: "", quantity: 1, limit: 1) == .lead)
+            #expect(inFlight.start(saleID: "s", customerID: lookAlike, key: "", quantity: 1, limit: 1) == .lead)
+            #expect(inFlight.pendingUnits(saleID: "s", customerID: owner) == 1 && inFlight.pendingUnits(saleID: "s", customerID: lookAlike) == 1)
         }
     }
 }

@@ -128,6 +128,40 @@ struct ReservationConcurrencyTests {
         #expect(try LedgerFixture.snapshot(on: server, saleID: sale.id).invariantHolds)
     }
 
+    // A customer's order in flight in one sale (its commit not answered yet) leaves their limit in another
+    // sale alone: both orders are placed and confirmed.
+    @Test func inFlightUnitsStayInTheirSale() async throws {
+        let server = try RedisServer()
+        let phones = try LedgerFixture.createOpenSale(on: server, stock: 100, limit: 2)
+        let tablets = try LedgerFixture.createOpenSale(on: server, stock: 100, limit: 2)
+        let engine = LedgerFixture.engine(on: server, instanceID: "instance-0", leaseTTLMilliseconds: 5_000)
+        for sale in [phones, tablets] {  // leases taken, so the held orders below wait in their commit only
+            guard case .confirmed = await engine.reserve(saleID: sale.id, customerID: "warm-up", quantity: 1, idempotencyKey: nil, delivery: "{}") else {
+                Issue.record("warm-up order in \(sale.id) not confirmed")
+                return
+            }
+        }
+        server.pause()
+        let phone = Task { await engine.reserve(saleID: phones.id, customerID: "alice", quantity: 2, idempotencyKey: nil, delivery: "{}") }
+        #expect(eventually(seconds: 5) { engine.inFlight.pendingUnits(saleID: phones.id, customerID: "alice") == 2 })
+        let tablet = Task { await engine.reserve(saleID: tablets.id, customerID: "alice", quantity: 2, idempotencyKey: nil, delivery: "{}") }
+        #expect(eventually(seconds: 5) { engine.inFlight.pendingUnits(saleID: tablets.id, customerID: "alice") == 2 },
+                "the tablet order is in flight too, not refused for the phones")
+        server.resume()
+        for (name, task) in [("phones", phone), ("tablets", tablet)] {
+            let outcome = await task.value
+            guard case .confirmed(let record) = outcome else {
+                Issue.record("\(name): \(outcome)")
+                continue
+            }
+            #expect(record.quantity == 2)
+        }
+        #expect(engine.inFlight.count == 0, "nothing left in flight")
+        await engine.shutdown()
+        #expect(try LedgerFixture.purchases(on: server, saleID: phones.id)["alice"] == 2)
+        #expect(try LedgerFixture.purchases(on: server, saleID: tablets.id)["alice"] == 2)
+    }
+
     // An instance that tracks a sale but has no customers for it never takes a lease (no hoarding).
     @Test func idleInstanceDoesNotHoardStock() async throws {
         let server = try RedisServer()

@@ -89,16 +89,56 @@ struct ShardSizingTests {
     }
 }
 
-@Suite("PendingUnits")
-struct PendingUnitsTests {
-    // A customer's in-flight units never exceed the limit; release makes room again.
+@Suite("InFlightOrders")
+struct InFlightOrdersTests {
+    // A customer's in-flight units never exceed the limit; finishing makes room again.
     @Test func boundsInFlightUnitsPerCustomer() {
-        let pending = PendingUnits()
-        #expect(pending.reserve(customerID: "alice", quantity: 2, limit: 2))
-        #expect(!pending.reserve(customerID: "alice", quantity: 1, limit: 2))
-        #expect(pending.reserve(customerID: "bob", quantity: 1, limit: 2))
-        pending.release(customerID: "alice", quantity: 1)
-        #expect(pending.reserve(customerID: "alice", quantity: 1, limit: 2))
-        #expect(pending.pending(customerID: "alice") == 2)
+        let inFlight = InFlightOrders<Int>()
+        #expect(inFlight.start(saleID: "s", customerID: "alice", key: "", quantity: 2, limit: 2) == .lead)
+        #expect(inFlight.start(saleID: "s", customerID: "alice", key: "", quantity: 1, limit: 2) == .overLimit)
+        #expect(inFlight.start(saleID: "s", customerID: "bob", key: "", quantity: 1, limit: 2) == .lead)
+        #expect(inFlight.finish(saleID: "s", customerID: "alice", key: "", quantity: 2).isEmpty)
+        #expect(inFlight.start(saleID: "s", customerID: "alice", key: "", quantity: 1, limit: 2) == .lead)
+        #expect(inFlight.pendingUnits(saleID: "s", customerID: "alice") == 1)
+        #expect(inFlight.finish(saleID: "s", customerID: "alice", key: "", quantity: 1).isEmpty)
+        #expect(inFlight.finish(saleID: "s", customerID: "bob", key: "", quantity: 1).isEmpty)
+        #expect(inFlight.count == 0, "an entry with nothing in flight is dropped")
+    }
+
+    // A customer's units in flight in one sale leave their limit in another untouched.
+    @Test func salesAreApart() {
+        let inFlight = InFlightOrders<Int>()
+        #expect(inFlight.start(saleID: "phones", customerID: "alice", key: "", quantity: 2, limit: 2) == .lead)
+        #expect(inFlight.start(saleID: "phones", customerID: "alice", key: "", quantity: 1, limit: 2) == .overLimit)
+        #expect(inFlight.start(saleID: "tablets", customerID: "alice", key: "", quantity: 2, limit: 2) == .lead)
+        #expect(inFlight.pendingUnits(saleID: "phones", customerID: "alice") == 2)
+        #expect(inFlight.pendingUnits(saleID: "tablets", customerID: "alice") == 2)
+    }
+
+    // The first request with a key leads it; the next ones follow (nothing reserved, whatever the limit) and
+    // are handed back when the leader finishes; after that the key leads again.
+    @Test func keyedRequestsFollowTheirLeader() {
+        let inFlight = InFlightOrders<Int>()
+        #expect(inFlight.start(saleID: "s", customerID: "alice", key: "k1", quantity: 2, limit: 2) == .lead)
+        #expect(inFlight.start(saleID: "s", customerID: "alice", key: "k1", quantity: 2, limit: 2) == .follow)
+        #expect(inFlight.follow(saleID: "s", customerID: "alice", key: "k1", 7))
+        #expect(inFlight.follow(saleID: "s", customerID: "alice", key: "k1", 8))
+        #expect(!inFlight.follow(saleID: "s", customerID: "alice", key: "k2", 9), "nobody leads k2")
+        #expect(inFlight.start(saleID: "s", customerID: "alice", key: "k2", quantity: 1, limit: 2) == .overLimit)
+        #expect(inFlight.start(saleID: "s", customerID: "bob", key: "k1", quantity: 1, limit: 2) == .lead, "keys are per customer")
+        #expect(inFlight.pendingUnits(saleID: "s", customerID: "alice") == 2, "followers reserve nothing")
+        #expect(inFlight.finish(saleID: "s", customerID: "alice", key: "k1", quantity: 2) == [7, 8])
+        #expect(!inFlight.follow(saleID: "s", customerID: "alice", key: "k1", 10), "the leader finished")
+        #expect(inFlight.start(saleID: "s", customerID: "alice", key: "k1", quantity: 1, limit: 2) == .lead)
+        #expect(inFlight.finish(saleID: "s", customerID: "alice", key: "k1", quantity: 1).isEmpty)
+        #expect(inFlight.finish(saleID: "s", customerID: "bob", key: "k1", quantity: 1).isEmpty)
+        #expect(inFlight.count == 0)
+    }
+
+    // Keys are compared as bytes: a canonically equivalent key is another key.
+    @Test func keysAreBytes() {
+        let inFlight = InFlightOrders<Int>()
+        #expect(inFlight.start(saleID: "s", customerID: "alice", key: "jos\u{e9}", quantity: 1, limit: 2) == .lead)
+        #expect(inFlight.start(saleID: "s", customerID: "alice", key: "jose\u{301}", quantity: 1, limit: 2) == .lead)
     }
 }

@@ -50,6 +50,27 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    // MARK: In-flight bookkeeping per order
+
+    // A keyed order's start and finish: its customer's units and its key, for 1,000 customers in turn.
+    let customers = (0..<1_000).map { "customer-\($0)" }
+    Benchmark("In-flight start + finish, keyed order (one map per customer and sale)", configuration: micro) { benchmark in
+        let inFlight = InFlightOrders<Int>()
+        for iteration in benchmark.scaledIterations {
+            let customer = customers[iteration % customers.count]
+            blackHole(inFlight.start(saleID: "phones-2026", customerID: customer, key: "checkout-1", quantity: 1, limit: 2))
+            blackHole(inFlight.finish(saleID: "phones-2026", customerID: customer, key: "checkout-1", quantity: 1))
+        }
+    }
+    Benchmark("In-flight start + finish, keyed order (a key map and a units map, baseline)", configuration: micro) { benchmark in
+        let baseline = TwoMapsBaseline()
+        for iteration in benchmark.scaledIterations {
+            let customer = customers[iteration % customers.count]
+            blackHole(baseline.start(saleID: "phones-2026", customerID: customer, key: "checkout-1", quantity: 1, limit: 2))
+            baseline.finish(saleID: "phones-2026", customerID: customer, key: "checkout-1", quantity: 1)
+        }
+    }
+
     // MARK: Commit batch encoding
 
     for orders in [1, 64, 512] {
@@ -201,4 +222,45 @@ func runOnTwoThreads(_ body: @escaping @Sendable () -> Void) {
         }
     }
     group.wait()
+}
+
+/// The bookkeeping an order did before InFlightOrders (for the baseline): a global map of the keys in flight,
+/// keyed by a string built from sale, customer and key, and sharded maps of each customer's pending units.
+private final class TwoMapsBaseline: Sendable {
+    private let keyed = Mutex<[CustomerKey: [Int]]>([:])
+    private final class Shard: Sendable {
+        let units = Mutex<[CustomerKey: Int]>([:])
+    }
+    private let shards = (0..<64).map { _ in Shard() }
+
+    func start(saleID: String, customerID: String, key: String, quantity: Int, limit: Int) -> Bool {
+        let requestKey = CustomerKey("\(saleID.utf8.count):\(saleID)\(customerID.utf8.count):\(customerID)\(key)")
+        let claimed = keyed.withLock { requests -> Bool in
+            if requests[requestKey] != nil { return false }
+            requests[requestKey] = []
+            return true
+        }
+        guard claimed else { return false }
+        return shard(customerID).units.withLock { pending in
+            let current = pending[CustomerKey(customerID), default: 0]
+            guard current + quantity <= limit else { return false }
+            pending[CustomerKey(customerID)] = current + quantity
+            return true
+        }
+    }
+
+    func finish(saleID: String, customerID: String, key: String, quantity: Int) {
+        shard(customerID).units.withLock { pending in
+            let current = pending[CustomerKey(customerID), default: 0]
+            pending[CustomerKey(customerID)] = current == quantity ? nil : current - quantity
+        }
+        let requestKey = CustomerKey("\(saleID.utf8.count):\(saleID)\(customerID.utf8.count):\(customerID)\(key)")
+        blackHole(keyed.withLock { $0.removeValue(forKey: requestKey) })
+    }
+
+    private func shard(_ customerID: String) -> Shard {
+        var hasher = Hasher()
+        hasher.combine(CustomerKey(customerID))
+        return shards[Int(UInt(bitPattern: hasher.finalize()) % 64)]
+    }
 }

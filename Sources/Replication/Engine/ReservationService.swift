@@ -17,8 +17,9 @@ public final class ReservationService: Sendable {
     let control: GroupCommitter
     let logger: Logger
     private let sales = Mutex<[String: LocalSale]>([:])
-    private let pending = PendingUnits()
-    private let keyedRequests = Mutex<[CustomerKey: [CheckedContinuation<ReservationOutcome?, Never>]]>([:])
+    /// Per customer of a sale: units taken and not yet answered, and idempotency keys in flight with the
+    /// requests waiting for their outcome.
+    let inFlight = InFlightOrders<CheckedContinuation<ReservationOutcome?, Never>>()
     private let clockOrigin = ContinuousClock.now
     /// Rejections by sale and code since the last reconcile (flushed into the sale's statistics).
     private let rejections = Mutex<[String: [String: Int]]>([:])
@@ -182,8 +183,8 @@ public final class ReservationService: Sendable {
     /// Who finds a unit at once with nobody waiting takes it.
     public func reserve(saleID: String, customerID: String, quantity: Int, idempotencyKey: String?, delivery: String,
                         arrivalMicroseconds: Int64? = nil) async -> ReservationOutcome {
-        let outcome = await reserveDeduplicated(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: idempotencyKey,
-                                                delivery: delivery, arrival: arrivalMicroseconds)
+        let outcome = await reserveOnce(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: idempotencyKey,
+                                        delivery: delivery, arrival: arrivalMicroseconds)
         if case .rejected(let error, _) = outcome, error.code != .notFound, error.code != .invalidRequest {
             rejections.withLock { $0[saleID, default: [:]][error.code.rawValue, default: 0] += 1 }
         }
@@ -200,73 +201,11 @@ public final class ReservationService: Sendable {
         rejections.withLock { $0.removeValue(forKey: saleID) } ?? [:]
     }
 
-    private func reserveDeduplicated(saleID: String, customerID: String, quantity: Int, idempotencyKey: String?, delivery: String,
-                                     arrival: Int64?) async -> ReservationOutcome {
-        guard let idempotencyKey, !idempotencyKey.isEmpty else {
-            return await reserveOnce(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: "", delivery: delivery, arrival: arrival)
-        }
-        return await reserveKeyed(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: idempotencyKey, delivery: delivery,
-                                  arrival: arrival)
-    }
-
-    /// An order with an idempotency key (its own function: an order without one does not carry this frame).
-    /// Concurrent requests with the same key on this instance share the first one's outcome. The work
-    /// around the awaits is in functions not inlined here (see `commit`).
+    /// An order: decides what it can without the ledger, then leads its customer's in-flight entry (units,
+    /// and its idempotency key) or follows the request that leads its key. The work around the awaits is in
+    /// functions not inlined here (see `commit`).
     @inline(never)
-    private func reserveKeyed(saleID: String, customerID: String, quantity: Int, idempotencyKey: String, delivery: String,
-                              arrival: Int64?) async -> ReservationOutcome {
-        let requestKey = Self.requestKey(saleID: saleID, customerID: customerID, idempotencyKey: idempotencyKey)
-        guard claimKey(requestKey) else {
-            if let shared = await follow(requestKey) { return shared }
-            // The first request finished between our check and registration: the ledger knows the key now.
-            return await reserveOnce(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: idempotencyKey, delivery: delivery,
-                                     arrival: arrival)
-        }
-        let outcome = await reserveOnce(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: idempotencyKey, delivery: delivery,
-                                        arrival: arrival)
-        releaseKey(requestKey, outcome: outcome)
-        return outcome
-    }
-
-    /// The key's identity on this instance. Compared as bytes (see CustomerKey): look-alike customers never
-    /// share an outcome; the lengths keep `a` + `bc` apart from `ab` + `c`.
-    @inline(never)
-    private static func requestKey(saleID: String, customerID: String, idempotencyKey: String) -> CustomerKey {
-        CustomerKey("\(saleID.utf8.count):\(saleID)\(customerID.utf8.count):\(customerID)\(idempotencyKey)")
-    }
-
-    /// Makes this request the key's leader unless another one leads it already.
-    @inline(never)
-    private func claimKey(_ requestKey: CustomerKey) -> Bool {
-        keyedRequests.withLock { requests -> Bool in
-            if requests[requestKey] != nil { return false }
-            requests[requestKey] = []
-            return true
-        }
-    }
-
-    /// Waits for the leader's outcome; nil when the leader finished before this request could register.
-    @inline(never)
-    private func follow(_ requestKey: CustomerKey) async -> ReservationOutcome? {
-        await withCheckedContinuation { continuation in
-            let registered = keyedRequests.withLock { requests -> Bool in
-                guard requests[requestKey] != nil else { return false }
-                requests[requestKey]!.append(continuation)
-                return true
-            }
-            if !registered { continuation.resume(returning: nil) }
-        }
-    }
-
-    /// The leader is done: its followers get its outcome, and the key is free on this instance.
-    @inline(never)
-    private func releaseKey(_ requestKey: CustomerKey, outcome: ReservationOutcome) {
-        let followers = keyedRequests.withLock { $0.removeValue(forKey: requestKey) } ?? []
-        for follower in followers { follower.resume(returning: outcome) }
-    }
-
-    @inline(never)
-    private func reserveOnce(saleID: String, customerID: String, quantity: Int, idempotencyKey: String, delivery: String,
+    private func reserveOnce(saleID: String, customerID: String, quantity: Int, idempotencyKey: String?, delivery: String,
                              arrival: Int64?) async -> ReservationOutcome {
         let sale: LocalSale
         do {
@@ -275,13 +214,56 @@ public final class ReservationService: Sendable {
             return .rejected(error, retryAfterSeconds: error.code == .retryLater ? 1 : nil)
         }
         if let refused = Self.refusal(sale: sale, quantity: quantity) { return refused }
-        let limit = sale.definition.perCustomerLimit
-        guard pending.reserve(customerID: customerID, quantity: quantity, limit: limit) else {
-            return .rejected(ReservationError(.limitExceeded, "at most \(limit) units per customer"), retryAfterSeconds: nil)
+        let idempotencyKey = idempotencyKey ?? ""
+        var key = idempotencyKey
+        // Bounded: a follower whose leader finished before it could register starts again (the ledger knows
+        // the key by then); after that many rounds it goes on without leading the key on this instance (the
+        // ledger still gets the key with the order).
+        for round in 0..<Self.followRounds {
+            switch inFlight.start(saleID: saleID, customerID: customerID, key: key, quantity: quantity, limit: sale.definition.perCustomerLimit) {
+            case .overLimit:
+                return Self.limitExceeded(sale)
+            case .lead:
+                let outcome = await lead(sale: sale, customerID: customerID, quantity: quantity, idempotencyKey: idempotencyKey, delivery: delivery,
+                                         arrival: arrival)
+                finish(saleID: saleID, customerID: customerID, key: key, quantity: quantity, outcome: outcome)
+                return outcome
+            case .follow:
+                if let shared = await follow(saleID: saleID, customerID: customerID, key: key) { return shared }
+                if round == Self.followRounds - 2 { key = "" }
+            }
         }
-        defer { pending.release(customerID: customerID, quantity: quantity) }
+        preconditionFailure("the last round leads (no key to follow)")
+    }
 
-        let orderID = OrderID.make(saleID: saleID)
+    /// Rounds of start and follow for one request; the last one starts without its key, so it leads.
+    static let followRounds = 4
+
+    @inline(never)
+    private static func limitExceeded(_ sale: LocalSale) -> ReservationOutcome {
+        .rejected(ReservationError(.limitExceeded, "at most \(sale.definition.perCustomerLimit) units per customer"), retryAfterSeconds: nil)
+    }
+
+    /// Waits for the outcome of the request leading `key`; nil when it finished before this one could register.
+    @inline(never)
+    private func follow(saleID: String, customerID: String, key: String) async -> ReservationOutcome? {
+        await withCheckedContinuation { continuation in
+            if !inFlight.follow(saleID: saleID, customerID: customerID, key: key, continuation) { continuation.resume(returning: nil) }
+        }
+    }
+
+    /// The leader is done: its units and key are free on this instance, and its followers get its outcome.
+    @inline(never)
+    private func finish(saleID: String, customerID: String, key: String, quantity: Int, outcome: ReservationOutcome) {
+        let followers = inFlight.finish(saleID: saleID, customerID: customerID, key: key, quantity: quantity)
+        for follower in followers { follower.resume(returning: outcome) }
+    }
+
+    /// The units of a request that leads its customer's entry: a place in the admission queue, then the commit.
+    @inline(never)
+    private func lead(sale: LocalSale, customerID: String, quantity: Int, idempotencyKey: String, delivery: String,
+                      arrival: Int64?) async -> ReservationOutcome {
+        let orderID = OrderID.make(saleID: sale.definition.id)
         let request = ParkedReservation.Request(customerID: customerID, quantity: quantity, orderID: orderID, idempotencyKey: idempotencyKey,
                                                 delivery: delivery, arrivalMicroseconds: arrival)
         switch await admit(sale: sale, request) {

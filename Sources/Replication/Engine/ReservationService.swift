@@ -260,7 +260,7 @@ public final class ReservationService: Sendable {
     }
 
     /// The units of a request that leads its customer's entry: a place in the admission queue, then the commit.
-    @inline(never)
+    @inline(__always)
     private func lead(sale: LocalSale, customerID: String, quantity: Int, idempotencyKey: String, delivery: String,
                       arrival: Int64?) async -> ReservationOutcome {
         let orderID = OrderID.make(saleID: sale.definition.id)

@@ -137,21 +137,15 @@ private final class CommitWorker: @unchecked Sendable {
         self.observer = observer
     }
 
-    private typealias Commit = (saleID: String, commit: PendingCommit, completion: @Sendable (CommitOutcome) -> Void)
-
     func handle(_ requests: [GroupCommitter.Request]) {
-        var run: [Commit] = []
-        for request in requests {
-            switch request {
-            case .commit(let saleID, let commit, let completion):
-                run.append((saleID, commit, completion))
-            case .control(let body):
-                flush(run)
-                run.removeAll(keepingCapacity: true)
-                body(ledger())
-            }
+        var runStart = requests.startIndex
+        for index in requests.indices {
+            guard case .control(let body) = requests[index] else { continue }
+            flush(requests[runStart..<index])
+            body(ledger())
+            runStart = index + 1
         }
-        flush(run)
+        flush(requests[runStart...])
     }
 
     private func ledger() -> Result<Ledger, RedisError> {
@@ -165,24 +159,34 @@ private final class CommitWorker: @unchecked Sendable {
         }
     }
 
-    /// One EVALSHA per sale present in the run, orders of a sale in arrival order.
-    private func flush(_ run: [Commit]) {
+    /// One EVALSHA per sale present in the run (commits only), orders of a sale in arrival order. The
+    /// requests stay where they are: a sale's orders are picked by index (a run rarely holds more than one sale).
+    private func flush(_ run: ArraySlice<GroupCommitter.Request>) {
         guard !run.isEmpty else { return }
-        var saleOrder: [String] = []
-        var bySale: [String: [Commit]] = [:]
-        for item in run {
-            if bySale[item.saleID] == nil { saleOrder.append(item.saleID) }
-            bySale[item.saleID, default: []].append(item)
+        var sales: [(saleID: String, indices: [Int])] = []
+        for index in run.indices {
+            guard case .commit(let saleID, _, _) = run[index] else { preconditionFailure("a run holds commits only") }
+            if let known = sales.firstIndex(where: { $0.saleID == saleID }) {
+                sales[known].indices.append(index)
+            } else {
+                sales.append((saleID, [index]))
+            }
         }
-        for saleID in saleOrder {
-            guard let commits = bySale[saleID] else { continue }
+        for (saleID, indices) in sales {
+            let commits = indices.map { index -> PendingCommit in
+                guard case .commit(_, let commit, _) = run[index] else { preconditionFailure("a run holds commits only") }
+                return commit
+            }
             let started = ContinuousClock.now
-            let outcomes = commitWithOneRetry(saleID: saleID, commits.map(\.commit))
+            let outcomes = commitWithOneRetry(saleID: saleID, commits)
             observer?.batchCommitted(orders: commits.count, latency: started.duration(to: .now))
             assert(outcomes.count == commits.count, "one outcome per order")
             counters.batches.add(1, ordering: .relaxed)
             counters.orders.add(commits.count, ordering: .relaxed)
-            for (item, outcome) in zip(commits, outcomes) { item.completion(outcome) }
+            for (index, outcome) in zip(indices, outcomes) {
+                guard case .commit(_, _, let completion) = run[index] else { preconditionFailure("a run holds commits only") }
+                completion(outcome)
+            }
         }
     }
 

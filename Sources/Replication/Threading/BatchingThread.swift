@@ -31,6 +31,8 @@ public final class BatchingThread<Item: Sendable>: @unchecked Sendable {
     private let condition = NSCondition()
     private var queue: [Item] = []
     private var queueHead = 0
+    /// An empty array whose capacity the queue takes over when a whole queue becomes a batch.
+    private var spare: [Item] = []
     private var state: State = .running
     private let handler: ([Item]) -> Void
 
@@ -57,7 +59,7 @@ public final class BatchingThread<Item: Sendable>: @unchecked Sendable {
 
     /// Queues one item; never blocks.
     @discardableResult
-    public func submit(_ item: Item) -> SubmitResult {
+    public func submit(_ item: consuming Item) -> SubmitResult {
         condition.lock()
         defer { condition.unlock() }
         guard case .running = state else { return .stopped }
@@ -80,9 +82,10 @@ public final class BatchingThread<Item: Sendable>: @unchecked Sendable {
     }
 
     private func runLoop() {
-        while let batch = nextBatch() {
+        while var batch = nextBatch() {
             assert(!batch.isEmpty && batch.count <= maxBatchItems)
             handler(batch)
+            recycle(&batch)
         }
     }
 
@@ -99,6 +102,14 @@ public final class BatchingThread<Item: Sendable>: @unchecked Sendable {
             condition.wait()
         }
         let available = queue.count - queueHead
+        if queueHead == 0, available <= maxBatchItems {
+            // The common case: everything queued is the batch. The storage changes hands (no copy of the
+            // items); the previous batch's storage, emptied, takes the queue's place.
+            var batch = spare
+            swap(&batch, &queue)
+            spare = []
+            return batch
+        }
         let take = min(available, maxBatchItems)
         let batch = Array(queue[queueHead..<(queueHead + take)])
         queueHead += take
@@ -110,5 +121,13 @@ public final class BatchingThread<Item: Sendable>: @unchecked Sendable {
             queueHead = 0
         }
         return batch
+    }
+
+    /// Hands a handled batch's storage back (emptied, capacity kept) for the queue to reuse.
+    private func recycle(_ batch: inout [Item]) {
+        batch.removeAll(keepingCapacity: true)
+        condition.lock()
+        defer { condition.unlock() }
+        if spare.capacity < batch.capacity { swap(&spare, &batch) }
     }
 }

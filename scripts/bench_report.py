@@ -64,6 +64,15 @@ if tp:
               " engine %.1f us = %.2fx a bare request (%.1f us)." % (e["redis"], d["redis"], e["redis"] / d["redis"], e["server"],
                                                                        e["server"] / m["healthz"]["cpuMicrosPer"]["server"] if "healthz" in m else float("nan"),
                                                                        m["healthz"]["cpuMicrosPer"]["server"] if "healthz" in m else float("nan")))
+    if "engine" in m and "noop" in m:
+        e, n = m["engine"]["cpuMicrosPer"], m["noop"]["cpuMicrosPer"]
+        engine_total = e["server"] + e["redis"] + e["wrk"]
+        noop_total = n["server"] + n["redis"] + n["wrk"]
+        print("\nThe CPU of one order on these shared cores (medians, us): noop %.1f (server %.1f, wrk %.1f); engine %.1f (server"
+              " %.1f, Redis %.1f, wrk %.1f). The engine row pays for Redis on the same 2 cores, which the noop row does not: by"
+              " the three processes' CPU per order, engine/noop is %.2f; by the server's alone (Redis and the load on cores"
+              " of their own, as in a deployment), %.2f." % (noop_total, n["server"], n["wrk"], engine_total, e["server"],
+                                                            e["redis"], e["wrk"], noop_total / engine_total, n["server"] / e["server"]))
     print("\nWhat Redis ran per confirmed order in the window (`INFO commandstats`, last round; `x` calls, `us` Redis's own")
     print("time; EVALSHA's time includes the commands its script ran, which are also listed by name):\n")
     for row in ("engine", "direct"):

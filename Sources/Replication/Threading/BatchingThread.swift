@@ -105,8 +105,8 @@ public final class BatchingThread<Item: Sendable>: @unchecked Sendable {
         if queueHead == 0, available <= maxBatchItems {
             // The common case: everything queued is the batch. The storage changes hands (no copy of the
             // items); the previous batch's storage, emptied, takes the queue's place.
-            var batch = spare
-            swap(&batch, &queue)
+            let batch = queue
+            queue = spare
             spare = []
             return batch
         }

@@ -67,13 +67,11 @@ public final class InFlightOrders<Follower: Sendable>: Sendable {
                 entries[customer] = entry
                 return .lead
             }
-            return entries.values.withSingleElement(at: index) { entry -> Start in
-                if !key.isEmpty, entry.keyIndex(key) != nil { return .follow }
-                guard entry.units + quantity <= limit else { return .overLimit }
-                entry.units += quantity
-                if !key.isEmpty { entry.keys.append((key, [])) }
-                return .lead
-            }
+            if !key.isEmpty, entries.values[index].keyIndex(key) != nil { return .follow }
+            guard entries.values[index].units + quantity <= limit else { return .overLimit }
+            entries.values[index].units += quantity
+            if !key.isEmpty { entries.values[index].keys.append((key, [])) }
+            return .lead
         }
     }
 
@@ -85,11 +83,9 @@ public final class InFlightOrders<Follower: Sendable>: Sendable {
         let customer = SaleCustomer(saleID: saleID, customerID: customerID)
         return shard(customer).entries.withLock { entries -> Bool in
             guard let index = entries.index(forKey: customer) else { return false }
-            return entries.values.withSingleElement(at: index) { entry -> Bool in
-                guard let keyIndex = entry.keyIndex(key) else { return false }
-                entry.keys[keyIndex].followers.append(follower)
-                return true
-            }
+            guard let keyIndex = entries.values[index].keyIndex(key) else { return false }
+            entries.values[index].keys[keyIndex].followers.append(follower)
+            return true
         }
     }
 
@@ -102,17 +98,14 @@ public final class InFlightOrders<Follower: Sendable>: Sendable {
             guard let index = entries.index(forKey: customer) else {
                 preconditionFailure("finished a request that never started")
             }
-            let (followers, empty) = entries.values.withSingleElement(at: index) { entry -> ([Follower], Bool) in
-                precondition(entry.units >= quantity, "released more in-flight units than reserved for a customer")
-                entry.units -= quantity
-                var followers: [Follower] = []
-                if !key.isEmpty {
-                    guard let keyIndex = entry.keyIndex(key) else { preconditionFailure("finished a key this request did not lead") }
-                    followers = entry.keys.remove(at: keyIndex).followers
-                }
-                return (followers, entry.units == 0 && entry.keys.isEmpty)
+            precondition(entries.values[index].units >= quantity, "released more in-flight units than reserved for a customer")
+            entries.values[index].units -= quantity
+            var followers: [Follower] = []
+            if !key.isEmpty {
+                guard let keyIndex = entries.values[index].keyIndex(key) else { preconditionFailure("finished a key this request did not lead") }
+                followers = entries.values[index].keys.remove(at: keyIndex).followers
             }
-            if empty { entries.remove(at: index) }
+            if entries.values[index].units == 0, entries.values[index].keys.isEmpty { entries.remove(at: index) }
             return followers
         }
     }
@@ -131,50 +124,20 @@ public final class InFlightOrders<Follower: Sendable>: Sendable {
     @inlinable
     func shard(_ customer: SaleCustomer) -> Shard {
         var hasher = Hasher()
-        customer.customerID.withUTF8Bytes { hasher.combine(bytes: $0) }
+        hasher.combine(customer.customer)
         return shards[Int(UInt(bitPattern: hasher.finalize()) % UInt(Self.shardCount))]
     }
 }
 
-/// A customer of a sale, hashed and compared as the bytes of both ids.
+/// A customer of a sale, hashed and compared as the bytes of both ids (see CustomerKey).
 @usableFromInline
 struct SaleCustomer: Hashable, Sendable {
-    @usableFromInline let saleID: String
-    @usableFromInline let customerID: String
+    @usableFromInline let sale: CustomerKey
+    @usableFromInline let customer: CustomerKey
 
     @inlinable
     init(saleID: String, customerID: String) {
-        self.saleID = saleID
-        self.customerID = customerID
-    }
-
-    @inlinable
-    static func == (lhs: SaleCustomer, rhs: SaleCustomer) -> Bool {
-        CustomerKey.same(lhs.customerID, rhs.customerID) && CustomerKey.same(lhs.saleID, rhs.saleID)
-    }
-
-    @inlinable
-    func hash(into hasher: inout Hasher) {
-        customerID.withUTF8Bytes { hasher.combine(bytes: $0) }
-        hasher.combine(customerID.utf8.count)
-        saleID.withUTF8Bytes { hasher.combine(bytes: $0) }
-    }
-}
-
-extension String {
-    /// The string's UTF-8 bytes, without copying a native string.
-    @inlinable
-    func withUTF8Bytes<Result>(_ body: (UnsafeRawBufferPointer) -> Result) -> Result {
-        if let result = utf8.withContiguousStorageIfAvailable({ body(UnsafeRawBufferPointer($0)) }) { return result }
-        var copy = self
-        return copy.withUTF8 { body(UnsafeRawBufferPointer($0)) }
-    }
-}
-
-extension Dictionary.Values {
-    /// Mutates the value at `index` in place (one look-up for a read and a write).
-    @inlinable
-    mutating func withSingleElement<Result>(at index: Dictionary.Index, _ body: (inout Value) -> Result) -> Result {
-        body(&self[index])
+        sale = CustomerKey(saleID)
+        customer = CustomerKey(customerID)
     }
 }

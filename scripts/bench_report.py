@@ -135,7 +135,7 @@ if os.path.exists(memory):
     report = json.load(open(memory))
     print("## What a connection costs in memory\n")
     print("`scripts/conn_memory.py --connections %d`: one engine instance and a real redis-server; the server's VmRSS after" % report["connections"])
-    print("each step, all connections doing the step together (sizes the connection cap: README, \"Connections and memory\"):\n")
+    print("each step, all connections doing the step together (sizes the connection cap: docs/deploying.md, \"Connections and memory\"):\n")
     print("| step | RSS MiB | growth per connection KiB | answers |")
     print("|---|---|---|---|")
     previous = None

@@ -17,7 +17,7 @@ step:
    frame read on each; then they are closed.
 
 Each step reports the growth over the step before and per connection. The per-connection figures are what
-FLASHSALE_MAX_CONNECTIONS and the pod's memory limit are sized with (README, "Capacity").
+FLASHSALE_MAX_CONNECTIONS and the pod's memory limit are sized with (docs/deploying.md, "Connections and memory").
 
     python scripts/conn_memory.py --bin .build/release/flashsale --connections 5000
 """

@@ -343,7 +343,7 @@ class Topology:
             env["FLASHSALE_FLEET_ORDER_DELAY_MS"] = str(self.fleet_order_delay_ms)
         if instances > 1:
             # haproxy stamps every request's arrival (X-Request-Start, overwritten): the instances order their
-            # customers across the fleet by the time the one front door read them (README, "How an order is decided").
+            # customers across the fleet by the time the one front door read them (docs/how-an-order-is-decided.md).
             env["FLASHSALE_TRUST_REQUEST_START"] = "true"
         self.instance_ports = [free_port() for _ in range(instances)]
         for index, port in enumerate(self.instance_ports):

@@ -2,17 +2,27 @@
 # The Kubernetes checks (`make test`), each bounded in time:
 #   1. render: every kustomization (base, overlays/dev, overlays/production, overlays/redis-tls) renders with
 #      `kubectl kustomize` (dev with throwaway files for its local-secrets component, in a temp copy of k8s/);
+#   1b. would it run: scripts/k8s_would_run.py reads the rendered overlays as the kubelet would (the release
+#      image command, local images, Redis settings against the topology, HPA targets without replicas, no
+#      Namespace, retained claims, every referenced ConfigMap/Secret key, ports, API egress);
 #   2. secrets: no Secret is rendered from committed files (base, production and redis-tls render none; git
 #      tracks no file under a secrets/ directory);
 #   3. validate: every rendered object, and k8s/jobs/*, against the Kubernetes 1.32 schemas
 #      (kubernetes-validate --strict); the Prometheus Operator CRDs (ServiceMonitor, PrometheusRule) have
 #      no bundled schema and get a structural check here instead;
-#   4. checkov: no failed check on the rendered manifests, skips only those in k8s/.checkov.yaml;
+#   4. checkov: no failed check on the rendered overlays and jobs (the base alone is never applied), skips only
+#      those in k8s/.checkov.yaml and the one annotated in overlays/dev (its locally loaded image is not pulled);
 #   5. promtool: the PrometheusRule's groups, extracted into a plain rule file, pass `promtool check rules`
 #      and the unit tests k8s/components/monitoring/tests/alerts-test.yaml (`promtool test rules`);
 #   6. live: Prometheus scrapes a running `flashsale serve` (its own redis-server WITHOUT AOF, no MongoDB)
 #      with the ServiceMonitor's path and interval and the repository's rules; every metric the rules and
-#      the dashboard use is served, and FlashSaleLedgerNotDurable must fire within 150 s.
+#      the dashboard use is served, and FlashSaleLedgerNotDurable must fire within 150 s. /metrics is served on
+#      FLASHSALE_METRICS_PORT only (the port the ServiceMonitor names), the request-duration histogram carries
+#      the route template, method and status class, and the SLO's recording rules evaluate on it;
+#   6b. rehearsal: k8s/jobs/load-rehearsal.yaml's own arguments run on all its shards against the live instance,
+#      and `flashsale load merge` of their logs accounts for every customer and finds no oversell;
+#   7. runbooks: every alert's runbook_url names a section of docs/alerts.md, and every alert has a promtool test
+#      in which it fires.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -47,7 +57,9 @@ t0=$(date +%s)
 cp -r k8s "$WORK/k8s"
 secrets=$WORK/k8s/components/local-secrets/secrets
 rm -rf "$secrets"; mkdir -p "$secrets"
-for f in jwt-secret data-key mongodb-keyfile mongodb-root-username mongodb-root-password mongodb-app-password mongodb-backup-password; do
+for f in jwt-secret data-key mongodb-keyfile mongodb-root-username mongodb-root-password mongodb-app-password mongodb-backup-password \
+         mongodb-exporter-password redis-service-password redis-replication-password redis-sentinel-password \
+         redis-sentinel-auth-password redis-exporter-password; do
   head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$secrets/$f"
 done
 mkdir -p "$WORK/rendered"
@@ -61,6 +73,9 @@ print(f"{sum(kinds.values())} objects (" + ", ".join(f"{n} {k}" for k, n in sort
 PYEOF
 )"
 done
+
+# 1b. Would it run.
+"$PY" scripts/k8s_would_run.py "$WORK/rendered" "$WORK/k8s" || fail "the rendered manifests would not run (above)"
 
 # 2. No secret from the repository.
 for name in base production redis-tls; do
@@ -95,10 +110,13 @@ for name in sorted(os.listdir(sys.argv[1])):
     doc = yaml.safe_load(open(os.path.join(sys.argv[1], name)))
     assert set(doc) <= {"apiVersion", "kind", "metadata", "spec"}, name
     if doc["kind"] == "ServiceMonitor":
-        assert doc["spec"]["selector"]["matchLabels"] and doc["spec"]["endpoints"], name
+        selector = doc["spec"]["selector"]
+        assert (selector.get("matchLabels") or selector.get("matchExpressions")) and doc["spec"]["endpoints"], name
+        assert doc["metadata"]["labels"].get("release"), f"{name}: no release label (a kube-prometheus-stack selects on it)"
         for e in doc["spec"]["endpoints"]:
             assert set(e) <= {"port", "path", "interval", "scrapeTimeout", "scheme", "relabelings", "metricRelabelings"}, name
     elif doc["kind"] == "PrometheusRule":
+        assert doc["metadata"]["labels"].get("release"), f"{name}: no release label (a kube-prometheus-stack selects on it)"
         for g in doc["spec"]["groups"]:
             assert set(g) <= {"name", "interval", "rules"}, name
             for r in g["rules"]:
@@ -109,7 +127,10 @@ PYEOF
 echo "k8s-check: validate: $objects objects pass kubernetes-validate --strict (Kubernetes 1.32); $(ls "$WORK/crd" | wc -l) CRD objects (ServiceMonitor, PrometheusRule: no bundled schema) checked structurally"
 
 # 4. checkov.
-timeout 180 .venv/bin/checkov -d "$WORK/objects" -d "$WORK/crd" --config-file k8s/.checkov.yaml --skip-download -o json \
+# The base alone is not deployed (its image is named by the overlays): checkov reads what would be applied.
+mkdir -p "$WORK/deployable"
+for f in "$WORK"/objects/*.yaml; do case $(basename "$f") in base-*) ;; *) cp "$f" "$WORK/deployable/" ;; esac; done
+timeout 180 .venv/bin/checkov -d "$WORK/deployable" -d "$WORK/crd" --config-file k8s/.checkov.yaml --skip-download -o json \
   > "$WORK/checkov.json" 2>"$WORK/checkov.err" || true
 "$PY" - "$WORK/checkov.json" <<'PYEOF' || { tail -20 "$WORK/checkov.err" >&2; fail "checkov"; }
 import json, sys, yaml
@@ -165,7 +186,8 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --save ""
 PORT=$(free_port)
 FLASHSALE_JWT_SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export FLASHSALE_JWT_SECRET
-FLASHSALE_HOST=127.0.0.1 FLASHSALE_PORT=$PORT FLASHSALE_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
+METRICS_PORT=$(free_port)
+FLASHSALE_HOST=127.0.0.1 FLASHSALE_PORT=$PORT FLASHSALE_METRICS_PORT=$METRICS_PORT FLASHSALE_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
   FLASHSALE_DATA_KEY="$(head -c 32 /dev/urandom | base64)" FLASHSALE_INSTANCE_ID=k8s-check \
   "$BINARY" serve >"$WORK/serve.log" 2>&1 &
 SERVER=$!
@@ -184,8 +206,13 @@ for _ in 1 2; do
     -d '{"quantity":1,"delivery":{"name":"Ada","phone":"5550100","address":"1 Main St"}}')
 done
 [ "$answers" = "201 409 " ] || fail "orders answered $answers, expected 201 then 409"
+# /metrics lives on the metrics port only: the API port (open to the ingress) answers 404 for it.
+main_metrics=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/metrics")
+[ "$main_metrics" = 404 ] || fail "GET /metrics on the API port answered $main_metrics with FLASHSALE_METRICS_PORT set (expected 404)"
+curl -fs "http://127.0.0.1:$METRICS_PORT/metrics" | grep -q '^flashsale_http_request_duration_seconds_bucket{.*route="[^"]*orders",.*method="POST",.*status_class="2xx"' \
+  || fail "the metrics port does not serve flashsale_http_request_duration_seconds by route template, method and status class"
 PROM_PORT=$(free_port)
-"$PY" - "$WORK/rendered/production.yaml" "$WORK/prometheus/prometheus.yml" "$WORK/rules/flashsale-alerts.rules.yaml" "127.0.0.1:$PORT" <<'PYEOF'
+"$PY" - "$WORK/rendered/production.yaml" "$WORK/prometheus/prometheus.yml" "$WORK/rules/flashsale-alerts.rules.yaml" "127.0.0.1:$METRICS_PORT" <<'PYEOF'
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
@@ -215,6 +242,10 @@ wait_ready "http://127.0.0.1:$PROM_PORT/-/ready" || { tail -20 "$WORK/prometheus
 fired=
 while [ $(( $(date +%s) - prom_started )) -lt 150 ]; do
   kill -0 "$SERVER" 2>/dev/null || fail "flashsale serve exited"
+  # Traffic for the request-duration histogram and the SLO rules: a read and a refused order per second.
+  curl -s -o /dev/null -H "Authorization: Bearer $customer" "http://127.0.0.1:$PORT/sales/k8s-check" || true
+  curl -s -o /dev/null -X POST "http://127.0.0.1:$PORT/sales/k8s-check/orders" -H "Authorization: Bearer $customer" \
+    -H 'Content-Type: application/json' -d '{"quantity":1,"delivery":{"name":"Ada","phone":"5550100","address":"1 Main St"}}' || true
   if curl -fs "http://127.0.0.1:$PROM_PORT/api/v1/alerts" | "$PY" -c '
 import json, sys
 alerts = json.load(sys.stdin)["data"]["alerts"]
@@ -243,5 +274,86 @@ if firing != ["FlashSaleLedgerNotDurable"]:
     print("firing alerts:", firing); sys.exit(1)
 print(f"k8s-check: live: {len(used)} flashsale metric names used by the rules and the dashboard are all served; firing: {', '.join(firing)}")
 PYEOF
+# The SLO's recording rules evaluate on the instance's histogram: a p95 and a 5xx ratio (0 here), by namespace.
+slo=
+for _ in $(seq 1 30); do
+  slo=$(curl -fs "http://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode 'query=flashsale:http_request_duration_seconds:p95_5m' --data-urlencode 'time='"$(date +%s)" | "$PY" -c '
+import json, math, sys
+r = json.load(sys.stdin)["data"]["result"]
+ok = [float(x["value"][1]) for x in r if not math.isnan(float(x["value"][1]))]
+print(f"{ok[0]:.4f}" if ok else "")') || true
+  [ -z "$slo" ] || break
+  sleep 2
+done
+[ -n "$slo" ] || fail "flashsale:http_request_duration_seconds:p95_5m has no value on the live instance"
+errors=$(curl -fs "http://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode 'query=flashsale:http_errors:ratio_rate5m' | "$PY" -c '
+import json, sys
+r = json.load(sys.stdin)["data"]["result"]
+print(r[0]["value"][1] if r else "none")')
+[ "$errors" = 0 ] || fail "flashsale:http_errors:ratio_rate5m is $errors on a healthy instance (expected 0)"
+echo "k8s-check: live: /metrics only on the metrics port; SLO rules on the histogram: p95 ${slo} s, 5xx ratio ${errors}"
+
+# 6b. The rehearsal Job would run: its own arguments (k8s/jobs/load-rehearsal.yaml), with this instance's URL, a
+# fresh sale and its opening, a small crowd, on every shard at once (JOB_COMPLETION_INDEX as the Job sets it), then
+# `flashsale load merge` of their logs must account for every shard's customers and find no oversell.
+opens=$(date -u -d '+6 seconds' +%Y-%m-%dT%H:%M:%SZ)
+curl -fs -o /dev/null -X POST "http://127.0.0.1:$PORT/admin/sales" -H "Authorization: Bearer $admin" -H 'Content-Type: application/json' \
+  -d "{\"id\":\"k8s-rehearsal\",\"name\":\"rehearsal\",\"stock\":40,\"startsAt\":\"$opens\",\"durationSeconds\":600,\"perCustomerLimit\":2}" \
+  || fail "could not create the rehearsal sale"
+mapfile -t job_args < <("$PY" - k8s/jobs/load-rehearsal.yaml "http://127.0.0.1:$PORT" "$opens" "$WORK/rehearsal" <<'PYEOF'
+import sys, yaml
+job = yaml.safe_load(open(sys.argv[1]))
+spec = job["spec"]
+command = spec["template"]["spec"]["containers"][0]["command"]
+shards = int(command[command.index("--shard-count") + 1])
+assert spec["completionMode"] == "Indexed" and spec["completions"] == spec["parallelism"] == shards, "completions, parallelism and --shard-count must agree"
+local = {"--url": sys.argv[2], "--sale": "k8s-rehearsal", "--opens-at": sys.argv[3], "--customers": "80", "--max-seconds": "60", "--report": sys.argv[4]}
+args = command[1:]
+for i, a in enumerate(args[:-1]):
+    if a in local: args[i + 1] = local[a]
+print(shards)
+print("\n".join(args))
+PYEOF
+) || fail "k8s/jobs/load-rehearsal.yaml: the Job's shape"
+shards=${job_args[0]}
+rehearsal_pids=()
+for ((i = 0; i < shards; i++)); do
+  JOB_COMPLETION_INDEX=$i timeout 90 "$BINARY" "${job_args[@]:1}" > "$WORK/rehearsal-$i.log" 2>&1 & rehearsal_pids+=($!)
+done
+for ((i = 0; i < shards; i++)); do
+  wait "${rehearsal_pids[$i]}" || { tail -20 "$WORK/rehearsal-$i.log" >&2; fail "the rehearsal Job's command failed on shard $i"; }
+done
+"$BINARY" load merge "$WORK"/rehearsal-*.log --report "$WORK/rehearsal-merged" > "$WORK/merge.log" 2>&1 \
+  || { cat "$WORK/merge.log" >&2; fail "flashsale load merge"; }
+"$PY" - "$WORK/rehearsal-merged.json" "$shards" <<'PYEOF' || fail "the merged rehearsal report"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["shard"] == f"merged {sys.argv[2]}", r["shard"]
+assert r["customers"] == 80, f"{r['customers']} customers merged, 80 expected"
+assert r["ordersConfirmed"] > 0 and r["oversell"] and not r["oversell"]["oversold"] and r["oversell"]["invariantHolds"], r["oversell"]
+assert r["oversell"]["soldSeenByCustomers"] == r["oversell"]["sold"] == 40, r["oversell"]
+assert sum(r["requestResults"].values()) == r["requests"] and r["fcfsPrecision"] is not None
+print(f"k8s-check: rehearsal: the Job's command on {sys.argv[2]} shards, merged: {r['customers']} customers, {r['requests']} requests, "
+      f"{r['ordersConfirmed']} orders, sold {r['oversell']['sold']}/{r['oversell']['stock']}, p95 {r['latency']['p95Milliseconds']:.1f} ms, FCFS {r['fcfsPrecision']:.3f}")
+PYEOF
+
+# 7. Runbooks and tests: every alert links a section of docs/alerts.md and fires in some promtool test.
+"$PY" - "$WORK/rules/flashsale-alerts.rules.yaml" docs/alerts.md k8s/components/monitoring/tests/alerts-test.yaml <<'PYEOF' || fail "runbooks or alert tests"
+import re, sys, yaml
+alerts = [r for g in yaml.safe_load(open(sys.argv[1]))["groups"] for r in g["rules"] if "alert" in r]
+anchors = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-") for h in re.findall(r"^#+ (.+)$", open(sys.argv[2]).read(), re.M)}
+tests = yaml.safe_load(open(sys.argv[3]))["tests"]
+fired = {t["alertname"] for test in tests for t in test.get("alert_rule_test", []) if t.get("exp_alerts")}
+problems = []
+for a in alerts:
+    url = a.get("annotations", {}).get("runbook_url", "")
+    if not url.startswith("docs/alerts.md#") or url.split("#", 1)[1] not in anchors:
+        problems.append(f"{a['alert']}: runbook_url {url!r} names no section of docs/alerts.md")
+    if a["alert"] not in fired:
+        problems.append(f"{a['alert']}: no promtool test in which it fires")
+for p in problems: print("  " + p)
+sys.exit(1 if problems else 0)
+PYEOF
+echo "k8s-check: runbooks: every alert ($(grep -c '^ *- alert:' "$WORK/rules/flashsale-alerts.rules.yaml")) links its docs/alerts.md section and fires in a promtool test"
 echo "k8s-check: live: FlashSaleLedgerNotDurable fired ${fired} s after Prometheus started (scrape/evaluation every $(grep -m1 scrape_interval "$WORK/prometheus/prometheus.yml" | awk '{print $2}'), for: 1m)"
 echo "k8s-check: PASS ($(( $(date +%s) - t0 )) s)"

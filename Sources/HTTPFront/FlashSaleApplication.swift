@@ -26,6 +26,7 @@ public enum FlashSaleApplication {
         public init(configuration: ServerConfiguration, logger: Logger) {
             let redis = RedisClient(configuration: configuration.redis, name: "redis-control")
             let metrics = FlashSaleMetrics()
+            if let notAfter = configuration.tlsCertificateNotAfter { metrics.tlsCertificate(notAfter: notAfter) }
             var engineConfiguration = configuration.engine
             engineConfiguration.arrivalsOnOwnClock = !configuration.trustRequestStart
             let engine = ReservationService(redis: configuration.redis, configuration: engineConfiguration, logger: logger, commitObserver: metrics)
@@ -60,11 +61,22 @@ public enum FlashSaleApplication {
             }
             let durability = LedgerDurabilityMonitor(redis: redis, logger: logger)
             HealthRoutes(redis: redis, drainer: drainer, mongoFailure: mongoFailure, durability: durability).register(on: router)
-            router.get("metrics") { [drainer] _, _ -> Response in
+            let exposition: @Sendable () -> Response = { [drainer] in
                 var headers = HTTPFields()
                 headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
                 let text = metrics.exposition(engine: engine, hub: hub, drainer: drainer, durability: durability.durability)
                 return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: text)))
+            }
+            var metricsApplication: Application<RouterResponder<BasicRequestContext>>?
+            if let metricsPort = configuration.metricsPort {
+                let metricsRouter = Router(context: BasicRequestContext.self)
+                metricsRouter.get("metrics") { _, _ in exposition() }
+                metricsApplication = Application(
+                    router: metricsRouter,
+                    configuration: .init(address: .hostname(configuration.host, port: metricsPort), serverName: "flashsale-metrics"),
+                    logger: logger)
+            } else {
+                router.get("metrics") { _, _ in exposition() }
             }
             StaticRoutes(pagesDirectory: configuration.pagesDirectory).register(on: router)
             var api = APIRoutes(
@@ -106,6 +118,7 @@ public enum FlashSaleApplication {
                 logger: logger
             )
             application.addServices(redis, durability, LeaseReconciler(service: engine), hub)
+            if let metricsApplication { application.addServices(metricsApplication) }
             for client in api.directClients { application.addServices(client) }
             // Services stop in reverse order: the drainer finishes before its Redis client closes.
             if let drainer, let drainerRedis { application.addServices(drainerRedis, drainer) }

@@ -59,6 +59,11 @@ public struct ServerConfiguration: Sendable {
     /// A directory whose files replace the built-in pages (`FLASHSALE_PAGES_DIR`): read on every request,
     /// for a shop that restyles the pages, or while working on them. Nil: the pages built into the binary.
     public var pagesDirectory: String?
+    /// A port of its own for `GET /metrics` (`FLASHSALE_METRICS_PORT`), on the same host: a NetworkPolicy can then
+    /// admit only the monitoring namespace to it. `nil` serves `/metrics` on the main port.
+    public var metricsPort: Int?
+    /// The front certificate's expiry (seconds since 1970) when TLS is on, exported as a gauge.
+    public var tlsCertificateNotAfter: Int?
 
     public init(
         host: String = "127.0.0.1", port: Int = 8080, redis: RedisConfiguration = RedisConfiguration(), jwtSecret: String,
@@ -88,5 +93,12 @@ extension ServerConfiguration {
         // 5 s for each peer's close_notify would only delay the drain.
         tls.shutdownTimeout = .seconds(1)
         return tls
+    }
+
+    /// When the leaf certificate of a PEM chain stops being valid, in seconds since 1970 (for
+    /// `flashsale_tls_certificate_expiry_timestamp_seconds` and its alert).
+    public static func certificateNotAfter(certificateFile: String) throws -> Int {
+        guard let leaf = try NIOSSLCertificate.fromPEMFile(certificateFile).first else { throw NIOSSLError.failedToLoadCertificate }
+        return Int(leaf.notValidAfter)
     }
 }

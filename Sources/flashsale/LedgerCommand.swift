@@ -37,7 +37,8 @@ struct LedgerCommand: AsyncParsableCommand {
             guard let uri = mongoURI ?? environment["MONGO_URI"], !uri.isEmpty else {
                 throw ValidationError("MONGO_URI (or --mongo-uri) must name the MongoDB that holds the orders")
             }
-            let redisConfiguration = try RedisConfiguration(url: redisURL ?? environment["FLASHSALE_REDIS_URL"] ?? "redis://127.0.0.1:6379")
+            var redisConfiguration = try RedisConfiguration(url: redisURL ?? environment["FLASHSALE_REDIS_URL"] ?? "redis://127.0.0.1:6379")
+            try redisConfiguration.applyCredentials(from: environment)
             let redis = RedisClient(configuration: redisConfiguration, name: "redis-rebuild")
             let mongo = try MongoClient(uri: uri, appName: "flashsale-rebuild", threads: 1)
             defer {

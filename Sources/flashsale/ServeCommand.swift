@@ -53,6 +53,7 @@ struct ServeCommand: AsyncParsableCommand {
             redis.sentinels = try RedisConfiguration.endpoints(sentinels)
             redis.masterName = environment["FLASHSALE_REDIS_MASTER_NAME"] ?? "flashsale"
         }
+        try redis.applyCredentials(from: environment)
         if let acks = environment["FLASHSALE_REDIS_REPLICA_ACKS"] {
             guard let value = Int(acks), (0...16).contains(value) else {
                 throw ValidationError("FLASHSALE_REDIS_REPLICA_ACKS must be 0...16, got \(acks.debugDescription)")
@@ -129,6 +130,7 @@ struct ServeCommand: AsyncParsableCommand {
         case (let certificate?, let key?):
             do {
                 serverConfiguration.tls = try ServerConfiguration.serverTLS(certificateFile: certificate, keyFile: key)
+                serverConfiguration.tlsCertificateNotAfter = try ServerConfiguration.certificateNotAfter(certificateFile: certificate)
             } catch {
                 throw ValidationError("FLASHSALE_TLS_CERT_FILE / FLASHSALE_TLS_KEY_FILE: cannot load a PEM certificate chain and key (\(error))")
             }
@@ -167,6 +169,12 @@ struct ServeCommand: AsyncParsableCommand {
             }
             serverConfiguration.pagesDirectory = directory
         }
+        if let text = environment["FLASHSALE_METRICS_PORT"], !text.isEmpty {
+            guard let metricsPort = Int(text), (1...65_535).contains(metricsPort), metricsPort != serverConfiguration.port else {
+                throw ValidationError("FLASHSALE_METRICS_PORT must be a port number other than FLASHSALE_PORT, got \(text.debugDescription)")
+            }
+            serverConfiguration.metricsPort = metricsPort
+        }
         if let retention = environment["FLASHSALE_RETENTION_SECONDS"] {
             guard let seconds = Int(retention), (60...31_536_000).contains(seconds) else {
                 throw ValidationError("FLASHSALE_RETENTION_SECONDS must be 60...31536000 (a year), got \(retention.debugDescription)")
@@ -192,5 +200,20 @@ struct ServeCommand: AsyncParsableCommand {
         var size = MemoryLayout<UnsafePointer<CChar>?>.size
         guard mallctl("version", &version, &size, nil, 0) == 0, let version else { return "unavailable" }
         return String(cString: version)
+    }
+}
+
+extension RedisConfiguration {
+    /// Credentials from the environment (a Secret) over the URL's: the image has no shell to build a URL.
+    /// `FLASHSALE_REDIS_USERNAME`/`_PASSWORD` log in to the members (an ACL user), `FLASHSALE_REDIS_SENTINEL_USERNAME`/
+    /// `_PASSWORD` to the Sentinels.
+    mutating func applyCredentials(from environment: [String: String]) throws {
+        if let value = environment["FLASHSALE_REDIS_USERNAME"], !value.isEmpty { username = value }
+        if let value = environment["FLASHSALE_REDIS_PASSWORD"], !value.isEmpty { password = value }
+        if let value = environment["FLASHSALE_REDIS_SENTINEL_USERNAME"], !value.isEmpty { sentinelUsername = value }
+        if let value = environment["FLASHSALE_REDIS_SENTINEL_PASSWORD"], !value.isEmpty { sentinelPassword = value }
+        if username != nil && password == nil {
+            throw ValidationError("FLASHSALE_REDIS_USERNAME needs FLASHSALE_REDIS_PASSWORD (or a password in FLASHSALE_REDIS_URL)")
+        }
     }
 }

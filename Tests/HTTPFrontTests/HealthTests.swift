@@ -41,4 +41,36 @@ struct HealthTests {
             }
         }
     }
+
+    // With FLASHSALE_METRICS_PORT, /metrics answers on that port (the histogram included) and 404 on the API port,
+    // so a NetworkPolicy can admit only Prometheus to it.
+    @Test func metricsOnTheirOwnPort() async throws {
+        let server = try RedisServer()
+        var configuration = ServerConfiguration(
+            host: "127.0.0.1", port: 0, redis: server.configuration,
+            jwtSecret: "test-secret-test-secret", instanceID: "test-instance"
+        )
+        let metricsPort = try RedisServer.freeLoopbackPort()
+        configuration.metricsPort = metricsPort
+        let application = FlashSaleApplication.build(configuration: configuration, logger: Logger(label: "test"))
+        try await application.test(.live) { client in
+            try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                #expect(response.status == .notFound, "the API port does not serve /metrics")
+            }
+            var text = ""
+            for _ in 0..<50 where !text.contains("flashsale_http_request_duration_seconds_bucket") {
+                do {
+                    text = try await TestClient.withClient(host: "127.0.0.1", port: metricsPort) { metrics in
+                        let response = try await metrics.get("/metrics")
+                        return response.status == .ok ? String(buffer: response.body ?? ByteBuffer()) : ""
+                    }
+                } catch {
+                    try await Task.sleep(for: .milliseconds(100))  // the metrics listener may still be starting
+                }
+            }
+            #expect(text.contains(#"flashsale_http_request_duration_seconds_bucket{route="/healthz",method="GET",status_class="2xx",le="0.005"}"#), "\(text)")
+            #expect(text.contains(#"flashsale_http_request_duration_seconds_count{route="NotFound",method="GET",status_class="4xx"} 1"#), "the refused /metrics: \(text)")
+        }
+    }
 }

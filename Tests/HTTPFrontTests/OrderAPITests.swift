@@ -265,6 +265,10 @@ struct OrderAPITests {
                 #expect(response.status == .ok)
                 #expect(text.contains(#"flashsale_orders_total{result="confirmed"} 1"#) || text.contains(#"flashsale_orders_total{result="confirmed"} 2"#), "\(text)")
                 #expect(text.contains(#"flashsale_http_requests_total{route="/sales/{saleId}/orders",status="201"}"#), "\(text)")
+                // The SLO's histogram: route template (never an id), method, status class; the 200 ms bound is a bucket.
+                #expect(text.contains(#"flashsale_http_request_duration_seconds_bucket{route="/sales/{saleId}/orders",method="POST",status_class="2xx",le="0.2"}"#), "\(text)")
+                #expect(text.contains(#"flashsale_http_request_duration_seconds_count{route="/sales/{saleId}/orders",method="POST",status_class="5xx"}"#), "the RETRY_LATER answer: \(text)")
+                #expect(!text.contains("route=\"/sales/adm"), "no sale id in a route label: \(text)")
                 #expect(text.contains("flashsale_commit_batch_orders_bucket") && text.contains("flashsale_commit_latency_seconds_bucket"))
                 #expect(text.contains("flashsale_leases_held") && text.contains("flashsale_websocket_clients 0"))
             }

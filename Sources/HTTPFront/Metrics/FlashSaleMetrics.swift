@@ -5,14 +5,16 @@ import Synchronization
 
 /// The instance's Prometheus metrics (swift-prometheus), one registry per application, served at `/metrics`.
 ///
-/// Names: `flashsale_http_requests_total{route,status}`, `flashsale_orders_total{result}`,
+/// Names: `flashsale_http_requests_total{route,status}`,
+/// `flashsale_http_request_duration_seconds{route,method,status_class}` (histogram, 5 ms to 2 s: the SLO's p95
+/// and availability), `flashsale_orders_total{result}`,
 /// `flashsale_commit_batch_orders` (histogram), `flashsale_commit_latency_seconds` (histogram),
 /// `flashsale_front_lag_seconds` (histogram, with `FLASHSALE_TRUST_REQUEST_START`), `flashsale_leases_held`, `flashsale_websocket_clients`, `flashsale_commit_queue_depth`, and with MongoDB
 /// `flashsale_outbox_written_total{kind}` (orders, stock_events), `flashsale_outbox_compensated_total`,
-/// `flashsale_outbox_consecutive_failures`.
+/// `flashsale_outbox_consecutive_failures`, and `flashsale_tls_certificate_expiry_timestamp_seconds` (0 without TLS).
 public final class FlashSaleMetrics: CommitObserver, Sendable {
     public let registry = PrometheusCollectorRegistry()
-    private let requestCounters = Mutex<[String: Counter]>([:])
+    private let requestSeries = Mutex<[RequestSeriesKey: RequestSeries]>([:])
     private let orderCounters = Mutex<[String: Counter]>([:])
     private let batchOrders: ValueHistogram
     private let commitLatency: DurationHistogram
@@ -25,6 +27,7 @@ public final class FlashSaleMetrics: CommitObserver, Sendable {
     private let outboxCompensated: Counter
     private let outboxFailures: Gauge
     private let ledgerDurable: Gauge
+    private let certificateExpiry: Gauge
     /// The drainer's totals at the last scrape (counters advance by the difference).
     private let outboxSeen = Mutex<(orders: Int, stockEvents: Int, compensated: Int)>((0, 0, 0))
 
@@ -39,7 +42,13 @@ public final class FlashSaleMetrics: CommitObserver, Sendable {
         outboxStockEvents = registry.makeCounter(descriptor: Self.metric("flashsale_outbox_written_total", help: "Outbox entries written to MongoDB"), labels: [("kind", "stock_events")])
         outboxCompensated = registry.makeCounter(descriptor: Self.metric("flashsale_outbox_compensated_total", help: "Orders MongoDB refused for good and the ledger compensated"))
         outboxFailures = registry.makeGauge(descriptor: Self.metric("flashsale_outbox_consecutive_failures", help: "Outbox passes failed in a row (0 while MongoDB accepts writes)"))
+        certificateExpiry = registry.makeGauge(descriptor: Self.metric("flashsale_tls_certificate_expiry_timestamp_seconds", help: "When the front's TLS certificate expires (seconds since 1970; 0 without TLS)"))
         ledgerDurable = registry.makeGauge(descriptor: Self.metric("flashsale_ledger_durable", help: "The ledger's Redis keeps acknowledged writes across a crash (1), does not (0), or would not say (-1)"))
+    }
+
+    /// The front's TLS certificate expires at this time (seconds since 1970).
+    func tlsCertificate(notAfter: Int) {
+        certificateExpiry.set(to: Double(notAfter))
     }
 
     /// A metric name written out whole (the unit is part of it, as in `_total` or `_seconds`).
@@ -57,15 +66,44 @@ public final class FlashSaleMetrics: CommitObserver, Sendable {
         frontLag.record(.microseconds(max(0, microseconds)))
     }
 
-    func request(route: String, status: Int) {
-        let key = "\(route) \(status)"
-        let counter = requestCounters.withLock { counters in
-            if let counter = counters[key] { return counter }
-            let counter = registry.makeCounter(descriptor: Self.metric("flashsale_http_requests_total", help: "HTTP requests by route and status"), labels: [("route", route), ("status", String(status))])
-            counters[key] = counter
-            return counter
+    /// The request duration histogram's buckets: the SLO's 200 ms bound is one of them, so the share of
+    /// requests over it is exact, and p95 is interpolated between neighbours no more than 2x apart.
+    static let requestDurationBuckets: [Duration] = [
+        .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+        .milliseconds(200), .milliseconds(300), .milliseconds(500), .seconds(1), .seconds(2),
+    ]
+
+    /// Counts one request and records its duration. `route` is the route template (never an id);
+    /// `method` is one of the methods the service routes, anything else counts as `other`.
+    func request(route: String, method: HTTPRequest.Method, status: Int, duration: Duration) {
+        let key = RequestSeriesKey(route: route, method: Self.methodLabel(method), status: status)
+        let series = requestSeries.withLock { all in
+            if let series = all[key] { return series }
+            let series = RequestSeries(
+                counter: registry.makeCounter(descriptor: Self.metric("flashsale_http_requests_total", help: "HTTP requests by route and status"),
+                                              labels: [("route", route), ("status", String(status))]),
+                duration: registry.makeDurationHistogram(
+                    descriptor: Self.metric("flashsale_http_request_duration_seconds", help: "Time from a request's head to its answer, by route template, method and status class"),
+                    labels: [("route", route), ("method", key.method), ("status_class", "\(status / 100)xx")],
+                    buckets: Self.requestDurationBuckets))
+            all[key] = series
+            return series
         }
-        counter.increment()
+        series.counter.increment()
+        series.duration.record(duration)
+    }
+
+    static func methodLabel(_ method: HTTPRequest.Method) -> String {
+        switch method {
+        case .get: "GET"
+        case .post: "POST"
+        case .delete: "DELETE"
+        case .head: "HEAD"
+        case .options: "OPTIONS"
+        case .put: "PUT"
+        case .patch: "PATCH"
+        default: "other"
+        }
     }
 
     /// `result` is `confirmed`, `waitlisted` or an error code.
@@ -102,22 +140,36 @@ public final class FlashSaleMetrics: CommitObserver, Sendable {
     }
 }
 
-/// Counts every request by route template and status.
+/// Counts every request by route template and status, and times it (from the head's arrival at the router).
 struct MetricsMiddleware: RouterMiddleware {
     typealias Context = FlashSaleRequestContext
     let metrics: FlashSaleMetrics
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let start = ContinuousClock.now
         do {
             let response = try await next(request, context)
-            metrics.request(route: context.endpointPath ?? "unmatched", status: Int(response.status.code))
+            metrics.request(route: context.endpointPath ?? "unmatched", method: request.method, status: Int(response.status.code), duration: .now - start)
             return response
         } catch let error as any HTTPResponseError {
-            metrics.request(route: context.endpointPath ?? "unmatched", status: Int(error.status.code))
+            metrics.request(route: context.endpointPath ?? "unmatched", method: request.method, status: Int(error.status.code), duration: .now - start)
             throw error
         } catch {
-            metrics.request(route: context.endpointPath ?? "unmatched", status: 500)
+            metrics.request(route: context.endpointPath ?? "unmatched", method: request.method, status: 500, duration: .now - start)
             throw error
         }
     }
+}
+
+/// One request series: its route template, method label and status.
+struct RequestSeriesKey: Hashable {
+    let route: String
+    let method: String
+    let status: Int
+}
+
+/// The counter and the duration histogram of one request series.
+struct RequestSeries {
+    let counter: Counter
+    let duration: DurationHistogram
 }

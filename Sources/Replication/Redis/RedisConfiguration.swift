@@ -33,6 +33,10 @@ public struct RedisConfiguration: Sendable, Hashable {
     public var replicaAckTimeoutMilliseconds = 1_000
     public var username: String?
     public var password: String?
+    /// Credentials for the Sentinels themselves (their `requirepass`/ACL), apart from the primary's: the
+    /// connections to the primary a Sentinel names use ``username``/``password`` like a direct one.
+    public var sentinelUsername: String?
+    public var sentinelPassword: String?
     public var database: Int
     public var connectTimeoutMilliseconds: Int
     /// Upper bound on waiting for one reply; after it the connection is discarded (outcome unknown).

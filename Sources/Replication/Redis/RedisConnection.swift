@@ -176,8 +176,8 @@ public final class RedisConnection {
             direct.sentinels = []
             direct.host = sentinel.host
             direct.port = sentinel.port
-            direct.password = nil
-            direct.username = nil
+            direct.password = configuration.sentinelPassword
+            direct.username = configuration.sentinelPassword == nil ? nil : configuration.sentinelUsername
             direct.database = 0
             do throws(RedisError) {
                 let connection = try RedisConnection(configuration: direct)

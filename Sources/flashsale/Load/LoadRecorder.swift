@@ -63,9 +63,21 @@ struct LoadReport: Codable {
     var fcfsPrecision: Double?
     var oversell: Oversell?
     var timeline: [Sample]
+    /// What `flashsale load merge` needs to combine reports of generators run side by side (absent in older
+    /// reports): the run's start on the wall clock, its shard, every latency as (microseconds, count) pairs of
+    /// the HDR histogram, and each customer's first attempt on the wall clock with whether they won.
+    var startedAtUnixMilliseconds: Double?
+    var shard: String?
+    var latencyHistogram: [[UInt64]]?
+    var arrivals: [Arrival]?
+
+    struct Arrival: Codable {
+        var atUnixMilliseconds: Double
+        var won: Bool
+    }
 
     static func build(mode: String, command: String, records: [CustomerRecord], durationSeconds: Double, stock: Int?,
-                      oversell: Oversell?, openedAtMilliseconds: Double?) -> LoadReport {
+                      oversell: Oversell?, openedAtMilliseconds: Double?, originUnixMilliseconds: Double? = nil, shard: String? = nil) -> LoadReport {
         var histogram = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
         var results: [String: Int] = [:]
         var outcomes: [String: Int] = [:]
@@ -116,7 +128,14 @@ struct LoadReport: Codable {
             latency: Latency(p50Milliseconds: milliseconds(50), p95Milliseconds: milliseconds(95), p99Milliseconds: milliseconds(99),
                              p999Milliseconds: milliseconds(99.9), maxMilliseconds: Double(histogram.maxRecorded) / 1_000),
             requestResults: results, customerOutcomes: outcomes, sellOutMilliseconds: sellOut,
-            fcfsPrecision: fcfsPrecision(records), oversell: oversell, timeline: timeline
+            fcfsPrecision: fcfsPrecision(records), oversell: oversell, timeline: timeline,
+            startedAtUnixMilliseconds: originUnixMilliseconds, shard: shard,
+            latencyHistogram: histogram.recordedValues().map { [$0.value, UInt64($0.count)] },
+            arrivals: originUnixMilliseconds.map { origin in
+                records.compactMap { record in
+                    record.firstAttemptMilliseconds.map { Arrival(atUnixMilliseconds: origin + $0, won: record.confirmedUnits > 0) }
+                }
+            }
         )
     }
 
@@ -133,6 +152,13 @@ struct LoadReport: Codable {
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let memory = Double(ProcessInfo.processInfo.physicalMemory) / 1_073_741_824
         return "\(cores) cores, \(String(format: "%.0f", memory)) GiB, \(ProcessInfo.processInfo.operatingSystemVersionString)"
+    }
+
+    /// One line, for `--report-stdout`.
+    func compactJSON() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return try encoder.encode(self)
     }
 
     func json() throws -> Data {

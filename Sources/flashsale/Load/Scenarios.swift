@@ -10,6 +10,8 @@ struct Scenarios {
     let origin: ContinuousClock.Instant
     /// Stop everything at this instant, whatever happens.
     let deadline: ContinuousClock.Instant
+    /// Prefixes every customer id: load generators run side by side (`--shard-index`) never share a customer.
+    var customerPrefix = ""
     static let maxAttemptsPerCustomer = 50
     static let orderBody = #"{"quantity":1,"delivery":{"name":"Load Test","phone":"5550100","address":"1 Main St"}}"#
 
@@ -43,13 +45,13 @@ struct Scenarios {
     /// A flash-crowd customer: waits for the opening, orders, retries RETRY_LATER / RATE_LIMITED /
     /// SALE_NOT_STARTED, follows a waitlist position until served or the sale closes.
     func flashCrowdCustomer(index: Int, saleID: String, opensAt: ContinuousClock.Instant, quantity: Int) async -> CustomerRecord {
-        let customer = "crowd-\(index)"
+        let customer = "\(customerPrefix)crowd-\(index)"
         var record = CustomerRecord(customerID: customer)
         let token = token(customer)
         // Warm the connection before the opening, so each customer orders over its own open connection.
         _ = try? await client.send(.GET, "/sales/\(saleID)/stock", token: token)
         try? await Task.sleep(until: opensAt, clock: .continuous)
-        let key = "crowd-\(index)-checkout"
+        let key = "\(customerPrefix)crowd-\(index)-checkout"
         for _ in 0..<Self.maxAttemptsPerCustomer where ContinuousClock.now < deadline {
             guard let response = await attempt(&record, saleID: saleID, token: token, quantity: quantity, idempotencyKey: key) else {
                 try? await Task.sleep(for: .milliseconds(100))
@@ -111,7 +113,7 @@ struct Scenarios {
         var records: [CustomerRecord] = []
         var sequence = 0
         while ContinuousClock.now < end, sequence < maxRequests {
-            let customer = "loop-\(worker)-\(sequence)"
+            let customer = "\(customerPrefix)loop-\(worker)-\(sequence)"
             sequence += 1
             records.append(await singleOrder(customer: customer, saleID: saleID, intendedStart: .now))
         }
@@ -127,7 +129,7 @@ struct Scenarios {
                 let intended = start + .nanoseconds(Int64(Double(index) / ratePerSecond * 1e9))
                 guard intended < deadline else { break }
                 try? await Task.sleep(until: intended, clock: .continuous)
-                group.addTask { await singleOrder(customer: "open-\(index)", saleID: saleID, intendedStart: intended) }
+                group.addTask { await singleOrder(customer: "\(customerPrefix)open-\(index)", saleID: saleID, intendedStart: intended) }
             }
             var records: [CustomerRecord] = []
             for await record in group { records.append(record) }

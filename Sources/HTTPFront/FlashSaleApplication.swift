@@ -43,6 +43,7 @@ public enum FlashSaleApplication {
                 return FieldCipher(sealing: FieldCipher.Key.generate(id: "ephemeral").key)
             }()
             var drainer: OutboxDrainer?
+            var archive: SaleArchive?
             var drainerRedis: RedisClient?
             var mongoFailure: String?
             if let uri = configuration.mongoURI {
@@ -51,6 +52,9 @@ public enum FlashSaleApplication {
                     let outboxRedis = RedisClient(configuration: configuration.redis, name: "redis-outbox")
                     drainerRedis = outboxRedis
                     drainer = OutboxDrainer(redis: outboxRedis, mongo: mongo, configuration: configuration.outbox, logger: logger)
+                    // Reads of settled sales: a client of their own, with the read preference (secondaries).
+                    let readURI = SaleArchive.readURI(uri, readPreference: configuration.mongoReadPreference)
+                    archive = SaleArchive(mongo: try MongoClient(uri: readURI, appName: "flashsale-\(configuration.instanceID)-reads"))
                     logger.info("orders go to MongoDB through the outbox", metadata: ["mongo": "\(mongo.redactedURI)", "database": "\(mongo.databaseName)"])
                 } catch {
                     mongoFailure = "\(error)"
@@ -88,6 +92,7 @@ public enum FlashSaleApplication {
                 cipher: cipher
             )
             api.orderPath = configuration.orderPath
+            api.archive = archive
             api.trustRequestStart = configuration.trustRequestStart
             if configuration.orderPath == .direct {
                 api.directClients = (0..<8).map { RedisClient(configuration: configuration.redis, name: "redis-direct-\($0)") }

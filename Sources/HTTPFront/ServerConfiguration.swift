@@ -37,6 +37,9 @@ public struct ServerConfiguration: Sendable {
     public var dataCipher: FieldCipher?
     /// MongoDB for orders, stock events and sales (`MONGO_URI`); nil keeps orders in the Redis outbox.
     public var mongoURI: String?
+    /// Where reads of settled sales go (`FLASHSALE_MONGO_READ_PREFERENCE`): secondaries by default, so reads
+    /// scale apart from the outbox's `w:majority` writes on the primary.
+    public var mongoReadPreference = "secondaryPreferred"
     /// Outbox drainer settings (the consumer name is the instance id).
     public var outbox: OutboxDrainer.Configuration
     /// A connection with no request and no response in flight for this long is closed (`FLASHSALE_IDLE_TIMEOUT_SECONDS`).

@@ -169,6 +169,12 @@ struct ServeCommand: AsyncParsableCommand {
             }
             serverConfiguration.pagesDirectory = directory
         }
+        if let preference = environment["FLASHSALE_MONGO_READ_PREFERENCE"], !preference.isEmpty {
+            guard SaleArchive.readPreferences.contains(preference) else {
+                throw ValidationError("FLASHSALE_MONGO_READ_PREFERENCE must be one of \(SaleArchive.readPreferences.sorted().joined(separator: ", ")), got \(preference.debugDescription)")
+            }
+            serverConfiguration.mongoReadPreference = preference
+        }
         if let text = environment["FLASHSALE_METRICS_PORT"], !text.isEmpty {
             guard let metricsPort = Int(text), (1...65_535).contains(metricsPort), metricsPort != serverConfiguration.port else {
                 throw ValidationError("FLASHSALE_METRICS_PORT must be a port number other than FLASHSALE_PORT, got \(text.debugDescription)")

@@ -113,9 +113,14 @@ struct SaleResponse: Encodable {
     var sold: Int
     /// `sold_out`, `ended` or `closed` once closed; absent before.
     var closedReason: String?
+    /// The list's sort key (not encoded).
+    var startsAtMilliseconds: Int64
+
+    enum CodingKeys: String, CodingKey { case id, name, stock, startsAt, endsAt, perCustomerLimit, status, available, sold, closedReason }
 
     init(definition: SaleDefinition, view: LedgerView?) {
         id = definition.id
+        startsAtMilliseconds = definition.startsAtMilliseconds
         name = definition.name
         stock = definition.stock
         startsAt = Timestamps.format(milliseconds: definition.startsAtMilliseconds)

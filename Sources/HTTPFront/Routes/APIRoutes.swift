@@ -19,6 +19,8 @@ struct APIRoutes: Sendable {
     var trustRequestStart = false
     /// Connections of the textbook comparison path (`OrderPath.direct` only).
     var directClients: [RedisClient] = []
+    /// MongoDB's sales and orders, for reads after a sale left Redis (``APIRoutes+Archive``); nil without MONGO_URI.
+    var archive: SaleArchive?
 
     func register(on router: Router<FlashSaleRequestContext>) {
         router.post("admin/sales") { request, context in try await createSale(request, context) }
@@ -134,6 +136,13 @@ struct APIRoutes: Sendable {
         }
         let definition = SaleDefinition(id: id, name: body.name, stock: body.stock, startsAtMilliseconds: start,
                                         endsAtMilliseconds: end, perCustomerLimit: limit)
+        // A sale MongoDB still keeps (retired from the ledger) keeps its id: reusing it would mix two sales'
+        // orders under one id. MongoDB unreachable refuses the creation (503) rather than guess.
+        if let archive {
+            let known: SaleArchive.ArchivedSale?
+            do { known = try await archive.sale(id: id) } catch { throw Self.problem(error) }
+            if known != nil { throw Problem(ReservationError(.saleExists, "a sale with id \(id) exists (settled, kept in MongoDB)")) }
+        }
         do {
             try definition.validate()
             try await engine.createSale(definition)
@@ -168,6 +177,7 @@ struct APIRoutes: Sendable {
             guard let parsed = Self.parseSaleCursor(text) else { throw Problem.invalidRequest("cursor is not one this server issued") }
             cursor = parsed
         }
+        let startCursor = cursor
         var sales: [SaleResponse] = []
         var scanned = 0
         var exhausted = false
@@ -190,8 +200,12 @@ struct APIRoutes: Sendable {
                 if sales.count == pageSize { break }
             }
         }
-        let next = exhausted ? nil : cursor.map { "\($0.startsAtMilliseconds).\($0.id)" }
-        return try jsonResponse(SaleListResponse(sales: sales, next: next))
+        // The sales MongoDB keeps after the ledger retired them, merged into the same order and cursor.
+        let archived = try await archivedSalePage(before: startCursor, count: pageSize, status: wanted)
+            .map { SaleResponse(definition: $0.definition, view: $0.view) }
+        let page = Self.mergeSalePages(ledger: sales, ledgerExhausted: exhausted, ledgerScanned: cursor, archived: archived, pageSize: pageSize)
+        let next = page.next.map { "\($0.startsAtMilliseconds).\($0.id)" }
+        return try jsonResponse(SaleListResponse(sales: page.sales, next: next))
     }
 
     /// `<startsAt ms>.<sale id>`: the last sale of the previous page.
@@ -229,6 +243,9 @@ struct APIRoutes: Sendable {
             let definition = try await engine.definition(saleID: saleID)
             let view = try await engine.stock(saleID: saleID)
             return try jsonResponse(SaleResponse(definition: definition, view: view))
+        } catch let error as ReservationError where error.code == .notFound {
+            let archived = try await archivedSale(saleID)
+            return try jsonResponse(SaleResponse(definition: archived.definition, view: archived.view))
         } catch let error as ReservationError {
             throw Problem(error)
         } catch {
@@ -241,8 +258,11 @@ struct APIRoutes: Sendable {
         let saleID = try saleID(context)
         do {
             let definition = try await engine.definition(saleID: saleID)
-            guard let view = try await engine.stock(saleID: saleID) else { throw Problem.notFound("no sale \(saleID)") }
+            guard let view = try await engine.stock(saleID: saleID) else { throw ReservationError(.notFound, "no sale \(saleID)") }
             return try jsonResponse(StockResponse(definition: definition, view: view))
+        } catch let error as ReservationError where error.code == .notFound {
+            let archived = try await archivedSale(saleID)
+            return try jsonResponse(StockResponse(definition: archived.definition, view: archived.view))
         } catch let error as ReservationError {
             throw Problem(error)
         } catch let problem as Problem {
@@ -257,6 +277,11 @@ struct APIRoutes: Sendable {
         let saleID = try saleID(context)
         do {
             return try jsonResponse(SummaryResponse(try await engine.summary(saleID: saleID)))
+        } catch let error as ReservationError where error.code == .notFound {
+            guard let summary = try await archivedSale(saleID).summary else {
+                throw Problem.notFound("sale \(saleID) has no final summary stored in MongoDB")
+            }
+            return try jsonResponse(SummaryResponse(summary))
         } catch let error as ReservationError {
             throw Problem(error)
         }
@@ -390,31 +415,43 @@ struct APIRoutes: Sendable {
             let orders = view.orders.map { OrderResponse($0, saleID: saleID) }
             let purchased = view.orders.filter { $0.status == .confirmed }.reduce(0) { $0 + $1.quantity }
             return try jsonResponse(MeResponse(purchased: purchased, orders: orders, waitlist: view.waitlistPosition.map { .init(position: $0) }))
+        } catch let error as ReservationError where error.code == .notFound {
+            // Settled and retired: the customer's orders as MongoDB keeps them (nobody waits any more).
+            _ = try await archivedSale(saleID)
+            let records = try await archivedCustomerOrders(saleID: saleID, customerID: principal.customerID)
+            let purchased = records.filter { $0.status == .confirmed }.reduce(0) { $0 + $1.quantity }
+            return try jsonResponse(MeResponse(purchased: purchased, orders: records.map { OrderResponse($0, saleID: saleID) }, waitlist: nil))
         } catch let error as ReservationError {
             throw Problem(error)
         }
     }
 
-    /// The order if the caller may see it; someone else's order is NOT_FOUND, never revealed.
-    private func visibleOrder(_ request: Request, _ context: FlashSaleRequestContext) async throws -> (Principal, OrderRecord, String) {
+    /// The order if the caller may see it; someone else's order is NOT_FOUND, never revealed. `archived`: it came
+    /// from MongoDB (its sale has left the ledger).
+    private func visibleOrder(_ request: Request, _ context: FlashSaleRequestContext) async throws -> (Principal, OrderRecord, String, archived: Bool) {
         let principal = try authenticate(request, context)
         guard let orderID = context.parameters.get("orderId"), let saleID = OrderID.saleID(of: orderID) else {
             throw Problem.notFound("no such order")
         }
-        let record: OrderRecord?
+        var record: OrderRecord?
         do {
             record = try await engine.order(orderID: orderID)
         } catch {
             throw Problem(error)
         }
+        var archived = false
+        if record == nil, let stored = try await archivedOrder(orderID) {
+            record = stored
+            archived = true
+        }
         guard let record, principal.isAdmin || CustomerKey.same(record.customerID, principal.customerID) else {
             throw Problem.notFound("no such order")
         }
-        return (principal, record, saleID)
+        return (principal, record, saleID, archived)
     }
 
     func order(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
-        let (principal, record, saleID) = try await visibleOrder(request, context)
+        let (principal, record, saleID, _) = try await visibleOrder(request, context)
         var response = OrderResponse(record, saleID: saleID)
         // Only the owner sees the delivery details in clear.
         if CustomerKey.same(principal.customerID, record.customerID) {
@@ -435,7 +472,9 @@ struct APIRoutes: Sendable {
     }
 
     func cancel(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
-        let (principal, record, saleID) = try await visibleOrder(request, context)
+        let (principal, record, saleID, archived) = try await visibleOrder(request, context)
+        // A retired sale is settled: its orders can no longer be cancelled.
+        if archived { throw Problem(ReservationError(.saleEnded, "the sale is closed; orders can no longer be cancelled")) }
         do {
             let cancelled = try await engine.cancel(saleID: saleID, orderID: record.orderID,
                                                     customerID: principal.isAdmin ? nil : principal.customerID)

@@ -382,14 +382,18 @@ public final class ReservationService: Sendable {
         }
     }
 
-    /// A customer's orders in a sale and waitlist position; NOT_FOUND for an unknown sale.
+    /// A customer's orders in a sale and waitlist position; NOT_FOUND for an unknown sale, and for a sale this
+    /// instance still remembers whose keys have left Redis (never an empty list that only means "not here").
     public func customerView(saleID: String, customerID: String) async throws(ReservationError) -> (orders: [OrderRecord], waitlistPosition: Int?) {
         _ = try await localSale(saleID)
+        let view: (orders: [OrderRecord], waitlistPosition: Int?, saleExists: Bool)
         do {
-            return try await control.perform { ledger throws(RedisError) in try ledger.customerView(saleID: saleID, customerID: customerID) }
+            view = try await control.perform { ledger throws(RedisError) in try ledger.customerView(saleID: saleID, customerID: customerID) }
         } catch {
             throw ReservationError(.retryLater, "the ledger is unreachable (\(error.code))")
         }
+        guard view.saleExists else { throw ReservationError(.notFound, "no sale \(saleID) in the ledger") }
+        return (view.orders, view.waitlistPosition)
     }
 
     /// The sale's definition; NOT_FOUND for an unknown sale.

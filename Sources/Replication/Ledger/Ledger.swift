@@ -439,7 +439,9 @@ public struct Ledger {
     /// per-customer limit) and the newest ``customerViewPastOrders`` cancelled or failed ones; and the
     /// waitlist position (1-based) if waiting. One pipeline: the customer's `users` entry (units and the ids
     /// of the orders holding them), the newest of their past orders, their waitlist rank; then the records.
-    public func customerView(saleID: String, customerID: String) throws(RedisError) -> (orders: [OrderRecord], waitlistPosition: Int?) {
+    /// `saleExists` is false once the sale's keys are gone (retired after retention, or a replaced Redis): the
+    /// empty lists then mean "not known here", never "no orders".
+    public func customerView(saleID: String, customerID: String) throws(RedisError) -> (orders: [OrderRecord], waitlistPosition: Int?, saleExists: Bool) {
         let keys = LedgerKeys(saleID: saleID)
         // Past-order members are `<len>:<customer>|x|<createdAt>|<orderId>`; `}` sorts right after `|`.
         let prefix = "\(customerID.utf8.count):\(customerID)|"
@@ -447,7 +449,9 @@ public struct Ledger {
         past.append(Self.customerViewPastOrders)
         let replies = try connection.pipeline([
             RedisCommand("HGET", keys.users, customerID), past, RedisCommand("ZRANK", keys.waitlist, customerID),
+            RedisCommand("EXISTS", keys.meta),
         ])
+        let saleExists = try replies[3].throwingServerError().integer == 1
         var ids: [String] = []
         if let entry = try replies[0].throwingServerError().string {
             guard let held = Self.entry(entry) else {
@@ -462,7 +466,7 @@ public struct Ledger {
             ids.append(String(member[member.index(after: bar)...]))
         }
         let position = try replies[2].throwingServerError().integer.map { Int($0) + 1 }
-        guard !ids.isEmpty else { return ([], position) }
+        guard !ids.isEmpty else { return ([], position, saleExists) }
         assert(ids.count <= Self.customerViewActiveOrders + Self.customerViewPastOrders)
         var command = RedisCommand("HMGET", keys.orders)
         for id in ids { command.append(id) }
@@ -470,7 +474,7 @@ public struct Ledger {
         var orders: [OrderRecord] = []
         for case .bulk(let json) in records { orders.append(try OrderRecord(ledgerJSON: json)) }
         orders.sort { ($0.createdAtMilliseconds, $0.orderID) < ($1.createdAtMilliseconds, $1.orderID) }
-        return (orders, position)
+        return (orders, position, saleExists)
     }
 
     /// Units bought per customer.

@@ -40,9 +40,15 @@ public enum OutboxDocuments {
             MongoIndex(name: "sale_customer", keys: ["saleId": .int32(1), "customerId": .int32(1)]),
             MongoIndex(name: "sale_created", keys: ["saleId": .int32(1), "createdAt": .int32(1)]),
             MongoIndex(name: "customer_created", keys: ["customerId": .int32(1), "createdAt": .int32(-1)]),
+            // A customer's orders in a sale, newest first (`/me` of a retired sale).
+            MongoIndex(name: "sale_customer_created", keys: ["saleId": .int32(1), "customerId": .int32(1), "createdAt": .int32(1)]),
         ]),
         (stockEvents, [MongoIndex(name: "sale_at", keys: ["saleId": .int32(1), "at": .int32(1)])]),
-        (sales, [MongoIndex(name: "status_starts", keys: ["status": .int32(1), "startsAt": .int32(1)])]),
+        (sales, [
+            MongoIndex(name: "status_starts", keys: ["status": .int32(1), "startsAt": .int32(1)]),
+            // `GET /admin/sales`: newest start first, keyset-paged by (startsAt, _id).
+            MongoIndex(name: "starts_id", keys: ["startsAt": .int32(1), "_id": .int32(1)]),
+        ]),
     ]
 
     /// One order event of the outbox, ready for MongoDB: `confirmation` (a new order, written once) or a

@@ -46,6 +46,8 @@ for sentinel in $(echo "$REDIS_SENTINELS" | tr ',' ' '); do
   [ "$answer" != OK ] || break
 done
 echo "redis-prestop: $pod asked for a failover ($answer)"
+# No Sentinel took it: the primary takes writes again until SIGTERM (then Sentinel fails over).
+[ "$answer" = OK ] || admin client unpause >/dev/null
 i=0
 while [ $i -lt "$wait_for" ]; do
   [ "$(role | head -n 1)" = master ] || { echo "redis-prestop: $pod handed the primary role over"; exit 0; }

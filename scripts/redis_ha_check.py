@@ -11,8 +11,9 @@ Each step is bounded in time and prints one line with its figure:
   1. topology: redis-0 primary with 2 connected replicas, named by every Sentinel, each Sentinel seeing both
      replicas and the 2 other Sentinels (before that, a failover would leave a replica unreconfigured for
      failover-timeout, 30 s); the ACL in force (an
-     unauthenticated SET answered NOAUTH while the probes' unauthenticated PING still exits 0, the `flashsale`
-     user confined to fs:* keys, the Sentinels refuse unauthenticated commands);
+     unauthenticated SET or PING answered NOAUTH, the readiness probes the StatefulSets declare passing (they
+     log in) and failing on a killed member, the `flashsale` user confined to fs:* keys, the Sentinels refuse
+     unauthenticated commands);
   2. orders flow through the service;
   3. primary lost (SIGKILL redis-0): the Sentinels promote a replica, orders continue (the longest time
      without a 201 is reported); redis-0 restarted alone rejoins as a replica of the promoted member;
@@ -42,6 +43,8 @@ import tempfile
 import traceback
 import time
 from concurrent.futures import ThreadPoolExecutor
+
+import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from redis_ha import Failure  # noqa: E402
@@ -81,6 +84,16 @@ def rejoin(cluster, pod, primary, what):
     return took
 
 
+def probe(pod, manifest):
+    """Runs the readiness probe the StatefulSet in `manifest` declares, in the pod's environment, as the kubelet
+    would inside the pod; only the address changes (the pod's loopback address here, 127.0.0.1 in the pod)."""
+    with open(os.path.join(COMPONENT, manifest)) as f:
+        objects = [d for d in yaml.safe_load_all(f) if d and d["kind"] == "StatefulSet"]
+    command = objects[0]["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["exec"]["command"]
+    command = [part.replace("redis-cli", "redis-cli -h %s" % pod.address) for part in command]
+    return subprocess.run(command, env=pod.env, stdin=subprocess.DEVNULL, capture_output=True, timeout=10).returncode
+
+
 def run(cluster, service, state):
     r0 = cluster.redis[0]
     # 1. Topology and ACL.
@@ -90,16 +103,19 @@ def run(cluster, service, state):
                            lambda: cluster.healthy(r0) and (len(cluster.role(r0)) - 2) // 3 == 2, 60)
     _, refused = cli(r0.host, REDIS_PORT, "set", "x", "y")
     check(refused.startswith("NOAUTH"), "an unauthenticated SET answered %r" % refused)
-    # The kubelet's probe, `redis-cli -p 6379 ping` without a login: it passes on the member's answer.
-    code, pong = cli(r0.host, REDIS_PORT, "ping")
-    check(code == 0 and pong.startswith(("PONG", "NOAUTH")), "the probe's PING: exit %d, %r" % (code, pong))
+    # The kubelet's readiness probes, as the StatefulSets declare them: pass on a live member and Sentinel.
+    code, pong = probe(r0, "redis.yaml"), "PONG"
+    check(code == 0, "the member's readiness probe exited %d on a live member" % code)
+    check(probe(cluster.sentinels[0], "sentinel.yaml") == 0, "the Sentinel's readiness probe failed on a live Sentinel")
+    _, anonymous = cli(r0.host, REDIS_PORT, "ping")
+    check(anonymous.startswith("NOAUTH"), "an anonymous PING answered %r (the probe must log in to mean anything)" % anonymous)
     _, outside = cli(r0.host, REDIS_PORT, "set", "x", "y", user="flashsale",
                      password=cluster.passwords["REDIS_SERVICE_PASSWORD"])
     check(outside.startswith("NOPERM"), "the flashsale user's SET outside fs:* answered %r" % outside)
     _, sentinel = cli(cluster.sentinels[0].host, SENTINEL_PORT, "sentinel", "masters")
     check(sentinel.startswith("NOAUTH"), "a Sentinel answered an unauthenticated SENTINEL MASTERS with %r" % sentinel[:80])
     say("1. topology: flashsale-redis-0 primary with 2 connected replicas, named by the 3 Sentinels, %.1f s after "
-        "the start; ACL: unauthenticated SET refused (%s), the probe's unauthenticated PING exits 0 (%s), "
+        "the start; ACL: unauthenticated SET refused (%s), the readiness probes pass (%s) and an anonymous PING does not, "
         "flashsale's SET outside fs:* refused (%s), Sentinel refused an unauthenticated command (%s)"
         % (took, refused.split(" ")[0], pong.split(" ")[0], outside.split(" ")[0], sentinel.split(" ")[0]))
 
@@ -124,6 +140,7 @@ def run(cluster, service, state):
     lost = time.monotonic()
     marks = [(lost, "step 3")]
     r0.stop()
+    check(probe(r0, "redis.yaml") != 0, "the member's readiness probe passed on a killed member")
     promoted, promotion = cluster.wait("a replica promoted and named by every Sentinel", lambda: cluster.successor(r0), 30)
     promoted_at = time.monotonic()
     client.wait_flowing("orders after the promotion", promoted_at, 45)

@@ -54,7 +54,8 @@ public enum FlashSaleApplication {
                     drainer = OutboxDrainer(redis: outboxRedis, mongo: mongo, configuration: configuration.outbox, logger: logger)
                     // Reads of settled sales: a client of their own, with the read preference (secondaries).
                     let readURI = SaleArchive.readURI(uri, readPreference: configuration.mongoReadPreference)
-                    archive = SaleArchive(mongo: try MongoClient(uri: readURI, appName: "flashsale-\(configuration.instanceID)-reads"))
+                    archive = SaleArchive(mongo: try MongoClient(uri: readURI, appName: "flashsale-\(configuration.instanceID)-reads"),
+                                          cache: redis, configuration: configuration.archive, observer: metrics)
                     logger.info("orders go to MongoDB through the outbox", metadata: ["mongo": "\(mongo.redactedURI)", "database": "\(mongo.databaseName)"])
                 } catch {
                     mongoFailure = "\(error)"

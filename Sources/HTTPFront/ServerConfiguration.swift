@@ -40,6 +40,8 @@ public struct ServerConfiguration: Sendable {
     /// Where reads of settled sales go (`FLASHSALE_MONGO_READ_PREFERENCE`): secondaries by default, so reads
     /// scale apart from the outbox's `w:majority` writes on the primary.
     public var mongoReadPreference = "secondaryPreferred"
+    /// Reads of settled sales: the Redis cache's lifetimes, the negative cache, the bound on MongoDB reads in flight.
+    public var archive = SaleArchive.Configuration()
     /// Outbox drainer settings (the consumer name is the instance id).
     public var outbox: OutboxDrainer.Configuration
     /// A connection with no request and no response in flight for this long is closed (`FLASHSALE_IDLE_TIMEOUT_SECONDS`).

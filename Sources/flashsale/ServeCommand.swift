@@ -175,6 +175,13 @@ struct ServeCommand: AsyncParsableCommand {
             }
             serverConfiguration.mongoReadPreference = preference
         }
+        if let text = environment["FLASHSALE_READ_CACHE_SECONDS"], !text.isEmpty {
+            guard let seconds = Int(text), (0...86_400).contains(seconds) else {
+                throw ValidationError("FLASHSALE_READ_CACHE_SECONDS must be 0...86400 (0 = no cache), got \(text.debugDescription)")
+            }
+            serverConfiguration.archive.saleCacheSeconds = seconds
+            serverConfiguration.archive.orderCacheSeconds = min(seconds, serverConfiguration.archive.orderCacheSeconds)
+        }
         if let text = environment["FLASHSALE_METRICS_PORT"], !text.isEmpty {
             guard let metricsPort = Int(text), (1...65_535).contains(metricsPort), metricsPort != serverConfiguration.port else {
                 throw ValidationError("FLASHSALE_METRICS_PORT must be a port number other than FLASHSALE_PORT, got \(text.debugDescription)")

@@ -2,6 +2,14 @@
 """In-memory MongoDB stand-in for the Mongo integration tests.
 
     python mongo_wire_server.py --port P --control-port C [--tls-cert PEM --tls-key PEM]
+                                [--replica-set NAME --secondary-port S]
+
+With --replica-set and --secondary-port, two wire ports share one store and
+play a replica set NAME: P the primary, S a secondary (`hello` answers setName,
+hosts, primary, isWritablePrimary/secondary and lastWrite, so libmongoc
+discovers the set and routes by read preference).  The secondary refuses
+writes (NotWritablePrimary).  Every journaled command records which member
+served it.
 
 With --tls-cert and --tls-key, port P accepts TLS only (the control port stays
 plain): clients must negotiate TLS and verify that certificate.
@@ -14,7 +22,8 @@ extended JSON both ways).  Control operations ("op"):
 
     ping                                   -> {"ok": true}
     documents  collection                  -> {"documents": [...]} (insertion order)
-    commands   [name]                      -> {"commands": [...]} data-plane journal
+    commands   [name] [role]               -> {"commands": [...]} data-plane journal
+                                              (role: primary/secondary: only what it served)
     indexes    collection                  -> {"indexes": [...]} specs as created
     fail       command code errmsg [codeName] [labels] [times=1]
                the next `times` such commands get {ok: 0, code, errmsg, ...}
@@ -29,7 +38,8 @@ extended JSON both ways).  Control operations ("op"):
     hangupAfterWrite command [times=1]
                the next `times` such commands are applied, then the connection
                is closed without a reply
-    down / up                              hang up on every request (hello included)
+    down / up  [role]                      hang up on every request (hello included),
+                                              on one member with role
     reset                                  clear store, journal, indexes, faults, down
     shutdown                               reply, then exit
 
@@ -447,9 +457,13 @@ class Store:
         self.reset()
 
     def reset(self):
+        replica_set = getattr(self, "replica_set", None)
         self.collections = {}   # name -> [document, ...] in insertion order
         self.indexes = {}       # name -> [spec, ...] as created
         self.journal = []       # data-plane commands as received
+        self.served = []        # the member (role) that received each journal entry
+        self.down_roles = set() # members that hang up on everything
+        self.replica_set = replica_set  # (name, primary "host:port", secondary "host:port") in replica-set mode
         self.faults = []        # armed fault dicts, oldest first
         self.down = False
 
@@ -491,11 +505,17 @@ class Store:
 
     # Wire requests ---------------------------------------------------------
 
-    def execute(self, name, cmd, db):
+    WRITES = {"insert", "update", "delete", "findandmodify", "createindexes", "dropindexes", "drop", "create"}
+
+    def execute(self, name, cmd, db, role="primary"):
         """Run one command; answers (reply document, hang up instead of replying)."""
         lname = name.lower()
         if lname not in NOT_JOURNALED:
             self.journal.append(copy.deepcopy(cmd))
+            self.served.append(role)
+        self.role = role  # the member serving this request (execute runs under self.lock)
+        if role == "secondary" and lname in self.WRITES:
+            return command_error(10107, "not primary", "NotWritablePrimary"), False
         fault = self.take_fault("fail", lname)
         if fault is not None:
             return command_error(fault["code"], fault["errmsg"], fault.get("codeName"), fault.get("labels")), False
@@ -780,7 +800,23 @@ class Store:
         return self._cursor(db, "$cmd.listCollections", batch)
 
     def cmd_hello(self, cmd, db):
-        return OrderedDict(HELLO)
+        return self.hello(getattr(self, "role", "primary"))
+
+    cmd_ismaster = cmd_hello
+
+    def hello(self, role):
+        """The handshake: a standalone, or one member of the replica set."""
+        reply = OrderedDict(HELLO)
+        if self.replica_set is None:
+            return reply
+        name, primary, secondary = self.replica_set
+        now = datetime.datetime.now(datetime.timezone.utc)
+        reply.update(setName=name, setVersion=1, hosts=[primary, secondary], primary=primary,
+                     me=primary if role == "primary" else secondary,
+                     isWritablePrimary=role == "primary", ismaster=role == "primary", secondary=role == "secondary",
+                     lastWrite={"lastWriteDate": now, "opTime": {"ts": Timestamp(int(now.timestamp()), 1), "t": Int64(1)}},
+                     electionId=ObjectId("7fffffff0000000000000001"))
+        return reply
 
     # Control requests ------------------------------------------------------
 
@@ -792,8 +828,9 @@ class Store:
             return {"ok": True, "documents": copy.deepcopy(self.collections.get(msg.get("collection"), []))}
         if op == "commands":
             name = (msg.get("name") or "").lower()
-            return {"ok": True, "commands": [c for c in self.journal
-                                             if not name or next(iter(c), "").lower() == name]}
+            role = msg.get("role")
+            return {"ok": True, "commands": [c for c, r in zip(self.journal, self.served)
+                                             if (not name or next(iter(c), "").lower() == name) and (not role or r == role)]}
         if op == "indexes":
             return {"ok": True, "indexes": copy.deepcopy(self.indexes.get(msg.get("collection"), []))}
         if op in ("fail", "writeError", "writeConcernError", "hangupAfterWrite"):
@@ -822,10 +859,16 @@ class Store:
                 self.faults.append(fault)
             return {"ok": True}
         if op == "down":
-            self.down = True
+            if msg.get("role"):
+                self.down_roles.add(msg["role"])
+            else:
+                self.down = True
             return {"ok": True}
         if op == "up":
-            self.down = False
+            if msg.get("role"):
+                self.down_roles.discard(msg["role"])
+            else:
+                self.down = False
             return {"ok": True}
         if op == "reset":
             self.reset()
@@ -845,12 +888,12 @@ def _hang_up(request):
     return True
 
 
-def make_wire_handler(store):
+def make_wire_handler(store, role="primary"):
     def handle(request):
         """mockupdb responder for every request; False lets auto_ismaster answer."""
         try:
             with store.lock:
-                if store.down:
+                if store.down or role in store.down_roles:
                     return _hang_up(request)
                 if not request.is_command:  # legacy opcodes: nothing we speak
                     log.warning("hanging up on legacy request %r", request)
@@ -858,9 +901,9 @@ def make_wire_handler(store):
                 cmd = request.doc
                 name = request.command_name or ""
                 db = cmd.get("$db") or request.namespace or "admin"
-                if name.lower() == "ismaster" and not store.armed("fail", "ismaster"):
+                if name.lower() == "ismaster" and not store.armed("fail", "ismaster") and store.replica_set is None:
                     return False
-                reply, hangup = store.execute(name, cmd, db)
+                reply, hangup = store.execute(name, cmd, db, role)
             if hangup:
                 return _hang_up(request)
             if isinstance(request, OpMsg) and request.flags & OP_MSG_FLAGS["moreToCome"]:
@@ -943,7 +986,11 @@ def main(argv=None):
     parser.add_argument("--verbose", action="store_true", help="log to stderr at INFO")
     parser.add_argument("--tls-cert", help="PEM certificate (chain): the wire port accepts TLS only")
     parser.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    parser.add_argument("--replica-set", help="play a replica set of this name (with --secondary-port)")
+    parser.add_argument("--secondary-port", type=int, help="the secondary member's wire port")
     args = parser.parse_args(argv)
+    if bool(args.replica_set) != bool(args.secondary_port):
+        parser.error("--replica-set and --secondary-port go together")
     if bool(args.tls_cert) != bool(args.tls_key):
         parser.error("--tls-cert and --tls-key go together")
     logging.basicConfig(stream=sys.stderr, level=logging.INFO if args.verbose else logging.WARNING,
@@ -954,10 +1001,19 @@ def main(argv=None):
     store = Store()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: store.stopping.set())
+    if args.replica_set:
+        store.replica_set = (args.replica_set, "%s:%d" % (args.host, args.port), "%s:%d" % (args.host, args.secondary_port))
     mongo = MockupDB(port=args.port, auto_ismaster=dict(HELLO), request_timeout=int(1e6))
     mongo._address = (args.host, args.port)  # MockupDB would bind "localhost"
     mongo.autoresponds(make_wire_handler(store))  # newest responder: consulted before auto_ismaster
     mongo.run()
+    members = [mongo]
+    if args.secondary_port:
+        secondary = MockupDB(port=args.secondary_port, auto_ismaster=dict(HELLO), request_timeout=int(1e6))
+        secondary._address = (args.host, args.secondary_port)
+        secondary.autoresponds(make_wire_handler(store, "secondary"))
+        secondary.run()
+        members.append(secondary)
 
     control = ControlServer((args.host, args.control_port), store)
     threading.Thread(target=control.serve_forever, kwargs={"poll_interval": 0.1},
@@ -971,9 +1027,11 @@ def main(argv=None):
     # once a second, so give stop() a moment, then leave (threads are daemons).
     control.shutdown()
     control.server_close()
-    stopper = threading.Thread(target=mongo.stop, daemon=True)
-    stopper.start()
-    stopper.join(0.25)
+    stoppers = [threading.Thread(target=member.stop, daemon=True) for member in members]
+    for stopper in stoppers:
+        stopper.start()
+    for stopper in stoppers:
+        stopper.join(0.25)
     log.info("stopped")
     logging.shutdown()
     sys.stderr.flush()

@@ -15,7 +15,8 @@ struct SettledSaleReadTests {
     // A sale sells, one order is cancelled, an admin closes it, the outbox drains to MongoDB (the stand-in) and the
     // sale's keys expire (retention 1 s); then a new instance (nothing in memory) answers every read route from
     // MongoDB with the shapes Redis gave: to the owner, to another customer (never the order), to an admin; the
-    // sale id cannot be reused and its orders not cancelled; with MongoDB down every read is 503, never empty.
+    // sale id cannot be reused and its orders not cancelled; with MongoDB down the Redis cache still answers, and
+    // once it has expired every read is 503, never empty.
     @Test func everyReadRouteAnswersFromMongoAfterRetention() async throws {
         let fixture = try HTTPFixture()
         let mongo = try MongoWireServer()
@@ -92,8 +93,14 @@ struct SettledSaleReadTests {
             }
             try await client.execute(uri: "/sales/never-was", method: .get, headers: fixture.headers("alice")) { expectProblem($0, .notFound, "NOT_FOUND") }
 
-            // MongoDB gone: every read of the settled sale is 503 RETRY_LATER, never a silent empty answer.
+            // MongoDB gone: what Redis cached still answers (a settled sale and its orders never change again)...
             try mongo.control(["op": "down"])
+            try await client.execute(uri: "/orders/\(a)", method: .get, headers: fixture.headers("alice")) { #expect($0.status == .ok) }
+            try await client.execute(uri: "/sales/settled/summary", method: .get, headers: fixture.headers("alice")) { #expect(json($0)["sold"] as? Int == 3) }
+            // ...and once the cache has expired, every read of the settled sale is 503 RETRY_LATER, never a silent
+            // empty answer.
+            let connection = try fixture.redis.connect()
+            for key in try connection.send("KEYS", "fs:cache:*").array?.compactMap(\.string) ?? [] { _ = try connection.send("DEL", key) }
             for uri in ["/orders/\(a)", "/sales/settled", "/sales/settled/me", "/sales/settled/summary", "/admin/sales"] {
                 try await client.execute(uri: uri, method: .get, headers: fixture.headers("alice", admin: uri.hasPrefix("/admin"))) { response in
                     expectProblem(response, .serviceUnavailable, "RETRY_LATER")

@@ -10,16 +10,25 @@ import Foundation
 public final class MongoWireServer: @unchecked Sendable {
     public private(set) var port = 0
     public private(set) var controlPort = 0
+    /// With a replica set: the secondary member's port (the primary's is `port`); 0 for a standalone.
+    public private(set) var secondaryPort = 0
+    /// The replica set's name, when the server plays one.
+    public let replicaSet: String?
     private let lock = NSLock()
     private var pid: pid_t = 0
 
-    /// `mongodb://` URI for libmongoc: a direct connection, short timeouts (faults are scripted, so waiting is waste).
+    /// `mongodb://` URI for libmongoc: a direct connection (or the replica set's two members), short timeouts
+    /// (faults are scripted, so waiting is waste).
     public var uri: String {
-        "mongodb://127.0.0.1:\(port)/flashsale?directConnection=true&serverSelectionTimeoutMS=1000&connectTimeoutMS=500&socketTimeoutMS=2000&heartbeatFrequencyMS=500"
+        let timeouts = "serverSelectionTimeoutMS=1000&connectTimeoutMS=500&socketTimeoutMS=2000&heartbeatFrequencyMS=500"
+        guard let replicaSet else { return "mongodb://127.0.0.1:\(port)/flashsale?directConnection=true&\(timeouts)" }
+        return "mongodb://127.0.0.1:\(port),127.0.0.1:\(secondaryPort)/flashsale?replicaSet=\(replicaSet)&\(timeouts)"
     }
 
-    /// Starts the server and waits until its control port answers (at most 15 s).
-    public init() throws {
+    /// Starts the server and waits until its control port answers (at most 15 s). With `replicaSet`, two wire
+    /// ports play a replica set of that name over one store: `port` the primary, `secondaryPort` a secondary.
+    public init(replicaSet: String? = nil) throws {
+        self.replicaSet = replicaSet
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let python = root.appendingPathComponent(".venv/bin/python").path
         let script = root.appendingPathComponent("Tests/Fixtures/mongo_wire_server.py").path
@@ -30,7 +39,12 @@ public final class MongoWireServer: @unchecked Sendable {
         for _ in 0..<3 {
             let port = try RedisServer.freeLoopbackPort()
             let controlCandidate = try RedisServer.freeLoopbackPort()
-            let spawned = try RedisServer.spawn([python, script, "--port", String(port), "--control-port", String(controlCandidate)])
+            var arguments = [python, script, "--port", String(port), "--control-port", String(controlCandidate)]
+            if let replicaSet {
+                secondaryPort = try RedisServer.freeLoopbackPort()
+                arguments += ["--replica-set", replicaSet, "--secondary-port", String(secondaryPort)]
+            }
+            let spawned = try RedisServer.spawn(arguments)
             lock.withLock { pid = spawned }
             self.port = port
             self.controlPort = controlCandidate
@@ -102,10 +116,12 @@ public final class MongoWireServer: @unchecked Sendable {
         try control(["op": "documents", "collection": collection])["documents"] as? [[String: Any]] ?? []
     }
 
-    /// The data-plane commands received (optionally only those named `name`: "update", "insert", ...).
-    public func commands(named name: String? = nil) throws -> [[String: Any]] {
+    /// The data-plane commands received (optionally only those named `name`: "update", "insert", ...; with a
+    /// replica set, optionally only those the `primary` or the `secondary` served).
+    public func commands(named name: String? = nil, servedBy role: String? = nil) throws -> [[String: Any]] {
         var operation: [String: Any] = ["op": "commands"]
         if let name { operation["name"] = name }
+        if let role { operation["role"] = role }
         return try control(operation)["commands"] as? [[String: Any]] ?? []
     }
 

@@ -11,8 +11,9 @@ import Synchronization
 /// `flashsale_commit_batch_orders` (histogram), `flashsale_commit_latency_seconds` (histogram),
 /// `flashsale_front_lag_seconds` (histogram, with `FLASHSALE_TRUST_REQUEST_START`), `flashsale_leases_held`, `flashsale_websocket_clients`, `flashsale_commit_queue_depth`, and with MongoDB
 /// `flashsale_outbox_written_total{kind}` (orders, stock_events), `flashsale_outbox_compensated_total`,
-/// `flashsale_outbox_consecutive_failures`, and `flashsale_tls_certificate_expiry_timestamp_seconds` (0 without TLS).
-public final class FlashSaleMetrics: CommitObserver, Sendable {
+/// `flashsale_outbox_consecutive_failures`, `flashsale_archive_reads_total{result}` and `flashsale_mongo_read_seconds`
+/// (reads after a sale left Redis), and `flashsale_tls_certificate_expiry_timestamp_seconds` (0 without TLS).
+public final class FlashSaleMetrics: CommitObserver, ArchiveObserver, Sendable {
     public let registry = PrometheusCollectorRegistry()
     private let requestSeries = Mutex<[RequestSeriesKey: RequestSeries]>([:])
     private let orderCounters = Mutex<[String: Counter]>([:])
@@ -28,6 +29,8 @@ public final class FlashSaleMetrics: CommitObserver, Sendable {
     private let outboxFailures: Gauge
     private let ledgerDurable: Gauge
     private let certificateExpiry: Gauge
+    private let archiveReads: [ArchiveReadResult: Counter]
+    private let mongoReadLatency: DurationHistogram
     /// The drainer's totals at the last scrape (counters advance by the difference).
     private let outboxSeen = Mutex<(orders: Int, stockEvents: Int, compensated: Int)>((0, 0, 0))
 
@@ -42,8 +45,23 @@ public final class FlashSaleMetrics: CommitObserver, Sendable {
         outboxStockEvents = registry.makeCounter(descriptor: Self.metric("flashsale_outbox_written_total", help: "Outbox entries written to MongoDB"), labels: [("kind", "stock_events")])
         outboxCompensated = registry.makeCounter(descriptor: Self.metric("flashsale_outbox_compensated_total", help: "Orders MongoDB refused for good and the ledger compensated"))
         outboxFailures = registry.makeGauge(descriptor: Self.metric("flashsale_outbox_consecutive_failures", help: "Outbox passes failed in a row (0 while MongoDB accepts writes)"))
+        let registry = self.registry
+        archiveReads = Dictionary(uniqueKeysWithValues: [ArchiveReadResult.hit, .miss, .negative, .busy].map { result in
+            (result, registry.makeCounter(descriptor: FlashSaleMetrics.metric("flashsale_archive_reads_total", help: "Reads of settled sales and their orders (after Redis retired them) by where they were answered: hit (Redis cache), miss (MongoDB), negative (known missing), busy (refused)"),
+                                          labels: [("result", result.rawValue)]))
+        })
+        mongoReadLatency = registry.makeDurationHistogram(descriptor: Self.metric("flashsale_mongo_read_seconds", help: "MongoDB reads of settled sales, from the query to its answer"),
+                                                          buckets: [.milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5)])
         certificateExpiry = registry.makeGauge(descriptor: Self.metric("flashsale_tls_certificate_expiry_timestamp_seconds", help: "When the front's TLS certificate expires (seconds since 1970; 0 without TLS)"))
         ledgerDurable = registry.makeGauge(descriptor: Self.metric("flashsale_ledger_durable", help: "The ledger's Redis keeps acknowledged writes across a crash (1), does not (0), or would not say (-1)"))
+    }
+
+    public func archiveRead(_ result: ArchiveReadResult) {
+        archiveReads[result]?.increment()
+    }
+
+    public func mongoRead(latency: Duration) {
+        mongoReadLatency.record(latency)
     }
 
     /// The front's TLS certificate expires at this time (seconds since 1970).

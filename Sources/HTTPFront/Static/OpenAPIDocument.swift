@@ -24,7 +24,7 @@ enum OpenAPIDocument {
             "503": {description: The ledger does not answer, content: {application/json: {schema: {type: object}}}}
       /admin/sales:
         get:
-          description: Every sale still in Redis, latest start first, a page at a time.
+          description: Every sale, latest start first, a page at a time; the ones Redis holds with live numbers, the settled ones it retired from MongoDB (503 when MongoDB does not answer).
           parameters:
             - {name: status, in: query, required: false, schema: {type: string, enum: [scheduled, open, closed]}}
             - {name: cursor, in: query, required: false, description: The previous page's `next`, schema: {type: string, maxLength: 96}}
@@ -89,6 +89,7 @@ enum OpenAPIDocument {
       /sales/{saleId}:
         parameters: [{$ref: "#/components/parameters/saleId"}]
         get:
+          description: From Redis while the sale's keys live; afterwards from MongoDB, the same shape (503 when MongoDB does not answer, never an empty answer).
           responses:
             "200": {description: The sale, content: {application/json: {schema: {$ref: "#/components/schemas/Sale"}}}}
             "401": {$ref: "#/components/responses/Problem"}
@@ -134,6 +135,7 @@ enum OpenAPIDocument {
       /sales/{saleId}/me:
         parameters: [{$ref: "#/components/parameters/saleId"}]
         get:
+          description: From Redis while the sale's keys live; afterwards from MongoDB (waitlist null); 503 when MongoDB does not answer, never an empty list in its place.
           responses:
             "200": {description: The caller's orders and waitlist position, content: {application/json: {schema: {$ref: "#/components/schemas/Me"}}}}
             "401": {$ref: "#/components/responses/Problem"}
@@ -155,6 +157,7 @@ enum OpenAPIDocument {
       /orders/{orderId}:
         parameters: [{name: orderId, in: path, required: true, schema: {type: string, maxLength: 100}}]
         get:
+          description: From Redis while the sale's keys live; afterwards from MongoDB (cached in Redis), the same shape; 503 when MongoDB does not answer.
           responses:
             "200": {description: The order, content: {application/json: {schema: {$ref: "#/components/schemas/Order"}}}}
             "401": {$ref: "#/components/responses/Problem"}
@@ -162,6 +165,7 @@ enum OpenAPIDocument {
             "429": {$ref: "#/components/responses/Problem"}
             "503": {$ref: "#/components/responses/Problem"}
         delete:
+          description: While the sale is open; after close (its keys in Redis or retired to MongoDB) 409 SALE_ENDED.
           responses:
             "200": {description: Cancelled, content: {application/json: {schema: {$ref: "#/components/schemas/Cancelled"}}}}
             "401": {$ref: "#/components/responses/Problem"}

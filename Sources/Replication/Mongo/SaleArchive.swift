@@ -10,6 +10,11 @@ import Synchronization
 /// default, at most 90 s stale), so reads scale apart from the `w:majority` writes of the outbox drainer. At most
 /// ``maxConcurrentReads`` finds are in flight per instance: beyond that a read is refused at once (`busy`), so a
 /// flood of made-up ids cannot become a flood on MongoDB.
+///
+/// A retired sale's document and summary never change again, nor do its orders: Redis caches them for every
+/// instance (`fs:cache:{S}:sale`, `fs:cache:{S}:order:<id>`, each with a TTL; a cache that does not answer is
+/// skipped, never an error). What MongoDB does not have is remembered in this process only, briefly and in a
+/// bounded table (``NegativeCache``): an order id naming an unknown sale then never reaches MongoDB at all.
 public final class SaleArchive: Sendable {
     /// A settled sale as its MongoDB document holds it (the drainer writes it at every change and once closed).
     public struct ArchivedSale: Sendable, Hashable {
@@ -44,18 +49,39 @@ public final class SaleArchive: Sendable {
     }
 
     public static let defaultMaxConcurrentReads = 32
+    public var maxConcurrentReads: Int { configuration.maxConcurrentReads }
     /// The most orders one customer can hold in a sale (its per-customer limit is at most 100 units) plus the
     /// newest cancelled or failed ones, as `/me` answers them from Redis.
     public static let customerOrdersLimit = 100 + Ledger.customerViewPastOrders
 
-    private let mongo: MongoClient
-    private let maxConcurrentReads: Int
-    private let readsInFlight = Atomic<Int>(0)
+    public struct Configuration: Sendable {
+        /// How long Redis keeps a retired sale's document and summary (`FLASHSALE_READ_CACHE_SECONDS`).
+        public var saleCacheSeconds = 300
+        /// How long Redis keeps an order read from MongoDB.
+        public var orderCacheSeconds = 60
+        /// How long this process remembers that MongoDB has no such sale or order, and how many it remembers.
+        public var negativeCacheMilliseconds: Int64 = 10_000
+        public var negativeCacheEntries = 4_096
+        public var maxConcurrentReads = SaleArchive.defaultMaxConcurrentReads
 
-    public init(mongo: MongoClient, maxConcurrentReads: Int = SaleArchive.defaultMaxConcurrentReads) {
-        precondition(maxConcurrentReads > 0, "maxConcurrentReads must be positive")
+        public init() {}
+    }
+
+    private let mongo: MongoClient
+    private let cache: RedisClient?
+    private let configuration: Configuration
+    private let observer: (any ArchiveObserver)?
+    private let readsInFlight = Atomic<Int>(0)
+    private let missing: NegativeCache
+
+    public init(mongo: MongoClient, cache: RedisClient? = nil, configuration: Configuration = Configuration(), observer: (any ArchiveObserver)? = nil) {
+        precondition(configuration.maxConcurrentReads > 0 && configuration.saleCacheSeconds >= 0 && configuration.orderCacheSeconds >= 0,
+                     "archive bounds must be positive")
         self.mongo = mongo
-        self.maxConcurrentReads = maxConcurrentReads
+        self.cache = cache
+        self.configuration = configuration
+        self.observer = observer
+        self.missing = NegativeCache(capacity: configuration.negativeCacheEntries, lifetimeMilliseconds: configuration.negativeCacheMilliseconds)
     }
 
     /// The URI for archive reads: `readPreference` (and `maxStalenessSeconds=90`, the least MongoDB allows, for
@@ -77,15 +103,64 @@ public final class SaleArchive: Sendable {
 
     public func sale(id: String) async throws(Failure) -> ArchivedSale? {
         guard SaleDefinition.isValidID(id) else { return nil }
-        guard let document = try await find(OutboxDocuments.sales, filter: ["_id": .string(id)], limit: 1).first else { return nil }
-        return try Self.sale(from: document)
+        let key = "sale:" + id
+        if missing.contains(key) { observer?.archiveRead(.negative); return nil }
+        if let cached: CachedSale = await cached(Self.saleCacheKey(id)) {
+            observer?.archiveRead(.hit)
+            return cached.sale
+        }
+        observer?.archiveRead(.miss)
+        guard let document = try await find(OutboxDocuments.sales, filter: ["_id": .string(id)], limit: 1).first else {
+            missing.insert(key)
+            return nil
+        }
+        let sale = try Self.sale(from: document)
+        // Only a settled sale is final; a live one's document still changes (and Redis answers for it anyway).
+        if sale.status == .closed, sale.summary != nil {
+            await store(CachedSale(sale), at: Self.saleCacheKey(id), seconds: configuration.saleCacheSeconds)
+        }
+        return sale
     }
 
-    /// One order by id; nil when MongoDB has none (ids of the wrong shape never reach it).
+    /// One order by id; nil when MongoDB has none (ids of the wrong shape never reach it, nor ids whose sale
+    /// MongoDB does not know).
     public func order(id: String) async throws(Failure) -> OrderRecord? {
-        guard OrderID.saleID(of: id) != nil else { return nil }
-        guard let document = try await find(OutboxDocuments.orders, filter: ["_id": .string(id)], limit: 1).first else { return nil }
-        do { return try LedgerRebuild.record(from: document) } catch { throw .malformed("order \(id)") }
+        guard let saleID = OrderID.saleID(of: id) else { return nil }
+        let key = "order:" + id
+        if missing.contains(key) || missing.contains("sale:" + saleID) { observer?.archiveRead(.negative); return nil }
+        if let cached: OrderRecord = await cached(Self.orderCacheKey(saleID: saleID, orderID: id)) {
+            observer?.archiveRead(.hit)
+            return cached
+        }
+        guard try await sale(id: saleID) != nil else { return nil }
+        observer?.archiveRead(.miss)
+        guard let document = try await find(OutboxDocuments.orders, filter: ["_id": .string(id)], limit: 1).first else {
+            missing.insert(key)
+            return nil
+        }
+        let record: OrderRecord
+        do { record = try LedgerRebuild.record(from: document) } catch { throw .malformed("order \(id)") }
+        await store(record, at: Self.orderCacheKey(saleID: saleID, orderID: id), seconds: configuration.orderCacheSeconds)
+        return record
+    }
+
+    static func saleCacheKey(_ saleID: String) -> String { "fs:cache:{\(saleID)}:sale" }
+    static func orderCacheKey(saleID: String, orderID: String) -> String { "fs:cache:{\(saleID)}:order:\(orderID)" }
+
+    /// A cached value, or nil (absent, undecodable, or the cache did not answer: MongoDB is asked instead).
+    private func cached<Value: Decodable>(_ key: String) async -> Value? {
+        guard let cache else { return nil }
+        guard case .bulk(let bytes)? = try? await cache.send(RedisCommand("GET", key)) else { return nil }
+        return try? JSONDecoder().decode(Value.self, from: Data(bytes))
+    }
+
+    private func store<Value: Encodable>(_ value: Value, at key: String, seconds: Int) async {
+        guard let cache, seconds > 0, let json = try? JSONEncoder().encode(value) else { return }
+        var command = RedisCommand("SET", key)
+        command.append(bytes: Array(json))
+        command.append("EX")
+        command.append(seconds)
+        _ = try? await cache.send(command)
     }
 
     /// A customer's orders in a sale, oldest first (as `/me` answers from Redis): the ones holding units and the
@@ -140,11 +215,116 @@ public final class SaleArchive: Sendable {
     private func find(_ collection: String, filter: BSONDocument, sort: BSONDocument? = nil, limit: Int) async throws(Failure) -> [BSONDocument] {
         let admitted = readsInFlight.wrappingAdd(1, ordering: .acquiringAndReleasing).newValue
         defer { readsInFlight.wrappingSubtract(1, ordering: .acquiringAndReleasing) }
-        guard admitted <= maxConcurrentReads else { throw .busy }
+        guard admitted <= configuration.maxConcurrentReads else {
+            observer?.archiveRead(.busy)
+            throw .busy
+        }
+        let started = ContinuousClock.now
         do {
-            return try await mongo.find(collection, filter: filter, sort: sort, limit: limit)
+            let documents = try await mongo.find(collection, filter: filter, sort: sort, limit: limit)
+            observer?.mongoRead(latency: .now - started)
+            return documents
         } catch {
+            observer?.mongoRead(latency: .now - started)
             throw .unavailable(error.message)
         }
     }
+}
+
+/// What the archive reports for metrics: every read by where it was answered, and MongoDB's read latency.
+public protocol ArchiveObserver: Sendable {
+    func archiveRead(_ result: ArchiveReadResult)
+    func mongoRead(latency: Duration)
+}
+
+public enum ArchiveReadResult: String, Sendable {
+    /// Answered from the Redis cache.
+    case hit
+    /// Read from MongoDB.
+    case miss
+    /// Known missing (this process asked MongoDB moments ago).
+    case negative
+    /// Refused: too many MongoDB reads in flight on this instance.
+    case busy
+}
+
+/// A retired sale as the Redis cache keeps it.
+struct CachedSale: Codable {
+    var id: String
+    var name: String
+    var stock: Int
+    var startsAtMilliseconds: Int64
+    var endsAtMilliseconds: Int64
+    var perCustomerLimit: Int
+    var status: String
+    var closedReason: String?
+    var summary: SaleSummary?
+
+    init(_ sale: SaleArchive.ArchivedSale) {
+        id = sale.definition.id
+        name = sale.definition.name
+        stock = sale.definition.stock
+        startsAtMilliseconds = sale.definition.startsAtMilliseconds
+        endsAtMilliseconds = sale.definition.endsAtMilliseconds
+        perCustomerLimit = sale.definition.perCustomerLimit
+        status = sale.status.rawValue
+        closedReason = sale.closedReason?.rawValue
+        summary = sale.summary
+    }
+
+    var sale: SaleArchive.ArchivedSale? {
+        guard let status = SaleStatus(rawValue: status) else { return nil }
+        return SaleArchive.ArchivedSale(
+            definition: SaleDefinition(id: id, name: name, stock: stock, startsAtMilliseconds: startsAtMilliseconds,
+                                       endsAtMilliseconds: endsAtMilliseconds, perCustomerLimit: perCustomerLimit),
+            status: status, closedReason: closedReason.flatMap(ClosedReason.init(rawValue:)), summary: summary)
+    }
+}
+
+/// Keys MongoDB just said it does not have, remembered for a moment, at most `capacity` of them (the oldest
+/// dropped first): a flood of made-up ids costs MongoDB one read per id and lifetime, and this process a bounded
+/// table.
+final class NegativeCache: Sendable {
+    private struct State {
+        var expiries: [String: Int64] = [:]
+        var order: [String] = []
+        var head = 0
+    }
+
+    private let state = Mutex(State())
+    private let capacity: Int
+    private let lifetimeMilliseconds: Int64
+
+    init(capacity: Int, lifetimeMilliseconds: Int64) {
+        precondition(capacity > 0 && lifetimeMilliseconds >= 0, "a negative cache needs a capacity")
+        self.capacity = capacity
+        self.lifetimeMilliseconds = lifetimeMilliseconds
+    }
+
+    private static var nowMilliseconds: Int64 { Int64(Date().timeIntervalSince1970 * 1_000) }
+
+    func contains(_ key: String) -> Bool {
+        let now = Self.nowMilliseconds
+        return state.withLock { state in (state.expiries[key] ?? .min) > now }
+    }
+
+    func insert(_ key: String) {
+        let expiry = Self.nowMilliseconds + lifetimeMilliseconds
+        state.withLock { state in
+            if state.expiries.updateValue(expiry, forKey: key) != nil { return }
+            state.order.append(key)
+            // Beyond the capacity the oldest key goes (its entry may have been refreshed: then it goes early).
+            while state.order.count - state.head > capacity {
+                state.expiries[state.order[state.head]] = nil
+                state.head += 1
+            }
+            if state.head > capacity {
+                state.order.removeFirst(state.head)
+                state.head = 0
+            }
+            assert(state.expiries.count <= capacity, "the negative cache holds at most its capacity")
+        }
+    }
+
+    var count: Int { state.withLock { $0.expiries.count } }
 }

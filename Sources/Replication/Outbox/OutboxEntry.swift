@@ -101,6 +101,21 @@ public enum OutboxDocuments {
         }
     }
 
+    /// An order of the ledger written again (`flashsale orders reexport`): its facts if MongoDB lacks it, and the
+    /// ledger's status (the truth while the sale's keys live). Its outbox position is unknown: `outboxId` is its
+    /// creation time, so a rebuild still orders such orders by time.
+    public static func reexportWrite(saleID: String, record: OrderRecord) -> MongoWrite {
+        var facts = orderFacts(saleID: saleID, entry: StreamEntry(id: "\(record.createdAtMilliseconds)-0", fields: [:]), index: 0,
+                               customer: record.customerID, quantity: Int64(record.quantity), createdAt: record.createdAtMilliseconds,
+                               delivery: record.delivery, key: record.idempotencyKey, shard: record.shardID, fence: record.fence,
+                               instance: record.instanceID, source: record.source)
+        facts["status"] = nil
+        var status: BSONDocument = ["status": .string(record.status.rawValue)]
+        if let at = record.cancelledAtMilliseconds { status["cancelledAt"] = .date(at) }
+        if let at = record.failedAtMilliseconds { status["failedAt"] = .date(at) }
+        return .upsert(id: .string(record.orderID), update: ["$set": .document(status), "$setOnInsert": .document(facts)])
+    }
+
     /// The facts of an order (everything but its status). `outboxId` and `outboxIndex` (the order's place in
     /// a batch entry) give a rebuild the ledger's order of the orders.
     private static func orderFacts(

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(redis-server redis-tools libhiredis-dev libmongoc-dev libjemalloc-dev pkg-config haproxy faketime curl podman prometheus wrk chromium chromium-driver stunnel4)
+APT_PACKAGES=(redis-server redis-tools libhiredis-dev libmongoc-dev libjemalloc-dev pkg-config haproxy faketime curl podman prometheus wrk chromium chromium-driver stunnel4 nodejs)
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
 
@@ -19,6 +19,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${SUDO[@]}" apt-get update -qq
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# nodejs runs the MongoDB init script under a simulated replica set (scripts/mongo_init_check.py).
 # Debian starts a system-wide redis on 6379 where systemd runs; FlashSale never uses it (tests and
 # `make run` start their own servers on other ports), so it is left alone.
 

@@ -19,7 +19,8 @@ struct SettledSaleReadTests {
     // once it has expired every read is 503, never empty.
     @Test func everyReadRouteAnswersFromMongoAfterRetention() async throws {
         let fixture = try HTTPFixture()
-        let mongo = try MongoWireServer()
+        // The stand-in as a replica set: the drainer writes to its primary, the reads go to its secondary.
+        let mongo = try MongoWireServer(replicaSet: "rs0")
         defer { mongo.stop() }
         let configure: (inout ServerConfiguration) -> Void = { $0.outbox.retentionSeconds = 1 }
         let ids = try await fixture.components(mongoURI: mongo.uri, configure: configure).application.test(.live) { client -> [String: String] in
@@ -92,6 +93,8 @@ struct SettledSaleReadTests {
                 expectProblem($0, .conflict, "SALE_EXISTS")
             }
             try await client.execute(uri: "/sales/never-was", method: .get, headers: fixture.headers("alice")) { expectProblem($0, .notFound, "NOT_FOUND") }
+            #expect(try mongo.commands(named: "find", servedBy: "secondary").count > 0, "reads reached the secondary")
+            #expect(try mongo.commands(named: "update", servedBy: "secondary").isEmpty && mongo.commands(named: "insert", servedBy: "secondary").isEmpty)
 
             // MongoDB gone: what Redis cached still answers (a settled sale and its orders never change again)...
             try mongo.control(["op": "down"])

@@ -7,7 +7,8 @@ import TestSupport
 
 @Suite("Retention: a settled, drained sale leaves Redis", .serialized)
 struct RetentionTests {
-    /// Orders committed straight through the ledger (FLASHSALE_RETENTION_ORDERS overrides, e.g. 100000).
+    /// Orders committed straight through the ledger (FLASHSALE_RETENTION_ORDERS overrides, e.g. 100000, with
+    /// FLASHSALE_TEST_MONGO_SOCKET_TIMEOUT_MS=60000: the stand-in scans its collections linearly).
     static var orderCount: Int {
         ProcessInfo.processInfo.environment["FLASHSALE_RETENTION_ORDERS"].flatMap(Int.init) ?? 600
     }

@@ -20,7 +20,10 @@ public final class MongoWireServer: @unchecked Sendable {
     /// `mongodb://` URI for libmongoc: a direct connection (or the replica set's two members), short timeouts
     /// (faults are scripted, so waiting is waste).
     public var uri: String {
-        let timeouts = "serverSelectionTimeoutMS=1000&connectTimeoutMS=500&socketTimeoutMS=2000&heartbeatFrequencyMS=500"
+        // A large run (RetentionTests with FLASHSALE_RETENTION_ORDERS=100000) gives the stand-in's linear scans
+        // longer: FLASHSALE_TEST_MONGO_SOCKET_TIMEOUT_MS.
+        let socketTimeout = ProcessInfo.processInfo.environment["FLASHSALE_TEST_MONGO_SOCKET_TIMEOUT_MS"].flatMap(Int.init) ?? 2_000
+        let timeouts = "serverSelectionTimeoutMS=1000&connectTimeoutMS=500&socketTimeoutMS=\(socketTimeout)&heartbeatFrequencyMS=500"
         guard let replicaSet else { return "mongodb://127.0.0.1:\(port)/flashsale?directConnection=true&\(timeouts)" }
         return "mongodb://127.0.0.1:\(port),127.0.0.1:\(secondaryPort)/flashsale?replicaSet=\(replicaSet)&\(timeouts)"
     }

@@ -29,6 +29,10 @@ extended JSON both ways).  Control operations ("op"):
     hangupAfterWrite command [times=1]
                the next `times` such commands are applied, then the connection
                is closed without a reply
+    delayReply command milliseconds [collection] [times=1]
+               the next `times` such commands (on `collection` when given) are
+               applied, then answered after `milliseconds` (other connections
+               are served meanwhile)
     down / up                              hang up on every request (hello included)
     reset                                  clear store, journal, indexes, faults, down
     shutdown                               reply, then exit
@@ -491,6 +495,13 @@ class Store:
 
     # Wire requests ---------------------------------------------------------
 
+    def reply_delay(self, name, cmd):
+        """Seconds to hold the reply of this command (a delayReply fault), 0 for none."""
+        def hits(fault):
+            return fault.get("collection") is None or cmd.get(name) == fault["collection"]
+        fault = self.take_fault("delayReply", name.lower(), hits)
+        return fault["milliseconds"] / 1000.0 if fault is not None else 0
+
     def execute(self, name, cmd, db):
         """Run one command; answers (reply document, hang up instead of replying)."""
         lname = name.lower()
@@ -796,7 +807,7 @@ class Store:
                                              if not name or next(iter(c), "").lower() == name]}
         if op == "indexes":
             return {"ok": True, "indexes": copy.deepcopy(self.indexes.get(msg.get("collection"), []))}
-        if op in ("fail", "writeError", "writeConcernError", "hangupAfterWrite"):
+        if op in ("fail", "writeError", "writeConcernError", "hangupAfterWrite", "delayReply"):
             command = msg.get("command")
             if not isinstance(command, str) or not command:
                 return {"error": "%s needs a command name" % op}
@@ -808,7 +819,12 @@ class Store:
                     return {"error": "%s needs an integer code" % op}
                 fault["code"] = int(code)
                 fault["errmsg"] = msg.get("errmsg") or CODE_NAMES.get(int(code), "injected failure")
-            for key in ("codeName", "match", "errInfo"):
+            if op == "delayReply":
+                delay = msg.get("milliseconds")
+                if not _is_number(delay) or delay < 0:
+                    return {"error": "delayReply needs milliseconds >= 0"}
+                fault["milliseconds"] = delay
+            for key in ("codeName", "match", "errInfo", "collection"):
                 if msg.get(key) is not None:
                     fault[key] = msg[key]
             if op == "writeConcernError":
@@ -861,6 +877,9 @@ def make_wire_handler(store):
                 if name.lower() == "ismaster" and not store.armed("fail", "ismaster"):
                     return False
                 reply, hangup = store.execute(name, cmd, db)
+                delay = store.reply_delay(name, cmd)
+            if delay:
+                time.sleep(delay)
             if hangup:
                 return _hang_up(request)
             if isinstance(request, OpMsg) and request.flags & OP_MSG_FLAGS["moreToCome"]:

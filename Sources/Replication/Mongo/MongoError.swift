@@ -27,6 +27,16 @@ public struct MongoError: Error, Sendable, CustomStringConvertible {
 
     public var isTransient: Bool { kind == .transient }
 
+    /// The server could not be reached at all (network, server selection, the connection pool): every
+    /// command would fail the same way now, whatever it is about.
+    public var isUnreachable: Bool {
+        switch mongoc_error_domain_t(domain) {
+        case MONGOC_ERROR_STREAM, MONGOC_ERROR_SERVER_SELECTION, MONGOC_ERROR_POOL: true
+        case MONGOC_ERROR_CLIENT: code == Int32(MONGOC_ERROR_CLIENT_NOT_READY.rawValue)
+        default: false
+        }
+    }
+
     public var description: String { "MongoDB \(kind.rawValue) error \(code): \(message)" }
 
     /// Server codes that a retry can get past: elections, shutdowns, timeouts, network trouble, an interrupted

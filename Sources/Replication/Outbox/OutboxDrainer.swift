@@ -22,6 +22,10 @@ import Synchronization
 /// Bounds: at most ``Configuration/batchSize`` entries per stream per pass, at most
 /// ``Configuration/maxSalesPerPass`` sales per pass, so memory stays bounded whatever the backlog.
 ///
+/// Isolation: a sale whose drain fails (a sale document MongoDB refuses, a key of the wrong type) is skipped
+/// for the pass and its failure recorded (``Status/failingSales``); the sales after it drain. Only a store out
+/// of reach (MongoDB or Redis unreachable), or a pass in which every sale failed, stops the pass and backs off.
+///
 /// Retention: the stock log is trimmed up to the oldest entry not yet acknowledged. Once a sale is closed,
 /// summarized and drained, its keys get a TTL of ``Configuration/retentionSeconds`` (set once: `EXPIRE NX`),
 /// it is scheduled to leave the registry of all sales when that TTL runs out, and this process forgets it.
@@ -55,6 +59,8 @@ public final class OutboxDrainer: Service, Sendable {
         public var compensated = 0
         /// Entries left pending by a transient per-document error (retried next pass).
         public var deferred = 0
+        /// Sales whose drain failed in this pass (skipped; see ``Status/failingSales``).
+        public var failedSales = 0
 
         public var moved: Int { orders + stockEvents + sales + compensated }
     }
@@ -67,6 +73,8 @@ public final class OutboxDrainer: Service, Sendable {
         public var ordersWritten = 0
         public var stockEventsWritten = 0
         public var compensated = 0
+        /// Sales whose drain failed in their last attempt, with the error (at most one per sale in the registry).
+        public var failingSales: [String: String] = [:]
     }
 
     public let configuration: Configuration
@@ -107,8 +115,8 @@ public final class OutboxDrainer: Service, Sendable {
             let pause: Int
             do {
                 let pass = try await drainOnce()
-                if pass.deferred > 0 && pass.moved == 0 {
-                    // Only documents that keep failing transiently: back off rather than spin on them.
+                if (pass.deferred > 0 || pass.failedSales > 0) && pass.moved == 0 {
+                    // Only documents or sales that keep failing: back off rather than spin on them.
                     failures += 1
                     pause = Self.backoff(attempt: failures, base: configuration.backoffBaseMilliseconds, cap: configuration.backoffCapMilliseconds)
                 } else {
@@ -142,7 +150,7 @@ public final class OutboxDrainer: Service, Sendable {
         do {
             let result = try await drainSales()
             state.withLock {
-                $0.status.lastError = nil
+                $0.status.lastError = $0.status.failingSales.min { $0.key < $1.key }.map { "sale \($0.key): \($0.value)" }
                 $0.status.consecutiveFailures = 0
                 $0.status.lastSuccessAtMilliseconds = Int64(Date().timeIntervalSince1970 * 1_000)
                 $0.status.ordersWritten += result.orders
@@ -171,14 +179,44 @@ public final class OutboxDrainer: Service, Sendable {
             return (try connection.send(command).throwingServerError().array ?? []).compactMap(\.string)
         }
         var pass = Pass()
+        var attempted = 0
+        var firstFailure: (any Error)?
         for saleID in sales where !state.withLock({ $0.finished.contains(saleID) }) {
-            try await drain(saleID: saleID, into: &pass)
+            attempted += 1
+            do {
+                try await drain(saleID: saleID, into: &pass)
+                state.withLock { _ = $0.status.failingSales.removeValue(forKey: saleID) }
+            } catch {
+                // Every sale would fail the same way: stop the pass (the next one resumes after a backoff).
+                if Self.isStoreUnreachable(error) { throw error }
+                firstFailure = firstFailure ?? error
+                pass.failedSales += 1
+                let newlyFailing = state.withLock { state -> Bool in
+                    defer { state.status.failingSales[saleID] = String(String(describing: error).prefix(300)) }
+                    return state.status.failingSales[saleID] == nil
+                }
+                if newlyFailing {
+                    logger.warning("draining a sale failed; the other sales drain on", metadata: ["sale": "\(saleID)", "error": "\(error)"])
+                }
+            }
         }
         // Sales that left the registry are forgotten here too.
         let listed = Set(sales)
-        state.withLock { $0.finished.formIntersection(listed) }
+        state.withLock {
+            $0.finished.formIntersection(listed)
+            $0.status.failingSales = $0.status.failingSales.filter { listed.contains($0.key) }
+        }
         try await forgetExpiredSales()
+        // Not one sale drained: the pass failed as a whole (and is retried with backoff).
+        if let firstFailure, pass.failedSales == attempted { throw firstFailure }
         return pass
+    }
+
+    /// An error that says the store is out of reach (not something about one sale).
+    static func isStoreUnreachable(_ error: any Error) -> Bool {
+        if let error = error as? MongoError { return error.isUnreachable }
+        if let error = error as? RedisError { return error.code != .serverError && error.code != .unexpectedReply }
+        return false
     }
 
     /// Settled sales whose retention ran out leave the registries (their keys have expired by now).

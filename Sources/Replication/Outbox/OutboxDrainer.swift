@@ -250,45 +250,54 @@ public final class OutboxDrainer: Service, Sendable {
     }
 
     /// The sale is closed, summarized and drained: its keys expire after the retention period (set once,
-    /// so a restarted drainer does not push the expiry out), and the process forgets it.
-    private func retire(saleID: String) async throws {
+    /// so a restarted drainer does not push the expiry out), and the process forgets it. Decided by one script
+    /// on a fresh read (retire_sale.lua): only while meta and the summary are what MongoDB got from this pass
+    /// (`meta`, `summary`) and nothing is left to drain, so a drainer never retires on a stale read (another
+    /// instance's compensation landing meanwhile). Answers whether the sale retired.
+    @discardableResult
+    private func retire(saleID: String, meta: [String: String], summary: String) async throws -> Bool {
         let keys = LedgerKeys(saleID: saleID)
         let retention = configuration.retentionSeconds
-        try await redis.withConnection { connection throws(RedisError) in
-            let now = try Self.redisMilliseconds(connection)
-            var commands: [RedisCommand] = []
-            for key in keys.all + [keys.summary] {
-                var expire = RedisCommand("EXPIRE", key)
-                expire.append(retention)
-                expire.append("NX")
-                commands.append(expire)
-            }
+        var arguments = RedisCommand()
+        arguments.append(retention)
+        arguments.append(configuration.group)
+        arguments.append(summary)
+        for (field, value) in meta.sorted(by: { $0.key < $1.key }) {
+            arguments.append(field)
+            arguments.append(value)
+        }
+        let retireArguments = arguments
+        let retiredAt = try await redis.withConnection { connection throws(RedisError) -> Int64? in
+            let reply = try connection.evaluate(LedgerScripts.retireSale, keys: keys.retained, arguments: retireArguments)
+            if let message = reply.errorMessage { throw RedisError(.serverError, "retire_sale: \(message)") }
+            guard let elements = reply.array, elements.first?.string == "RETIRED" else { return nil }
+            guard elements.count == 2, let now = elements[1].integer else { throw RedisError(.unexpectedReply, "retire_sale answered \(reply)") }
             var retiring = RedisCommand("ZADD", LedgerKeys.retiringSales, "NX")
             retiring.append(now + Int64(retention) * 1_000)
             retiring.append(saleID)
-            commands.append(retiring)
-            for reply in try connection.pipeline(commands) { try reply.throwingServerError() }
+            try connection.send(retiring).throwingServerError()
+            return now
         }
+        guard retiredAt != nil else { return false }
         state.withLock { state in
             state.finished.insert(saleID)
             state.writtenMeta.removeValue(forKey: saleID)
             state.groupsCreated.remove(saleID)
         }
         logger.info("sale settled and drained; its keys expire after the retention period", metadata: ["sale": "\(saleID)", "retentionSeconds": "\(retention)"])
+        return true
     }
 
     private func drain(saleID: String, into pass: inout Pass) async throws {
         let keys = LedgerKeys(saleID: saleID)
-        let group = configuration.group
         // The sale document first: a rebuild needs the sale before its orders.
         let (meta, summary) = try await redis.withConnection { connection throws(RedisError) in
             let replies = try connection.pipeline([RedisCommand("HGETALL", keys.meta), RedisCommand("GET", keys.summary)])
             return (Ledger.pairs(try replies[0].throwingServerError().array ?? []), try replies[1].throwingServerError().string)
         }
         // No ledger (a sale whose keys expired, or one being created): touch nothing, so no stream is
-        // created again without its TTL.
-        guard !meta.isEmpty else { return }
-        try await ensureGroups(keys)
+        // created again without its TTL (ensureGroups checks again, atomically with the creation).
+        guard !meta.isEmpty, try await ensureGroups(keys) else { return }
         var written = meta
         if let summary { written["\u{0}summary"] = summary }
         if state.withLock({ $0.writtenMeta[saleID] }) != written {
@@ -302,17 +311,10 @@ public final class OutboxDrainer: Service, Sendable {
         let stockEntries = try await readBatch(stream: keys.stockLog)
         if !stockEntries.isEmpty { try await drainStockLog(saleID: saleID, entries: stockEntries, into: &pass) }
 
-        if meta["status"] == "closed", summary != nil, orderEntries.isEmpty, stockEntries.isEmpty {
-            let backlog = try await redis.withConnection { connection throws(RedisError) -> Int64 in
-                let replies = try connection.pipeline([
-                    RedisCommand("XPENDING", keys.outbox, group),
-                    RedisCommand("XPENDING", keys.stockLog, group),
-                    RedisCommand("XLEN", keys.outbox),
-                ])
-                let pending = replies[0...1].reduce(Int64(0)) { $0 + ($1.array?.first?.integer ?? 0) }
-                return pending + (replies[2].integer ?? 0)
-            }
-            if backlog == 0 { try await retire(saleID: saleID) }
+        if meta["status"] == "closed", let summary, orderEntries.isEmpty, stockEntries.isEmpty {
+            // Not retired when it changed since this pass read it (the next pass writes the new sale document
+            // first) or something is left to drain.
+            try await retire(saleID: saleID, meta: meta, summary: summary)
         }
     }
 
@@ -379,17 +381,18 @@ public final class OutboxDrainer: Service, Sendable {
         pass.deferred += retry.count
     }
 
-    /// Creates the consumer groups of a sale's streams once per process (`MKSTREAM`: the outbox may be empty).
-    private func ensureGroups(_ keys: LedgerKeys) async throws {
-        guard !state.withLock({ $0.groupsCreated.contains(keys.saleID) }) else { return }
-        let group = configuration.group
-        try await redis.withConnection { connection throws(RedisError) in
-            for stream in [keys.outbox, keys.stockLog] {
-                let reply = try connection.send(RedisCommand("XGROUP", "CREATE", stream, group, "0", "MKSTREAM"))
-                if let message = reply.errorMessage, !message.hasPrefix("BUSYGROUP") { throw RedisError(.serverError, message) }
-            }
+    /// Creates the consumer groups of a sale's streams once per process (`MKSTREAM`: the outbox may be empty),
+    /// in one script that checks the sale still exists (ensure_groups.lua). False when the sale is gone.
+    private func ensureGroups(_ keys: LedgerKeys) async throws -> Bool {
+        guard !state.withLock({ $0.groupsCreated.contains(keys.saleID) }) else { return true }
+        let arguments = RedisCommand([configuration.group])
+        let exists = try await redis.withConnection { connection throws(RedisError) -> Bool in
+            let reply = try connection.evaluate(LedgerScripts.ensureGroups, keys: keys.retained, arguments: arguments)
+            if let message = reply.errorMessage { throw RedisError(.serverError, "ensure_groups: \(message)") }
+            return reply.array?.first?.string == "OK"
         }
-        state.withLock { _ = $0.groupsCreated.insert(keys.saleID) }
+        if exists { state.withLock { _ = $0.groupsCreated.insert(keys.saleID) } }
+        return exists
     }
 
     /// This consumer's pending entries first (a failed earlier write, or entries claimed from a dead

@@ -1,0 +1,193 @@
+import Foundation
+import Logging
+@testable import Replication
+import ReservationEngine
+import Testing
+import TestSupport
+
+/// Retention may only ever drop what MongoDB holds: the cases a review of retention found.
+@Suite("Retention: compensations, reused ids, expiring keys and refused cancellations", .serialized)
+struct RetentionSafetyTests {
+    // A confirmation MongoDB refuses for good after the sale closed: the summary is re-stored (recomputed) with
+    // the compensation, MongoDB's sale document gets the new one, and the sale still retires (stand-in write error).
+    @Test func aCompensationAfterCloseKeepsTheSummary() async throws {
+        let harness = try OutboxHarness(stock: 10)
+        let saleID = harness.sale.id
+        let keys = LedgerKeys(saleID: saleID)
+        let records = await harness.placeOrders((0..<3).map { "late-\($0)" }, quantity: 2)
+        #expect(records.count == 3)
+        let connection = try harness.redis.connect()
+        let ledger = Ledger(connection: connection)
+        let before = try await Self.close(harness, ledger)
+        #expect(before.final && before.sold == 6 && before.orders == 3)
+        try harness.mongoServer.control(["op": "writeError", "command": "update", "code": 121, "errmsg": "Document failed validation",
+                                         "match": ["_id": records[1].orderID], "times": 1])
+        let pass = try await harness.drainUntilIdle()
+        #expect(pass.compensated == 1)
+
+        let stored = try #require(try connection.send("GET", keys.summary).string, "the ledger keeps a summary")
+        let summary = try JSONDecoder().decode(SaleSummary.self, from: Data(stored.utf8))
+        #expect(summary.final && summary.sold == 4 && summary.orders == 2 && summary.closedReason == .ended)
+        let document = try #require(try harness.mongoServer.documents("sales").first)
+        let archived = try #require(document["summary"] as? [String: Any], "MongoDB's sale document keeps a summary")
+        #expect(archived["sold"] as? Int == 4 && archived["orders"] as? Int == 2)
+        #expect(try connection.send("ZSCORE", LedgerKeys.retiringSales, saleID).string != nil, "the sale retires")
+        #expect((try connection.send("PTTL", keys.meta).integer ?? -1) > 0)
+        Self.finish(harness)
+    }
+
+    // Rejection counts added after retirement never leave a key without a TTL: a sale without orders (no stats
+    // key at retirement) gets counts while its keys live, and again once they expired.
+    @Test func rejectionsAfterRetirementLeaveNoImmortalKey() async throws {
+        let harness = try OutboxHarness(retentionSeconds: 2)
+        let saleID = harness.sale.id
+        let keys = LedgerKeys(saleID: saleID)
+        let connection = try harness.redis.connect()
+        let ledger = Ledger(connection: connection)
+        _ = try await Self.close(harness, ledger)
+        try await harness.drainUntilIdle()
+        #expect((try connection.send("PTTL", keys.meta).integer ?? -1) > 0, "retired")
+        try ledger.addRejections(saleID: saleID, ["SALE_ENDED": 3])
+        try Self.expectEveryKeyExpires(connection, keys)
+
+        try await Self.waitUntilGone(connection, keys.meta)
+        try ledger.addRejections(saleID: saleID, ["SALE_ENDED": 2])
+        #expect(try connection.send("EXISTS", keys.stats).integer == 0, "no statistics recreated for a sale that is gone")
+        Self.finish(harness)
+    }
+
+    // A compensation that reaches a retired sale (keys under the retention TTL) and a later summary read leave
+    // no key without the TTL: fail_order on a confirmed order of a retired sale, then `summary`.
+    @Test func aCompensationOnARetiredSaleKeepsEveryTTL() async throws {
+        let harness = try OutboxHarness(stock: 10)
+        let saleID = harness.sale.id
+        let keys = LedgerKeys(saleID: saleID)
+        let records = await harness.placeOrders(["retired-0", "retired-1"])
+        let connection = try harness.redis.connect()
+        let ledger = Ledger(connection: connection)
+        _ = try await Self.close(harness, ledger)
+        try await harness.drainUntilIdle()
+        #expect((try connection.send("PTTL", keys.meta).integer ?? -1) > 0, "retired")
+        let outcome = try ledger.failOrder(saleID: saleID, orderID: records[0].orderID, reason: "refused late")
+        if case .failed = outcome {} else { Issue.record("the order was compensated: \(outcome)") }
+        let summary = try #require(try ledger.summary(saleID: saleID))
+        #expect(summary.final && summary.sold == 1)
+        #expect(try connection.send("EXISTS", keys.summary).integer == 1)
+        try Self.expectEveryKeyExpires(connection, keys)
+        Self.finish(harness)
+    }
+
+    // A drainer that read a retiring sale's meta just before its keys expired creates no stream afterwards:
+    // `CLIENT PAUSE WRITE` holds a fresh drainer's writes while the keys' last second runs out.
+    @Test func aDrainerRacingTheExpiryCreatesNoKey() async throws {
+        let harness = try OutboxHarness()
+        let saleID = harness.sale.id
+        let keys = LedgerKeys(saleID: saleID)
+        let connection = try harness.redis.connect()
+        let ledger = Ledger(connection: connection)
+        _ = await harness.placeOrders(["racing-0"])
+        _ = try await Self.close(harness, ledger)
+        try await harness.drainUntilIdle()
+        #expect((try connection.send("PTTL", keys.meta).integer ?? -1) > 0, "retired")
+
+        let late = try Self.secondDrainer(harness, consumer: "late-drainer")
+        try await Self.createIndexes(late.mongo)  // so that its pass goes straight to the sale
+        for key in keys.all + [keys.summary] { _ = try connection.send("PEXPIRE", key, "1000", "XX") }
+        _ = try connection.send("PEXPIRE", keys.meta, "1000")
+        _ = try connection.send("CLIENT", "PAUSE", "2000", "WRITE")
+        _ = try? await late.drainer.drainOnce()
+        try await Task.sleep(for: .milliseconds(300))
+        for key in keys.all + [keys.summary] {
+            #expect(try connection.send("EXISTS", key).integer == 0, "\(key) is not created again")
+        }
+        late.mongo.shutdown()
+        Self.finish(harness)
+    }
+
+    // Two drainers: one retires the sale only on a fresh read, never on a meta and summary that changed after it
+    // wrote them to MongoDB; the second's compensation lands while the stand-in holds the first's sale write.
+    @Test func retirementDecidesOnAFreshRead() async throws {
+        let harness = try OutboxHarness(stock: 10)
+        let saleID = harness.sale.id
+        let keys = LedgerKeys(saleID: saleID)
+        let records = await harness.placeOrders(["stale-0", "stale-1"], quantity: 2)
+        let connection = try harness.redis.connect()
+        let ledger = Ledger(connection: connection)
+        let before = try await Self.close(harness, ledger)
+        #expect(before.sold == 4)
+        // The other drainer ("B") holds every entry so far.
+        for stream in [keys.outbox, keys.stockLog] {
+            _ = try connection.send("XGROUP", "CREATE", stream, "mongo-sink", "0", "MKSTREAM")
+            _ = try connection.send("XREADGROUP", "GROUP", "mongo-sink", "B", "COUNT", "1000", "STREAMS", stream, ">")
+        }
+        try harness.mongoServer.control(["op": "delayReply", "command": "update", "collection": "sales", "milliseconds": 1_200, "times": 1])
+        async let first = harness.drainer.drainOnce()
+        // Once the first drainer's sale write is in, B compensates an order MongoDB refused and acknowledges.
+        for _ in 0..<100 where try harness.mongoServer.commands(named: "update").isEmpty {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        _ = try ledger.failOrder(saleID: saleID, orderID: records[0].orderID, reason: "refused by B's write")
+        _ = try ledger.summary(saleID: saleID)
+        for stream in [keys.outbox, keys.stockLog] {
+            _ = try connection.send("XREADGROUP", "GROUP", "mongo-sink", "B", "COUNT", "1000", "STREAMS", stream, ">")
+            let pending = try connection.send("XPENDING", stream, "mongo-sink", "-", "+", "1000").array ?? []
+            for entry in pending { _ = try connection.send("XACK", stream, "mongo-sink", entry.array?.first?.string ?? "") }
+        }
+        _ = try connection.send("XTRIM", keys.outbox, "MAXLEN", "0")
+        _ = try await first
+        try await harness.drainUntilIdle()
+
+        let document = try #require(try harness.mongoServer.documents("sales").first)
+        let archived = try #require(document["summary"] as? [String: Any], "MongoDB's sale document keeps a summary")
+        #expect(archived["sold"] as? Int == 2, "MongoDB has the summary after the compensation")
+        #expect(try connection.send("ZSCORE", LedgerKeys.retiringSales, saleID).string != nil, "the sale retires")
+        Self.finish(harness)
+    }
+
+    // MARK: Helpers
+
+    /// Returns the engine's leases, closes the sale and stores its final summary.
+    static func close(_ harness: OutboxHarness, _ ledger: Ledger) async throws -> SaleSummary {
+        await harness.engine.shutdown()
+        _ = try ledger.closeSale(saleID: harness.sale.id, mode: "ended")
+        let summary = try #require(try ledger.summary(saleID: harness.sale.id))
+        // The summary stored by the ledger's script is the one Swift computes from an atomic snapshot.
+        #expect(summary == SaleSummary(snapshot: try LedgerFixture.snapshot(on: harness.redis, saleID: harness.sale.id)))
+        return summary
+    }
+
+    /// Every key of the sale that exists carries a TTL.
+    static func expectEveryKeyExpires(_ connection: RedisConnection, _ keys: LedgerKeys, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        for key in keys.all + [keys.summary] where try connection.send("EXISTS", key).integer == 1 {
+            let ttl = try connection.send("PTTL", key).integer ?? -2
+            #expect(ttl > 0, "\(key) expires (PTTL \(ttl))", sourceLocation: sourceLocation)
+        }
+    }
+
+    /// Waits (at most 5 s) until `key` expired.
+    static func waitUntilGone(_ connection: RedisConnection, _ key: String) async throws {
+        for _ in 0..<100 where try connection.send("EXISTS", key).integer == 1 {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(try connection.send("EXISTS", key).integer == 0, "\(key) expired")
+    }
+
+    static func secondDrainer(_ harness: OutboxHarness, consumer: String) throws -> (drainer: OutboxDrainer, mongo: MongoClient) {
+        var logger = Logger(label: "test.outbox.\(consumer)")
+        logger.logLevel = .critical
+        let mongo = try MongoClient(uri: harness.mongoServer.uri, threads: 1)
+        let drainer = OutboxDrainer(redis: harness.client, mongo: mongo, configuration: OutboxDrainer.Configuration(consumer: consumer), logger: logger)
+        return (drainer, mongo)
+    }
+
+    static func createIndexes(_ mongo: MongoClient) async throws {
+        for (collection, indexes) in OutboxDocuments.indexes { try await mongo.createIndexes(collection, indexes) }
+    }
+
+    /// The harness's engine was shut down by ``close(_:_:)``: stop the rest.
+    static func finish(_ harness: OutboxHarness) {
+        harness.mongo.shutdown()
+        harness.client.shutdown()
+        harness.mongoServer.stop()
+    }
+}

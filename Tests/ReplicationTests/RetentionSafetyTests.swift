@@ -36,6 +36,43 @@ struct RetentionSafetyTests {
         Self.finish(harness)
     }
 
+    // A sale id reused after the first sale's keys expired stays in the registries and its orders drain:
+    // a sale retired with 1 s of retention is created again before the drainer's cleanup of the first one.
+    @Test func aReusedSaleIDKeepsItsRegistryEntries() async throws {
+        let harness = try OutboxHarness(stock: 4, retentionSeconds: 1)
+        let saleID = harness.sale.id
+        let connection = try harness.redis.connect()
+        let ledger = Ledger(connection: connection)
+        _ = await harness.placeOrders(["first-0"])
+        _ = try await Self.close(harness, ledger)
+        try await harness.drainUntilIdle()
+        #expect(try connection.send("ZSCORE", LedgerKeys.retiringSales, saleID).string != nil, "the first sale retired")
+        try await Self.waitUntilGone(connection, LedgerKeys(saleID: saleID).meta)
+
+        let now = LedgerFixture.nowMilliseconds
+        let again = SaleDefinition(id: saleID, name: "Second sale", stock: 5, startsAtMilliseconds: now - 1_000,
+                                   endsAtMilliseconds: now + 3_600_000, perCustomerLimit: 2)
+        #expect(try ledger.createSale(again))
+        try await harness.drainer.drainOnce()  // the pass that cleans up after the first sale
+        #expect(try connection.send("ZSCORE", LedgerKeys.allSales, saleID).string != nil, "the new sale stays in the registry of all sales")
+        #expect(try connection.send("SISMEMBER", LedgerKeys.activeSales, saleID).integer == 1, "and in the active ones")
+
+        let engine = LedgerFixture.engine(on: harness.redis, instanceID: "second-sale")
+        var second: [String] = []
+        for customer in ["second-0", "second-1"] {
+            if case .confirmed(let record) = await engine.reserve(saleID: saleID, customerID: customer, quantity: 1, idempotencyKey: nil, delivery: "x") {
+                second.append(record.orderID)
+            }
+        }
+        #expect(second.count == 2)
+        try await harness.drainUntilIdle()
+        let stored = Set(try harness.mongoServer.documents("orders").compactMap { $0["_id"] as? String })
+        #expect(stored.isSuperset(of: second), "the new sale's orders reached MongoDB")
+        #expect(try harness.streamState(LedgerKeys(saleID: saleID).outbox).length == 0)
+        await engine.shutdown()
+        Self.finish(harness)
+    }
+
     // Rejection counts added after retirement never leave a key without a TTL: a sale without orders (no stats
     // key at retirement) gets counts while its keys live, and again once they expired.
     @Test func rejectionsAfterRetirementLeaveNoImmortalKey() async throws {

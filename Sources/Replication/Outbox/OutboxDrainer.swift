@@ -219,25 +219,47 @@ public final class OutboxDrainer: Service, Sendable {
         return false
     }
 
-    /// Settled sales whose retention ran out leave the registries (their keys have expired by now).
+    /// Settled sales whose retention ran out leave the registries (their keys have expired by now), each in
+    /// its own transaction on a fresh read (`WATCH` of its meta and the registries): its entries go only while
+    /// the retirement entry still has the score it was due at, and never for a live sale. A sale created again
+    /// with the same id (its meta has no TTL) keeps its entries in `all` and `active`; only the old retirement's
+    /// entry goes. A transaction that a write interrupted is left for the next pass. At most 1,000 per pass.
     private func forgetExpiredSales() async throws {
-        try await redis.withConnection { connection throws(RedisError) in
+        let forgotten = try await redis.withConnection { connection throws(RedisError) -> [String] in
             let now = try Self.redisMilliseconds(connection)
             var due = RedisCommand("ZRANGEBYSCORE", LedgerKeys.retiringSales, "-inf")
             due.append(now)
-            due.append(contentsOf: RedisCommand("LIMIT", "0", "1000"))
-            let expired = (try connection.send(due).throwingServerError().array ?? []).compactMap(\.string)
-            guard !expired.isEmpty else { return }
-            var fromAll = RedisCommand("ZREM", LedgerKeys.allSales)
-            var fromActive = RedisCommand("SREM", LedgerKeys.activeSales)
-            var fromRetiring = RedisCommand("ZREM", LedgerKeys.retiringSales)
-            for saleID in expired {
-                fromAll.append(saleID)
-                fromActive.append(saleID)
-                fromRetiring.append(saleID)
+            due.append(contentsOf: RedisCommand("WITHSCORES", "LIMIT", "0", "1000"))
+            let flat = try connection.send(due).throwingServerError().array ?? []
+            var forgotten: [String] = []
+            for index in stride(from: 0, to: flat.count - 1, by: 2) {
+                guard let saleID = flat[index].string, let score = flat[index + 1].string else { continue }
+                let meta = LedgerKeys(saleID: saleID).meta
+                try connection.send(RedisCommand("WATCH", meta, LedgerKeys.allSales, LedgerKeys.activeSales, LedgerKeys.retiringSales)).throwingServerError()
+                let read = try connection.pipeline([RedisCommand("PTTL", meta), RedisCommand("ZSCORE", LedgerKeys.retiringSales, saleID)])
+                let ttl = try read[0].throwingServerError().integer ?? -2
+                let sameRetirement = try read[1].throwingServerError().string == score
+                var changes: [RedisCommand] = []
+                if sameRetirement && ttl == -2 {
+                    // The keys are gone: the sale leaves every registry.
+                    changes = [RedisCommand("ZREM", LedgerKeys.allSales, saleID), RedisCommand("SREM", LedgerKeys.activeSales, saleID),
+                               RedisCommand("ZREM", LedgerKeys.retiringSales, saleID)]
+                } else if sameRetirement && ttl == -1 {
+                    // A live sale with this id (created after the old one's keys expired): it stays listed.
+                    changes = [RedisCommand("ZREM", LedgerKeys.retiringSales, saleID)]
+                }
+                guard !changes.isEmpty else {
+                    try connection.send(RedisCommand("UNWATCH")).throwingServerError()
+                    continue
+                }
+                let replies = try connection.pipeline([RedisCommand("MULTI")] + changes + [RedisCommand("EXEC")])
+                for reply in replies { try reply.throwingServerError() }
+                if replies.last?.isNull == false { forgotten.append(saleID) }
             }
-            for reply in try connection.pipeline([fromAll, fromActive, fromRetiring]) { try reply.throwingServerError() }
+            return forgotten
         }
+        // The retired sale is gone: a sale created again with its id is drained as a new one.
+        state.withLock { $0.finished.subtract(forgotten) }
     }
 
     /// Redis `TIME` in milliseconds (retention is counted on the server's clock, like every sale decision).

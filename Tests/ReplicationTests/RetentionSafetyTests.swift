@@ -181,6 +181,53 @@ struct RetentionSafetyTests {
         Self.finish(harness)
     }
 
+    // A cancellation MongoDB refuses for good stays in the outbox (never acknowledged) and keeps the sale from
+    // retiring until it reaches MongoDB: a permanent write error on the cancelled order's document, 3 times.
+    @Test func aRefusedCancellationIsNeverDropped() async throws {
+        let harness = try OutboxHarness(stock: 10, backoffBaseMilliseconds: 20, backoffCapMilliseconds: 100)
+        let saleID = harness.sale.id
+        let keys = LedgerKeys(saleID: saleID)
+        let records = await harness.placeOrders(["keep-0", "keep-1"])
+        try await harness.drainUntilIdle()
+        let victim = records[0]
+        _ = try await harness.engine.cancel(saleID: saleID, orderID: victim.orderID, customerID: victim.customerID)
+        try harness.mongoServer.control(["op": "writeError", "command": "update", "code": 121, "errmsg": "Document failed validation",
+                                         "match": ["_id": victim.orderID], "times": 3])
+        try await harness.drainer.drainOnce()
+        #expect(try harness.streamState(keys.outbox).length == 1, "the refused cancellation stays in the outbox")
+        #expect(harness.drainer.status.compensated == 0)
+        #expect(harness.drainer.status.heldCancellations == 1, "counted for /readyz")
+        // It holds back no order placed after it (bounded: 5 passes).
+        let later = try #require(await harness.placeOrders(["keep-2"]).first)
+        for _ in 0..<5 where try !harness.mongoServer.documents("orders").contains(where: { $0["_id"] as? String == later.orderID }) {
+            try await harness.drainer.drainOnce()
+        }
+        #expect(try harness.mongoServer.documents("orders").contains { $0["_id"] as? String == later.orderID })
+        #expect(try harness.streamState(keys.outbox).length == 1, "only the cancellation waits")
+
+        let connection = try harness.redis.connect()
+        let ledger = Ledger(connection: connection)
+        _ = try await Self.close(harness, ledger)
+        try await harness.drainer.drainOnce()
+        #expect(try connection.send("ZSCORE", LedgerKeys.retiringSales, saleID).string == nil, "no retirement while it is pending")
+        #expect(try connection.send("PTTL", keys.meta).integer == -1)
+
+        // The refusal passes: the cancellation reaches MongoDB (bounded: 100 passes), then the sale retires.
+        var status: String?
+        for _ in 0..<100 {
+            try await harness.drainer.drainOnce()
+            status = try harness.mongoServer.documents("orders").first { $0["_id"] as? String == victim.orderID }?["status"] as? String
+            if status == "cancelled" { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(status == "cancelled", "MongoDB knows the order was cancelled")
+        try await harness.drainUntilIdle()
+        #expect(try harness.streamState(keys.outbox) == (0, 0))
+        #expect(harness.drainer.status.heldCancellations == 0)
+        #expect(try connection.send("ZSCORE", LedgerKeys.retiringSales, saleID).string != nil, "the sale retires")
+        Self.finish(harness)
+    }
+
     // MARK: Helpers
 
     /// Returns the engine's leases, closes the sale and stores its final summary.

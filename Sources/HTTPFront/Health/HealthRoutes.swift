@@ -54,6 +54,7 @@ struct HealthRoutes: Sendable {
             #""compensated":\#(status.compensated)"#,
             #""consecutiveFailures":\#(status.consecutiveFailures)"#,
             #""failingSales":\#(status.failingSales.count)"#,
+            #""heldCancellations":\#(status.heldCancellations)"#,
         ]
         if let error = status.lastError { fields.append(#""lastError":"\#(error.jsonEscaped)""#) }
         if let success = status.lastSuccessAtMilliseconds { fields.append(#""lastSuccessAt":"\#(Timestamps.format(milliseconds: success))""#) }

@@ -19,6 +19,13 @@ import Synchronization
 /// (authentication, a misconfigured server) is retried like a transient one, never compensated: it says
 /// nothing about the orders.
 ///
+/// Rule: a cancellation reaches MongoDB or the sale's keys stay in Redis. There is nothing to compensate for
+/// a cancellation MongoDB refuses for good, and dropping it would leave MongoDB saying "confirmed" for a
+/// cancelled order once the ledger retires. So it is never acknowledged: it stays pending in the outbox,
+/// is retried with capped exponential backoff (at most once per backoff interval, the interval doubling up to
+/// ``Configuration/backoffCapMilliseconds``), keeps the sale from retiring (its outbox is not empty) and is
+/// counted in ``Status/heldCancellations`` (and `/readyz`) until MongoDB takes it or an operator fixes it.
+///
 /// Bounds: at most ``Configuration/batchSize`` entries per stream per pass, at most
 /// ``Configuration/maxSalesPerPass`` sales per pass, so memory stays bounded whatever the backlog.
 ///
@@ -61,6 +68,8 @@ public final class OutboxDrainer: Service, Sendable {
         public var deferred = 0
         /// Sales whose drain failed in this pass (skipped; see ``Status/failingSales``).
         public var failedSales = 0
+        /// Cancellations MongoDB refused for good in this pass: kept in the outbox (see the rule above).
+        public var heldCancellations = 0
 
         public var moved: Int { orders + stockEvents + sales + compensated }
     }
@@ -75,6 +84,8 @@ public final class OutboxDrainer: Service, Sendable {
         public var compensated = 0
         /// Sales whose drain failed in their last attempt, with the error (at most one per sale in the registry).
         public var failingSales: [String: String] = [:]
+        /// Cancellations MongoDB refused for good that wait in the outbox for a retry (their sales cannot retire).
+        public var heldCancellations = 0
     }
 
     public let configuration: Configuration
@@ -91,6 +102,18 @@ public final class OutboxDrainer: Service, Sendable {
         /// Sales closed, summarized and fully drained: nothing more will come from them.
         var finished: Set<String> = []
         var indexesCreated = false
+        /// Cancellations MongoDB refused for good, by sale and outbox entry id: when to try again.
+        var held: [HeldEntry: HeldCancellation] = [:]
+    }
+
+    private struct HeldEntry: Hashable {
+        let saleID: String
+        let entryID: String
+    }
+
+    private struct HeldCancellation {
+        var attempts: Int
+        var retryAt: ContinuousClock.Instant
     }
 
     public init(redis: RedisClient, mongo: MongoClient, configuration: Configuration, logger: Logger) {
@@ -205,6 +228,8 @@ public final class OutboxDrainer: Service, Sendable {
         state.withLock {
             $0.finished.formIntersection(listed)
             $0.status.failingSales = $0.status.failingSales.filter { listed.contains($0.key) }
+            $0.held = $0.held.filter { listed.contains($0.key.saleID) }
+            $0.status.heldCancellations = $0.held.count
         }
         try await forgetExpiredSales()
         // Not one sale drained: the pass failed as a whole (and is retried with backoff).
@@ -328,12 +353,16 @@ public final class OutboxDrainer: Service, Sendable {
             pass.sales += 1
         }
 
-        let orderEntries = try await readBatch(stream: keys.outbox)
+        let now = ContinuousClock.now
+        let waiting = state.withLock { state in
+            Set(state.held.filter { $0.key.saleID == saleID && $0.value.retryAt > now }.map(\.key.entryID))
+        }
+        let orderEntries = try await readBatch(stream: keys.outbox, skipping: waiting)
         if !orderEntries.isEmpty { try await drainOrders(saleID: saleID, entries: orderEntries, into: &pass) }
         let stockEntries = try await readBatch(stream: keys.stockLog)
         if !stockEntries.isEmpty { try await drainStockLog(saleID: saleID, entries: stockEntries, into: &pass) }
 
-        if meta["status"] == "closed", let summary, orderEntries.isEmpty, stockEntries.isEmpty {
+        if meta["status"] == "closed", let summary, orderEntries.isEmpty, stockEntries.isEmpty, waiting.isEmpty {
             // Not retired when it changed since this pass read it (the next pass writes the new sale document
             // first) or something is left to drain.
             try await retire(saleID: saleID, meta: meta, summary: summary)
@@ -355,6 +384,7 @@ public final class OutboxDrainer: Service, Sendable {
         }
         let result = try await mongo.bulkWrite(OutboxDocuments.orders, writable.map(\.order.write))
         var retry: Set<String> = []
+        var held: Set<String> = []
         for refused in result.writeErrors {
             precondition(refused.index >= 0 && refused.index < writable.count, "write error index outside the batch")
             let (entry, order) = writable[refused.index]
@@ -363,7 +393,15 @@ public final class OutboxDrainer: Service, Sendable {
                 continue
             }
             guard order.confirmation else {
-                logger.error("MongoDB refused an order update; the ledger keeps it", metadata: ["sale": "\(saleID)", "entry": "\(entry.id)", "error": "\(refused.message)"])
+                // A cancellation reaches MongoDB or the sale's keys stay in Redis: kept, retried with backoff.
+                held.insert(entry.id)
+                let attempts = hold(HeldEntry(saleID: saleID, entryID: entry.id))
+                if attempts == 1 || attempts % 10 == 0 {
+                    logger.error("MongoDB refused a cancellation; it stays in the outbox and the sale in Redis", metadata: [
+                        "sale": "\(saleID)", "order": "\(order.orderID)", "entry": "\(entry.id)", "code": "\(refused.code)",
+                        "error": "\(refused.message)", "attempts": "\(attempts)",
+                    ])
+                }
                 continue
             }
             let orderID = order.orderID
@@ -376,10 +414,30 @@ public final class OutboxDrainer: Service, Sendable {
             ])
             pass.compensated += 1
         }
-        let done = entries.map(\.id).filter { !retry.contains($0) }
+        let done = entries.map(\.id).filter { !retry.contains($0) && !held.contains($0) }
         try await acknowledge(stream: keys.outbox, ids: done, delete: true)
+        state.withLock { state in
+            for id in done { state.held.removeValue(forKey: HeldEntry(saleID: saleID, entryID: id)) }
+            state.status.heldCancellations = state.held.count
+        }
         pass.orders += writable.count - result.writeErrors.count
         pass.deferred += retry.count
+        pass.heldCancellations += held.count
+    }
+
+    /// Records one more refusal of a held cancellation and when to try it again (capped exponential backoff,
+    /// jittered in its upper half so that the interval grows). Answers the attempts so far.
+    private func hold(_ entry: HeldEntry) -> Int {
+        let base = configuration.backoffBaseMilliseconds
+        let cap = configuration.backoffCapMilliseconds
+        return state.withLock { state in
+            let attempts = (state.held[entry]?.attempts ?? 0) + 1
+            let ceiling = max(min(cap, base << min(attempts - 1, 20)), 2)
+            let delay = ceiling / 2 + Int.random(in: 0...ceiling / 2)
+            state.held[entry] = HeldCancellation(attempts: attempts, retryAt: .now + .milliseconds(delay))
+            state.status.heldCancellations = state.held.count
+            return attempts
+        }
     }
 
     /// Stock events are a log: one MongoDB refuses for good is reported and dropped (there is nothing to
@@ -418,8 +476,10 @@ public final class OutboxDrainer: Service, Sendable {
     }
 
     /// This consumer's pending entries first (a failed earlier write, or entries claimed from a dead
-    /// consumer), then new ones: at most `batchSize`.
-    private func readBatch(stream: String) async throws -> [StreamEntry] {
+    /// consumer), then new ones: at most `batchSize`. Pending entries in `skipping` (held cancellations not due
+    /// yet) are left out, so they never hold back the entries after them (at most 4 pages of pending entries
+    /// are looked through).
+    private func readBatch(stream: String, skipping: Set<String> = []) async throws -> [StreamEntry] {
         let configuration = self.configuration
         return try await redis.withConnection { connection throws(RedisError) -> [StreamEntry] in
             var claim = RedisCommand("XAUTOCLAIM", stream, configuration.group, configuration.consumer)
@@ -428,18 +488,24 @@ public final class OutboxDrainer: Service, Sendable {
             claim.append("COUNT")
             claim.append(configuration.batchSize)
             try connection.send(claim).throwingServerError()
-            for start in ["0", ">"] {
+            func read(from start: String) throws(RedisError) -> [StreamEntry] {
                 var read = RedisCommand("XREADGROUP", "GROUP", configuration.group, configuration.consumer, "COUNT")
                 read.append(configuration.batchSize)
                 read.append("STREAMS")
                 read.append(stream)
                 read.append(start)
-                let reply = try connection.send(read).throwingServerError()
                 // [[stream, [[id, fields], ...]]] or nil when nothing is new.
-                let entries = StreamEntry.parse(reply.array?.first?.array?.last)
-                if !entries.isEmpty { return entries }
+                return StreamEntry.parse(try connection.send(read).throwingServerError().array?.first?.array?.last)
             }
-            return []
+            var after = "0"
+            for _ in 0..<4 {
+                let pending = try read(from: after)
+                let due = pending.filter { !skipping.contains($0.id) }
+                if !due.isEmpty { return due }
+                guard pending.count == configuration.batchSize, let last = pending.last?.id else { break }
+                after = last
+            }
+            return try read(from: ">")
         }
     }
 

@@ -6,8 +6,7 @@ import TestSupport
 
 @Suite("Outbox: a failing sale or a transient refusal holds nothing else back", .serialized)
 struct OutboxIsolationTests {
-    // A sale whose drain keeps failing is skipped for the pass, its failure recorded, and the sales listed after it
-    // drain: two sales, MongoDB refusing every write of the first-listed one's sale document for good.
+    // A sale whose drain keeps failing is skipped for the pass, its failure recorded, and the sales listed after it drain: two sales, MongoDB refusing every write of the first-listed one's sale document for good.
     @Test func aFailingSaleDoesNotBlockTheOthers() async throws {
         let harness = try OutboxHarness()
         let now = LedgerFixture.nowMilliseconds
@@ -30,8 +29,7 @@ struct OutboxIsolationTests {
         await harness.shutdown()
     }
 
-    // Interrupted (11601) and the stale-routing codes of a sharded cluster (63, 150, 13388) are transient: the order
-    // MongoDB answered with one is written on a later pass, never compensated (stand-in write error, once).
+    // Interrupted (11601) and the stale-routing codes of a sharded cluster (63, 150, 13388) are transient: the order MongoDB answered with one is written on a later pass, never compensated (stand-in write error, once).
     @Test(arguments: [Int32(11601), 63, 150, 13388])
     func aTransientWriteErrorIsRetriedNotCompensated(code: Int32) async throws {
         #expect(MongoError.kind(serverCode: code, labels: []) == .transient)

@@ -8,8 +8,7 @@ import TestSupport
 /// Retention may only ever drop what MongoDB holds: the cases a review of retention found.
 @Suite("Retention: compensations, reused ids, expiring keys and refused cancellations", .serialized)
 struct RetentionSafetyTests {
-    // A confirmation MongoDB refuses for good after the sale closed: the summary is re-stored (recomputed) with
-    // the compensation, MongoDB's sale document gets the new one, and the sale still retires (stand-in write error).
+    // A confirmation MongoDB refuses for good after the sale closed: the summary is re-stored (recomputed) with the compensation, MongoDB's sale document gets the new one, and the sale still retires (stand-in write error).
     @Test func aCompensationAfterCloseKeepsTheSummary() async throws {
         let harness = try OutboxHarness(stock: 10)
         let saleID = harness.sale.id
@@ -36,8 +35,7 @@ struct RetentionSafetyTests {
         Self.finish(harness)
     }
 
-    // A sale id reused after the first sale's keys expired stays in the registries and its orders drain:
-    // a sale retired with 1 s of retention is created again before the drainer's cleanup of the first one.
+    // A sale id reused after the first sale's keys expired stays in the registries and its orders drain: a sale retired with 1 s of retention is created again before the drainer's cleanup of the first one.
     @Test func aReusedSaleIDKeepsItsRegistryEntries() async throws {
         let harness = try OutboxHarness(stock: 4, retentionSeconds: 1)
         let saleID = harness.sale.id
@@ -73,8 +71,7 @@ struct RetentionSafetyTests {
         Self.finish(harness)
     }
 
-    // Rejection counts added after retirement never leave a key without a TTL: a sale without orders (no stats
-    // key at retirement) gets counts while its keys live, and again once they expired.
+    // Rejection counts added after retirement never leave a key without a TTL: a sale without orders (no stats key at retirement) gets counts while its keys live, and again once they expired.
     @Test func rejectionsAfterRetirementLeaveNoImmortalKey() async throws {
         let harness = try OutboxHarness(retentionSeconds: 2)
         let saleID = harness.sale.id
@@ -93,8 +90,7 @@ struct RetentionSafetyTests {
         Self.finish(harness)
     }
 
-    // A compensation that reaches a retired sale (keys under the retention TTL) and a later summary read leave
-    // no key without the TTL: fail_order on a confirmed order of a retired sale, then `summary`.
+    // A compensation that reaches a retired sale (keys under the retention TTL) and a later summary read leave no key without the TTL: fail_order on a confirmed order of a retired sale, then `summary`.
     @Test func aCompensationOnARetiredSaleKeepsEveryTTL() async throws {
         let harness = try OutboxHarness(stock: 10)
         let saleID = harness.sale.id
@@ -114,8 +110,7 @@ struct RetentionSafetyTests {
         Self.finish(harness)
     }
 
-    // A drainer that read a retiring sale's meta just before its keys expired creates no stream afterwards:
-    // `CLIENT PAUSE WRITE` holds a fresh drainer's writes while the keys' last second runs out.
+    // A drainer that read a retiring sale's meta just before its keys expired creates no stream afterwards: `CLIENT PAUSE WRITE` holds a fresh drainer's writes while the keys' last second runs out.
     @Test func aDrainerRacingTheExpiryCreatesNoKey() async throws {
         let harness = try OutboxHarness()
         let saleID = harness.sale.id
@@ -141,8 +136,7 @@ struct RetentionSafetyTests {
         Self.finish(harness)
     }
 
-    // Two drainers: one retires the sale only on a fresh read, never on a meta and summary that changed after it
-    // wrote them to MongoDB; the second's compensation lands while the stand-in holds the first's sale write.
+    // Two drainers: one retires the sale only on a fresh read, never on a meta and summary that changed after it wrote them to MongoDB; the second's compensation lands while the stand-in holds the first's sale write.
     @Test func retirementDecidesOnAFreshRead() async throws {
         let harness = try OutboxHarness(stock: 10)
         let saleID = harness.sale.id
@@ -181,8 +175,7 @@ struct RetentionSafetyTests {
         Self.finish(harness)
     }
 
-    // A cancellation MongoDB refuses for good stays in the outbox (never acknowledged) and keeps the sale from
-    // retiring until it reaches MongoDB: a permanent write error on the cancelled order's document, 3 times.
+    // A cancellation MongoDB refuses for good stays in the outbox (never acknowledged) and keeps the sale from retiring until it reaches MongoDB: a permanent write error on the cancelled order's document, 3 times.
     @Test func aRefusedCancellationIsNeverDropped() async throws {
         let harness = try OutboxHarness(stock: 10, backoffBaseMilliseconds: 20, backoffCapMilliseconds: 100)
         let saleID = harness.sale.id

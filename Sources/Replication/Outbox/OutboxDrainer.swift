@@ -305,17 +305,19 @@ public final class OutboxDrainer: Service, Sendable {
     private func retire(saleID: String, meta: [String: String], summary: String) async throws -> Bool {
         let keys = LedgerKeys(saleID: saleID)
         let retention = configuration.retentionSeconds
-        var arguments = RedisCommand()
-        arguments.append(retention)
-        arguments.append(configuration.group)
-        arguments.append(summary)
-        for (field, value) in meta.sorted(by: { $0.key < $1.key }) {
-            arguments.append(field)
-            arguments.append(value)
-        }
-        let retireArguments = arguments
+        let arguments: RedisCommand = {
+            var arguments = RedisCommand()
+            arguments.append(retention)
+            arguments.append(configuration.group)
+            arguments.append(summary)
+            for (field, value) in meta.sorted(by: { $0.key < $1.key }) {
+                arguments.append(field)
+                arguments.append(value)
+            }
+            return arguments
+        }()
         let retiredAt = try await redis.withConnection { connection throws(RedisError) -> Int64? in
-            let reply = try connection.evaluate(LedgerScripts.retireSale, keys: keys.retained, arguments: retireArguments)
+            let reply = try connection.evaluate(LedgerScripts.retireSale, keys: keys.retained, arguments: arguments)
             if let message = reply.errorMessage { throw RedisError(.serverError, "retire_sale: \(message)") }
             guard let elements = reply.array, elements.first?.string == "RETIRED" else { return nil }
             guard elements.count == 2, let now = elements[1].integer else { throw RedisError(.unexpectedReply, "retire_sale answered \(reply)") }

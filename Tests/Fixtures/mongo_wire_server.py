@@ -38,6 +38,10 @@ extended JSON both ways).  Control operations ("op"):
     hangupAfterWrite command [times=1]
                the next `times` such commands are applied, then the connection
                is closed without a reply
+    delayReply command milliseconds [collection] [times=1]
+               the next `times` such commands (on `collection` when given) are
+               applied, then answered after `milliseconds` (other connections
+               are served meanwhile)
     down / up  [role]                      hang up on every request (hello included),
                                               on one member with role
     reset                                  clear store, journal, indexes, faults, down
@@ -505,6 +509,13 @@ class Store:
 
     # Wire requests ---------------------------------------------------------
 
+    def reply_delay(self, name, cmd):
+        """Seconds to hold the reply of this command (a delayReply fault), 0 for none."""
+        def hits(fault):
+            return fault.get("collection") is None or cmd.get(name) == fault["collection"]
+        fault = self.take_fault("delayReply", name.lower(), hits)
+        return fault["milliseconds"] / 1000.0 if fault is not None else 0
+
     WRITES = {"insert", "update", "delete", "findandmodify", "createindexes", "dropindexes", "drop", "create"}
 
     def execute(self, name, cmd, db, role="primary"):
@@ -833,7 +844,7 @@ class Store:
                                              if (not name or next(iter(c), "").lower() == name) and (not role or r == role)]}
         if op == "indexes":
             return {"ok": True, "indexes": copy.deepcopy(self.indexes.get(msg.get("collection"), []))}
-        if op in ("fail", "writeError", "writeConcernError", "hangupAfterWrite"):
+        if op in ("fail", "writeError", "writeConcernError", "hangupAfterWrite", "delayReply"):
             command = msg.get("command")
             if not isinstance(command, str) or not command:
                 return {"error": "%s needs a command name" % op}
@@ -845,7 +856,12 @@ class Store:
                     return {"error": "%s needs an integer code" % op}
                 fault["code"] = int(code)
                 fault["errmsg"] = msg.get("errmsg") or CODE_NAMES.get(int(code), "injected failure")
-            for key in ("codeName", "match", "errInfo"):
+            if op == "delayReply":
+                delay = msg.get("milliseconds")
+                if not _is_number(delay) or delay < 0:
+                    return {"error": "delayReply needs milliseconds >= 0"}
+                fault["milliseconds"] = delay
+            for key in ("codeName", "match", "errInfo", "collection"):
                 if msg.get(key) is not None:
                     fault[key] = msg[key]
             if op == "writeConcernError":
@@ -904,6 +920,9 @@ def make_wire_handler(store, role="primary"):
                 if name.lower() == "ismaster" and not store.armed("fail", "ismaster") and store.replica_set is None:
                     return False
                 reply, hangup = store.execute(name, cmd, db, role)
+                delay = store.reply_delay(name, cmd)
+            if delay:
+                time.sleep(delay)
             if hangup:
                 return _hang_up(request)
             if isinstance(request, OpMsg) and request.flags & OP_MSG_FLAGS["moreToCome"]:

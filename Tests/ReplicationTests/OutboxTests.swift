@@ -17,7 +17,8 @@ struct OutboxHarness {
     let engine: ReservationService
 
     /// - Parameter liveURI: a live MongoDB to use (in a fresh database) instead of the wire-level server.
-    init(stock: Int = 20, batchSize: Int = 256, claimIdleMilliseconds: Int = 30_000, retentionSeconds: Int = 3_600, liveURI: String? = nil) throws {
+    init(stock: Int = 20, batchSize: Int = 256, claimIdleMilliseconds: Int = 30_000, retentionSeconds: Int = 3_600,
+         backoffBaseMilliseconds: Int = 100, backoffCapMilliseconds: Int = 10_000, liveURI: String? = nil) throws {
         redis = try RedisServer()
         client = RedisClient(configuration: redis.configuration, name: "test-outbox")
         if let liveURI {
@@ -31,6 +32,8 @@ struct OutboxHarness {
         configuration.batchSize = batchSize
         configuration.claimIdleMilliseconds = claimIdleMilliseconds
         configuration.retentionSeconds = retentionSeconds
+        configuration.backoffBaseMilliseconds = backoffBaseMilliseconds
+        configuration.backoffCapMilliseconds = backoffCapMilliseconds
         var logger = Logger(label: "test.outbox")
         logger.logLevel = .critical
         drainer = OutboxDrainer(redis: client, mongo: mongo, configuration: configuration, logger: logger)

@@ -53,6 +53,8 @@ struct HealthRoutes: Sendable {
             #""stockEventsWritten":\#(status.stockEventsWritten)"#,
             #""compensated":\#(status.compensated)"#,
             #""consecutiveFailures":\#(status.consecutiveFailures)"#,
+            #""failingSales":\#(status.failingSales.count)"#,
+            #""heldCancellations":\#(status.heldCancellations)"#,
         ]
         if let error = status.lastError { fields.append(#""lastError":"\#(error.jsonEscaped)""#) }
         if let success = status.lastSuccessAtMilliseconds { fields.append(#""lastSuccessAt":"\#(Timestamps.format(milliseconds: success))""#) }

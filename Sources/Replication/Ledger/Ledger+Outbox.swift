@@ -15,7 +15,7 @@ extension Ledger {
         var arguments = RedisCommand()
         arguments.append(orderID)
         arguments.append(reason)
-        let reply = try connection.evaluate(LedgerScripts.failOrder, keys: LedgerKeys(saleID: saleID).all, arguments: arguments)
+        let reply = try connection.evaluate(LedgerScripts.failOrder, keys: LedgerKeys(saleID: saleID).retained, arguments: arguments)
         if let message = reply.errorMessage {
             assert(!message.hasPrefix("INVARIANT"), "ledger invariant broken by fail_order: \(message)")
             throw RedisError(.serverError, "fail_order: \(message)")
@@ -28,12 +28,8 @@ extension Ledger {
             throw RedisError(.unexpectedReply, "fail_order answered \(reply)")
         }
         let record = try OrderRecord(ledgerJSON: json)
+        // After close, the script stored the recomputed summary itself (the drainer writes it to MongoDB).
         guard tag == "OK" else { return .unchanged(record) }
-        if elements.count == 3, elements[2].string == "1" {
-            // The sale had closed: its stored final summary no longer tells the truth; the next read
-            // computes it again from the ledger (and the drainer writes the new one to MongoDB).
-            try connection.send(RedisCommand("DEL", LedgerKeys(saleID: saleID).summary)).throwingServerError()
-        }
         return .failed(record)
     }
 

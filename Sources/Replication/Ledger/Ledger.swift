@@ -23,7 +23,10 @@ public struct Ledger {
     /// The registries (which no script may touch: they carry no hash tag) are written first, and both
     /// writes are idempotent. So a failure between the two steps leaves at worst a registry entry for a
     /// sale that does not exist yet (its readers skip it, and the caller's retry creates the sale), never a
-    /// sale that the registries miss (which would never be reconciled or drained to MongoDB).
+    /// sale that the registries miss (which would never be reconciled or drained to MongoDB). Once the sale
+    /// exists they are written again: a drainer's cleanup of an earlier, expired sale with the same id may have
+    /// removed them between the two steps (it never removes them once meta exists), and the registry of all
+    /// sales then carries this sale's start.
     public func createSale(_ definition: SaleDefinition) throws(RedisError) -> Bool {
         var all = RedisCommand("ZADD", LedgerKeys.allSales, "NX")
         all.append(definition.startsAtMilliseconds)
@@ -40,7 +43,14 @@ public struct Ledger {
         arguments.append(definition.perCustomerLimit)
         let reply = try run(LedgerScripts.createSale, saleID: definition.id, arguments)
         switch try Self.tag(reply) {
-        case "OK": return true
+        case "OK":
+            var listed = RedisCommand("ZADD", LedgerKeys.allSales)
+            listed.append(definition.startsAtMilliseconds)
+            listed.append(definition.id)
+            for reply in try connection.pipeline([listed, RedisCommand("SADD", LedgerKeys.activeSales, definition.id)]) {
+                try reply.throwingServerError()
+            }
+            return true
         case "EXISTS": return false
         default: throw Self.unexpected(reply, LedgerScripts.createSale)
         }

@@ -36,6 +36,10 @@ public struct LedgerKeys: Sendable, Hashable {
         [meta, pool, sold, fence, leases, users, idempotency, orders, outbox, stockLog, waitlist, waiters, stats, customers, served]
     }
 
+    /// The KEYS of the scripts that may run after a sale closed or retired (see `retention.lua`): ``all``, then
+    /// the summary. Retirement gives each of them the retention TTL.
+    public var retained: [String] { all + [summary] }
+
     /// The channel on which stock changes of the sale are announced.
     public var channel: String { key("events") }
 

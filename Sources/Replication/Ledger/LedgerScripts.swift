@@ -43,12 +43,34 @@ public enum LedgerScripts {
     /// or `{CLOSED, reason}`. Cancelling a cancelled (or failed) order answers OK with it, unchanged.
     public static let cancelOrder = script("cancel_order", PackageResources.cancel_order_lua)
 
-    /// ARGV: orderId, reason. The compensating transaction for an order the order store refused for good:
-    /// the order is marked `failed`, its units go back (waitlist head first, else the pool), the
-    /// customer's count drops and the idempotency key is freed (the attempt bought nothing). Nothing goes
-    /// to the outbox. Answers `{OK, recordJSON}`, `{UNCHANGED, recordJSON}` when the order is no longer
-    /// confirmed, or `{NOT_FOUND}`.
-    public static let failOrder = script("fail_order", PackageResources.fail_order_lua)
+    /// Appended to the prelude of the scripts that may run after a sale closed or retired (never the order
+    /// path's): the summary key (KEYS[16]), the retention TTL kept on keys written after retirement, and the
+    /// summary computed in Lua.
+    static let retention = String(decoding: PackageResources.retention_lua, as: UTF8.self)
+
+    /// KEYS: `LedgerKeys.retained`. ARGV: orderId, reason. The compensating transaction for an order the order
+    /// store refused for good: the order is marked `failed`, its units go back (waitlist head first, else the
+    /// pool), the customer's count drops and the idempotency key is freed (the attempt bought nothing). Nothing
+    /// goes to the outbox. After close, a stored summary is recomputed and stored in the same step. Answers
+    /// `{OK, recordJSON, closedBefore}`, `{UNCHANGED, recordJSON}` when the order is no longer confirmed, or `{NOT_FOUND}`.
+    public static let failOrder = script("fail_order", PackageResources.fail_order_lua, after: retention)
+
+    /// KEYS: `LedgerKeys.retained`. The stored summary, or the live one; stores it once when the sale is closed.
+    /// Answers `{STORED, json}`, `{LIVE, json}` or `{NOT_FOUND}`.
+    public static let storeSummary = script("store_summary", PackageResources.store_summary_lua, after: retention)
+
+    /// KEYS: `LedgerKeys.retained`. ARGV: pairs of code, count. Adds rejection counts; nothing once the sale is
+    /// gone. Answers 1, or 0 when the sale is gone.
+    public static let addRejections = script("add_rejections", PackageResources.add_rejections_lua, after: retention)
+
+    /// KEYS: `LedgerKeys.retained`. ARGV: group. Creates the drainer's consumer groups while the sale exists.
+    /// Answers `{OK}` or `{NOT_FOUND}`.
+    public static let ensureGroups = script("ensure_groups", PackageResources.ensure_groups_lua, after: retention)
+
+    /// KEYS: `LedgerKeys.retained`. ARGV: retentionSeconds, group, summary, then the meta pairs written to
+    /// MongoDB. Gives every key the retention TTL on a fresh atomic read. Answers `{RETIRED, nowMs}`,
+    /// `{CHANGED}`, `{BACKLOG}` or `{NOT_FOUND}`.
+    public static let retireSale = script("retire_sale", PackageResources.retire_sale_lua, after: retention)
 
     /// ARGV: force ("1" or "0"). First step of a ledger rebuild: refuses (`{LIVE, status}`) while the sale's
     /// meta exists unless forced; otherwise deletes every key of the sale (a half-finished earlier rebuild
@@ -91,10 +113,10 @@ public enum LedgerScripts {
     public static let all: [RedisScript] = [
         createSale, acquireLease, renewLeases, returnLease, commitBatch, cancelOrder, joinWaitlist, closeSale, snapshot,
         failOrder, restoreBegin, restoreOrders, restoreFinish,
-        revokeLeases, directOrder,
+        revokeLeases, directOrder, storeSummary, addRejections, ensureGroups, retireSale,
     ]
 
-    private static func script(_ name: String, _ body: [UInt8]) -> RedisScript {
-        RedisScript(name: name, source: prelude + String(decoding: body, as: UTF8.self))
+    private static func script(_ name: String, _ body: [UInt8], after fragment: String = "") -> RedisScript {
+        RedisScript(name: name, source: prelude + fragment + String(decoding: body, as: UTF8.self))
     }
 }

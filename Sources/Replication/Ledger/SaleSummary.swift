@@ -59,40 +59,35 @@ public struct ServedWaiter: Sendable, Hashable {
 }
 
 extension Ledger {
-    /// The stored final summary if there is one; otherwise the live numbers, stored when the sale is closed.
+    /// The stored final summary if there is one; otherwise the live numbers, stored when the sale is closed
+    /// (one script: a sale whose keys are gone gets nothing created, a retired one's summary keeps the TTL).
     public func summary(saleID: String) throws(RedisError) -> SaleSummary? {
-        let keys = LedgerKeys(saleID: saleID)
-        if case .bulk(let json) = try connection.send(RedisCommand("GET", keys.summary)).throwingServerError(),
-           let stored = try? JSONDecoder().decode(SaleSummary.self, from: Data(json)) {
-            return stored
+        let reply = try connection.evaluate(LedgerScripts.storeSummary, keys: LedgerKeys(saleID: saleID).retained)
+        if let message = reply.errorMessage { throw RedisError(.serverError, "store_summary: \(message)") }
+        guard let elements = reply.array, let tag = elements.first?.string else {
+            throw RedisError(.unexpectedReply, "store_summary answered \(reply)")
         }
-        guard let snapshot = try snapshot(saleID: saleID) else { return nil }
-        let summary = SaleSummary(snapshot: snapshot)
-        if summary.final, let json = try? JSONEncoder().encode(summary) {
-            var store = RedisCommand("SET", keys.summary)
-            store.append(bytes: Array(json))
-            store.append("NX")
-            _ = try connection.send(store).throwingServerError()
+        if tag == "NOT_FOUND" { return nil }
+        guard elements.count == 2, case .bulk(let json) = elements[1],
+              let summary = try? JSONDecoder().decode(SaleSummary.self, from: Data(json)) else {
+            throw RedisError(.unexpectedReply, "store_summary answered \(reply)")
+        }
+        if tag == "STORED" {
             _ = try connection.send(RedisCommand("SREM", LedgerKeys.activeSales, saleID)).throwingServerError()
-            // Another instance may have stored it first: serve the stored one.
-            if case .bulk(let stored) = try connection.send(RedisCommand("GET", keys.summary)).throwingServerError(),
-               let first = try? JSONDecoder().decode(SaleSummary.self, from: Data(stored)) {
-                return first
-            }
         }
         return summary
     }
 
-    /// Adds rejection counts (code -> count) to the sale's statistics.
+    /// Adds rejection counts (code -> count) to the sale's statistics (nothing once the sale's keys are gone).
     public func addRejections(saleID: String, _ counts: [String: Int]) throws(RedisError) {
         guard !counts.isEmpty else { return }
-        let stats = LedgerKeys(saleID: saleID).stats
-        let commands = counts.sorted { $0.key < $1.key }.map { code, count in
-            var command = RedisCommand("HINCRBY", stats, "rejections:\(code)")
-            command.append(count)
-            return command
+        var arguments = RedisCommand()
+        for (code, count) in counts.sorted(by: { $0.key < $1.key }) {
+            arguments.append(code)
+            arguments.append(count)
         }
-        for reply in try connection.pipeline(commands) { try reply.throwingServerError() }
+        let reply = try connection.evaluate(LedgerScripts.addRejections, keys: LedgerKeys(saleID: saleID).retained, arguments: arguments)
+        if let message = reply.errorMessage { throw RedisError(.serverError, "add_rejections: \(message)") }
     }
 
     /// Waitlist entries served after stream id `after`, at most `limit`, and the last id seen. With `after`

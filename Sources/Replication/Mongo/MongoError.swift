@@ -27,27 +27,51 @@ public struct MongoError: Error, Sendable, CustomStringConvertible {
 
     public var isTransient: Bool { kind == .transient }
 
+    /// The server could not be reached at all (network, server selection, the connection pool): every
+    /// command would fail the same way now, whatever it is about.
+    public var isUnreachable: Bool {
+        switch mongoc_error_domain_t(domain) {
+        case MONGOC_ERROR_STREAM, MONGOC_ERROR_SERVER_SELECTION, MONGOC_ERROR_POOL: true
+        case MONGOC_ERROR_CLIENT: code == Int32(MONGOC_ERROR_CLIENT_NOT_READY.rawValue)
+        default: false
+        }
+    }
+
     public var description: String { "MongoDB \(kind.rawValue) error \(code): \(message)" }
 
-    /// Server codes that a retry can get past: elections, shutdowns, timeouts, network trouble.
-    /// (MongoDB's retryable-writes specification lists the same set.)
+    /// Server codes that a retry can get past: elections, shutdowns, timeouts, network trouble, an interrupted
+    /// operation, a shard's routing metadata being refreshed. None of them says anything about the document, and
+    /// the drainer compensates (fails a customer's order) on any code not listed, so a code that only says
+    /// "not now" belongs here.
+    ///
+    /// Compared with the drivers (libmongoc 1.23 `mongoc-error.c`, and the retryable-writes and retryable-reads
+    /// specifications that pymongo, the Go and Node drivers follow): their retryable set is 6, 7, 89, 91, 189, 262,
+    /// 9001, 10107, 11600, 11602, 13435, 13436 (writes; reads add 134), plus the `RetryableWriteError` label;
+    /// every one of those is here. The drivers retry those once, immediately; this list also holds what is worth
+    /// retrying later with backoff: 50, 64 and 112 (the transactions specification's unknown-commit codes and a
+    /// write conflict), 133, 11601, and the stale-routing codes of a sharded cluster, 63, 150 and 13388 (mongos
+    /// refreshes and retries these itself, and reports them when its own retries ran out).
     static let transientServerCodes: Set<Int32> = [
         6,      // HostUnreachable
         7,      // HostNotFound
         50,     // MaxTimeMSExpired
+        63,     // StaleShardVersion
         64,     // WriteConcernFailed (wtimeout)
         89,     // NetworkTimeout
         91,     // ShutdownInProgress
         112,    // WriteConflict
         133,    // FailedToSatisfyReadPreference
         134,    // ReadConcernMajorityNotAvailableYet
+        150,    // StaleEpoch
         189,    // PrimarySteppedDown
         262,    // ExceededTimeLimit
         9001,   // SocketException
         10058,  // LegacyNotPrimary
         10107,  // NotWritablePrimary
         11600,  // InterruptedAtShutdown
+        11601,  // Interrupted
         11602,  // InterruptedDueToReplStateChange
+        13388,  // StaleConfig
         13435,  // NotPrimaryNoSecondaryOk
         13436,  // NotPrimaryOrSecondary
     ]

@@ -19,8 +19,19 @@ import Synchronization
 /// (authentication, a misconfigured server) is retried like a transient one, never compensated: it says
 /// nothing about the orders.
 ///
+/// Rule: a cancellation reaches MongoDB or the sale's keys stay in Redis. There is nothing to compensate for
+/// a cancellation MongoDB refuses for good, and dropping it would leave MongoDB saying "confirmed" for a
+/// cancelled order once the ledger retires. So it is never acknowledged: it stays pending in the outbox,
+/// is retried with capped exponential backoff (at most once per backoff interval, the interval doubling up to
+/// ``Configuration/backoffCapMilliseconds``), keeps the sale from retiring (its outbox is not empty) and is
+/// counted in ``Status/heldCancellations`` (and `/readyz`) until MongoDB takes it or an operator fixes it.
+///
 /// Bounds: at most ``Configuration/batchSize`` entries per stream per pass, at most
 /// ``Configuration/maxSalesPerPass`` sales per pass, so memory stays bounded whatever the backlog.
+///
+/// Isolation: a sale whose drain fails (a sale document MongoDB refuses, a key of the wrong type) is skipped
+/// for the pass and its failure recorded (``Status/failingSales``); the sales after it drain. Only a store out
+/// of reach (MongoDB or Redis unreachable), or a pass in which every sale failed, stops the pass and backs off.
 ///
 /// Retention: the stock log is trimmed up to the oldest entry not yet acknowledged. Once a sale is closed,
 /// summarized and drained, its keys get a TTL of ``Configuration/retentionSeconds`` (set once: `EXPIRE NX`),
@@ -55,6 +66,10 @@ public final class OutboxDrainer: Service, Sendable {
         public var compensated = 0
         /// Entries left pending by a transient per-document error (retried next pass).
         public var deferred = 0
+        /// Sales whose drain failed in this pass (skipped; see ``Status/failingSales``).
+        public var failedSales = 0
+        /// Cancellations MongoDB refused for good in this pass: kept in the outbox (see the rule above).
+        public var heldCancellations = 0
 
         public var moved: Int { orders + stockEvents + sales + compensated }
     }
@@ -67,6 +82,10 @@ public final class OutboxDrainer: Service, Sendable {
         public var ordersWritten = 0
         public var stockEventsWritten = 0
         public var compensated = 0
+        /// Sales whose drain failed in their last attempt, with the error (at most one per sale in the registry).
+        public var failingSales: [String: String] = [:]
+        /// Cancellations MongoDB refused for good that wait in the outbox for a retry (their sales cannot retire).
+        public var heldCancellations = 0
     }
 
     public let configuration: Configuration
@@ -83,6 +102,18 @@ public final class OutboxDrainer: Service, Sendable {
         /// Sales closed, summarized and fully drained: nothing more will come from them.
         var finished: Set<String> = []
         var indexesCreated = false
+        /// Cancellations MongoDB refused for good, by sale and outbox entry id: when to try again.
+        var held: [HeldEntry: HeldCancellation] = [:]
+    }
+
+    private struct HeldEntry: Hashable {
+        let saleID: String
+        let entryID: String
+    }
+
+    private struct HeldCancellation {
+        var attempts: Int
+        var retryAt: ContinuousClock.Instant
     }
 
     public init(redis: RedisClient, mongo: MongoClient, configuration: Configuration, logger: Logger) {
@@ -107,8 +138,8 @@ public final class OutboxDrainer: Service, Sendable {
             let pause: Int
             do {
                 let pass = try await drainOnce()
-                if pass.deferred > 0 && pass.moved == 0 {
-                    // Only documents that keep failing transiently: back off rather than spin on them.
+                if (pass.deferred > 0 || pass.failedSales > 0) && pass.moved == 0 {
+                    // Only documents or sales that keep failing: back off rather than spin on them.
                     failures += 1
                     pause = Self.backoff(attempt: failures, base: configuration.backoffBaseMilliseconds, cap: configuration.backoffCapMilliseconds)
                 } else {
@@ -142,7 +173,7 @@ public final class OutboxDrainer: Service, Sendable {
         do {
             let result = try await drainSales()
             state.withLock {
-                $0.status.lastError = nil
+                $0.status.lastError = $0.status.failingSales.min { $0.key < $1.key }.map { "sale \($0.key): \($0.value)" }
                 $0.status.consecutiveFailures = 0
                 $0.status.lastSuccessAtMilliseconds = Int64(Date().timeIntervalSince1970 * 1_000)
                 $0.status.ordersWritten += result.orders
@@ -171,35 +202,89 @@ public final class OutboxDrainer: Service, Sendable {
             return (try connection.send(command).throwingServerError().array ?? []).compactMap(\.string)
         }
         var pass = Pass()
+        var attempted = 0
+        var firstFailure: (any Error)?
         for saleID in sales where !state.withLock({ $0.finished.contains(saleID) }) {
-            try await drain(saleID: saleID, into: &pass)
+            attempted += 1
+            do {
+                try await drain(saleID: saleID, into: &pass)
+                state.withLock { _ = $0.status.failingSales.removeValue(forKey: saleID) }
+            } catch {
+                // Every sale would fail the same way: stop the pass (the next one resumes after a backoff).
+                if Self.isStoreUnreachable(error) { throw error }
+                firstFailure = firstFailure ?? error
+                pass.failedSales += 1
+                let newlyFailing = state.withLock { state -> Bool in
+                    defer { state.status.failingSales[saleID] = String(String(describing: error).prefix(300)) }
+                    return state.status.failingSales[saleID] == nil
+                }
+                if newlyFailing {
+                    logger.warning("draining a sale failed; the other sales drain on", metadata: ["sale": "\(saleID)", "error": "\(error)"])
+                }
+            }
         }
         // Sales that left the registry are forgotten here too.
         let listed = Set(sales)
-        state.withLock { $0.finished.formIntersection(listed) }
+        state.withLock {
+            $0.finished.formIntersection(listed)
+            $0.status.failingSales = $0.status.failingSales.filter { listed.contains($0.key) }
+            $0.held = $0.held.filter { listed.contains($0.key.saleID) }
+            $0.status.heldCancellations = $0.held.count
+        }
         try await forgetExpiredSales()
+        // Not one sale drained: the pass failed as a whole (and is retried with backoff).
+        if let firstFailure, pass.failedSales == attempted { throw firstFailure }
         return pass
     }
 
-    /// Settled sales whose retention ran out leave the registries (their keys have expired by now).
+    /// An error that says the store is out of reach (not something about one sale).
+    static func isStoreUnreachable(_ error: any Error) -> Bool {
+        if let error = error as? MongoError { return error.isUnreachable }
+        if let error = error as? RedisError { return error.code != .serverError && error.code != .unexpectedReply }
+        return false
+    }
+
+    /// Settled sales whose retention ran out leave the registries (their keys have expired by now), each in
+    /// its own transaction on a fresh read (`WATCH` of its meta and the registries): its entries go only while
+    /// the retirement entry still has the score it was due at, and never for a live sale. A sale created again
+    /// with the same id (its meta has no TTL) keeps its entries in `all` and `active`; only the old retirement's
+    /// entry goes. A transaction that a write interrupted is left for the next pass. At most 1,000 per pass.
     private func forgetExpiredSales() async throws {
-        try await redis.withConnection { connection throws(RedisError) in
+        let forgotten = try await redis.withConnection { connection throws(RedisError) -> [String] in
             let now = try Self.redisMilliseconds(connection)
             var due = RedisCommand("ZRANGEBYSCORE", LedgerKeys.retiringSales, "-inf")
             due.append(now)
-            due.append(contentsOf: RedisCommand("LIMIT", "0", "1000"))
-            let expired = (try connection.send(due).throwingServerError().array ?? []).compactMap(\.string)
-            guard !expired.isEmpty else { return }
-            var fromAll = RedisCommand("ZREM", LedgerKeys.allSales)
-            var fromActive = RedisCommand("SREM", LedgerKeys.activeSales)
-            var fromRetiring = RedisCommand("ZREM", LedgerKeys.retiringSales)
-            for saleID in expired {
-                fromAll.append(saleID)
-                fromActive.append(saleID)
-                fromRetiring.append(saleID)
+            due.append(contentsOf: RedisCommand("WITHSCORES", "LIMIT", "0", "1000"))
+            let flat = try connection.send(due).throwingServerError().array ?? []
+            var forgotten: [String] = []
+            for index in stride(from: 0, to: flat.count - 1, by: 2) {
+                guard let saleID = flat[index].string, let score = flat[index + 1].string else { continue }
+                let meta = LedgerKeys(saleID: saleID).meta
+                try connection.send(RedisCommand("WATCH", meta, LedgerKeys.allSales, LedgerKeys.activeSales, LedgerKeys.retiringSales)).throwingServerError()
+                let read = try connection.pipeline([RedisCommand("PTTL", meta), RedisCommand("ZSCORE", LedgerKeys.retiringSales, saleID)])
+                let ttl = try read[0].throwingServerError().integer ?? -2
+                let sameRetirement = try read[1].throwingServerError().string == score
+                var changes: [RedisCommand] = []
+                if sameRetirement && ttl == -2 {
+                    // The keys are gone: the sale leaves every registry.
+                    changes = [RedisCommand("ZREM", LedgerKeys.allSales, saleID), RedisCommand("SREM", LedgerKeys.activeSales, saleID),
+                               RedisCommand("ZREM", LedgerKeys.retiringSales, saleID)]
+                } else if sameRetirement && ttl == -1 {
+                    // A live sale with this id (created after the old one's keys expired): it stays listed.
+                    changes = [RedisCommand("ZREM", LedgerKeys.retiringSales, saleID)]
+                }
+                guard !changes.isEmpty else {
+                    try connection.send(RedisCommand("UNWATCH")).throwingServerError()
+                    continue
+                }
+                let replies = try connection.pipeline([RedisCommand("MULTI")] + changes + [RedisCommand("EXEC")])
+                for reply in replies { try reply.throwingServerError() }
+                if replies.last?.isNull == false { forgotten.append(saleID) }
             }
-            for reply in try connection.pipeline([fromAll, fromActive, fromRetiring]) { try reply.throwingServerError() }
+            return forgotten
         }
+        // The retired sale is gone: a sale created again with its id is drained as a new one.
+        state.withLock { $0.finished.subtract(forgotten) }
     }
 
     /// Redis `TIME` in milliseconds (retention is counted on the server's clock, like every sale decision).
@@ -212,45 +297,56 @@ public final class OutboxDrainer: Service, Sendable {
     }
 
     /// The sale is closed, summarized and drained: its keys expire after the retention period (set once,
-    /// so a restarted drainer does not push the expiry out), and the process forgets it.
-    private func retire(saleID: String) async throws {
+    /// so a restarted drainer does not push the expiry out), and the process forgets it. Decided by one script
+    /// on a fresh read (retire_sale.lua): only while meta and the summary are what MongoDB got from this pass
+    /// (`meta`, `summary`) and nothing is left to drain, so a drainer never retires on a stale read (another
+    /// instance's compensation landing meanwhile). Answers whether the sale retired.
+    @discardableResult
+    private func retire(saleID: String, meta: [String: String], summary: String) async throws -> Bool {
         let keys = LedgerKeys(saleID: saleID)
         let retention = configuration.retentionSeconds
-        try await redis.withConnection { connection throws(RedisError) in
-            let now = try Self.redisMilliseconds(connection)
-            var commands: [RedisCommand] = []
-            for key in keys.all + [keys.summary] {
-                var expire = RedisCommand("EXPIRE", key)
-                expire.append(retention)
-                expire.append("NX")
-                commands.append(expire)
+        let arguments: RedisCommand = {
+            var arguments = RedisCommand()
+            arguments.append(retention)
+            arguments.append(configuration.group)
+            arguments.append(summary)
+            for (field, value) in meta.sorted(by: { $0.key < $1.key }) {
+                arguments.append(field)
+                arguments.append(value)
             }
+            return arguments
+        }()
+        let retiredAt = try await redis.withConnection { connection throws(RedisError) -> Int64? in
+            let reply = try connection.evaluate(LedgerScripts.retireSale, keys: keys.retained, arguments: arguments)
+            if let message = reply.errorMessage { throw RedisError(.serverError, "retire_sale: \(message)") }
+            guard let elements = reply.array, elements.first?.string == "RETIRED" else { return nil }
+            guard elements.count == 2, let now = elements[1].integer else { throw RedisError(.unexpectedReply, "retire_sale answered \(reply)") }
             var retiring = RedisCommand("ZADD", LedgerKeys.retiringSales, "NX")
             retiring.append(now + Int64(retention) * 1_000)
             retiring.append(saleID)
-            commands.append(retiring)
-            for reply in try connection.pipeline(commands) { try reply.throwingServerError() }
+            try connection.send(retiring).throwingServerError()
+            return now
         }
+        guard retiredAt != nil else { return false }
         state.withLock { state in
             state.finished.insert(saleID)
             state.writtenMeta.removeValue(forKey: saleID)
             state.groupsCreated.remove(saleID)
         }
         logger.info("sale settled and drained; its keys expire after the retention period", metadata: ["sale": "\(saleID)", "retentionSeconds": "\(retention)"])
+        return true
     }
 
     private func drain(saleID: String, into pass: inout Pass) async throws {
         let keys = LedgerKeys(saleID: saleID)
-        let group = configuration.group
         // The sale document first: a rebuild needs the sale before its orders.
         let (meta, summary) = try await redis.withConnection { connection throws(RedisError) in
             let replies = try connection.pipeline([RedisCommand("HGETALL", keys.meta), RedisCommand("GET", keys.summary)])
             return (Ledger.pairs(try replies[0].throwingServerError().array ?? []), try replies[1].throwingServerError().string)
         }
         // No ledger (a sale whose keys expired, or one being created): touch nothing, so no stream is
-        // created again without its TTL.
-        guard !meta.isEmpty else { return }
-        try await ensureGroups(keys)
+        // created again without its TTL (ensureGroups checks again, atomically with the creation).
+        guard !meta.isEmpty, try await ensureGroups(keys) else { return }
         var written = meta
         if let summary { written["\u{0}summary"] = summary }
         if state.withLock({ $0.writtenMeta[saleID] }) != written {
@@ -259,22 +355,19 @@ public final class OutboxDrainer: Service, Sendable {
             pass.sales += 1
         }
 
-        let orderEntries = try await readBatch(stream: keys.outbox)
+        let now = ContinuousClock.now
+        let waiting = state.withLock { state in
+            Set(state.held.filter { $0.key.saleID == saleID && $0.value.retryAt > now }.map(\.key.entryID))
+        }
+        let orderEntries = try await readBatch(stream: keys.outbox, skipping: waiting)
         if !orderEntries.isEmpty { try await drainOrders(saleID: saleID, entries: orderEntries, into: &pass) }
         let stockEntries = try await readBatch(stream: keys.stockLog)
         if !stockEntries.isEmpty { try await drainStockLog(saleID: saleID, entries: stockEntries, into: &pass) }
 
-        if meta["status"] == "closed", summary != nil, orderEntries.isEmpty, stockEntries.isEmpty {
-            let backlog = try await redis.withConnection { connection throws(RedisError) -> Int64 in
-                let replies = try connection.pipeline([
-                    RedisCommand("XPENDING", keys.outbox, group),
-                    RedisCommand("XPENDING", keys.stockLog, group),
-                    RedisCommand("XLEN", keys.outbox),
-                ])
-                let pending = replies[0...1].reduce(Int64(0)) { $0 + ($1.array?.first?.integer ?? 0) }
-                return pending + (replies[2].integer ?? 0)
-            }
-            if backlog == 0 { try await retire(saleID: saleID) }
+        if meta["status"] == "closed", let summary, orderEntries.isEmpty, stockEntries.isEmpty, waiting.isEmpty {
+            // Not retired when it changed since this pass read it (the next pass writes the new sale document
+            // first) or something is left to drain.
+            try await retire(saleID: saleID, meta: meta, summary: summary)
         }
     }
 
@@ -293,6 +386,7 @@ public final class OutboxDrainer: Service, Sendable {
         }
         let result = try await mongo.bulkWrite(OutboxDocuments.orders, writable.map(\.order.write))
         var retry: Set<String> = []
+        var held: Set<String> = []
         for refused in result.writeErrors {
             precondition(refused.index >= 0 && refused.index < writable.count, "write error index outside the batch")
             let (entry, order) = writable[refused.index]
@@ -301,7 +395,15 @@ public final class OutboxDrainer: Service, Sendable {
                 continue
             }
             guard order.confirmation else {
-                logger.error("MongoDB refused an order update; the ledger keeps it", metadata: ["sale": "\(saleID)", "entry": "\(entry.id)", "error": "\(refused.message)"])
+                // A cancellation reaches MongoDB or the sale's keys stay in Redis: kept, retried with backoff.
+                held.insert(entry.id)
+                let attempts = hold(HeldEntry(saleID: saleID, entryID: entry.id))
+                if attempts == 1 || attempts % 10 == 0 {
+                    logger.error("MongoDB refused a cancellation; it stays in the outbox and the sale in Redis", metadata: [
+                        "sale": "\(saleID)", "order": "\(order.orderID)", "entry": "\(entry.id)", "code": "\(refused.code)",
+                        "error": "\(refused.message)", "attempts": "\(attempts)",
+                    ])
+                }
                 continue
             }
             let orderID = order.orderID
@@ -314,10 +416,30 @@ public final class OutboxDrainer: Service, Sendable {
             ])
             pass.compensated += 1
         }
-        let done = entries.map(\.id).filter { !retry.contains($0) }
+        let done = entries.map(\.id).filter { !retry.contains($0) && !held.contains($0) }
         try await acknowledge(stream: keys.outbox, ids: done, delete: true)
+        state.withLock { state in
+            for id in done { state.held.removeValue(forKey: HeldEntry(saleID: saleID, entryID: id)) }
+            state.status.heldCancellations = state.held.count
+        }
         pass.orders += writable.count - result.writeErrors.count
         pass.deferred += retry.count
+        pass.heldCancellations += held.count
+    }
+
+    /// Records one more refusal of a held cancellation and when to try it again (capped exponential backoff,
+    /// jittered in its upper half so that the interval grows). Answers the attempts so far.
+    private func hold(_ entry: HeldEntry) -> Int {
+        let base = configuration.backoffBaseMilliseconds
+        let cap = configuration.backoffCapMilliseconds
+        return state.withLock { state in
+            let attempts = (state.held[entry]?.attempts ?? 0) + 1
+            let ceiling = max(min(cap, base << min(attempts - 1, 20)), 2)
+            let delay = ceiling / 2 + Int.random(in: 0...ceiling / 2)
+            state.held[entry] = HeldCancellation(attempts: attempts, retryAt: .now + .milliseconds(delay))
+            state.status.heldCancellations = state.held.count
+            return attempts
+        }
     }
 
     /// Stock events are a log: one MongoDB refuses for good is reported and dropped (there is nothing to
@@ -341,22 +463,25 @@ public final class OutboxDrainer: Service, Sendable {
         pass.deferred += retry.count
     }
 
-    /// Creates the consumer groups of a sale's streams once per process (`MKSTREAM`: the outbox may be empty).
-    private func ensureGroups(_ keys: LedgerKeys) async throws {
-        guard !state.withLock({ $0.groupsCreated.contains(keys.saleID) }) else { return }
-        let group = configuration.group
-        try await redis.withConnection { connection throws(RedisError) in
-            for stream in [keys.outbox, keys.stockLog] {
-                let reply = try connection.send(RedisCommand("XGROUP", "CREATE", stream, group, "0", "MKSTREAM"))
-                if let message = reply.errorMessage, !message.hasPrefix("BUSYGROUP") { throw RedisError(.serverError, message) }
-            }
+    /// Creates the consumer groups of a sale's streams once per process (`MKSTREAM`: the outbox may be empty),
+    /// in one script that checks the sale still exists (ensure_groups.lua). False when the sale is gone.
+    private func ensureGroups(_ keys: LedgerKeys) async throws -> Bool {
+        guard !state.withLock({ $0.groupsCreated.contains(keys.saleID) }) else { return true }
+        let arguments = RedisCommand([configuration.group])
+        let exists = try await redis.withConnection { connection throws(RedisError) -> Bool in
+            let reply = try connection.evaluate(LedgerScripts.ensureGroups, keys: keys.retained, arguments: arguments)
+            if let message = reply.errorMessage { throw RedisError(.serverError, "ensure_groups: \(message)") }
+            return reply.array?.first?.string == "OK"
         }
-        state.withLock { _ = $0.groupsCreated.insert(keys.saleID) }
+        if exists { state.withLock { _ = $0.groupsCreated.insert(keys.saleID) } }
+        return exists
     }
 
     /// This consumer's pending entries first (a failed earlier write, or entries claimed from a dead
-    /// consumer), then new ones: at most `batchSize`.
-    private func readBatch(stream: String) async throws -> [StreamEntry] {
+    /// consumer), then new ones: at most `batchSize`. Pending entries in `skipping` (held cancellations not due
+    /// yet) are left out, so they never hold back the entries after them (at most 4 pages of pending entries
+    /// are looked through).
+    private func readBatch(stream: String, skipping: Set<String> = []) async throws -> [StreamEntry] {
         let configuration = self.configuration
         return try await redis.withConnection { connection throws(RedisError) -> [StreamEntry] in
             var claim = RedisCommand("XAUTOCLAIM", stream, configuration.group, configuration.consumer)
@@ -365,18 +490,24 @@ public final class OutboxDrainer: Service, Sendable {
             claim.append("COUNT")
             claim.append(configuration.batchSize)
             try connection.send(claim).throwingServerError()
-            for start in ["0", ">"] {
+            func read(from start: String) throws(RedisError) -> [StreamEntry] {
                 var read = RedisCommand("XREADGROUP", "GROUP", configuration.group, configuration.consumer, "COUNT")
                 read.append(configuration.batchSize)
                 read.append("STREAMS")
                 read.append(stream)
                 read.append(start)
-                let reply = try connection.send(read).throwingServerError()
                 // [[stream, [[id, fields], ...]]] or nil when nothing is new.
-                let entries = StreamEntry.parse(reply.array?.first?.array?.last)
-                if !entries.isEmpty { return entries }
+                return StreamEntry.parse(try connection.send(read).throwingServerError().array?.first?.array?.last)
             }
-            return []
+            var after = "0"
+            for _ in 0..<4 {
+                let pending = try read(from: after)
+                let due = pending.filter { !skipping.contains($0.id) }
+                if !due.isEmpty { return due }
+                guard pending.count == configuration.batchSize, let last = pending.last?.id else { break }
+                after = last
+            }
+            return try read(from: ">")
         }
     }
 

@@ -2,9 +2,11 @@
 -- the order is marked `failed`, its units go back (waitlist head first, else the pool), the
 -- customer's count drops and the idempotency key is freed (the attempt bought nothing). Nothing goes
 -- to the outbox. After the sale closed, the units go to the pool of the closed sale, and a sale that had
--- closed as sold out is not sold out any more: its reason becomes `ended` (the caller drops the stored
--- summary so that it is computed again). Answers `{OK, recordJSON, closedBefore}` (closedBefore "1" when
--- the sale was already closed), `{UNCHANGED, recordJSON}` when the order is no longer confirmed, or `{NOT_FOUND}`.
+-- closed as sold out is not sold out any more: its reason becomes `ended`, and a stored summary is computed
+-- again and stored in this same step (the drainer then writes the sale document with it). On a retired sale,
+-- keys this writes for the first time get the retention TTL. KEYS: `LedgerKeys.retained`.
+-- Answers `{OK, recordJSON, closedBefore}` (closedBefore "1" when the sale was already closed),
+-- `{UNCHANGED, recordJSON}` when the order is no longer confirmed, or `{NOT_FOUND}`.
 local meta = load_meta()
 if not meta then return {'NOT_FOUND'} end
 local raw = redis.call('HGET', K.orders, ARGV[1])
@@ -30,4 +32,8 @@ elseif now >= meta.start and now < meta.finish then
 end
 local broken = check_invariant(meta)
 if broken then return broken end
+if closed and redis.call('EXISTS', K.summary) == 1 then
+  redis.call('SET', K.summary, summary_json(), 'KEEPTTL')
+end
+keep_retention()
 return {'OK', encoded, closed and '1' or '0'}

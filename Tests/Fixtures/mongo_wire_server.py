@@ -463,6 +463,8 @@ class Store:
     def reset(self):
         replica_set = getattr(self, "replica_set", None)
         self.collections = {}   # name -> [document, ...] in insertion order
+        self.id_positions = {}  # name -> [list, generation, {_id key: position}, positions indexed] (see by_id)
+        self.generation = 0     # bumped when documents are removed (positions shift)
         self.indexes = {}       # name -> [spec, ...] as created
         self.journal = []       # data-plane commands as received
         self.served = []        # the member (role) that received each journal entry
@@ -553,6 +555,32 @@ class Store:
             raise MongoFailure(2, "collection name has invalid type")
         return coll
 
+    def by_id(self, coll, value):
+        """(document, position) of the document of `coll` whose _id equals `value`, or (None, -1), without a scan:
+        positions are indexed as the collection's list grows (inserts and upserts only append; a replacement keeps
+        its position and its _id) and indexed anew after a removal or for a new list."""
+        docs = self.collections.get(coll)
+        if docs is None:
+            return None, -1
+        state = self.id_positions.get(coll)
+        if state is None or state[0] is not docs or state[1] != self.generation or state[3] > len(docs):
+            state = self.id_positions[coll] = [docs, self.generation, {}, 0]
+        for position in range(state[3], len(docs)):
+            state[2][(_rank(docs[position].get("_id")), _key(docs[position].get("_id")))] = position
+        state[3] = len(docs)
+        position = state[2].get((_rank(value), _key(value)))
+        if position is None or not _eq(docs[position].get("_id"), value):
+            return None, -1
+        return docs[position], position
+
+    @staticmethod
+    def only_id(query):
+        """The _id a filter names by equality and nothing else, or a marker that it does not."""
+        if isinstance(query, Mapping) and list(query) == ["_id"] and not _is_operator_doc(query["_id"]) \
+                and not isinstance(query["_id"], (Mapping, list)):
+            return query["_id"]
+        return Store.only_id
+
     def check_unique(self, db, coll, doc, exclude=None):
         """Raise E11000 if doc collides with another document on a unique index."""
         specs = [{"name": "_id_", "key": {"_id": 1}}]
@@ -561,7 +589,12 @@ class Store:
             key = self._index_key(spec, doc)
             if key is None:
                 continue
-            for other in self.collections.get(coll, []):
+            if spec["name"] == "_id_":
+                other, _ = self.by_id(coll, key[0])
+                candidates = [other] if other is not None else []
+            else:
+                candidates = self.collections.get(coll, [])
+            for other in candidates:
                 if other is exclude:
                     continue
                 other_key = self._index_key(spec, other)
@@ -623,7 +656,12 @@ class Store:
         if replacement and entry.get("multi"):
             raise MongoFailure(9, "multi update is not supported for replacement-style update")
         docs = self.collections.get(coll, [])
-        targets = [d for d in docs if matches(d, query)]
+        wanted = self.only_id(query)
+        if wanted is not Store.only_id:
+            found, _ = self.by_id(coll, wanted)
+            targets = [found] if found is not None else []
+        else:
+            targets = [d for d in docs if matches(d, query)]
         if not entry.get("multi"):
             targets = targets[:1]
         if not targets:
@@ -639,7 +677,9 @@ class Store:
             if _eq(new, doc):
                 continue
             self.check_unique(db, coll, new, exclude=doc)
-            position = next(i for i, d in enumerate(docs) if d is doc)
+            _, position = self.by_id(coll, doc.get("_id"))
+            if position < 0 or docs[position] is not doc:
+                position = next(i for i, d in enumerate(docs) if d is doc)
             docs[position] = new
             modified += 1
         return len(targets), modified, None
@@ -694,6 +734,8 @@ class Store:
                 doomed = doomed[:1]
             gone = {id(d) for d in doomed}
             docs[:] = [d for d in docs if id(d) not in gone]
+            if doomed:
+                self.generation += 1
             n += len(doomed)
         reply = OrderedDict([("n", n)])
         if errors:
@@ -701,7 +743,12 @@ class Store:
         return reply
 
     def _select(self, coll, cmd, filter_key):
-        docs = [d for d in self.collections.get(coll, []) if matches(d, cmd.get(filter_key) or {})]
+        wanted = self.only_id(cmd.get(filter_key) or {})
+        if wanted is not Store.only_id:
+            found, _ = self.by_id(coll, wanted)
+            docs = [found] if found is not None else []
+        else:
+            docs = [d for d in self.collections.get(coll, []) if matches(d, cmd.get(filter_key) or {})]
         sort = cmd.get("sort") or {}
         for field, direction in reversed(list(sort.items())):
             if isinstance(direction, Mapping):  # {$meta: ...}: no text scores here

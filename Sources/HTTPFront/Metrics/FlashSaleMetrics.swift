@@ -27,6 +27,8 @@ public final class FlashSaleMetrics: CommitObserver, ArchiveObserver, Sendable {
     private let outboxStockEvents: Counter
     private let outboxCompensated: Counter
     private let outboxFailures: Gauge
+    private let outboxFailingSales: Gauge
+    private let outboxHeldCancellations: Gauge
     private let ledgerDurable: Gauge
     private let certificateExpiry: Gauge
     private let archiveReads: [ArchiveReadResult: Counter]
@@ -44,6 +46,8 @@ public final class FlashSaleMetrics: CommitObserver, ArchiveObserver, Sendable {
         outboxOrders = registry.makeCounter(descriptor: Self.metric("flashsale_outbox_written_total", help: "Outbox entries written to MongoDB"), labels: [("kind", "orders")])
         outboxStockEvents = registry.makeCounter(descriptor: Self.metric("flashsale_outbox_written_total", help: "Outbox entries written to MongoDB"), labels: [("kind", "stock_events")])
         outboxCompensated = registry.makeCounter(descriptor: Self.metric("flashsale_outbox_compensated_total", help: "Orders MongoDB refused for good and the ledger compensated"))
+        outboxFailingSales = registry.makeGauge(descriptor: Self.metric("flashsale_outbox_failing_sales", help: "Sales whose outbox drain failed in the last pass (skipped; the others drain)"))
+        outboxHeldCancellations = registry.makeGauge(descriptor: Self.metric("flashsale_outbox_held_cancellations", help: "Cancellations MongoDB refused, kept in the outbox and retried (their sale does not retire meanwhile)"))
         outboxFailures = registry.makeGauge(descriptor: Self.metric("flashsale_outbox_consecutive_failures", help: "Outbox passes failed in a row (0 while MongoDB accepts writes)"))
         let registry = self.registry
         archiveReads = Dictionary(uniqueKeysWithValues: [ArchiveReadResult.hit, .miss, .negative, .busy].map { result in
@@ -147,6 +151,8 @@ public final class FlashSaleMetrics: CommitObserver, ArchiveObserver, Sendable {
             outboxStockEvents.increment(by: Int64(max(0, status.stockEventsWritten - previous.stockEvents)))
             outboxCompensated.increment(by: Int64(max(0, status.compensated - previous.compensated)))
             outboxFailures.set(to: Double(status.consecutiveFailures))
+            outboxFailingSales.set(to: Double(status.failingSales.count))
+            outboxHeldCancellations.set(to: Double(status.heldCancellations))
         }
         leasesHeld.set(to: Double(engine.leasesHeld))
         webSocketClients.set(to: Double(hub.socketCount))

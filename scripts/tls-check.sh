@@ -227,10 +227,16 @@ except Exception: pass')
 # no TLS session to MongoDB is accepted, so the outbox writes nothing and reports failures.
 BAD_URI="mongodb://127.0.0.1:$MONGO_PORT/flashsale?tls=true&tlsCAFile=$PKI/other-ca.pem&serverSelectionTimeoutMS=1500"
 start_service wrong-ca "$BAD_URI" || abort "service (wrong CA): flashsale serve did not become ready ($(tail -3 "$WORK/serve-wrong-ca.log"))"
-curl -fs -o /dev/null -X POST "http://127.0.0.1:$HTTP_PORT/admin/sales" -H "Authorization: Bearer $ADMIN" \
+# The sale's id is generated: an id the caller chooses is checked against MongoDB (a retired sale keeps its id),
+# which this instance cannot reach.
+SALE=$(curl -fs -X POST "http://127.0.0.1:$HTTP_PORT/admin/sales" -H "Authorization: Bearer $ADMIN" \
   -H 'Content-Type: application/json' \
-  -d "{\"id\":\"$SALE\",\"name\":\"TLS check\",\"stock\":10,\"startsAt\":\"$(date -u -d '-2 seconds' +%Y-%m-%dT%H:%M:%SZ)\",\"durationSeconds\":600,\"perCustomerLimit\":2}" \
-  || abort "service: could not create the sale"
+  -d "{\"name\":\"TLS check\",\"stock\":10,\"startsAt\":\"$(date -u -d '-2 seconds' +%Y-%m-%dT%H:%M:%SZ)\",\"durationSeconds\":600,\"perCustomerLimit\":2}" \
+  | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["id"])') || abort "service: could not create the sale"
+named=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$HTTP_PORT/admin/sales" -H "Authorization: Bearer $ADMIN" \
+  -H 'Content-Type: application/json' \
+  -d "{\"id\":\"tls-check-named\",\"name\":\"TLS check\",\"stock\":10,\"startsAt\":\"$(date -u -d '-2 seconds' +%Y-%m-%dT%H:%M:%SZ)\",\"durationSeconds\":600}")
+check "service (MongoDB CA wrong): a sale id of the caller's choosing cannot be checked against MongoDB: 503 ($named)" test "$named" = 503
 place_orders alice bob
 check "service (MongoDB CA wrong): 2 orders through the Redis tunnel answer 201 ($STATUSES)" test "$STATUSES" = "201 201"
 failures=0

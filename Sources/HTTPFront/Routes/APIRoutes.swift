@@ -137,8 +137,9 @@ struct APIRoutes: Sendable {
         let definition = SaleDefinition(id: id, name: body.name, stock: body.stock, startsAtMilliseconds: start,
                                         endsAtMilliseconds: end, perCustomerLimit: limit)
         // A sale MongoDB still keeps (retired from the ledger) keeps its id: reusing it would mix two sales'
-        // orders under one id. MongoDB unreachable refuses the creation (503) rather than guess.
-        if let archive {
+        // orders under one id. For an id the caller chose, MongoDB unreachable refuses the creation (503) rather
+        // than guess; a generated id (96 random bits) needs no look-up.
+        if let archive, body.id != nil {
             let known: SaleArchive.ArchivedSale?
             do { known = try await archive.sale(id: id) } catch { throw Self.problem(error) }
             if known != nil { throw Problem(ReservationError(.saleExists, "a sale with id \(id) exists (settled, kept in MongoDB)")) }

@@ -33,14 +33,7 @@ struct LedgerCommand: AsyncParsableCommand {
         var force = false
 
         func run() async throws {
-            let environment = ProcessInfo.processInfo.environment
-            guard let uri = mongoURI ?? environment["MONGO_URI"], !uri.isEmpty else {
-                throw ValidationError("MONGO_URI (or --mongo-uri) must name the MongoDB that holds the orders")
-            }
-            var redisConfiguration = try RedisConfiguration(url: redisURL ?? environment["FLASHSALE_REDIS_URL"] ?? "redis://127.0.0.1:6379")
-            try redisConfiguration.applyCredentials(from: environment)
-            let redis = RedisClient(configuration: redisConfiguration, name: "redis-rebuild")
-            let mongo = try MongoClient(uri: uri, appName: "flashsale-rebuild", threads: 1)
+            let (redis, mongo) = try maintenanceClients(redisURL: redisURL, mongoURI: mongoURI, purpose: "rebuild")
             defer {
                 redis.shutdown()
                 mongo.shutdown()
@@ -61,4 +54,16 @@ extension LedgerRebuild.Failure {
         if case .liveLedger = self { return true }
         return false
     }
+}
+
+/// The ledger's Redis and MongoDB for a maintenance command (`ledger rebuild`, `orders reexport`): from its flags,
+/// else the environment the service reads (FLASHSALE_REDIS_URL and the Redis login, MONGO_URI).
+func maintenanceClients(redisURL: String?, mongoURI: String?, purpose: String) throws -> (RedisClient, MongoClient) {
+    let environment = ProcessInfo.processInfo.environment
+    guard let uri = mongoURI ?? environment["MONGO_URI"], !uri.isEmpty else {
+        throw ValidationError("MONGO_URI (or --mongo-uri) must name the MongoDB that holds the orders")
+    }
+    var redisConfiguration = try RedisConfiguration(url: redisURL ?? environment["FLASHSALE_REDIS_URL"] ?? "redis://127.0.0.1:6379")
+    try redisConfiguration.applyCredentials(from: environment)
+    return (RedisClient(configuration: redisConfiguration, name: "redis-\(purpose)"), try MongoClient(uri: uri, appName: "flashsale-\(purpose)", threads: 1))
 }

@@ -30,14 +30,7 @@ struct OrdersCommand: AsyncParsableCommand {
         var mongoURI: String?
 
         func run() async throws {
-            let environment = ProcessInfo.processInfo.environment
-            guard let uri = mongoURI ?? environment["MONGO_URI"], !uri.isEmpty else {
-                throw ValidationError("MONGO_URI (or --mongo-uri) must name the MongoDB to write the orders to")
-            }
-            var redisConfiguration = try RedisConfiguration(url: redisURL ?? environment["FLASHSALE_REDIS_URL"] ?? "redis://127.0.0.1:6379")
-            try redisConfiguration.applyCredentials(from: environment)
-            let redis = RedisClient(configuration: redisConfiguration, name: "redis-reexport")
-            let mongo = try MongoClient(uri: uri, appName: "flashsale-reexport", threads: 1)
+            let (redis, mongo) = try maintenanceClients(redisURL: redisURL, mongoURI: mongoURI, purpose: "reexport")
             defer {
                 redis.shutdown()
                 mongo.shutdown()

@@ -17,7 +17,7 @@ import Synchronization
 /// bounded table (``NegativeCache``): an order id naming an unknown sale then never reaches MongoDB at all.
 public final class SaleArchive: Sendable {
     /// A settled sale as its MongoDB document holds it (the drainer writes it at every change and once closed).
-    public struct ArchivedSale: Sendable, Hashable {
+    public struct ArchivedSale: Sendable, Hashable, Codable {
         public var definition: SaleDefinition
         public var status: SaleStatus
         public var closedReason: ClosedReason?
@@ -105,9 +105,9 @@ public final class SaleArchive: Sendable {
         guard SaleDefinition.isValidID(id) else { return nil }
         let key = "sale:" + id
         if missing.contains(key) { observer?.archiveRead(.negative); return nil }
-        if let cached: CachedSale = await cached(Self.saleCacheKey(id)) {
+        if let cached: ArchivedSale = await cached(Self.saleCacheKey(id)) {
             observer?.archiveRead(.hit)
-            return cached.sale
+            return cached
         }
         observer?.archiveRead(.miss)
         guard let document = try await find(OutboxDocuments.sales, filter: ["_id": .string(id)], limit: 1).first else {
@@ -117,7 +117,7 @@ public final class SaleArchive: Sendable {
         let sale = try Self.sale(from: document)
         // Only a settled sale is final; a live one's document still changes (and Redis answers for it anyway).
         if sale.status == .closed, sale.summary != nil {
-            await store(CachedSale(sale), at: Self.saleCacheKey(id), seconds: configuration.saleCacheSeconds)
+            await store(sale, at: Self.saleCacheKey(id), seconds: configuration.saleCacheSeconds)
         }
         return sale
     }
@@ -246,39 +246,6 @@ public enum ArchiveReadResult: String, Sendable {
     case negative
     /// Refused: too many MongoDB reads in flight on this instance.
     case busy
-}
-
-/// A retired sale as the Redis cache keeps it.
-struct CachedSale: Codable {
-    var id: String
-    var name: String
-    var stock: Int
-    var startsAtMilliseconds: Int64
-    var endsAtMilliseconds: Int64
-    var perCustomerLimit: Int
-    var status: String
-    var closedReason: String?
-    var summary: SaleSummary?
-
-    init(_ sale: SaleArchive.ArchivedSale) {
-        id = sale.definition.id
-        name = sale.definition.name
-        stock = sale.definition.stock
-        startsAtMilliseconds = sale.definition.startsAtMilliseconds
-        endsAtMilliseconds = sale.definition.endsAtMilliseconds
-        perCustomerLimit = sale.definition.perCustomerLimit
-        status = sale.status.rawValue
-        closedReason = sale.closedReason?.rawValue
-        summary = sale.summary
-    }
-
-    var sale: SaleArchive.ArchivedSale? {
-        guard let status = SaleStatus(rawValue: status) else { return nil }
-        return SaleArchive.ArchivedSale(
-            definition: SaleDefinition(id: id, name: name, stock: stock, startsAtMilliseconds: startsAtMilliseconds,
-                                       endsAtMilliseconds: endsAtMilliseconds, perCustomerLimit: perCustomerLimit),
-            status: status, closedReason: closedReason.flatMap(ClosedReason.init(rawValue:)), summary: summary)
-    }
 }
 
 /// Keys MongoDB just said it does not have, remembered for a moment, at most `capacity` of them (the oldest

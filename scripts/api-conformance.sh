@@ -14,7 +14,7 @@ HTTP_PORT=$(free_port)
 trap 'stop_servers; rm -rf "$WORK"' EXIT
 start_test_redis "$WORK"
 
-export FLASHSALE_JWT_SECRET=conformance-secret-0123456789
+export FLASHSALE_JWT_SECRET=conformance-secret-0123456789-0123456789
 FLASHSALE_DATA_KEY=$(head -c 32 /dev/urandom | base64)
 export FLASHSALE_DATA_KEY
 export FLASHSALE_RATE_LIMIT_CUSTOMER=0 FLASHSALE_RATE_LIMIT_ADDRESS=0 FLASHSALE_LOG_LEVEL=error

@@ -28,13 +28,16 @@ public enum FlashSaleApplication {
             let metrics = FlashSaleMetrics()
             if let notAfter = configuration.tlsCertificateNotAfter { metrics.tlsCertificate(notAfter: notAfter) }
             var engineConfiguration = configuration.engine
-            engineConfiguration.arrivalsOnOwnClock = !configuration.trustRequestStart
+            // Trusted front stamps are moved onto this instance's clock (`FrontClock`), so the ledger still corrects
+            // this instance's own skew.
+            engineConfiguration.arrivalsOnOwnClock = true
             let engine = ReservationService(redis: configuration.redis, configuration: engineConfiguration, logger: logger, commitObserver: metrics)
             let hub = LiveStockHub(engine: engine, logger: logger)
             let router = Router(context: FlashSaleRequestContext.self)
             if !configuration.corsOrigins.isEmpty {
                 router.middlewares.add(CrossOriginMiddleware(origins: configuration.corsOrigins))
             }
+            if configuration.tls != nil { router.middlewares.add(StrictTransportMiddleware()) }
             router.middlewares.add(ProblemMiddleware())
             router.middlewares.add(RequestLogMiddleware())
             router.middlewares.add(MetricsMiddleware(metrics: metrics))
@@ -86,15 +89,19 @@ public enum FlashSaleApplication {
             StaticRoutes(pagesDirectory: configuration.pagesDirectory).register(on: router)
             var api = APIRoutes(
                 engine: engine,
-                tokens: BearerTokens(secret: configuration.jwtSecret),
+                tokens: TokenVerifier(secret: configuration.jwtSecret.map { BearerTokens(secret: $0, rules: configuration.claimRules) },
+                                      identityProvider: configuration.identityProvider),
                 customerLimiter: RateLimiter(ratePerSecond: configuration.rateLimitPerCustomer),
                 addressLimiter: RateLimiter(ratePerSecond: configuration.rateLimitPerAddress),
+                unverifiedLimiter: RateLimiter(ratePerSecond: configuration.rateLimitUnverifiedPerAddress),
                 metrics: metrics,
                 cipher: cipher
             )
             api.orderPath = configuration.orderPath
             api.archive = archive
             api.trustRequestStart = configuration.trustRequestStart
+            api.trustedProxies = configuration.trustedProxies
+            api.allowQueryToken = configuration.allowQueryToken
             if configuration.orderPath == .direct {
                 api.directClients = (0..<8).map { RedisClient(configuration: configuration.redis, name: "redis-direct-\($0)") }
             }
@@ -112,12 +119,17 @@ public enum FlashSaleApplication {
             let webSocketResponder = router.buildResponder()
             var application = Application(
                 router: router,
-                server: HTTPServerBuilder { [tls = configuration.tls] responder in
+                server: HTTPServerBuilder { [tls = configuration.tls, proxyProtocol = configuration.proxyProtocol,
+                                            trusted = configuration.trustedProxies] responder in
                     let guarded = GuardedChildChannel(
                         base: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: webSocketResponder, configuration: channelConfiguration),
                         limits: limits, counter: connections)
-                    guard let tls else { return guarded }
-                    return try TLSChannel(guarded, tlsConfiguration: tls)
+                    switch (tls, proxyProtocol) {
+                    case (nil, false): return guarded
+                    case (nil, true): return ProxyProtocolChildChannel(base: guarded, trusted: trusted)
+                    case (let tls?, false): return try TLSChannel(guarded, tlsConfiguration: tls)
+                    case (let tls?, true): return ProxyProtocolChildChannel(base: try TLSChannel(guarded, tlsConfiguration: tls), trusted: trusted)
+                    }
                 },
                 configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "flashsale",
                                      backlog: configuration.listenBacklog),

@@ -19,7 +19,22 @@ public struct ServerConfiguration: Sendable {
     public var host: String
     public var port: Int
     public var redis: RedisConfiguration
-    public var jwtSecret: String
+    /// HS256 secret (`FLASHSALE_JWT_SECRET`, at least 32 bytes): local use, `flashsale token`, the load generator.
+    /// Nil: only the identity provider's tokens are accepted.
+    public var jwtSecret: String?
+    /// The identity provider's keys (`FLASHSALE_JWT_JWKS_FILE`): ES256, RS256 and EdDSA tokens.
+    public var identityProvider: IdentityProviderKeys?
+    /// Issuer and audiences tokens must carry (`FLASHSALE_JWT_ISSUER`, `_AUDIENCE`, `_ADMIN_ISSUER`, `_ADMIN_AUDIENCE`).
+    public var claimRules = ClaimRules()
+    /// Proxies whose `X-Forwarded-For`/`Forwarded` and `X-Request-Start` are believed (`FLASHSALE_TRUSTED_PROXIES`).
+    public var trustedProxies = TrustedProxies.none
+    /// Every connection starts with a PROXY protocol v2 header from a trusted proxy (`FLASHSALE_PROXY_PROTOCOL`).
+    public var proxyProtocol = false
+    /// The live socket also takes `?access_token=` (`FLASHSALE_ALLOW_QUERY_TOKEN`): for old clients only.
+    public var allowQueryToken = false
+    /// Requests per second per client address whose token is missing or fails verification (burst twice that;
+    /// `FLASHSALE_RATE_LIMIT_UNVERIFIED`); 0 turns the limit off.
+    public var rateLimitUnverifiedPerAddress: Double = 20
     public var instanceID: String
     /// Requests per second per customer (burst twice that); 0 turns the limit off.
     public var rateLimitPerCustomer: Double
@@ -71,7 +86,7 @@ public struct ServerConfiguration: Sendable {
     public var tlsCertificateNotAfter: Int?
 
     public init(
-        host: String = "127.0.0.1", port: Int = 8080, redis: RedisConfiguration = RedisConfiguration(), jwtSecret: String,
+        host: String = "127.0.0.1", port: Int = 8080, redis: RedisConfiguration = RedisConfiguration(), jwtSecret: String?,
         instanceID: String, rateLimitPerCustomer: Double = 20, rateLimitPerAddress: Double = 2_000, engine: EngineConfiguration? = nil
     ) {
         self.host = host
@@ -87,13 +102,23 @@ public struct ServerConfiguration: Sendable {
 }
 
 extension ServerConfiguration {
-    /// The front's TLS from PEM files: the certificate chain (leaf first) and its private key; TLS 1.2 at least.
+    /// TLS 1.2 suites: forward secrecy (ECDHE) and AEAD only (the Mozilla "intermediate" list); TLS 1.3's are
+    /// all AEAD with forward secrecy already. No static-RSA key exchange, no CBC, no SHA-1 MACs.
+    public static let tls12CipherSuites: [NIOTLSCipher] = [
+        .TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, .TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        .TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, .TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        .TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, .TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    ]
+
+    /// The front's TLS from PEM files: the certificate chain (leaf first) and its private key; TLS 1.2 at least,
+    /// with ``tls12CipherSuites`` only.
     public static func serverTLS(certificateFile: String, keyFile: String) throws -> TLSConfiguration {
         let chain = try NIOSSLCertificate.fromPEMFile(certificateFile).map { NIOSSLCertificateSource.certificate($0) }
         guard !chain.isEmpty else { throw NIOSSLError.failedToLoadCertificate }
         let key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
         var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
         tls.minimumTLSVersion = .tlsv12
+        tls.cipherSuiteValues = tls12CipherSuites
         // At a graceful stop, idle keep-alive connections (a proxy's pool) are closed; waiting the default
         // 5 s for each peer's close_notify would only delay the drain.
         tls.shutdownTimeout = .seconds(1)

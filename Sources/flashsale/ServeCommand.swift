@@ -66,8 +66,27 @@ struct ServeCommand: AsyncParsableCommand {
             }
             redis.replicaAckTimeoutMilliseconds = value
         }
-        guard let secret = jwtSecret ?? environment["FLASHSALE_JWT_SECRET"], secret.utf8.count >= 16 else {
-            throw ValidationError("FLASHSALE_JWT_SECRET (or --jwt-secret) must be set to at least 16 bytes")
+        let claimRules = try ClaimRules(environment: environment)
+        let secret = try BearerTokens.configuredSecret(jwtSecret ?? environment["FLASHSALE_JWT_SECRET"],
+                                                       required: (environment["FLASHSALE_JWT_JWKS_FILE"] ?? "").isEmpty)
+        var identityProvider: IdentityProviderKeys?
+        if let file = environment["FLASHSALE_JWT_JWKS_FILE"], !file.isEmpty {
+            guard claimRules.issuer != nil, claimRules.audience != nil else {
+                throw ValidationError("FLASHSALE_JWT_JWKS_FILE needs FLASHSALE_JWT_ISSUER and FLASHSALE_JWT_AUDIENCE: a provider signs tokens for many services")
+            }
+            let reloadLogger = logger
+            do {
+                identityProvider = try await IdentityProviderKeys(path: file, rules: claimRules) { result in
+                    switch result {
+                    case .success(let count): reloadLogger.notice("identity provider keys reloaded", metadata: ["file": "\(file)", "keys": "\(count)"])
+                    case .failure(let error): reloadLogger.error("identity provider keys not reloaded; the previous keys stay", metadata: ["file": "\(file)", "error": "\(error)"])
+                    }
+                }
+            } catch {
+                throw ValidationError("FLASHSALE_JWT_JWKS_FILE: \(error)")
+            }
+            logger.info("tokens from the identity provider", metadata: ["jwks": "\(file)", "keys": "\(identityProvider?.keyIDs.joined(separator: ",") ?? "")",
+                                                                         "issuer": "\(claimRules.issuer ?? "")", "hs256": "\(secret != nil)"])
         }
         func rate(_ name: String, default value: Double) throws -> Double {
             guard let text = environment[name] else { return value }
@@ -93,6 +112,24 @@ struct ServeCommand: AsyncParsableCommand {
             "allocator": "jemalloc \(Self.jemallocVersion)",
         ])
         var serverConfiguration = configuration
+        serverConfiguration.identityProvider = identityProvider
+        serverConfiguration.claimRules = claimRules
+        serverConfiguration.rateLimitUnverifiedPerAddress = try rate("FLASHSALE_RATE_LIMIT_UNVERIFIED", default: 20)
+        if let text = environment["FLASHSALE_TRUSTED_PROXIES"] {
+            do {
+                serverConfiguration.trustedProxies = try TrustedProxies(parsing: text)
+            } catch {
+                throw ValidationError("FLASHSALE_TRUSTED_PROXIES: \(error)")
+            }
+        }
+        serverConfiguration.proxyProtocol = try Self.flag("FLASHSALE_PROXY_PROTOCOL", environment)
+        if serverConfiguration.proxyProtocol && serverConfiguration.trustedProxies.isEmpty {
+            throw ValidationError("FLASHSALE_PROXY_PROTOCOL needs FLASHSALE_TRUSTED_PROXIES: only the balancer may declare a client's address")
+        }
+        serverConfiguration.allowQueryToken = try Self.flag("FLASHSALE_ALLOW_QUERY_TOKEN", environment)
+        if serverConfiguration.allowQueryToken {
+            logger.warning("FLASHSALE_ALLOW_QUERY_TOKEN: the live socket takes ?access_token=, which proxies write to their access logs; offer the token as the subprotocol bearer.<token> instead")
+        }
         let pathName = orderPath ?? environment["FLASHSALE_ORDER_PATH"] ?? "engine"
         guard let path = OrderPath(rawValue: pathName) else {
             throw ValidationError("--order-path must be engine, direct or noop, got \(pathName.debugDescription)")
@@ -104,11 +141,9 @@ struct ServeCommand: AsyncParsableCommand {
             }
             serverConfiguration.engine.fleetOrderDelayMicroseconds = milliseconds * 1_000
         }
-        if let trust = environment["FLASHSALE_TRUST_REQUEST_START"] {
-            guard let value = ["1": true, "true": true, "0": false, "false": false][trust.lowercased()] else {
-                throw ValidationError("FLASHSALE_TRUST_REQUEST_START must be true or false, got \(trust.debugDescription)")
-            }
-            serverConfiguration.trustRequestStart = value
+        serverConfiguration.trustRequestStart = try Self.flag("FLASHSALE_TRUST_REQUEST_START", environment)
+        if serverConfiguration.trustRequestStart && serverConfiguration.trustedProxies.isEmpty {
+            throw ValidationError("FLASHSALE_TRUST_REQUEST_START needs FLASHSALE_TRUSTED_PROXIES: X-Request-Start is read from those proxies only")
         }
         serverConfiguration.dataCipher = try DataKeys.cipher(environment: environment)
         serverConfiguration.mongoURI = (mongoURI ?? environment["MONGO_URI"]).flatMap { $0.isEmpty ? nil : $0 }
@@ -207,12 +242,48 @@ struct ServeCommand: AsyncParsableCommand {
         Foundation.exit(0)
     }
 
+    /// A boolean setting: true/false (or 1/0); false when unset.
+    static func flag(_ name: String, _ environment: [String: String]) throws -> Bool {
+        guard let text = environment[name], !text.isEmpty else { return false }
+        guard let value = ["1": true, "true": true, "0": false, "false": false][text.lowercased()] else {
+            throw ValidationError("\(name) must be true or false, got \(text.debugDescription)")
+        }
+        return value
+    }
+
     /// The version string of the linked jemalloc (proves it replaced the system allocator).
     static var jemallocVersion: String {
         var version: UnsafePointer<CChar>?
         var size = MemoryLayout<UnsafePointer<CChar>?>.size
         guard mallctl("version", &version, &size, nil, 0) == 0, let version else { return "unavailable" }
         return String(cString: version)
+    }
+}
+
+extension ClaimRules {
+    /// `FLASHSALE_JWT_ISSUER`, `FLASHSALE_JWT_AUDIENCE`, `FLASHSALE_JWT_ADMIN_ISSUER`, `FLASHSALE_JWT_ADMIN_AUDIENCE`.
+    init(environment: [String: String]) throws {
+        func value(_ name: String) throws -> String? {
+            guard let text = environment[name], !text.isEmpty else { return nil }
+            guard text.utf8.count <= 512 else { throw ValidationError("\(name) is longer than 512 bytes") }
+            return text
+        }
+        self.init(issuer: try value("FLASHSALE_JWT_ISSUER"), audience: try value("FLASHSALE_JWT_AUDIENCE"),
+                  adminIssuer: try value("FLASHSALE_JWT_ADMIN_ISSUER"), adminAudience: try value("FLASHSALE_JWT_ADMIN_AUDIENCE"))
+    }
+}
+
+extension BearerTokens {
+    /// The HS256 secret, at least ``minimumSecretBytes``; nil when not set and not `required`.
+    static func configuredSecret(_ secret: String?, required: Bool) throws -> String? {
+        guard let secret, !secret.isEmpty else {
+            if required { throw ValidationError("FLASHSALE_JWT_SECRET (or --jwt-secret) must be set (at least \(minimumSecretBytes) bytes), or FLASHSALE_JWT_JWKS_FILE") }
+            return nil
+        }
+        guard secret.utf8.count >= minimumSecretBytes else {
+            throw ValidationError("FLASHSALE_JWT_SECRET must be at least \(minimumSecretBytes) bytes (HMAC-SHA256 wants a 256-bit key); generate one with: head -c 32 /dev/urandom | base64")
+        }
+        return secret
     }
 }
 

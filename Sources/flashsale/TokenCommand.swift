@@ -20,15 +20,19 @@ struct TokenCommand: ParsableCommand {
     @Option(name: .customLong("jwt-secret"), help: "HS256 secret (FLASHSALE_JWT_SECRET).")
     var jwtSecret: String?
 
+    @Option(help: "The name shown on the sale page (the token's name claim).")
+    var name: String?
+
     func validate() throws {
         guard !sub.isEmpty, sub.utf8.count <= 256 else { throw ValidationError("--sub must be 1 to 256 bytes") }
         guard ttlSeconds > 0, ttlSeconds <= 31_536_000 else { throw ValidationError("--ttl-seconds must be between 1 and 31536000") }
     }
 
     func run() throws {
-        guard let secret = jwtSecret ?? ProcessInfo.processInfo.environment["FLASHSALE_JWT_SECRET"], secret.utf8.count >= 16 else {
-            throw ValidationError("FLASHSALE_JWT_SECRET (or --jwt-secret) must be set to at least 16 bytes")
-        }
-        print(BearerTokens(secret: secret).sign(subject: sub, admin: admin, expiresAt: Date().addingTimeInterval(Double(ttlSeconds))))
+        let environment = ProcessInfo.processInfo.environment
+        guard let secret = try BearerTokens.configuredSecret(jwtSecret ?? environment["FLASHSALE_JWT_SECRET"], required: true) else { return }
+        // The issuer and audiences the service requires (FLASHSALE_JWT_ISSUER ...), so the token passes its checks.
+        let tokens = BearerTokens(secret: secret, rules: try ClaimRules(environment: environment))
+        print(tokens.sign(subject: sub, admin: admin, expiresAt: Date().addingTimeInterval(Double(ttlSeconds)), name: name))
     }
 }

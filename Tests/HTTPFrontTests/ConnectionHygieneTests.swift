@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 @testable import HTTPFront
 import Hummingbird
 import HummingbirdTLS
@@ -15,16 +16,26 @@ import TestSupport
 struct RawConnection {
     let fd: Int32
 
-    init(port: Int) throws {
+    /// `from`: the loopback address to connect from (127.0.0.0/8: each one a different client to the server).
+    init(port: Int, host: String = "127.0.0.1", from source: String? = nil) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = inet_addr(source)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard bound == 0 else { throw RedisServerError("cannot bind to \(source)") }
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_addr.s_addr = inet_addr(host)
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard connected == 0 else { throw RedisServerError("cannot connect to 127.0.0.1:\(port)") }
+        guard connected == 0 else { throw RedisServerError("cannot connect to \(host):\(port)") }
     }
 
     func send(_ text: String) {
@@ -235,10 +246,10 @@ struct ConnectionHygieneTests {
 
     // HTTPS on the front from PEM files: answered over TLS; plain HTTP on that port gets no HTTP answer;
     // the guard behind TLS still closes a connection that never speaks.
-    @Test func httpsFront() async throws {
+    /// A self-signed P-256 certificate for localhost in a fresh directory: (directory, certificate, key).
+    static func selfSigned() throws -> (directory: URL, certificate: String, key: String) {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("tls-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
         let certificate = directory.appendingPathComponent("cert.pem").path
         let key = directory.appendingPathComponent("key.pem").path
         let openssl = Process()
@@ -249,6 +260,57 @@ struct ConnectionHygieneTests {
         try openssl.run()
         openssl.waitUntilExit()
         #expect(openssl.terminationStatus == 0)
+        return (directory, certificate, key)
+    }
+
+    /// Whether `openssl s_client` completes a TLS 1.2 handshake with only `cipher` offered.
+    static func handshakes(port: Int, tls12Cipher cipher: String) throws -> Bool {
+        let client = Process()
+        client.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        client.arguments = ["s_client", "-connect", "127.0.0.1:\(port)", "-tls1_2", "-cipher", cipher, "-brief"]
+        client.standardInput = FileHandle.nullDevice
+        client.standardOutput = FileHandle.nullDevice
+        client.standardError = FileHandle.nullDevice
+        try client.run()
+        client.waitUntilExit()
+        return client.terminationStatus == 0
+    }
+
+    // TLS 1.2 offers forward-secret AEAD suites only (no CBC, no SHA-1 MAC), and every answer over TLS carries
+    // HSTS; a connection over the cap behind TLS that never starts its handshake is still closed (the refusal
+    // cannot be written before a handshake, so a timer closes it).
+    @Test func tlsSuitesHSTSAndTheCap() async throws {
+        let (directory, certificate, key) = try Self.selfSigned()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let tls = try ServerConfiguration.serverTLS(certificateFile: certificate, keyFile: key)
+        let fixture = try HTTPFixture()
+        try await fixture.components { $0.tls = tls; $0.maxConnections = 2 }.application.test(.ahc(.https)) { client in
+            try await client.execute(uri: "/healthz", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(response.headers[HTTPField.Name("Strict-Transport-Security")!] == "max-age=31536000")
+            }
+            try await client.execute(uri: "/sales/none", method: .get) { response in
+                #expect(response.status == .unauthorized)
+                #expect(response.headers[HTTPField.Name("Strict-Transport-Security")!] == "max-age=31536000", "errors carry HSTS too")
+            }
+            let port = try #require(client.port)
+            #expect(try Self.handshakes(port: port, tls12Cipher: "ECDHE-ECDSA-AES128-GCM-SHA256"), "an ECDHE AEAD suite is accepted")
+            #expect(try !Self.handshakes(port: port, tls12Cipher: "ECDHE-ECDSA-AES128-SHA"), "CBC with a SHA-1 MAC is refused")
+            #expect(try !Self.handshakes(port: port, tls12Cipher: "ECDHE-ECDSA-AES256-SHA384"), "CBC is refused")
+            // Fill the cap with silent TLS connections (no handshake), then more beyond it: all are closed.
+            let silent = try (0..<6).map { _ in try RawConnection(port: port) }
+            defer { silent.forEach { $0.close() } }
+            let started = Date()
+            var closed = 0
+            for connection in silent.suffix(4) where await connection.readUntilClosed(seconds: 6).closed { closed += 1 }
+            #expect(closed == 4, "every connection beyond the cap is closed: \(closed) of 4")
+            #expect(Date().timeIntervalSince(started) < 8, "within the refusal grace")
+        }
+    }
+
+    @Test func httpsFront() async throws {
+        let (directory, certificate, key) = try Self.selfSigned()
+        defer { try? FileManager.default.removeItem(at: directory) }
         let tls = try ServerConfiguration.serverTLS(certificateFile: certificate, keyFile: key)
         #expect(throws: (any Error).self) { try ServerConfiguration.serverTLS(certificateFile: certificate, keyFile: certificate) }
 
@@ -269,7 +331,8 @@ struct ConnectionHygieneTests {
             let firstFrame = Mutex<String?>(nil)
             var logger = Logger(label: "wss-test")
             logger.logLevel = .warning
-            try await WebSocketClient.connect(url: "wss://localhost:\(port)/sales/tls/live?access_token=\(token)", tlsConfiguration: trusting, logger: logger) { inbound, _, _ in
+            try await WebSocketClient.connect(url: "wss://localhost:\(port)/sales/tls/live", configuration: liveProtocols(token), tlsConfiguration: trusting,
+                                              logger: logger) { inbound, _, _ in
                 for try await message in inbound.messages(maxSize: 1 << 16) {
                     if case .text(let text) = message { firstFrame.withLock { $0 = text } }
                     return
@@ -288,32 +351,54 @@ struct ConnectionHygieneTests {
     }
 
     // A refused WebSocket upgrade is an ordinary HTTP answer with the route's problem (401, 404, 429 with
-    // Retry-After), not a bare 400; an accepted one switches protocols.
+    // Retry-After), not a bare 400; an accepted one switches protocols and selects the live protocol. The token
+    // travels as the subprotocol `bearer.<token>`; in the URL it is refused unless the server allows it.
     @Test func refusedUpgradesCarryTheirProblem() async throws {
         let fixture = try HTTPFixture()
         try await fixture.components(customerRate: 1).application.test(.live) { client in
             try await fixture.createSale(client, id: "ws", stock: 5)
             let port = try #require(client.port)
             let token = fixture.tokens.sign(subject: "viewer", admin: false, expiresAt: Date().addingTimeInterval(600))
-            func upgrade(_ target: String) async throws -> String {
+            let offer = "flashsale.live.v1, bearer.\(token)"
+            func upgrade(_ target: String, protocols: String? = nil) async throws -> String {
                 let connection = try RawConnection(port: port)
                 defer { connection.close() }
                 connection.send("GET \(target) HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                    + (protocols.map { "Sec-WebSocket-Protocol: \($0)\r\n" } ?? "")
                     + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
                 return await connection.readResponse(seconds: 5).text
             }
             let unauthorized = try await upgrade("/sales/ws/live")
             #expect(unauthorized.hasPrefix("HTTP/1.1 401") && unauthorized.contains(#""code":"UNAUTHORIZED""#), "\(unauthorized)")
             #expect(unauthorized.contains("application/problem+json"))
-            let missing = try await upgrade("/sales/nosuch/live?access_token=\(token)")
+            let inURL = try await upgrade("/sales/ws/live?access_token=\(token)")
+            #expect(inURL.hasPrefix("HTTP/1.1 401") && inURL.contains("subprotocol"), "a token in the URL is refused: \(inURL)")
+            let missing = try await upgrade("/sales/nosuch/live", protocols: offer)
             #expect(missing.hasPrefix("HTTP/1.1 404") && missing.contains(#""code":"NOT_FOUND""#), "\(missing)")
-            let switched = try await upgrade("/sales/ws/live?access_token=\(token)")
+            let bearerOnly = try await upgrade("/sales/ws/live", protocols: "bearer.\(token)")
+            #expect(bearerOnly.hasPrefix("HTTP/1.1 400") && bearerOnly.contains("flashsale.live.v1"), "\(bearerOnly)")
+            let switched = try await upgrade("/sales/ws/live", protocols: offer)
             #expect(switched.hasPrefix("HTTP/1.1 101"), "\(switched)")
+            let selected = switched.split(separator: "\r\n").filter { $0.lowercased().hasPrefix("sec-websocket-protocol:") }
+            #expect(selected == ["sec-websocket-protocol: flashsale.live.v1"] || selected == ["Sec-WebSocket-Protocol: flashsale.live.v1"],
+                    "the server selects the live protocol and never echoes the token: \(selected)")
             var limited = ""
             for _ in 0..<6 where !limited.hasPrefix("HTTP/1.1 429") {
-                limited = try await upgrade("/sales/nosuch/live?access_token=\(token)")
+                limited = try await upgrade("/sales/nosuch/live", protocols: offer)
             }
             #expect(limited.hasPrefix("HTTP/1.1 429") && limited.contains("Retry-After: ") && limited.contains(#""code":"RATE_LIMITED""#), "\(limited)")
+        }
+        // Old clients: with the query token allowed, the URL's token opens the socket.
+        try await fixture.components { $0.allowQueryToken = true }.application.test(.live) { client in
+            try await fixture.createSale(client, id: "old", stock: 5)
+            let port = try #require(client.port)
+            let token = fixture.tokens.sign(subject: "old-client", admin: false, expiresAt: Date().addingTimeInterval(600))
+            let connection = try RawConnection(port: port)
+            defer { connection.close() }
+            connection.send("GET /sales/old/live?access_token=\(token) HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+                + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+            let answer = await connection.readResponse(seconds: 5).text
+            #expect(answer.hasPrefix("HTTP/1.1 101"), "\(answer)")
         }
     }
 }

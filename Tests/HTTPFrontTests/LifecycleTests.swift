@@ -22,7 +22,7 @@ final class ReceivedMessages: Sendable {
         var logger = Logger(label: "ws-client")
         logger.logLevel = .warning
         return Task {
-            try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/sales/\(saleID)/live?access_token=\(token)", logger: logger) { inbound, _, _ in
+            try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/sales/\(saleID)/live", configuration: liveProtocols(token), logger: logger) { inbound, _, _ in
                 for try await message in inbound.messages(maxSize: 1 << 16) {
                     if case .text(let text) = message { self.append(text) }
                 }

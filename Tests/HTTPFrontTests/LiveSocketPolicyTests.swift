@@ -8,12 +8,18 @@ import NIOWebSocket
 import Testing
 import TestSupport
 
+/// What a client of the live socket offers: the live protocol and its token as `bearer.<token>`.
+func liveProtocols(_ token: String) -> WebSocketClientConfiguration {
+    WebSocketClientConfiguration(additionalHeaders: [.secWebSocketProtocol: "flashsale.live.v1, bearer.\(token)"])
+}
+
 @Suite("Live sockets: a cap per customer, closed when the token expires")
 struct LiveSocketPolicyTests {
     static func connect(port: Int, saleID: String, token: String) async throws -> WebSocketCloseFrame? {
         var logger = Logger(label: "ws-client")
         logger.logLevel = .critical
-        return try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/sales/\(saleID)/live?access_token=\(token)", logger: logger) { inbound, _, _ in
+        return try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/sales/\(saleID)/live", configuration: liveProtocols(token),
+                                                 logger: logger) { inbound, _, _ in
             for try await _ in inbound.messages(maxSize: 1 << 16) {}
         }
     }

@@ -17,5 +17,5 @@ The constants every part shares live here.
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-JWT_SECRET = "chaos-secret-0123456789abcdef"
+JWT_SECRET = "chaos-secret-0123456789abcdef-0123456789"
 LEASE_TTL_SECONDS = 2.0  # EngineConfiguration's default lease TTL

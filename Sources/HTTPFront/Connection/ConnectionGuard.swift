@@ -115,6 +115,8 @@ struct GuardedChildChannel<Base: ServerChildChannel>: ServerChildChannel {
             // Behind TLS the guard reads the decrypted bytes (and its idle timer also bounds the handshake).
             if let tls = try? channel.pipeline.syncOperations.context(handlerType: NIOSSLServerHandler.self) {
                 try channel.pipeline.syncOperations.addHandler(headGuard, position: .after(tls.handler))
+            } else if let proxy = try? channel.pipeline.syncOperations.context(handlerType: ProxyProtocolDecoder.self) {
+                try channel.pipeline.syncOperations.addHandler(headGuard, position: .after(proxy.handler))
             } else {
                 try channel.pipeline.syncOperations.addHandler(headGuard, position: .first)
             }
@@ -213,6 +215,9 @@ final class FirstHeadGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private var lastBytes: UInt32 = 0
     private var headBytes = 0
 
+    /// How long a connection refused over the cap has to take its 503 before it is closed regardless.
+    static let refusalGrace = TimeAmount.seconds(2)
+
     init(limits: ConnectionLimits, refuse: Bool, logger: Logger) {
         self.limits = limits
         self.refuse = refuse
@@ -243,6 +248,11 @@ final class FirstHeadGuard: ChannelDuplexHandler, RemovableChannelHandler {
         started = true
         if refuse {
             answer(.serviceUnavailable, code: "RETRY_LATER", title: "Retry later", detail: "this instance holds its maximum of \(limits.maxConnections) connections", retryAfterSeconds: 1)
+            // The answer's write may never finish: behind TLS it waits for a handshake the client need not
+            // start, and a client that does not read fills the socket. The connection closes either way.
+            let channel = context.channel
+            let timer = context.eventLoop.assumeIsolated().scheduleTask(in: Self.refusalGrace) { channel.close(promise: nil) }
+            channel.closeFuture.whenComplete { _ in timer.cancel() }
             return
         }
         schedule(after: limits.idleTimeoutSeconds, context)

@@ -7,7 +7,10 @@ import NIOCore
 public struct FlashSaleRequestContext: RequestContext, WebSocketRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let webSocket: WebSocketHandlerReference<Self>
-    /// The peer's address (IP without port), for per-address rate limits.
+    /// The connection's peer (IP without port): a proxy's when one is in front.
+    public let peerAddress: String
+    /// The client as the connection names it: the address a PROXY protocol header declared, else the peer. The
+    /// forwarding headers may name one further back (``TrustedProxies/clientKey(peer:headers:)``).
     public let clientAddress: String
     /// The connection (the live route notes there why it refused an upgrade).
     public let channel: any Channel
@@ -15,7 +18,8 @@ public struct FlashSaleRequestContext: RequestContext, WebSocketRequestContext {
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         webSocket = .init()
-        clientAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
+        peerAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
+        clientAddress = ProxiedPeers.shared.isEmpty ? peerAddress : ProxiedPeers.shared.address(of: source.channel) ?? peerAddress
         channel = source.channel
     }
 

@@ -6,19 +6,25 @@ import Replication
 import ReservationEngine
 
 extension APIRoutes {
-    /// `GET /sales/{saleId}/live`: WebSocket of live stock. The token may come as `?access_token=`
-    /// (browsers cannot set headers on a WebSocket); it is never logged.
+    /// `GET /sales/{saleId}/live`: WebSocket of live stock. The token comes as the subprotocol `bearer.<token>`
+    /// offered beside `flashsale.live.v1`, which the server selects (browsers cannot set headers on a WebSocket,
+    /// and a token in the URL would land in every proxy's access log); or in an Authorization header.
     func registerLive(on router: Router<FlashSaleRequestContext>, hub: LiveStockHub) {
         router.ws("sales/:saleId/live") { request, context in
             do {
-                _ = try authenticate(request, context, allowQueryToken: true)
+                let offered = !request.headers[values: .secWebSocketProtocol].isEmpty
+                let selects = Self.offersLiveSubprotocol(request)
+                if offered && !selects {
+                    throw Problem.invalidRequest("offer the subprotocol \(Self.liveSubprotocol) (with bearer.<token>)")
+                }
+                _ = try await authenticate(request, context, live: true)
                 let saleID = try saleID(context)
                 do {
                     _ = try await engine.definition(saleID: saleID)
                 } catch let error as ReservationError {
                     throw Problem(error)
                 }
-                return .upgrade([:])
+                return .upgrade(selects ? [.secWebSocketProtocol: Self.liveSubprotocol] : [:])
             } catch let problem as Problem {
                 // A refused upgrade is an ordinary HTTP answer: this problem, not a bare 400.
                 await FirstHeadGuard.noteRefusedUpgrade(problem, on: context.channel)
@@ -28,8 +34,9 @@ extension APIRoutes {
             guard let saleID = context.requestContext.parameters.get("saleId") else { return }
             // The token was verified before the upgrade; read it again for the subject (waitlist messages)
             // and its expiry (the socket closes with the policy code when it passes).
-            let principal = bearerToken(of: context.request, allowQueryToken: true).flatMap { token in
-                try? tokens.verify(token).get()
+            var principal: Principal?
+            if let token = bearerToken(of: context.request, live: true) {
+                principal = try? await tokens.verify(token, nowSeconds: Timestamps.now.timeIntervalSince1970).get()
             }
             let customerID = principal?.customerID ?? ""
             let (id, frames) = hub.subscribe(saleID: saleID, customerID: customerID)

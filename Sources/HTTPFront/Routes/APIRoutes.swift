@@ -8,9 +8,17 @@ import ReservationEngine
 /// Every route of the HTTP contract (../API.md) except health, metrics and the live socket.
 struct APIRoutes: Sendable {
     let engine: ReservationService
-    let tokens: BearerTokens
+    let tokens: TokenVerifier
     let customerLimiter: RateLimiter
     let addressLimiter: RateLimiter
+    /// Per client address, for requests whose token is missing or fails verification.
+    let unverifiedLimiter: RateLimiter
+    /// Whose forwarding headers (and `X-Request-Start`) are believed.
+    var trustedProxies = TrustedProxies.none
+    /// The live socket also takes `?access_token=` (`FLASHSALE_ALLOW_QUERY_TOKEN`, for old clients).
+    var allowQueryToken = false
+    /// Moves the front's stamps onto this instance's clock.
+    let frontClock = FrontClock()
     let metrics: FlashSaleMetrics
     /// Seals the delivery fields before they reach the engine (and so Redis and MongoDB).
     let cipher: FieldCipher
@@ -39,32 +47,55 @@ struct APIRoutes: Sendable {
 
     // MARK: Authentication and rate limits
 
-    /// Address limit, then the bearer token, then the customer limit. The token is verified on the
-    /// header's own bytes (no copy, no trimming allocation: this runs for every order).
-    func authenticate(_ request: Request, _ context: FlashSaleRequestContext, allowQueryToken: Bool = false) throws -> Principal {
-        if let wait = addressLimiter.acquire(context.clientAddress) { throw Problem.rateLimited(retryAfterSeconds: wait) }
-        let verified: Result<Principal, Problem>
+    /// The bearer token, verified; then the client's address budget and the customer's. A request whose token
+    /// is missing or fails verification spends only its address's small budget for such requests
+    /// (`unverifiedLimiter`), never the one shoppers behind the same address share. The HS256 token is verified
+    /// on the header's own bytes (no copy, no suspension: this runs for every order).
+    ///
+    /// `live`: the live socket's upgrade, whose token comes as the subprotocol `bearer.<token>` (browsers cannot
+    /// set headers on a WebSocket), or as `?access_token=` only when ``allowQueryToken`` (old clients).
+    func authenticate(_ request: Request, _ context: FlashSaleRequestContext, live: Bool = false) async throws -> Principal {
+        let client = clientKey(request, context)
+        let nowSeconds = Timestamps.now.timeIntervalSince1970
+        let pending: TokenVerifier.Pending
         if var header = request.headers[.authorization] {
-            let nowSeconds = Timestamps.now.timeIntervalSince1970
-            verified = header.withUTF8 { bytes in
+            pending = header.withUTF8 { bytes in
                 guard let token = Self.bearerToken(in: bytes) else {
-                    return .failure(Problem.unauthorized("the Authorization header must be 'Bearer <token>'"))
+                    return .decided(.failure(Problem.unauthorized("the Authorization header must be 'Bearer <token>'")))
                 }
-                guard !token.isEmpty else { return .failure(Problem.unauthorized("a bearer token is required")) }
+                guard !token.isEmpty else { return .decided(.failure(Problem.unauthorized("a bearer token is required"))) }
                 return tokens.verify(bytes: token, nowSeconds: nowSeconds)
             }
-        } else if allowQueryToken, let token = request.uri.queryParameters.get("access_token"), !token.isEmpty {
-            verified = tokens.verify(String(token))
+        } else if live, var token = Self.subprotocolToken(request) {
+            pending = token.withUTF8 { tokens.verify(bytes: $0, nowSeconds: nowSeconds) }
+        } else if live, let token = request.uri.queryParameters.get("access_token"), !token.isEmpty {
+            if allowQueryToken {
+                var token = String(token)
+                pending = token.withUTF8 { tokens.verify(bytes: $0, nowSeconds: nowSeconds) }
+            } else {
+                pending = .decided(.failure(Problem.unauthorized(
+                    "a token in the URL is refused (proxies log URLs): offer it as the WebSocket subprotocol 'bearer.<token>' beside '\(Self.liveSubprotocol)'")))
+            }
         } else {
-            throw Problem.unauthorized("a bearer token is required")
+            pending = .decided(.failure(Problem.unauthorized("a bearer token is required")))
         }
-        let principal: Principal
-        switch verified {
-        case .success(let found): principal = found
-        case .failure(let problem): throw problem
+        switch await pending.result(nowSeconds: nowSeconds) {
+        case .failure(let problem):
+            if let wait = unverifiedLimiter.acquire(client) { throw Problem.rateLimited(retryAfterSeconds: wait) }
+            throw problem
+        case .success(let principal):
+            if let wait = addressLimiter.acquire(client) { throw Problem.rateLimited(retryAfterSeconds: wait) }
+            if let wait = customerLimiter.acquire(principal.customerID) { throw Problem.rateLimited(retryAfterSeconds: wait) }
+            return principal
         }
-        if let wait = customerLimiter.acquire(principal.customerID) { throw Problem.rateLimited(retryAfterSeconds: wait) }
-        return principal
+    }
+
+    /// The rate-limit key of the client: behind trusted proxies the address they forwarded, else the connection's
+    /// (or its PROXY protocol header's); an IPv6 client by its /64.
+    func clientKey(_ request: Request, _ context: FlashSaleRequestContext) -> String {
+        if !trustedProxies.isEmpty { return trustedProxies.clientKey(peer: context.clientAddress, headers: request.headers) }
+        guard context.clientAddress.utf8.contains(UInt8(ascii: ":")) else { return context.clientAddress }
+        return IPAddress(context.clientAddress)?.bucketKey ?? context.clientAddress
     }
 
     /// The token in an `Authorization: Bearer <token>` value, without the spaces or tabs around it; nil when
@@ -79,17 +110,41 @@ struct APIRoutes: Sendable {
         return UnsafeBufferPointer(rebasing: header[start..<end])
     }
 
-    /// The bearer token of the Authorization header (or `?access_token=` where allowed).
-    func bearerToken(of request: Request, allowQueryToken: Bool) -> String? {
+    /// The live socket's protocol: a client offers it with its token (`Sec-WebSocket-Protocol: flashsale.live.v1,
+    /// bearer.<JWT>`, as the Kubernetes API takes bearer tokens over WebSockets) and the server selects it.
+    static let liveSubprotocol = "flashsale.live.v1"
+    static let bearerSubprotocolPrefix = "bearer."
+
+    /// The token offered as the subprotocol `bearer.<token>`, if any.
+    static func subprotocolToken(_ request: Request) -> String? {
+        for value in request.headers[values: .secWebSocketProtocol] {
+            for offered in value.split(separator: ",") {
+                let name = offered.trimmingCharacters(in: .whitespaces)
+                if name.hasPrefix(bearerSubprotocolPrefix) { return String(name.dropFirst(bearerSubprotocolPrefix.count)) }
+            }
+        }
+        return nil
+    }
+
+    /// Whether the client offered the live protocol by name.
+    static func offersLiveSubprotocol(_ request: Request) -> Bool {
+        request.headers[values: .secWebSocketProtocol].contains { value in
+            value.split(separator: ",").contains { $0.trimmingCharacters(in: .whitespaces) == liveSubprotocol }
+        }
+    }
+
+    /// The bearer token of the Authorization header, the subprotocol, or `?access_token=` where allowed.
+    func bearerToken(of request: Request, live: Bool) -> String? {
         if var header = request.headers[.authorization] {
             return header.withUTF8 { bytes in Self.bearerToken(in: bytes).map { String(decoding: $0, as: UTF8.self) } }
         }
-        guard allowQueryToken, let token = request.uri.queryParameters.get("access_token") else { return nil }
+        if live, let token = Self.subprotocolToken(request) { return token }
+        guard live, allowQueryToken, let token = request.uri.queryParameters.get("access_token") else { return nil }
         return String(token)
     }
 
-    func requireAdmin(_ request: Request, _ context: FlashSaleRequestContext) throws -> Principal {
-        let principal = try authenticate(request, context)
+    func requireAdmin(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Principal {
+        let principal = try await authenticate(request, context)
         guard principal.isAdmin else { throw Problem.forbidden("this route needs the admin scope") }
         return principal
     }
@@ -108,7 +163,7 @@ struct APIRoutes: Sendable {
     static let futureStartWindowMilliseconds: Int64 = 366 * 86_400_000
 
     func createSale(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
-        _ = try requireAdmin(request, context)
+        _ = try await requireAdmin(request, context)
         var request = request
         let body = try await request.decodeBody(CreateSaleBody.self, context: context)
         let id = body.id ?? "sale-" + String(UInt64.random(in: 0...UInt64.max), radix: 16)
@@ -161,7 +216,7 @@ struct APIRoutes: Sendable {
     static let maximumSalesScannedPerPage = 1_000
 
     func listSales(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
-        _ = try requireAdmin(request, context)
+        _ = try await requireAdmin(request, context)
         let query = request.uri.queryParameters
         var wanted: SaleStatus?
         if let status = query["status"].map(String.init), !status.isEmpty {
@@ -219,7 +274,7 @@ struct APIRoutes: Sendable {
     }
 
     func closeSale(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
-        _ = try requireAdmin(request, context)
+        _ = try await requireAdmin(request, context)
         let saleID = try saleID(context)
         do {
             guard try await engine.closeSale(saleID: saleID) else {
@@ -238,7 +293,7 @@ struct APIRoutes: Sendable {
     }
 
     func sale(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
-        _ = try authenticate(request, context)
+        _ = try await authenticate(request, context)
         let saleID = try saleID(context)
         do {
             let definition = try await engine.definition(saleID: saleID)
@@ -255,7 +310,7 @@ struct APIRoutes: Sendable {
     }
 
     func stock(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
-        _ = try authenticate(request, context)
+        _ = try await authenticate(request, context)
         let saleID = try saleID(context)
         do {
             let definition = try await engine.definition(saleID: saleID)
@@ -274,7 +329,7 @@ struct APIRoutes: Sendable {
     }
 
     func summary(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
-        _ = try authenticate(request, context)
+        _ = try await authenticate(request, context)
         let saleID = try saleID(context)
         do {
             return try jsonResponse(SummaryResponse(try await engine.summary(saleID: saleID)))
@@ -308,17 +363,18 @@ struct APIRoutes: Sendable {
     }
 
     func placeOrder(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
-        let (customerID, saleID, idempotencyKey) = try orderHead(request, context)
-        let arrival = trustRequestStart ? RequestStart.microseconds(request.headers[RequestStart.field]) : nil
+        let principal = try await authenticate(request, context)
+        let (customerID, saleID, idempotencyKey) = try orderHead(request, context, principal: principal)
+        let arrival = arrivalStamp(request, context)
         var request = request
         let body = try await request.collectBody(context: context)
         let order = try placedOrder(body, saleID: saleID, customerID: customerID, idempotencyKey: idempotencyKey)
-        if let arrival { metrics.frontLag(microseconds: wallClockMicroseconds() - arrival) }
+        if let arrival { metrics.frontLag(microseconds: wallClockMicroseconds() - arrival.stamp) }
         let outcome: ReservationOutcome
         switch orderPath {
         case .engine:
             outcome = await engine.reserve(saleID: order.saleID, customerID: order.customerID, quantity: order.quantity,
-                                           idempotencyKey: order.idempotencyKey, delivery: order.delivery, arrivalMicroseconds: arrival)
+                                           idempotencyKey: order.idempotencyKey, delivery: order.delivery, arrivalMicroseconds: arrival?.corrected)
         case .direct:
             outcome = await directOrder(saleID: order.saleID, customerID: order.customerID, quantity: order.quantity,
                                         idempotencyKey: order.idempotencyKey ?? "", delivery: order.delivery)
@@ -330,8 +386,7 @@ struct APIRoutes: Sendable {
 
     /// The head of an order request: who asks (the token), for which sale, under which idempotency key.
     @inline(never)
-    func orderHead(_ request: Request, _ context: FlashSaleRequestContext) throws -> (customerID: String, saleID: String, idempotencyKey: String?) {
-        let principal = try authenticate(request, context)
+    func orderHead(_ request: Request, _ context: FlashSaleRequestContext, principal: Principal) throws -> (customerID: String, saleID: String, idempotencyKey: String?) {
         let saleID = try saleID(context)
         guard let key = request.headers[Self.idempotencyKeyField] else { return (principal.customerID, saleID, nil) }
         guard (1...64).contains(key.utf8.count) else {
@@ -339,6 +394,15 @@ struct APIRoutes: Sendable {
             throw Problem.invalidRequest("Idempotency-Key must be 1 to 64 bytes")
         }
         return (principal.customerID, saleID, key)
+    }
+
+    /// When the front read the request (`X-Request-Start`), from a trusted proxy only: its stamp, and the stamp on
+    /// this instance's clock (``FrontClock``).
+    @inline(never)
+    func arrivalStamp(_ request: Request, _ context: FlashSaleRequestContext) -> (stamp: Int64, corrected: Int64)? {
+        guard trustRequestStart, trustedProxies.contains(context.peerAddress),
+              let stamp = RequestStart.microseconds(request.headers[RequestStart.field]) else { return nil }
+        return (stamp, frontClock.arrival(stamp: stamp, receivedAt: wallClockMicroseconds()))
     }
 
     /// The body of an order request decoded and checked, its delivery sealed to the sale and customer.
@@ -409,7 +473,7 @@ struct APIRoutes: Sendable {
     }
 
     func me(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
-        let principal = try authenticate(request, context)
+        let principal = try await authenticate(request, context)
         let saleID = try saleID(context)
         do {
             let view = try await engine.customerView(saleID: saleID, customerID: principal.customerID)
@@ -430,7 +494,7 @@ struct APIRoutes: Sendable {
     /// The order if the caller may see it; someone else's order is NOT_FOUND, never revealed. `archived`: it came
     /// from MongoDB (its sale has left the ledger).
     private func visibleOrder(_ request: Request, _ context: FlashSaleRequestContext) async throws -> (Principal, OrderRecord, String, archived: Bool) {
-        let principal = try authenticate(request, context)
+        let principal = try await authenticate(request, context)
         guard let orderID = context.parameters.get("orderId"), let saleID = OrderID.saleID(of: orderID) else {
             throw Problem.notFound("no such order")
         }
@@ -488,7 +552,7 @@ struct APIRoutes: Sendable {
     // MARK: Admin
 
     func shards(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
-        _ = try requireAdmin(request, context)
+        _ = try await requireAdmin(request, context)
         let saleID = try saleID(context)
         let snapshot: LedgerSnapshot?
         do {
@@ -507,7 +571,7 @@ struct APIRoutes: Sendable {
     }
 
     func rebalance(_ request: Request, _ context: FlashSaleRequestContext) async throws -> Response {
-        _ = try requireAdmin(request, context)
+        _ = try await requireAdmin(request, context)
         let saleID = try saleID(context)
         var request = request
         let body = try await request.decodeBody(RebalanceBody.self, context: context)

@@ -41,6 +41,7 @@ struct StaticRoutes: Sendable {
 
     static let html = "text/html; charset=utf-8"
     static let referrerPolicy = HTTPField.Name("Referrer-Policy")!
+    static let crossOriginOpenerPolicy = HTTPField.Name("Cross-Origin-Opener-Policy")!
     static let revalidate = "no-cache"
     static let cacheable = "public, max-age=300"
 
@@ -89,6 +90,8 @@ struct StaticRoutes: Sendable {
         if asset.contentType == html {
             headers[.contentSecurityPolicy] = contentSecurityPolicy
             headers[Self.referrerPolicy] = "no-referrer"
+            // A page opened from another site gets no handle on this one (window.opener) and vice versa.
+            headers[Self.crossOriginOpenerPolicy] = "same-origin"
         }
         if request.headers[.ifNoneMatch] == asset.etag {
             return Response(status: .notModified, headers: headers)

@@ -186,15 +186,28 @@ public final class ReservationService: Sendable {
         let outcome = await reserveOnce(saleID: saleID, customerID: customerID, quantity: quantity, idempotencyKey: idempotencyKey,
                                         delivery: delivery, arrival: arrivalMicroseconds)
         if case .rejected(let error, _) = outcome, error.code != .notFound, error.code != .invalidRequest {
-            rejections.withLock { $0[saleID, default: [:]][error.code.rawValue, default: 0] += 1 }
+            recordRejection(saleID: saleID, code: error.code)
         }
         return outcome
     }
 
-    /// Counts a refusal decided before the engine (rate limits, bad input) in the sale's statistics.
+    /// Sales with rejection counts waiting for the next reconcile, at most (each is a sale this instance tracks;
+    /// the reconcile takes every tracked sale's counts).
+    public static let maximumSalesWithRejections = 4_096
+
+    /// Counts a refusal decided before the engine (rate limits, bad input) in the sale's statistics. Only for a sale
+    /// this instance tracks (one it has served or looked up): a made-up sale id leaves nothing behind.
     public func recordRejection(saleID: String, code: ReservationError.Code) {
-        rejections.withLock { $0[saleID, default: [:]][code.rawValue, default: 0] += 1 }
+        guard sales.withLock({ $0[saleID] != nil }) else { return }
+        rejections.withLock { rejections in
+            guard rejections[saleID] != nil || rejections.count < Self.maximumSalesWithRejections else { return }
+            rejections[saleID, default: [:]][code.rawValue, default: 0] += 1
+            assert(rejections.count <= Self.maximumSalesWithRejections, "the rejection counts are bounded")
+        }
     }
+
+    /// Sales with rejection counts not yet flushed (tests and the bound's check).
+    public var salesWithRejections: Int { rejections.withLock { $0.count } }
 
     /// Takes the rejection counts gathered since the last call.
     func takeRejections(saleID: String) -> [String: Int] {
@@ -214,7 +227,7 @@ public final class ReservationService: Sendable {
         } catch {
             return .rejected(error, retryAfterSeconds: error.code == .retryLater ? 1 : nil)
         }
-        if let refused = Self.refusal(sale: sale, quantity: quantity) { return refused }
+        if let refused = Self.refusal(sale: sale, quantity: quantity, arrival: arrival) { return refused }
         let idempotencyKey = idempotencyKey ?? ""
         var key = idempotencyKey
         // Bounded: a follower whose leader finished before it could register starts again (the ledger knows
@@ -275,13 +288,20 @@ public final class ReservationService: Sendable {
         }
     }
 
-    /// What refuses an order before it takes a unit: a quantity out of range, or a sale this instance
-    /// already knows is over. Nil: go on. (Not inlined: see `commit`.)
+    /// What refuses an order before it takes a unit: a quantity out of range, a request the front stamped before
+    /// the sale opened (its head was read before the opening, whenever its body came: it never queues ahead of
+    /// those who asked after the opening), or a sale this instance already knows is over. Nil: go on. (Not
+    /// inlined: see `commit`.)
     @inline(never)
-    private static func refusal(sale: LocalSale, quantity: Int) -> ReservationOutcome? {
+    private static func refusal(sale: LocalSale, quantity: Int, arrival: Int64?) -> ReservationOutcome? {
         let limit = sale.definition.perCustomerLimit
         guard quantity >= 1, quantity <= limit else {
             return .rejected(ReservationError(.invalidRequest, "quantity must be between 1 and \(limit)"), retryAfterSeconds: nil)
+        }
+        if let arrival, arrival < sale.definition.startsAtMilliseconds * 1_000 {
+            let early = sale.definition.startsAtMilliseconds * 1_000 - arrival
+            return .rejected(ReservationError(.saleNotStarted, "the request was sent before the sale opened"),
+                             retryAfterSeconds: max(1, Int((early + 999_999) / 1_000_000)))
         }
         guard let view = sale.view else { return nil }
         let window = SaleWindow(definition: sale.definition)

@@ -78,10 +78,10 @@ struct RunLoad: AsyncParsableCommand {
     }
 
     func run() async throws {
-        guard let secret = jwtSecret ?? ProcessInfo.processInfo.environment["FLASHSALE_JWT_SECRET"], secret.utf8.count >= 16 else {
+        guard let secret = jwtSecret ?? ProcessInfo.processInfo.environment["FLASHSALE_JWT_SECRET"], secret.utf8.count >= BearerTokens.minimumSecretBytes else {
             throw ValidationError("FLASHSALE_JWT_SECRET (or --jwt-secret) must be the server's secret")
         }
-        let tokens = BearerTokens(secret: secret)
+        let tokens = BearerTokens(secret: secret, rules: try ClaimRules(environment: ProcessInfo.processInfo.environment))
         let admin = tokens.sign(subject: "load-admin", admin: true, expiresAt: Date().addingTimeInterval(7_200))
         let customers = part(of: customers)
         let rate = rate / Double(shardCount)

@@ -13,6 +13,9 @@ state go to the report folder. Exits non-zero when a check fails.
 
 import argparse
 import base64
+import hashlib
+import hmac
+import http.client as httpclient
 import json
 import os
 import re
@@ -28,7 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "chaos"))
 
 from flashsale_chaos import JWT_SECRET  # noqa: E402
-from flashsale_chaos.clients import free_port, pairs, redis_call, request, token, wait_until  # noqa: E402
+from flashsale_chaos.clients import b64url, free_port, pairs, redis_call, request, token, wait_until  # noqa: E402
 from flashsale_chaos.processes import Process  # noqa: E402
 
 from selenium import webdriver  # noqa: E402
@@ -41,22 +44,29 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 RUN_LIMIT_SECONDS = 230
 SHOP_HOST = "shop.test"  # resolved to 127.0.0.1 inside chromium only: a page origin that is not a secure context
 
-# Counts the page's WebSocket constructions, its `closed` messages and its order POSTs; injected before any
-# page script runs (DevTools scripts are not subject to the page's Content-Security-Policy).
+# Counts the page's WebSocket constructions (with the URL, the offered subprotocols and the one the server
+# selected), its `stock` and `closed` messages and its order POSTs; injected before any page script runs
+# (DevTools scripts are not subject to the page's Content-Security-Policy).
 PROBE = r"""
 (function () {
   const NativeSocket = window.WebSocket;
-  window.__probe = { sockets: 0, closedAt: 0, orderPosts: 0, orderReplies: [], waitlistMessages: 0, socketHosts: [], fakeFailures: [], socketCloses: [] };
+  window.__probe = { sockets: 0, closedAt: 0, orderPosts: 0, orderReplies: [], waitlistMessages: 0, stockMessages: 0,
+                     socketHosts: [], socketOpens: [], openSockets: [], fakeFailures: [], socketCloses: [] };
   function CountedSocket(url, protocols) {
     window.__probe.sockets += 1;
     window.__probe.socketHosts.push(new URL(url, window.location.href).host);
+    const entry = { url: String(url), protocols: protocols === undefined ? [] : [].concat(protocols), selected: null };
+    window.__probe.socketOpens.push(entry);
     const socket = protocols === undefined ? new NativeSocket(url) : new NativeSocket(url, protocols);
+    window.__probe.openSockets.push(socket);
+    socket.addEventListener("open", function () { entry.selected = socket.protocol; });
     socket.addEventListener("close", function (event) { window.__probe.socketCloses.push(event.code); });
     socket.addEventListener("message", function (event) {
       try {
         const type = JSON.parse(event.data).type;
         if (type === "closed") window.__probe.closedAt = Date.now();
         if (type === "waitlist") window.__probe.waitlistMessages += 1;
+        if (type === "stock") window.__probe.stockMessages += 1;
       } catch (e) {}
     });
     return socket;
@@ -93,6 +103,18 @@ PROBE = r"""
 """
 
 DELIVERY = {"name": "Ada Lovelace", "phone": "+44 20 7946 0000", "address": "12 St James's Square, London"}
+
+
+def named_token(subject, name, ttl=3600, admin=False):
+    """An HS256 token the instances accept, as clients.token() signs them, with a `name` claim too."""
+    now = int(time.time())
+    claims = {"sub": subject, "name": name, "exp": now + ttl, "iat": now}
+    if admin:
+        claims["scope"] = "admin"
+    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    payload = b64url(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
+    signature = hmac.new(JWT_SECRET.encode(), (header + "." + payload).encode(), hashlib.sha256).digest()
+    return header + "." + payload + "." + b64url(signature)
 
 
 class CheckFailed(AssertionError):
@@ -287,14 +309,37 @@ class Harness:
         return self.js("""return Array.from(document.querySelectorAll('#orders li')).map(function (li) {
             return {id: li.dataset.orderId, status: li.dataset.status}; });""")
 
-    def open_shopper(self, sale_id, bearer, host=None, port=None):
+    def open_shopper(self, sale_id, bearer, host=None, port=None, fresh=True):
+        """The sale page with `#token=bearer`. `fresh`: in a browser tab where nobody is signed in yet (the
+        origin's storage emptied first); otherwise whoever is signed in stays, and the page asks before
+        switching to another customer."""
         origin = "http://%s:%d" % (host or "127.0.0.1", port or self.ports["browser-a"])
+        if fresh:
+            self.driver.get(origin + "/assets/flashsale.css")
+            self.js("sessionStorage.clear(); localStorage.clear();")
         # A fresh document each time: from a page whose address differs only in the fragment, the
         # navigation would otherwise stay in the same document.
         self.driver.get("about:blank")
         self.driver.get("%s/?sale=%s#token=%s" % (origin, sale_id, bearer))
+        self.wait_page()
+
+    def wait_page(self):
         until(lambda: self.js("return document.getElementById('page').getAttribute('aria-busy') === null"), 10,
               "the sale page to load")
+
+    def stored(self, key, where="sessionStorage"):
+        return self.js("return window[arguments[0]].getItem(arguments[1])", where, key)
+
+    def headers(self, path, instance="browser-a", request_headers=None):
+        """The status and headers (lower-case names) of a plain GET."""
+        connection = httpclient.HTTPConnection("127.0.0.1", self.ports[instance], timeout=5)
+        try:
+            connection.request("GET", path, headers=request_headers or {})
+            response = connection.getresponse()
+            response.read()
+            return response.status, {name.lower(): value for name, value in response.getheaders()}
+        finally:
+            connection.close()
 
 
 # ---- the checks ---------------------------------------------------------------------------------------
@@ -736,6 +781,250 @@ def check_x_cross_origin(h, ctx):
     h.no_policy_violations()
 
 
+def check_s_signed_in_name(h, ctx):
+    """The page shows who is signed in: the token's `name` claim, as text (markup in it stays text), else
+    its subject. "Not you? Sign out" forgets the token (sessionStorage and localStorage), closes the live
+    socket and clears the customer's orders and details: the signed-out page, also after a reload. An
+    expired link with nobody signed in says so."""
+    sale_id, _ = h.create_sale(stock=10, starts_in_seconds=0, limit=2, name="Session sale")
+    grace = named_token("grace-s", "Grace <b>Hopper</b>")
+    h.open_shopper(sale_id, grace)
+    until(lambda: h.visible("session"), 5, "the signed-in line")
+    expect(h.text("session-name") == "Grace <b>Hopper</b>", "the name shows %r" % h.text("session-name"))
+    expect(h.js("return document.getElementById('session-name').children.length") == 0, "the name was parsed as HTML")
+    henry = token("henry-s")
+    status, order = h.api("POST", "/sales/%s/orders" % sale_id, {"quantity": 1, "delivery": DELIVERY}, bearer=henry)
+    expect(status == 201, "henry's order answered %s %s" % (status, order))
+    h.open_shopper(sale_id, henry)
+    until(lambda: h.text("session-name") == "henry-s", 5, "the subject for a token without a name")
+    until(lambda: h.text("connection") == "Live", 5, "the live socket")
+    until(lambda: [o["id"] for o in h.dom_orders()] == [order["orderId"]], 5, "henry's order in My orders")
+    h.fill_order_form(quantity=1)
+    # The shop's login may have stored the token too: signing out forgets that copy as well.
+    h.js("localStorage.setItem('flashsale.token', arguments[0])", henry)
+    h.shot("11-shopper-signed-in")
+    h.driver.find_element(By.ID, "sign-out").click()
+    until(lambda: "Sign in at the shop" in (h.text("notice") or ""), 3, "the signed-out message")
+    expect(h.stored("flashsale.token") is None and h.stored("flashsale.token", "localStorage") is None,
+           "a token is still stored after signing out")
+    expect(not h.visible("session"), "the signed-in line still shows after signing out")
+    expect(not h.button_enabled() and "Sign in" in (h.text("order-reason") or ""),
+           "order button after signing out: reason %r" % h.text("order-reason"))
+    expect(h.dom_orders() == [] and h.visible("orders-empty"), "My orders still shows %s" % h.dom_orders())
+    expect(h.js("return document.getElementById('delivery-address').value") == "", "the delivery address stays filled in")
+    until(lambda: h.js("return window.__probe.openSockets.every(function (s) { return s.readyState === WebSocket.CLOSED; })"),
+          3, "the live socket to close")
+    expect(not h.visible("connection"), "the connection still says %r" % h.text("connection"))
+    expect(h.text("stock-available") == "–", "the stock still shows %r without a token" % h.text("stock-available"))
+    sockets = h.js("return window.__probe.sockets")
+    time.sleep(1.5)
+    expect(h.js("return window.__probe.sockets") == sockets, "a socket was opened after signing out")
+    h.no_policy_violations()
+    h.shot("12-shopper-signed-out-by-hand")
+    h.driver.refresh()
+    h.wait_page()
+    expect("Sign in at the shop" in (h.text("notice") or "") and not h.visible("session"),
+           "after a reload: notice %r" % h.text("notice"))
+    # An expired link while nobody is signed in: said so, nothing stored.
+    h.open_shopper(sale_id, named_token("ivy-s", "Ivy", ttl=-600))
+    until(lambda: "has expired" in (h.text("session-message") or ""), 3, "the expired-link message")
+    expect(h.stored("flashsale.token") is None and not h.visible("session"), "an expired link was taken")
+    expect(not h.button_enabled(), "the order button is enabled after an expired link")
+
+
+def check_k_switching_customers(h, ctx):
+    """A #token= for another customer while one is signed in asks first: the first customer stays (name,
+    stored token, orders) until "Switch to ..." is clicked; "Stay signed in as ..." keeps them, also after a
+    reload. The same for a later link that changes only the fragment (hashchange). An expired or malformed
+    token in a later link is refused with a message, the session kept."""
+    sale_id, _ = h.create_sale(stock=10, starts_in_seconds=0, limit=2, name="Shared tablet sale")
+    ada, bert = named_token("ada-k", "Ada King"), named_token("bert-k", "Bert Stone")
+    status, order = h.api("POST", "/sales/%s/orders" % sale_id, {"quantity": 1, "delivery": DELIVERY}, bearer=ada)
+    expect(status == 201, "ada's order answered %s %s" % (status, order))
+    ada_orders = [order["orderId"]]
+    h.open_shopper(sale_id, ada)
+    until(lambda: [o["id"] for o in h.dom_orders()] == ada_orders, 5, "Ada's order")
+    # Bert's link opened in the same tab: asked, Ada stays meanwhile.
+    h.open_shopper(sale_id, bert, fresh=False)
+    until(lambda: h.visible("session-question"), 5, "the question about switching")
+    question = h.text("session-question-text") or ""
+    expect("Bert Stone" in question and "Ada King" in question, "the question says %r" % question)
+    expect(h.text("session-switch") == "Switch to Bert Stone" and h.text("session-stay") == "Stay signed in as Ada King",
+           "the buttons say %r and %r" % (h.text("session-switch"), h.text("session-stay")))
+    expect("token" not in h.driver.current_url, "the token is still in the address bar: " + h.driver.current_url)
+    expect(h.text("session-name") == "Ada King" and h.stored("flashsale.token") == ada,
+           "while asked, %r is signed in" % h.text("session-name"))
+    until(lambda: [o["id"] for o in h.dom_orders()] == ada_orders and h.button_enabled(), 5, "Ada's page while asked")
+    h.no_policy_violations()
+    h.shot("13-shopper-switch-question")
+    h.driver.find_element(By.ID, "session-switch").click()
+    until(lambda: h.text("session-name") == "Bert Stone", 5, "Bert after switching")
+    h.wait_page()
+    until(h.button_enabled, 5, "Bert's order button")
+    expect(h.stored("flashsale.token") == bert and not h.visible("session-question") and h.dom_orders() == [],
+           "after switching: stored %s, orders %s" % ("Bert's" if h.stored("flashsale.token") == bert else "another", h.dom_orders()))
+    # Ada's link again: "Stay" keeps Bert, and the offered token is not kept anywhere.
+    h.open_shopper(sale_id, ada, fresh=False)
+    until(lambda: h.visible("session-question"), 5, "the question about switching back")
+    expect(h.text("session-stay") == "Stay signed in as Bert Stone", "stay says %r" % h.text("session-stay"))
+    h.driver.find_element(By.ID, "session-stay").click()
+    until(lambda: not h.visible("session-question"), 2, "the question to go")
+    expect(h.text("session-name") == "Bert Stone" and h.stored("flashsale.token") == bert, "Stay did not keep Bert")
+    h.driver.refresh()
+    h.wait_page()
+    expect(h.text("session-name") == "Bert Stone" and not h.visible("session-question"), "Bert is gone after a reload")
+    # A later link in the already open page (hashchange): asked the same way.
+    until(h.button_enabled, 5, "Bert's order button")
+    h.js("window.location.hash = 'token=' + arguments[0]", ada)
+    until(lambda: h.visible("session-question"), 3, "the question after a hashchange")
+    expect("token" not in h.driver.current_url, "the token stays in the address bar after a hashchange")
+    expect(h.text("session-name") == "Bert Stone" and h.stored("flashsale.token") == bert and h.button_enabled(),
+           "a hashchange swapped the customer before asking")
+    h.driver.find_element(By.ID, "session-stay").click()
+    until(lambda: not h.visible("session-question"), 2, "the question to go after Stay")
+    expect(h.text("session-name") == "Bert Stone" and h.stored("flashsale.token") == bert, "Stay after a hashchange did not keep Bert")
+    h.js("window.location.hash = 'token=' + arguments[0]", ada)
+    until(lambda: h.visible("session-question"), 3, "the question after a second hashchange")
+    h.driver.find_element(By.ID, "session-switch").click()
+    until(lambda: h.text("session-name") == "Ada King", 5, "Ada after switching by hashchange")
+    h.wait_page()
+    until(lambda: [o["id"] for o in h.dom_orders()] == ada_orders, 5, "Ada's order after switching back")
+    expect(h.stored("flashsale.token") == ada, "Ada's token is not the stored one")
+    # Expired and malformed tokens in a later link: refused with a message, Ada stays.
+    h.js("window.location.hash = 'token=' + arguments[0]", named_token("zoe-k", "Zoe", ttl=-600))
+    until(lambda: "has expired" in (h.text("session-message") or ""), 3, "the expired-link message")
+    expect("Ada King" in h.text("session-message") and not h.visible("session-question"), "message: %r" % h.text("session-message"))
+    h.js("window.location.hash = 'token=not-a-token'")
+    until(lambda: "valid sign-in" in (h.text("session-message") or ""), 3, "the malformed-link message")
+    expect(h.text("session-name") == "Ada King" and h.stored("flashsale.token") == ada and "token" not in h.driver.current_url,
+           "a refused link changed the session")
+    h.no_policy_violations()
+
+
+def check_l_live_subprotocol(h, ctx):
+    """The live socket carries no token in its URL: it offers `flashsale.live.v1` and `bearer.<token>`, the
+    server selects `flashsale.live.v1`, and stock sold on the other instance arrives over it. A newer token
+    of the same customer in a later link is taken silently and the socket reopened with it; a socket with
+    `?access_token=` in its URL is refused."""
+    sale_id, _ = h.create_sale(stock=10, starts_in_seconds=0, limit=2, name="Quiet socket sale")
+    lou = named_token("lou-l", "Lou Reed")
+    h.open_shopper(sale_id, lou)
+    until(lambda: h.text("connection") == "Live", 5, "the live socket")
+    opens = h.js("return window.__probe.socketOpens")
+    expect(opens, "no socket was opened")
+    for entry in opens:
+        expect("access_token" not in entry["url"] and "token" not in entry["url"] and lou.split(".")[2] not in entry["url"],
+               "a socket URL carries the token: %s" % entry["url"])
+        expect(entry["protocols"] == ["flashsale.live.v1", "bearer." + lou], "the socket offered %s" % entry["protocols"])
+    until(lambda: h.js("return window.__probe.socketOpens")[-1]["selected"] == "flashsale.live.v1", 3,
+          "the server to select flashsale.live.v1")
+    before = until(lambda: h.number("stock-available"), 5, "the stock figure")
+    messages = h.js("return window.__probe.stockMessages")
+    status, reply = h.api("POST", "/sales/%s/orders" % sale_id, {"quantity": 1, "delivery": DELIVERY},
+                          bearer=token("mo-l"), instance="browser-b")
+    expect(status == 201, "mo's order answered %s %s" % (status, reply))
+    until(lambda: h.number("stock-available") == before - 1, 3, "the page to show %d available" % (before - 1))
+    expect(h.js("return window.__probe.stockMessages") > messages, "the new stock did not come over the socket")
+    # A newer token of the same customer: no question, kept, and the socket reopened with it.
+    newer = named_token("lou-l", "Lou Reed", ttl=7200)
+    expect(newer != lou, "the newer token is the same token")
+    h.js("window.__before = true; window.location.hash = 'token=' + arguments[0]", newer)
+    until(lambda: h.js("return window.__probe.socketOpens")[-1]["protocols"] == ["flashsale.live.v1", "bearer." + newer], 3,
+          "a socket with the newer token")
+    until(lambda: h.js("return window.__probe.socketOpens")[-1]["selected"] == "flashsale.live.v1", 3, "the newer socket to open")
+    expect(h.stored("flashsale.token") == newer and not h.visible("session-question") and h.text("session-name") == "Lou Reed"
+           and h.js("return window.__before === true"), "the newer token of the same customer was not taken silently (in the same page)")
+    until(lambda: h.js("return window.__probe.openSockets.slice(0, -1).every(function (s) { return s.readyState === WebSocket.CLOSED; })"),
+          3, "the socket with the older token to close")
+    expect(h.text("connection") == "Live", "the connection says %r after the newer token" % h.text("connection"))
+    h.no_policy_violations()
+    # The token in the URL, as pages did before: refused.
+    url = "ws://127.0.0.1:%d/sales/%s/live?access_token=%s" % (h.ports["browser-a"], sale_id, newer)
+    outcome = h.driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        let opened = false;
+        const socket = new WebSocket(arguments[0]);
+        socket.onopen = function () { opened = true; socket.close(); };
+        socket.onclose = function (event) { done({ opened: opened, code: event.code }); };""", url)
+    expect(not outcome["opened"], "a socket with ?access_token= was accepted: %s" % outcome)
+
+
+def check_t_console_token(h, ctx):
+    """The console keeps the admin token in sessionStorage only (a copy in localStorage is removed) and
+    shows its subject and expiry; when the token expires it stops, says so and takes a new one pasted in."""
+    h.driver.get(h.base() + "/assets/flashsale.css")
+    h.js("sessionStorage.clear(); localStorage.clear(); localStorage.setItem('flashsale.adminToken', arguments[0]);", h.admin)
+    tina = token("ops-tina", admin=True, ttl=1800)
+    expires_at = json.loads(base64.urlsafe_b64decode(tina.split(".")[1] + "==="))["exp"]
+    h.driver.get("about:blank")
+    h.driver.get("%s/admin/#token=%s" % (h.base(), tina))
+    until(lambda: h.visible("session") and h.visible("console"), 5, "the console with its token")
+    expect(h.text("session-name") == "ops-tina", "the subject shows as %r" % h.text("session-name"))
+    expiry = h.text("token-expiry") or ""
+    local = h.js("return FlashSale.formatTime(arguments[0])", expires_at * 1000)
+    expect(local in expiry and re.search(r"\(in (29|30) min\)", expiry), "the expiry shows as %r (%s expected)" % (expiry, local))
+    expect(h.stored("flashsale.adminToken") == tina, "the admin token is not in sessionStorage")
+    expect(h.js("return Object.keys(localStorage).length") == 0, "localStorage holds %s" % h.js("return Object.keys(localStorage)"))
+    h.shot("14-console-token")
+    # A token that expires 6 s from now: the console stops and asks for a new one.
+    brief = token("ops-brief", admin=True, ttl=6)
+    h.driver.get("about:blank")
+    h.driver.get("%s/admin/#token=%s" % (h.base(), brief))
+    until(lambda: h.text("session-name") == "ops-brief" and h.visible("console"), 5, "the console with a brief token")
+    until(lambda: "expired" in (h.text("notice") or ""), 10, "the expiry message")
+    expect("ops-brief" in h.text("notice") and "expired" in (h.text("token-expiry") or ""),
+           "notice %r, expiry %r" % (h.text("notice"), h.text("token-expiry")))
+    expect(not h.visible("console") and h.visible("token-form"), "the console still shows after the token expired")
+    expect(h.stored("flashsale.adminToken") is None, "the expired token is still stored")
+    h.shot("15-console-token-expired")
+    field = h.driver.find_element(By.ID, "token-input")
+    field.send_keys("not-a-token")
+    h.driver.find_element(By.ID, "token-button").click()
+    until(lambda: "not a token" in (h.text("token-result") or ""), 2, "the refusal of a malformed token")
+    expect(h.stored("flashsale.adminToken") is None, "a malformed token was stored")
+    field.clear()
+    field.send_keys(tina)
+    h.driver.find_element(By.ID, "token-button").click()
+    until(lambda: h.text("session-name") == "ops-tina" and h.visible("console"), 5, "the console with the pasted token")
+    expect(h.stored("flashsale.adminToken") == tina and h.js("return Object.keys(localStorage).length") == 0
+           and not h.visible("token-form"), "after pasting a token")
+    h.no_policy_violations()
+
+
+def check_o_opener_policy(h, ctx):
+    """HTML answers (the sale page, the console, a 304 too) carry Cross-Origin-Opener-Policy: same-origin
+    beside the Content-Security-Policy; in the browser, a window that opens the sale page from another origin
+    loses its handle on it, while it keeps one on a file without the header."""
+    for path in ("/", "/?sale=anything", "/admin/"):
+        status, headers = h.headers(path)
+        expect(status == 200, "GET %s answered %s" % (path, status))
+        expect(headers.get("cross-origin-opener-policy") == "same-origin",
+               "GET %s: Cross-Origin-Opener-Policy %r" % (path, headers.get("cross-origin-opener-policy")))
+        expect("script-src 'self'" in headers.get("content-security-policy", ""), "GET %s: no Content-Security-Policy" % path)
+        status, again = h.headers(path, request_headers={"If-None-Match": headers.get("etag", "")})
+        expect(status == 304 and again.get("cross-origin-opener-policy") == "same-origin",
+               "GET %s with its ETag: %s, Cross-Origin-Opener-Policy %r" % (path, status, again.get("cross-origin-opener-policy")))
+    status, headers = h.headers("/assets/flashsale.css")
+    expect(status == 200 and "cross-origin-opener-policy" not in headers, "the stylesheet carries %s" % headers)
+    opener = "http://%s:%d/assets/flashsale.css" % (SHOP_HOST, h.ports["browser-a"])
+    h.driver.get("about:blank")
+    h.driver.get(opener)
+    home = h.driver.current_window_handle
+    try:
+        h.js("window.__page = window.open(arguments[0]); window.__file = window.open(arguments[1]);",
+             "%s/?sale=anything" % h.base(), "%s/assets/flashsale.js" % h.base())
+        until(lambda: len(h.driver.window_handles) == 3, 5, "the two windows")
+        until(lambda: h.js("return window.__page.closed"), 5, "the sale page to cut its opener's handle")
+        time.sleep(0.3)
+        expect(h.js("return window.__file.closed") is False, "the handle on a file without the header was cut too")
+    finally:
+        for handle in h.driver.window_handles:
+            if handle != home:
+                h.driver.switch_to.window(handle)
+                h.driver.close()
+        h.driver.switch_to.window(home)
+
+
 def check_h_no_sale_no_token(h, ctx):
     """Without ?sale= the page says how to open a sale; without a token it says to sign in, order disabled."""
     h.js("sessionStorage.clear(); localStorage.clear();")
@@ -760,8 +1049,13 @@ CHECKS = [
     ("e", "sold out stops the socket", check_e_sold_out),
     ("n", "ended at endsAt", check_n_ended),
     ("f", "console: list, drain, close", check_f_console),
+    ("t", "console: admin token and its expiry", check_t_console_token),
     ("g", "plain HTTP, not a secure context", check_g_insecure_origin),
     ("x", "served from another origin (CORS)", check_x_cross_origin),
+    ("s", "who is signed in, and signing out", check_s_signed_in_name),
+    ("k", "another customer's link asks first", check_k_switching_customers),
+    ("l", "live socket: token as a subprotocol", check_l_live_subprotocol),
+    ("o", "Cross-Origin-Opener-Policy", check_o_opener_policy),
     ("h", "no sale, no token", check_h_no_sale_no_token),
 ]
 

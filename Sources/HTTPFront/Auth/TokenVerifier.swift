@@ -26,11 +26,14 @@ public struct TokenVerifier: Sendable {
 
     /// Verifies a token's bytes (no copy on the HS256 path).
     public func verify(bytes token: UnsafeBufferPointer<UInt8>, nowSeconds: Double) -> Pending {
-        if let identityProvider, secret == nil || !Self.isHS256(token) {
-            return .identityProvider(identityProvider, String(decoding: token, as: UTF8.self))
+        if let secret, identityProvider == nil || Self.isHS256(token) {
+            return .decided(secret.verify(bytes: token, nowSeconds: nowSeconds))
         }
-        guard let secret else { return .decided(.failure(.unauthorized("HS256 tokens are not accepted: tokens come from the identity provider"))) }
-        return .decided(secret.verify(bytes: token, nowSeconds: nowSeconds))
+        guard let identityProvider else { preconditionFailure("a verifier has a secret or an identity provider") }
+        if Self.isHS256(token), token.count <= BearerTokens.maximumTokenBytes, token.contains(UInt8(ascii: ".")) {
+            return .decided(.failure(.unauthorized("HS256 tokens are not accepted here: tokens come from the identity provider")))
+        }
+        return .identityProvider(identityProvider, String(decoding: token, as: UTF8.self))
     }
 
     /// A verification: decided at once (HS256), or waiting for the identity provider's keys.

@@ -1,6 +1,7 @@
 "use strict";
 // The operator console: the list of sales, a form to schedule one, and for the selected sale its live
 // stock, an orders/s chart, the lease table with rebalance and drain, "Close now" and the final summary.
+// The admin token stays in this tab's sessionStorage; its subject and expiry show in the top bar.
 (function () {
   const F = window.FlashSale;
   const TOKEN_KEY = "flashsale.adminToken";
@@ -24,10 +25,15 @@
     pool: $("detail-pool"), outbox: $("detail-outbox"), chart: $("rate-chart"), chartText: $("chart-text"),
     instances: $("instances"), leaseBody: document.querySelector("#lease-table tbody"), leaseEmpty: $("lease-empty"),
     leaseBalance: $("lease-balance"), summary: $("summary"),
+    session: $("session"), sessionName: $("session-name"), tokenExpiry: $("token-expiry"),
+    tokenForm: $("token-form"), tokenInput: $("token-input"), tokenResult: $("token-result"),
   };
 
   const state = {
     token: "",
+    holder: null,         // what the token says (FlashSale.readToken), null when unreadable
+    expired: false,
+    tokenTimer: 0,
     sales: [],
     next: null,
     loadingSales: false,
@@ -64,13 +70,101 @@
   /** Shared handling of a refused token: say what to do, stop everything that polls. */
   function tokenRefused(reply) {
     if (reply.status !== 401 && reply.status !== 403) return false;
+    if (state.expired) return true;
+    if (reply.status === 401 && tokenLeftMilliseconds() <= 0) {
+      tokenExpired();
+      return true;
+    }
     if (reply.status === 401) F.forgetToken(TOKEN_KEY);
     stopSelected();
     view.main.hidden = true;
     showNotice(reply.status === 401
-      ? "The operator token was refused (" + F.describe(reply) + "). Open the console again as /admin/#token=<admin token>."
-      : "This token has no admin scope. Open the console with an operator's token.", "error");
+      ? "The operator token was refused (" + F.describe(reply) + "). Paste a new admin token below, or open the console again as /admin/#token=<admin token>."
+      : "This token has no admin scope. Paste an operator's token below.", "error");
+    askForToken();
     return true;
+  }
+
+  // ---- the operator's token ---------------------------------------------------------------------
+
+  /** Milliseconds until the token expires, on the server's clock; Infinity without `exp`. */
+  function tokenLeftMilliseconds() {
+    if (!state.holder || !isFinite(state.holder.expiresAtMilliseconds)) return Infinity;
+    return state.holder.expiresAtMilliseconds - F.clock.now();
+  }
+
+  /** "45 s", "58 min", "2 h 05 min". */
+  function formatLeft(milliseconds) {
+    const seconds = Math.max(0, Math.floor(milliseconds / 1000));
+    if (seconds < 60) return seconds + " s";
+    const minutes = Math.floor(seconds / 60);
+    if (minutes < 60) return minutes + " min";
+    const rest = minutes % 60;
+    return Math.floor(minutes / 60) + " h " + (rest < 10 ? "0" : "") + rest + " min";
+  }
+
+  /** Who the token names and when it expires, counted down every second; at expiry, tokenExpired(). */
+  function renderToken() {
+    const holder = state.holder;
+    view.session.hidden = !holder;
+    if (!holder) return;
+    F.setText(view.sessionName, holder.name ? holder.name + " (" + holder.subject + ")" : holder.subject);
+    const left = tokenLeftMilliseconds();
+    if (!isFinite(left)) {
+      F.setText(view.tokenExpiry, "· token without expiry");
+      return;
+    }
+    if (left <= 0) {
+      tokenExpired();
+      return;
+    }
+    F.setText(view.tokenExpiry, "· token expires " + F.formatTime(holder.expiresAtMilliseconds) + " (in " + formatLeft(left) + ")");
+    view.tokenExpiry.classList.toggle("session-expiring", left < 5 * 60000);
+  }
+
+  /** The token has expired: everything that polls stops and the console asks for a new token. */
+  function tokenExpired() {
+    if (state.expired) return;
+    state.expired = true;
+    clearInterval(state.tokenTimer);
+    stopSelected();
+    F.forgetToken(TOKEN_KEY);
+    state.token = "";
+    view.main.hidden = true;
+    const at = F.formatTime(state.holder.expiresAtMilliseconds);
+    F.setText(view.tokenExpiry, "· token expired " + at);
+    view.tokenExpiry.classList.add("session-expiring");
+    showNotice("The operator token of " + state.holder.subject + " expired at " + at + ". Paste a new admin token " +
+      "below, or open the console again as " + window.location.origin + window.location.pathname + "#token=<admin token>.", "warning");
+    askForToken();
+  }
+
+  function askForToken() {
+    view.tokenForm.hidden = false;
+    view.tokenInput.value = "";
+    showResult(view.tokenResult, "");
+  }
+
+  /** Keeps a token pasted in or given in the address; "" when kept, else why not. */
+  function keepOfferedToken(token) {
+    if (!token) return "Paste an admin token first.";
+    const holder = F.readToken(token);
+    if (!holder) return "That is not a token: an admin token is a JWT, three base64url parts separated by dots.";
+    if (holder.expiresAtMilliseconds <= F.clock.now()) return "That token expired at " + F.formatTime(holder.expiresAtMilliseconds) + ".";
+    F.keepToken(TOKEN_KEY, token);
+    return "";
+  }
+
+  function useTypedToken(event) {
+    event.preventDefault();
+    const problem = keepOfferedToken(view.tokenInput.value.trim());
+    if (problem) {
+      showResult(view.tokenResult, problem, "error");
+      view.tokenInput.focus();
+      return;
+    }
+    // A fresh start with the new token (the selected sale stays in the address).
+    window.location.reload();
   }
 
   const saleURL = function (id, tail) { return "/sales/" + encodeURIComponent(id) + (tail || ""); };
@@ -596,14 +690,34 @@
   // ---- start ------------------------------------------------------------------------------------
 
   function start() {
-    state.token = F.takeToken(TOKEN_KEY);
-    F.reloadOnNewToken(TOKEN_KEY);
+    // The admin token lives in this tab's sessionStorage only. A copy in localStorage (where a back office
+    // may have put one) would outlive the browser session: it is removed, never read.
+    try { window.localStorage.removeItem(TOKEN_KEY); } catch (error) { /* storage disabled */ }
+    view.tokenForm.addEventListener("submit", useTypedToken);
+    // A link that changes only the fragment does not load the page again: a usable new token restarts it.
+    window.addEventListener("hashchange", function () {
+      const later = F.takeAddressToken();
+      if (!later) return;
+      const problem = keepOfferedToken(later);
+      if (problem) showNotice("The token in the address was not used. " + problem, "warning");
+      else window.location.reload();
+    });
+    const offered = F.takeAddressToken();
+    const addressProblem = offered ? keepOfferedToken(offered) : "";
+    const notUsed = addressProblem ? "The token in the address was not used. " + addressProblem + " " : "";
+    state.token = F.storedToken(TOKEN_KEY);
     if (!state.token) {
-      showNotice("The console needs an operator token (a token with the admin scope). Open it as " +
-        window.location.origin + window.location.pathname + "#token=<admin token>, or let the back office store " +
-        "the token in sessionStorage or localStorage under “" + TOKEN_KEY + "”.", "info");
+      showNotice(notUsed + "The console needs an operator token (a token with the admin scope). Paste it below, " +
+        "open the console as " + window.location.origin + window.location.pathname + "#token=<admin token>, or " +
+        "let the back office store it in this tab's sessionStorage under “" + TOKEN_KEY + "”.", addressProblem ? "warning" : "info");
+      askForToken();
       return;
     }
+    if (addressProblem) showNotice(notUsed + "The console carries on with the token it had.", "warning");
+    state.holder = F.readToken(state.token);
+    renderToken();
+    if (state.expired) return;
+    state.tokenTimer = setInterval(renderToken, 1000);
     view.main.hidden = false;
     view.newStarts.value = localInputValue(Math.ceil((Date.now() + 10 * 60000) / 60000) * 60000);
     view.newEnds.value = localInputValue(Math.ceil((Date.now() + 70 * 60000) / 60000) * 60000);

@@ -34,45 +34,105 @@
   }
 
   /**
-   * The bearer token: `#token=...` in the address (taken once and removed from the address bar, so it is
-   * neither bookmarked nor shared, and kept in sessionStorage), else what the shop's login stored under
-   * `key` in sessionStorage or localStorage.
+   * The `#token=...` of the address, removed from the address bar at once (so it is neither bookmarked nor
+   * shared): the token, "" for an empty one, null when the address carries none.
    */
-  function takeToken(key) {
+  function takeAddressToken() {
     const hash = window.location.hash.replace(/^#/, "");
-    if (hash) {
-      const params = new URLSearchParams(hash);
-      const fromAddress = params.get("token");
-      if (fromAddress !== null) {
-        params.delete("token");
-        const rest = params.toString();
-        const url = window.location.pathname + window.location.search + (rest ? "#" + rest : "");
-        window.history.replaceState(window.history.state, "", url);
-        if (fromAddress) {
-          writeStorage(window.sessionStorage, key, fromAddress);
-          return fromAddress;
-        }
-      }
-    }
-    return readStorage(window.sessionStorage, key) || readStorage(window.localStorage, key);
+    if (!hash) return null;
+    const params = new URLSearchParams(hash);
+    const fromAddress = params.get("token");
+    if (fromAddress === null) return null;
+    params.delete("token");
+    const rest = params.toString();
+    const url = window.location.pathname + window.location.search + (rest ? "#" + rest : "");
+    window.history.replaceState(window.history.state, "", url);
+    return fromAddress.trim();
   }
 
   /**
-   * A link to the same page with a new `#token=` changes only the fragment, so the browser does not load
-   * the page again: take the new token and start over with it.
+   * The token kept under `key`: sessionStorage, then localStorage when `options.localStorage` (where a shop's
+   * own login may have stored it).
    */
-  function reloadOnNewToken(key) {
-    window.addEventListener("hashchange", function () {
-      if (!new URLSearchParams(window.location.hash.replace(/^#/, "")).has("token")) return;
-      takeToken(key);
-      window.location.reload();
-    });
+  function storedToken(key, options) {
+    const fromSession = readStorage(window.sessionStorage, key);
+    if (fromSession || !(options && options.localStorage)) return fromSession;
+    return readStorage(window.localStorage, key);
   }
 
-  /** Forgets a token the server refused, wherever it was stored. */
+  /** Keeps a token for this browser tab only (sessionStorage). */
+  function keepToken(key, token) {
+    writeStorage(window.sessionStorage, key, token);
+  }
+
+  /** Forgets a token (signed out, or refused by the server), wherever it was stored. */
   function forgetToken(key) {
     writeStorage(window.sessionStorage, key, "");
     writeStorage(window.localStorage, key, "");
+  }
+
+  /** The bytes of base64url text as a string of UTF-8 text; throws on anything else. */
+  function decodeBase64URL(text) {
+    if (!/^[A-Za-z0-9_-]*$/.test(text)) throw new Error("not base64url");
+    const padded = text.replace(/-/g, "+").replace(/_/g, "/") + "===".slice((text.length + 3) % 4);
+    const binary = window.atob(padded);
+    const bytes = new Uint8Array(binary.length);
+    for (let index = 0; index < binary.length; index += 1) bytes[index] = binary.charCodeAt(index);
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  }
+
+  /**
+   * What a token says about its holder, read from its payload without checking the signature (the server
+   * does that): {subject, name, label, expiresAtMilliseconds (NaN without `exp`)}; null when it is not
+   * a JWT with a subject. `label` is what the pages show: the `name` claim, else the subject.
+   */
+  function readToken(token) {
+    const parts = typeof token === "string" ? token.split(".") : [];
+    if (parts.length !== 3) return null;
+    let claims;
+    try {
+      claims = JSON.parse(decodeBase64URL(parts[1]));
+    } catch (error) {
+      return null;
+    }
+    if (!claims || typeof claims !== "object" || typeof claims.sub !== "string" || !claims.sub) return null;
+    const name = typeof claims.name === "string" ? claims.name.trim().slice(0, 80) : "";
+    return {
+      subject: claims.sub,
+      name: name,
+      label: name || claims.sub,
+      expiresAtMilliseconds: typeof claims.exp === "number" ? claims.exp * 1000 : NaN,
+    };
+  }
+
+  /** The clock skew the server tolerates on `exp`; the server judges expiry again anyway. */
+  const tokenLeewayMilliseconds = 30000;
+
+  /** Whether a read token has expired at `nowMilliseconds` (a token without `exp` does not). */
+  function tokenExpired(holder, nowMilliseconds) {
+    return isFinite(holder.expiresAtMilliseconds) && holder.expiresAtMilliseconds + tokenLeewayMilliseconds <= nowMilliseconds;
+  }
+
+  /**
+   * What to do with a token offered in the address while `current` (the page's token, "" when signed out)
+   * holds the session. Decides only; the page does it. One of
+   *   {action: "adopt", offered}: no usable session yet, take the offered token;
+   *   {action: "refresh", offered}: the same customer (subject) with a newer token, take it silently;
+   *   {action: "ask", current, offered}: another customer, ask before switching;
+   *   {action: "refuse", reason: "expired" | "unreadable" | "empty", offered, current}: keep the session.
+   * `current` and `offered` in the answers are read tokens (readToken), `current` null without a session.
+   */
+  function decideSession(currentToken, offeredToken, nowMilliseconds) {
+    const current = currentToken ? readToken(currentToken) : null;
+    const session = current && !tokenExpired(current, nowMilliseconds) ? current : null;
+    if (!offeredToken) return { action: "refuse", reason: "empty", offered: null, current: session };
+    const offered = readToken(offeredToken);
+    if (!offered) return { action: "refuse", reason: "unreadable", offered: null, current: session };
+    if (tokenExpired(offered, nowMilliseconds)) return { action: "refuse", reason: "expired", offered: offered, current: session };
+    // A stored token the page cannot read or that has expired is no session worth keeping.
+    if (!session) return { action: "adopt", offered: offered, current: null };
+    if (session.subject === offered.subject) return { action: "refresh", offered: offered, current: session };
+    return { action: "ask", offered: offered, current: session };
   }
 
   /**
@@ -203,13 +263,16 @@
   }
 
   /**
-   * The live stock socket of one sale. Reconnects with exponential backoff and jitter (0.5 s doubling to
-   * 30 s) and gives up for good after a `closed` message, after `stop()`, or when the server closes it with
-   * the policy code 1008 (token expired, too many pages open). `handlers`: message(data), up(), down(),
-   * ended(reason) where reason is "closed" or "policy".
+   * The live stock socket of one sale. The token never goes in the URL (proxies write URLs to their logs):
+   * it is offered as the subprotocol `bearer.<token>` beside `flashsale.live.v1`, which the server selects
+   * (a browser cannot set an Authorization header on a WebSocket). Reconnects with exponential backoff and
+   * jitter (0.5 s doubling to 30 s) and gives up for good after a `closed` message, after `stop()`, or when
+   * the server closes it with the policy code 1008 (token expired, too many pages open). `handlers`:
+   * message(data), up(), down(), ended(reason) where reason is "closed" or "policy".
    */
   function LiveSocket(saleID, token, handlers) {
-    this.path = "/sales/" + encodeURIComponent(saleID) + "/live?access_token=" + encodeURIComponent(token);
+    this.path = "/sales/" + encodeURIComponent(saleID) + "/live";
+    this.token = token;
     this.handlers = handlers;
     this.socket = null;
     this.failures = 0;
@@ -222,13 +285,14 @@
   LiveSocket.minimumDelayMilliseconds = 500;
   LiveSocket.maximumDelayMilliseconds = 30000;
   LiveSocket.stableMilliseconds = 10000;
+  LiveSocket.protocol = "flashsale.live.v1";
 
   LiveSocket.prototype.start = function () {
     if (this.stopped || this.socket) return;
     const self = this;
     let socket;
     try {
-      socket = new WebSocket(socketURL(this.path));
+      socket = new WebSocket(socketURL(this.path), [LiveSocket.protocol, "bearer." + this.token]);
     } catch (error) {
       this.schedule();
       return;
@@ -273,6 +337,24 @@
       LiveSocket.minimumDelayMilliseconds, LiveSocket.maximumDelayMilliseconds);
     clearTimeout(this.timer);
     this.timer = setTimeout(function () { self.start(); }, delay);
+  };
+
+  /**
+   * Carries on with a newer token of the same customer: the socket opened with the old one would be closed
+   * by the server when that one expires, so a new socket replaces it at once (no `down` in between).
+   */
+  LiveSocket.prototype.renew = function (token) {
+    this.token = token;
+    if (this.stopped) return;
+    clearTimeout(this.timer);
+    const socket = this.socket;
+    this.socket = null;
+    this.connected = false;
+    this.failures = 0;
+    if (socket) {
+      try { socket.close(1000); } catch (error) { /* already closing */ }
+    }
+    this.start();
   };
 
   /** Stops for good: no reconnect after this. */
@@ -371,9 +453,13 @@
     apiBase: apiBase,
     apiURL: apiURL,
     socketURL: socketURL,
-    takeToken: takeToken,
-    reloadOnNewToken: reloadOnNewToken,
+    takeAddressToken: takeAddressToken,
+    storedToken: storedToken,
+    keepToken: keepToken,
     forgetToken: forgetToken,
+    readToken: readToken,
+    tokenExpired: tokenExpired,
+    decideSession: decideSession,
     clock: clock,
     parseTime: parseTime,
     call: call,

@@ -1,7 +1,7 @@
 "use strict";
 // The shopper's sale page: the sale from ?sale=, live stock, a countdown on the server's clock, the order
-// form (one Idempotency-Key per purchase intent, retried on 429/503/network errors) and the customer's
-// own orders and waitlist place.
+// form (one Idempotency-Key per purchase intent, retried on 429/503/network errors), the customer's own
+// orders and waitlist place, and who is signed in (never swapped for another customer without asking).
 (function () {
   const F = window.FlashSale;
   const TOKEN_KEY = "flashsale.token";
@@ -21,6 +21,9 @@
     button: $("order-button"), reason: $("order-reason"), result: $("result"),
     waitlistBox: $("waitlist"), waitlistPosition: $("waitlist-position"),
     orders: $("orders"), ordersEmpty: $("orders-empty"),
+    session: $("session"), sessionName: $("session-name"), signOut: $("sign-out"), sessionMessage: $("session-message"),
+    question: $("session-question"), questionText: $("session-question-text"),
+    switchButton: $("session-switch"), stayButton: $("session-stay"),
   };
 
   const state = {
@@ -39,6 +42,8 @@
     live: null,
     liveUp: false,
     signedOut: false,
+    // A token from the address for another customer, held (never stored) while the shopper is asked.
+    offeredToken: "",
     confirmingCancel: "",
     cancelling: "",
     openedRefresh: false,
@@ -74,6 +79,11 @@
     view.connection.hidden = !text;
     view.connection.className = "connection" + (tone ? " connection-" + tone : "");
     F.setText(view.connection, text || "");
+  }
+
+  function showSessionMessage(text) {
+    view.sessionMessage.hidden = !text;
+    F.setText(view.sessionMessage, text || "");
   }
 
   function startsAt() { return state.sale ? F.parseTime(state.sale.startsAt) : NaN; }
@@ -264,6 +274,113 @@
     if (node) node.focus();
   }
 
+  // ---- the session: who is signed in ---------------------------------------------------------------
+
+  /** The token of the session, "" when signed out. */
+  function sessionToken() {
+    return state.signedOut ? "" : state.token;
+  }
+
+  function renderSession() {
+    const holder = sessionToken() ? F.readToken(state.token) : null;
+    view.session.hidden = !sessionToken();
+    F.setText(view.sessionName, holder ? holder.label : "a customer this page cannot name");
+  }
+
+  /**
+   * A token from the address, at load or later (a link that changes only the fragment): taken when nobody
+   * is signed in, taken silently when it is a newer token of the same customer, asked about when it names
+   * another customer, and refused (the session stays) when it has expired or is not a token.
+   */
+  function offerToken(offeredToken, atLoad) {
+    const decision = F.decideSession(sessionToken(), offeredToken, F.clock.now());
+    switch (decision.action) {
+      case "adopt":
+        F.keepToken(TOKEN_KEY, offeredToken);
+        if (atLoad) state.token = offeredToken;
+        else window.location.reload();
+        break;
+      case "refresh":
+        F.keepToken(TOKEN_KEY, offeredToken);
+        state.token = offeredToken;
+        if (state.live) state.live.renew(offeredToken);
+        renderSession();
+        break;
+      case "ask":
+        askToSwitch(offeredToken, decision.current, decision.offered);
+        break;
+      default:
+        if (decision.reason === "empty") break;
+        showSessionMessage((decision.reason === "expired"
+          ? "The sign-in link you opened has expired, so it was not used."
+          : "The sign-in link you opened does not carry a valid sign-in, so it was not used.") +
+          (decision.current ? " You are still signed in as " + decision.current.label + "."
+            : " Sign in at the shop again to get a new one."));
+        break;
+    }
+  }
+
+  /** The in-page question: switch to the link's customer, or stay. Until then the session stays as it is. */
+  function askToSwitch(offeredToken, current, offered) {
+    // Two customers with the same name are told apart by their subjects.
+    const alike = current.label === offered.label;
+    const currentLabel = alike ? current.label + " (" + current.subject + ")" : current.label;
+    const offeredLabel = alike ? offered.label + " (" + offered.subject + ")" : offered.label;
+    state.offeredToken = offeredToken;
+    showSessionMessage("");
+    F.setText(view.questionText, "The link you opened signs in " + offeredLabel + ", but " + currentLabel +
+      " is signed in on this page. Switch customer?");
+    F.setText(view.switchButton, "Switch to " + offeredLabel);
+    F.setText(view.stayButton, "Stay signed in as " + currentLabel);
+    view.question.hidden = false;
+    view.question.focus();
+  }
+
+  function switchCustomer() {
+    const token = state.offeredToken;
+    state.offeredToken = "";
+    view.question.hidden = true;
+    if (!token) return;
+    F.keepToken(TOKEN_KEY, token);
+    // A fresh start: nothing of the previous customer (orders, socket, form) carries over.
+    window.location.reload();
+  }
+
+  function staySignedIn() {
+    state.offeredToken = "";
+    view.question.hidden = true;
+  }
+
+  /** "Not you? Sign out": the token is forgotten and nothing of the customer stays on the page. */
+  function signOut() {
+    F.forgetToken(TOKEN_KEY);
+    state.token = "";
+    state.signedOut = true;
+    state.offeredToken = "";
+    view.question.hidden = true;
+    if (state.live) state.live.stop();
+    state.live = null;
+    state.liveUp = false;
+    setConnection("");
+    // The stock no longer updates without a token: it shows as unknown, as on a page opened signed out.
+    state.stock = null;
+    [view.available, view.sold, view.waitlist].forEach(function (node) { F.setText(node, "–"); });
+    view.meter.style.width = "0";
+    state.me = null;
+    state.intent = null;
+    state.confirmingCancel = "";
+    F.clear(view.orders);
+    view.ordersEmpty.hidden = false;
+    view.waitlistBox.hidden = true;
+    view.form.reset();
+    showResult("");
+    showSessionMessage("");
+    showNotice("You are signed out. Sign in at the shop to order.", "info");
+    renderSession();
+    renderLimit();
+    renderButton();
+  }
+
   // ---- server state -------------------------------------------------------------------------------
 
   function signedOut(reply) {
@@ -273,6 +390,7 @@
     setConnection("");
     showNotice("Your sign-in has expired. Sign in at the shop again to order. " +
       (reply ? "(" + F.describe(reply) + ")" : ""), "warning");
+    renderSession();
     renderButton();
   }
 
@@ -301,7 +419,7 @@
   // A sale seen closed by polling (no `closed` message) takes its reason from the summary.
   let learningReason = false;
   async function learnClosedReason() {
-    if (learningReason || state.closedReason) return;
+    if (learningReason || state.closedReason || !sessionToken()) return;
     learningReason = true;
     const reply = await F.call("GET", "/sales/" + encodeURIComponent(state.saleID) + "/summary", { token: state.token });
     learningReason = false;
@@ -310,6 +428,7 @@
   }
 
   async function loadStock() {
+    if (!sessionToken()) return null;
     const reply = await F.call("GET", "/sales/" + encodeURIComponent(state.saleID) + "/stock", { token: state.token });
     if (reply.status === 200) applyStock(reply.body);
     else if (reply.status === 401) signedOut(reply);
@@ -325,6 +444,7 @@
   }
 
   async function loadMeOnce() {
+    if (!sessionToken()) return;
     const reply = await F.call("GET", "/sales/" + encodeURIComponent(state.saleID) + "/me", { token: state.token });
     if (reply.status === 401) { signedOut(reply); return; }
     if (reply.status !== 200 || !reply.body) return;
@@ -541,8 +661,19 @@
 
   async function start() {
     state.saleID = new URLSearchParams(window.location.search).get("sale") || "";
-    state.token = F.takeToken(TOKEN_KEY);
-    F.reloadOnNewToken(TOKEN_KEY);
+    // The shop's login may have stored the token in localStorage; a token from the address is kept in
+    // sessionStorage, for this tab only.
+    state.token = F.storedToken(TOKEN_KEY, { localStorage: true });
+    const offered = F.takeAddressToken();
+    if (offered !== null) offerToken(offered, true);
+    window.addEventListener("hashchange", function () {
+      const later = F.takeAddressToken();
+      if (later !== null) offerToken(later, false);
+    });
+    renderSession();
+    view.signOut.addEventListener("click", signOut);
+    view.switchButton.addEventListener("click", switchCustomer);
+    view.stayButton.addEventListener("click", staySignedIn);
     view.form.addEventListener("submit", submitOrder);
     // A double click is one intent: its second click (detail 2) never submits.
     view.button.addEventListener("click", function (event) { if (event.detail > 1) event.preventDefault(); });

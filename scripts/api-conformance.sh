@@ -17,7 +17,7 @@ start_test_redis "$WORK"
 export FLASHSALE_JWT_SECRET=conformance-secret-0123456789-0123456789
 FLASHSALE_DATA_KEY=$(head -c 32 /dev/urandom | base64)
 export FLASHSALE_DATA_KEY
-export FLASHSALE_RATE_LIMIT_CUSTOMER=0 FLASHSALE_RATE_LIMIT_ADDRESS=0 FLASHSALE_LOG_LEVEL=error
+export FLASHSALE_RATE_LIMIT_CUSTOMER=0 FLASHSALE_RATE_LIMIT_ADDRESS=0 FLASHSALE_RATE_LIMIT_UNVERIFIED=0 FLASHSALE_LOG_LEVEL=error
 "$BIN" serve --port "$HTTP_PORT" --redis-url "redis://127.0.0.1:$REDIS_PORT" --instance-id conformance 2>"$WORK/server.log" &
 SERVER=$!
 wait_ready "http://127.0.0.1:$HTTP_PORT/readyz" || { echo "conformance: server not ready"; cat "$WORK/server.log"; exit 1; }

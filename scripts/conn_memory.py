@@ -181,7 +181,8 @@ def measure_live(args):
         for index in range(args.connections):
             sock = socket.create_connection(("127.0.0.1", port))
             socks.append(sock)
-            sock.sendall(("GET /sales/%s/live?access_token=%s HTTP/1.1\r\nHost: memory\r\nUpgrade: websocket\r\n"
+            sock.sendall(("GET /sales/%s/live HTTP/1.1\r\nHost: memory\r\nUpgrade: websocket\r\n"
+                          "Sec-WebSocket-Protocol: flashsale.live.v1, bearer.%s\r\n"
                           "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n"
                           % (sale_id, crowd.token("viewer-%d" % index), base64.b64encode(os.urandom(16)).decode())).encode())
         deadline = time.time() + args.timeout

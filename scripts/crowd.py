@@ -345,6 +345,8 @@ class Topology:
             # haproxy stamps every request's arrival (X-Request-Start, overwritten): the instances order their
             # customers across the fleet by the time the one front door read them (docs/how-an-order-is-decided.md).
             env["FLASHSALE_TRUST_REQUEST_START"] = "true"
+            # ... from haproxy only, on this host: its X-Forwarded-For and X-Request-Start are believed.
+            env["FLASHSALE_TRUSTED_PROXIES"] = "127.0.0.1/32"
         self.instance_ports = [free_port() for _ in range(instances)]
         for index, port in enumerate(self.instance_ports):
             self.instances.append(procs.start(
@@ -391,6 +393,7 @@ class Topology:
 frontend api
     bind 127.0.0.1:%d
     maxconn %d
+    option forwardfor
     http-request set-var(txn.rx) date(0,us)
     http-request set-header X-Request-Start t=%%[var(txn.rx)]
     http-request capture req.hdr(Idempotency-Key) len 24

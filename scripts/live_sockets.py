@@ -31,9 +31,11 @@ def viewer_token(index):
     return signing_input + "." + part(signature)
 
 
-async def open_socket(url, semaphore):
+async def open_socket(url, token, semaphore):
     async with semaphore:
-        socket = await websockets.connect(url, open_timeout=60, max_queue=8, ping_interval=None)
+        # The token travels as a subprotocol beside the live protocol, never in the URL.
+        socket = await websockets.connect(url, subprotocols=["flashsale.live.v1", "bearer." + token],
+                                          open_timeout=60, max_queue=8, ping_interval=None)
         first = json.loads(await asyncio.wait_for(socket.recv(), 30))
         assert first["type"] == "stock", first
         return socket, first
@@ -56,9 +58,9 @@ async def wait_for_change(socket, sold_before):
 
 
 async def main():
-    base = BASE.replace("http://", "ws://") + f"/sales/{SALE}/live?access_token="
+    url = BASE.replace("http://", "ws://") + f"/sales/{SALE}/live"
     semaphore = asyncio.Semaphore(500)
-    opened = await asyncio.wait_for(asyncio.gather(*(open_socket(base + viewer_token(index), semaphore) for index in range(COUNT))), 120)
+    opened = await asyncio.wait_for(asyncio.gather(*(open_socket(url, viewer_token(index), semaphore) for index in range(COUNT))), 120)
     sockets = [socket for socket, _ in opened]
     sold_before = max(first["sold"] for _, first in opened)
     print(f"live: {len(sockets)} sockets open, each got the stock frame on connect")

@@ -167,6 +167,8 @@ class Topology:
                          "&connectTimeoutMS=500&socketTimeoutMS=3000" % self.mongo_port,
             "FLASHSALE_RATE_LIMIT_CUSTOMER": "20" if rate_limits else "0",
             "FLASHSALE_RATE_LIMIT_ADDRESS": "100" if rate_limits else "0",
+            # haproxy on this host is the front: each client's budget is its own address from X-Forwarded-For.
+            "FLASHSALE_TRUSTED_PROXIES": "127.0.0.1/32",
         }
         if sentinel:
             env["FLASHSALE_REDIS_SENTINELS"] = ",".join("127.0.0.1:%d" % p for _, p in self.sentinels)
@@ -242,6 +244,7 @@ defaults
     retry-on conn-failure empty-response
 frontend api
     bind 127.0.0.1:%d%s
+    option forwardfor
     default_backend instances
 backend instances
     balance roundrobin

@@ -145,11 +145,16 @@ enum OpenAPIDocument {
       /sales/{saleId}/live:
         parameters: [{$ref: "#/components/parameters/saleId"}]
         get:
-          description: WebSocket upgrade; messages are Stock objects with type "stock", then {"type":"closed","reason"}. The token may be given as access_token.
+          description: >-
+            WebSocket upgrade; messages are Stock objects with type "stock", then {"type":"closed","reason"}. Browsers pass the token
+            as a subprotocol offered beside the live protocol (Sec-WebSocket-Protocol: flashsale.live.v1, bearer.<token>); the server
+            selects flashsale.live.v1. Other clients may send an Authorization header. A token in the URL (access_token) is refused
+            with 401 unless the server allows it (FLASHSALE_ALLOW_QUERY_TOKEN).
           parameters:
-            - {name: access_token, in: query, required: false, schema: {type: string}}
+            - {name: Sec-WebSocket-Protocol, in: header, required: false, schema: {type: string}, example: "flashsale.live.v1, bearer.eyJ..."}
           responses:
-            "101": {description: Switching to WebSocket}
+            "101": {description: Switching to WebSocket; Sec-WebSocket-Protocol is flashsale.live.v1 when it was offered}
+            "400": {$ref: "#/components/responses/Problem"}
             "401": {$ref: "#/components/responses/Problem"}
             "404": {$ref: "#/components/responses/Problem"}
             "405": {description: Not a WebSocket upgrade request}
@@ -175,7 +180,14 @@ enum OpenAPIDocument {
             "503": {$ref: "#/components/responses/Problem"}
     components:
       securitySchemes:
-        bearer: {type: http, scheme: bearer, bearerFormat: JWT}
+        bearer:
+          type: http
+          scheme: bearer
+          bearerFormat: JWT
+          description: >-
+            A JWT signed by the shop's identity provider (ES256, RS256 or EdDSA; the key by kid from the configured JWKS; iss and aud
+            as configured) or, for local use, HS256 with the service's secret. sub is the customer; scope "admin" grants the admin
+            routes (only from the admin issuer or audience when one is configured); name is what the pages show.
       parameters:
         saleId: {name: saleId, in: path, required: true, schema: {type: string, pattern: "^[A-Za-z0-9_-]{1,64}$"}}
       responses:

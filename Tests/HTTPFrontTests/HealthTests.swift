@@ -32,10 +32,16 @@ struct HealthTests {
                 #expect(String(buffer: response.body).contains("flashsale_ledger_durable 1"))
             }
             server.shutdown()
-            try await client.execute(uri: "/readyz", method: .get) { response in
-                #expect(response.status == .serviceUnavailable)
-                #expect(String(buffer: response.body).contains("REDIS_CONNECTION"))
+            // Readiness is probed at most every 500 ms (a cached result in between): unready within a second.
+            let stopped = Date()
+            var answer: (status: HTTPResponse.Status, body: String) = (.ok, "")
+            while answer.status != .serviceUnavailable, Date().timeIntervalSince(stopped) < 3 {
+                try await client.execute(uri: "/readyz", method: .get) { answer = ($0.status, String(buffer: $0.body)) }
+                if answer.status != .serviceUnavailable { try await Task.sleep(for: .milliseconds(50)) }
             }
+            #expect(answer.status == .serviceUnavailable)
+            #expect(answer.body.contains("REDIS_CONNECTION"))
+            #expect(Date().timeIntervalSince(stopped) < 1, "unready within the probe's 500 ms freshness")
             try await client.execute(uri: "/healthz", method: .get) { response in
                 #expect(response.status == .ok)
             }

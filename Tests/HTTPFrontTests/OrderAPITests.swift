@@ -279,7 +279,7 @@ struct OrderAPITests {
     // never an error for the customer), and the instance reports how late it saw its customers.
     @Test func theFrontsArrivalStampIsTakenWhenTrusted() async throws {
         let fixture = try HTTPFixture()
-        let app = fixture.components { $0.trustRequestStart = true }.application
+        let app = fixture.components { $0.trustRequestStart = true; $0.trustedProxies = try! TrustedProxies(parsing: "127.0.0.1") }.application
         try await app.test(.live) { client in
             try await fixture.createSale(client, id: "stamped", stock: 5)
             for (customer, stamp) in [("early", "t=\(wallClockMicroseconds() - 20_000)"), ("garbled", "t=soon")] {

@@ -1,3 +1,4 @@
+import Foundation
 import HTTPFront
 import Hummingbird
 import HummingbirdTesting

@@ -68,7 +68,8 @@ public enum FlashSaleApplication {
                 logger.notice("MongoDB is not configured (MONGO_URI): confirmed orders stay in the Redis outbox streams")
             }
             let durability = LedgerDurabilityMonitor(redis: redis, logger: logger)
-            HealthRoutes(redis: redis, drainer: drainer, mongoFailure: mongoFailure, durability: durability).register(on: router)
+            let health = HealthRoutes(redis: redis, drainer: drainer, mongoFailure: mongoFailure, durability: durability)
+            health.register(on: router)
             let exposition: @Sendable () -> Response = { [drainer] in
                 var headers = HTTPFields()
                 headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
@@ -79,6 +80,9 @@ public enum FlashSaleApplication {
             if let metricsPort = configuration.metricsPort {
                 let metricsRouter = Router(context: BasicRequestContext.self)
                 metricsRouter.get("metrics") { _, _ in exposition() }
+                // The probes here too: with FLASHSALE_PROXY_PROTOCOL the HTTP port takes only the balancer's
+                // connections, and the kubelet's probes carry no PROXY header.
+                health.register(on: metricsRouter)
                 metricsApplication = Application(
                     router: metricsRouter,
                     configuration: .init(address: .hostname(configuration.host, port: metricsPort), serverName: "flashsale-metrics"),

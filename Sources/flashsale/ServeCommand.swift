@@ -122,6 +122,12 @@ struct ServeCommand: AsyncParsableCommand {
                 throw ValidationError("FLASHSALE_TRUSTED_PROXIES: \(error)")
             }
         }
+        if let name = environment["FLASHSALE_FORWARDED_HEADER"], !name.isEmpty {
+            guard let header = TrustedProxies.Header.allCases.first(where: { $0.rawValue.lowercased() == name.lowercased() }) else {
+                throw ValidationError("FLASHSALE_FORWARDED_HEADER must be X-Forwarded-For or Forwarded, got \(name.debugDescription)")
+            }
+            serverConfiguration.trustedProxies.header = header
+        }
         serverConfiguration.proxyProtocol = try Self.flag("FLASHSALE_PROXY_PROTOCOL", environment)
         if serverConfiguration.proxyProtocol && serverConfiguration.trustedProxies.isEmpty {
             throw ValidationError("FLASHSALE_PROXY_PROTOCOL needs FLASHSALE_TRUSTED_PROXIES: only the balancer may declare a client's address")

@@ -78,6 +78,11 @@ struct HealthTests {
             }
             #expect(text.contains(#"flashsale_http_request_duration_seconds_bucket{route="/healthz",method="GET",status_class="2xx",le="0.005"}"#), "\(text)")
             #expect(text.contains(#"flashsale_http_request_duration_seconds_count{route="NotFound",method="GET",status_class="4xx"} 1"#), "the refused /metrics: \(text)")
+            // The probes answer there too (the kubelet's, when the HTTP port takes only PROXY protocol connections).
+            let probes = try await TestClient.withClient(host: "127.0.0.1", port: metricsPort) { metrics in
+                [try await metrics.get("/healthz").status, try await metrics.get("/readyz").status]
+            }
+            #expect(probes == [.ok, .ok], "\(probes)")
         }
     }
 }

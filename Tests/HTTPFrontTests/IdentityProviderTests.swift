@@ -132,6 +132,40 @@ struct IdentityProviderTests {
         #expect(reloads.failures >= 1 && reloads.successes >= 1)
     }
 
+    // Mounted from a Kubernetes ConfigMap or Secret, the file is a symbolic link through `..data`, which the kubelet
+    // points at a new directory on every update: the update is read.
+    @Test func keysRotateThroughAVolumesLinks() async throws {
+        let provider = try TestIdentityProvider()
+        defer { try? FileManager.default.removeItem(at: provider.directory) }
+        let files = FileManager.default
+        let volume = provider.directory.appendingPathComponent("volume")
+        func write(version: String, kid: String) throws {
+            let directory = volume.appendingPathComponent("..\(version)")
+            try files.createDirectory(at: directory, withIntermediateDirectories: true)
+            try JSONSerialization.data(withJSONObject: ["keys": [try provider.jwk(kid)]]).write(to: directory.appendingPathComponent("jwks.json"))
+            // The kubelet's swap: a new link, renamed over `..data` (atomic).
+            let staging = volume.appendingPathComponent("..data_tmp").path
+            try? files.removeItem(atPath: staging)
+            try files.createSymbolicLink(atPath: staging, withDestinationPath: "..\(version)")
+            guard rename(staging, volume.appendingPathComponent("..data").path) == 0 else { throw CocoaError(.fileWriteUnknown) }
+        }
+        try files.createDirectory(at: volume, withIntermediateDirectories: true)
+        try write(version: "2026_12_06_1", kid: "ec-1")
+        let path = volume.appendingPathComponent("jwks.json").path
+        try files.createSymbolicLink(atPath: path, withDestinationPath: "..data/jwks.json")
+        let keys = try await IdentityProviderKeys(path: path, rules: provider.rules)
+        let verifier = TokenVerifier(secret: nil, identityProvider: keys)
+        #expect(await verifier.verify(try provider.token(kid: "ec-1"), nowSeconds: Self.now).isSuccess)
+        try write(version: "2026_12_06_2", kid: "rs-1")
+        var rotated = false
+        for _ in 0..<40 where !rotated {
+            try await Task.sleep(for: .milliseconds(100))
+            rotated = await verifier.verify(try provider.token(kid: "rs-1"), nowSeconds: Self.now).isSuccess
+        }
+        #expect(rotated, "the volume's update is read")
+        #expect(keys.keyIDs == ["rs-1"])
+    }
+
     @Test func unusableFilesStopTheStart() async throws {
         let provider = try TestIdentityProvider()
         defer { try? FileManager.default.removeItem(at: provider.directory) }

@@ -41,11 +41,13 @@ struct TrustedProxyTests {
             #expect(try await Self.limited(14, port: proxy.ports[0], from: "127.0.0.2", headers: [bearer]) >= 3)
             // The next shopper, behind the same proxy, is not.
             #expect(try await Self.limited(5, port: proxy.ports[0], from: "127.0.0.3", headers: [bearer]) == 0, "another shopper keeps their budget")
-            // A client's own X-Forwarded-For, rotated on every request, does not give it a fresh budget: haproxy
-            // appends the real address, and the rightmost untrusted entry counts.
+            // A client's own X-Forwarded-For (and Forwarded), rotated on every request, does not give it a fresh budget:
+            // haproxy appends the real address to X-Forwarded-For, the rightmost untrusted entry counts, and Forwarded
+            // (which haproxy passes through) is not read.
             var forged = 0
             for index in 0..<14 where try await Self.status(port: proxy.ports[0], from: "127.0.0.4",
-                                                           headers: [bearer, "X-Forwarded-For: 203.0.113.\(index)"]) == 429 { forged += 1 }
+                                                           headers: [bearer, "X-Forwarded-For: 203.0.113.\(index)",
+                                                                     "Forwarded: for=198.51.100.\(index)"]) == 429 { forged += 1 }
             #expect(forged >= 3, "a forged X-Forwarded-For does not escape the budget: \(forged) limited")
             // Straight to the service (not through a trusted proxy), X-Forwarded-For means nothing.
             var direct = 0
@@ -125,20 +127,24 @@ struct TrustedProxyTests {
 
     // The client behind trusted hops: the rightmost untrusted entry; `Forwarded` first; IPv6 by its /64.
     @Test func clientKeys() throws {
-        let trusted = try TrustedProxies(parsing: "10.0.0.0/8, 192.168.1.7, fd00::/8")
+        var trusted = try TrustedProxies(parsing: "10.0.0.0/8, 192.168.1.7, fd00::/8")
         func key(_ peer: String, _ fields: [(String, String)]) -> String {
             var headers = HTTPFields()
             for (name, value) in fields { headers.append(HTTPField(name: HTTPField.Name(name)!, value: value)) }
             return trusted.clientKey(peer: peer, headers: headers)
         }
+        #expect(key("10.1.2.3", [("Forwarded", "for=7.7.7.7"), ("X-Forwarded-For", "9.9.9.9")]) == "9.9.9.9",
+                "only the header the proxies write is read (a client's Forwarded passes through them)")
         #expect(key("203.0.113.9", [("X-Forwarded-For", "1.2.3.4")]) == "203.0.113.9", "untrusted peer: its own address")
         #expect(key("10.1.2.3", [("X-Forwarded-For", "6.6.6.6, 1.2.3.4, 10.9.9.9")]) == "1.2.3.4")
         #expect(key("10.1.2.3", [("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-For", "1.2.3.4")]) == "1.2.3.4", "repeated fields join")
         #expect(key("10.1.2.3", [("X-Forwarded-For", "10.4.4.4, 192.168.1.7")]) == "10.4.4.4", "all trusted: the leftmost")
         #expect(key("10.1.2.3", [("X-Forwarded-For", "garbage, 10.4.4.4")]) == "10.4.4.4", "a non-address ends the walk")
         #expect(key("10.1.2.3", []) == "10.1.2.3")
+        trusted.header = .forwarded
         #expect(key("10.1.2.3", [("Forwarded", #"for=192.0.2.60;proto=http, for="[2001:db8:cafe::17]:4711""#), ("X-Forwarded-For", "9.9.9.9")])
             == "2001:db8:cafe:0::/64")
+        trusted.header = .xForwardedFor
         #expect(key("10.1.2.3", [("X-Forwarded-For", "1.2.3.4:5678")]) == "1.2.3.4", "a port is dropped")
         #expect(key("2001:db8::1", []) == key("2001:db8::ffff:2", []), "one /64, one budget")
         #expect(key("2001:db8::1", []) != key("2001:db8:0:1::1", []))

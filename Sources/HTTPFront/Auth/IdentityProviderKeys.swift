@@ -7,8 +7,8 @@ import Synchronization
 /// with ES256, RS256 or EdDSA, the key chosen by the token's `kid`. Signatures are checked by jwt-kit; the claims
 /// by the same ``ClaimRules`` as HS256 tokens.
 ///
-/// The file is read again when it changes (looked at no more than once a second, on verification), so keys
-/// rotate without a restart: the provider publishes the new key beside the old one, then drops the old one. A
+/// The file is read again when it changes (looked at no more than once a second, on verification; symbolic links
+/// followed, so a Kubernetes ConfigMap or Secret volume's update counts), so keys rotate without a restart: the provider publishes the new key beside the old one, then drops the old one. A
 /// file that stops parsing keeps the last good keys and is logged through `onReload`.
 public final class IdentityProviderKeys: Sendable {
     /// The algorithms accepted, by their JOSE names.
@@ -34,8 +34,23 @@ public final class IdentityProviderKeys: Sendable {
     struct KeySet: Sendable {
         let algorithmByKeyID: [String: String]
         let collection: JWTKeyCollection
+        let version: FileVersion
+    }
+
+    /// What tells one version of the file from the next: the path its symbolic links lead to (a Kubernetes
+    /// ConfigMap or Secret volume swaps a `..data` link to a new directory on every update), its modification
+    /// time and its size.
+    struct FileVersion: Equatable, Sendable {
+        let resolvedPath: String
         let modified: Date?
         let size: Int
+
+        init(path: String) {
+            resolvedPath = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+            let attributes = try? FileManager.default.attributesOfItem(atPath: resolvedPath)
+            modified = attributes?[.modificationDate] as? Date
+            size = (attributes?[.size] as? NSNumber)?.intValue ?? -1
+        }
     }
 
     private struct State {
@@ -61,7 +76,7 @@ public final class IdentityProviderKeys: Sendable {
     public var keyIDs: [String] { state.withLock { $0.keys.algorithmByKeyID.keys.sorted() } }
 
     static func load(path: String) async throws(LoadError) -> KeySet {
-        let attributes = try? FileManager.default.attributesOfItem(atPath: path)
+        let version = FileVersion(path: path)
         guard let data = FileManager.default.contents(atPath: path) else { throw .unreadable(path) }
         guard data.count <= maximumFileBytes else { throw .invalid("larger than \(maximumFileBytes) bytes") }
         let jwks: JWKS
@@ -94,12 +109,11 @@ public final class IdentityProviderKeys: Sendable {
             }
             algorithms[kid] = algorithm
         }
-        return KeySet(algorithmByKeyID: algorithms, collection: collection, modified: attributes?[.modificationDate] as? Date,
-                      size: data.count)
+        return KeySet(algorithmByKeyID: algorithms, collection: collection, version: version)
     }
 
     /// The keys to verify with: the file is looked at again when the last look is a second old, and read again
-    /// when its modification time or size changed.
+    /// when it is another file (``FileVersion``).
     private func currentKeys() async -> KeySet {
         let now = RateLimiter.monotonicNanoseconds()
         let due: KeySet? = state.withLock { state in
@@ -108,10 +122,7 @@ public final class IdentityProviderKeys: Sendable {
             return state.keys
         }
         guard let known = due else { return state.withLock { $0.keys } }
-        let attributes = try? FileManager.default.attributesOfItem(atPath: path)
-        let modified = attributes?[.modificationDate] as? Date
-        let size = (attributes?[.size] as? NSNumber)?.intValue ?? -1
-        guard modified != known.modified || size != known.size else { return known }
+        guard FileVersion(path: path) != known.version else { return known }
         do {
             let fresh = try await Self.load(path: path)
             state.withLock { $0.keys = fresh }

@@ -39,8 +39,9 @@ struct IPAddress: Hashable, Sendable {
 }
 
 /// The proxies whose word on the client is taken (`FLASHSALE_TRUSTED_PROXIES`: CIDRs, comma-separated, none by
-/// default). From a trusted peer the client is the rightmost `X-Forwarded-For` (or `Forwarded: for=`) entry that is
-/// not itself trusted; from any other peer these headers, and `X-Request-Start`, mean nothing.
+/// default). From a trusted peer the client is the rightmost `X-Forwarded-For` (or, when the proxies write that
+/// instead, `Forwarded: for=`) entry that is not itself trusted; from any other peer these headers, and
+/// `X-Request-Start`, mean nothing.
 public struct TrustedProxies: Sendable, Hashable {
     struct Network: Sendable, Hashable {
         let address: IPAddress
@@ -59,7 +60,16 @@ public struct TrustedProxies: Sendable, Hashable {
         }
     }
 
+    /// The header the proxies write (`FLASHSALE_FORWARDED_HEADER`): the other one is whatever the client sent (haproxy's
+    /// `option forwardfor` and ingress-nginx append to `X-Forwarded-For` and pass a client's `Forwarded` through), so
+    /// only one is read.
+    public enum Header: String, Sendable, Hashable, CaseIterable {
+        case xForwardedFor = "X-Forwarded-For"
+        case forwarded = "Forwarded"
+    }
+
     let networks: [Network]
+    public var header = Header.xForwardedFor
 
     public static let none = TrustedProxies(networks: [])
 
@@ -108,12 +118,12 @@ public struct TrustedProxies: Sendable, Hashable {
     static let maximumHops = 32
 
     /// The client behind `peer` (the connection's peer, or the address a PROXY protocol header declared): the
-    /// rate-limit key of the rightmost untrusted hop. `Forwarded` is read when present, else `X-Forwarded-For`.
+    /// rate-limit key of the rightmost untrusted hop of ``header``.
     func clientKey(peer: String, headers: HTTPFields) -> String {
         guard let peerAddress = IPAddress(peer) else { return peer }
         guard contains(peerAddress) else { return peerAddress.bucketKey }
         var hops: [Substring] = []
-        if headers[Self.forwarded] != nil {
+        if header == .forwarded {
             for value in headers[values: Self.forwarded] {
                 for element in value.split(separator: ",") {
                     for pair in element.split(separator: ";") {

@@ -41,8 +41,9 @@ public struct EngineConfiguration: Sendable {
     /// arrival order across the fleet is worth that much latency for the customers who park.
     public var fleetOrderDelayMicroseconds = 0
     /// The customers' arrivals are stamped on this instance's clock, so each lease request says that clock and
-    /// the ledger corrects a skew of more than a second (see acquire_lease.lua). Off when the front stamps them
-    /// (`FLASHSALE_TRUST_REQUEST_START`): the front's clock is not this one's.
+    /// the ledger corrects a skew of more than a second (see acquire_lease.lua). The front's stamps
+    /// (`FLASHSALE_TRUST_REQUEST_START`) are moved onto this clock first (HTTPFront's `FrontClock`), so it stays on
+    /// with them; off only for a caller whose arrivals are on some other clock.
     public var arrivalsOnOwnClock = true
     /// Tests only: keep every grant's arrival number per sale (``ReservationService/admissionGrantLog(saleID:)``).
     public var recordAdmissionOrder = false

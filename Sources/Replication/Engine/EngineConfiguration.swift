@@ -47,6 +47,9 @@ public struct EngineConfiguration: Sendable {
     public var arrivalsOnOwnClock = true
     /// Tests only: keep every grant's arrival number per sale (``ReservationService/admissionGrantLog(saleID:)``).
     public var recordAdmissionOrder = false
+    /// Tests only: in every hand-over to the waitlist, the join at this index (0-based) fails as a lost connection
+    /// would, before it is sent.
+    public var faultFailingWaitlistJoin: Int?
 
     public init(
         instanceID: String,

@@ -202,6 +202,10 @@ extension ReservationService {
     /// reservation joins the ledger's waitlist, in arrival order, in one call through the committer. The
     /// ledger may serve some at once; where it says units are free after all, those go back to the head
     /// of the queue, in their order, for the next lease.
+    ///
+    /// The joins are sent one by one: when one fails (its outcome unknown), the later ones are not sent. Each
+    /// customer gets what happened to their own join: the earlier ones their place or their order, the failed
+    /// one and those never sent 503 (for those, truly nothing was reserved; the failed one retries under its key).
     private func handToWaitlist(sale: LocalSale) async {
         let parked = sale.admission.withLock { $0.takeAll() }
         guard !parked.isEmpty else { return }
@@ -209,33 +213,50 @@ extension ReservationService {
         let owner = configuration.instanceID
         let limit = sale.definition.perCustomerLimit
         let requests = parked.map(\.ticket.request)
-        let outcomes: [WaitlistOutcome]
+        let failingJoin = configuration.faultFailingWaitlistJoin
+        let outcomes: [Result<WaitlistOutcome, RedisError>]
         do {
-            outcomes = try await committer.perform { ledger throws(RedisError) -> [WaitlistOutcome] in
-                var outcomes: [WaitlistOutcome] = []
+            outcomes = try await committer.perform { ledger throws(RedisError) -> [Result<WaitlistOutcome, RedisError>] in
+                var outcomes: [Result<WaitlistOutcome, RedisError>] = []
                 outcomes.reserveCapacity(requests.count)
-                for request in requests {
-                    // Once the sale is closed every later entry gets the same answer without a call.
-                    if let last = outcomes.last, case .closed = last {
-                        outcomes.append(last)
-                        continue
+                for (index, request) in requests.enumerated() {
+                    // Once the sale is closed every later entry gets the same answer without a call; once a join
+                    // failed, the connection's state is unknown and the later ones are not sent.
+                    if let last = outcomes.last {
+                        switch last {
+                        case .success(.closed), .failure:
+                            outcomes.append(last)
+                            continue
+                        default: break
+                        }
                     }
-                    outcomes.append(try ledger.joinWaitlist(saleID: saleID, owner: owner, customerID: request.customerID, quantity: request.quantity,
-                                                            orderID: request.orderID, idempotencyKey: request.idempotencyKey, delivery: request.delivery))
+                    do throws(RedisError) {
+                        if index == failingJoin { throw RedisError(.connectionLost, "injected: the join was not sent") }
+                        outcomes.append(.success(try ledger.joinWaitlist(
+                            saleID: saleID, owner: owner, customerID: request.customerID, quantity: request.quantity, orderID: request.orderID,
+                            idempotencyKey: request.idempotencyKey, delivery: request.delivery)))
+                    } catch {
+                        outcomes.append(.failure(error))
+                    }
                 }
                 return outcomes
             }
         } catch {
-            for entry in parked {
-                entry.ticket.continuation.resume(returning: .decided(.rejected(
-                    ReservationError(.retryLater, "the ledger is unreachable (\(error.code))"), retryAfterSeconds: 1)))
-            }
-            return
+            // Nothing was sent (no connection, a full queue, a stop).
+            outcomes = Array(repeating: .failure(error), count: parked.count)
         }
         precondition(outcomes.count == parked.count, "one waitlist outcome per parked reservation")
         var again: [AdmissionQueue<ParkedReservation>.Entry] = []
-        for (entry, outcome) in zip(parked, outcomes) {
+        for (entry, result) in zip(parked, outcomes) {
             let decided: ReservationOutcome
+            let outcome: WaitlistOutcome
+            switch result {
+            case .success(let known): outcome = known
+            case .failure(let error):
+                entry.ticket.continuation.resume(returning: .decided(.rejected(
+                    ReservationError(.retryLater, "the ledger is unreachable (\(error.code))"), retryAfterSeconds: 1)))
+                continue
+            }
             switch outcome {
             case .waiting(let position): decided = .waitlisted(position: position)
             case .served(let record), .duplicate(let record): decided = .confirmed(record)

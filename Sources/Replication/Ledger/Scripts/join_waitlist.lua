@@ -10,7 +10,11 @@ if claim then return claim end
 local now = now_ms()
 local gate = settle(now, meta)
 if gate then return gate end
-if redis.call('HEXISTS', K.waiters, customer) == 1 then
+local waiting = redis.call('HGET', K.waiters, customer)
+if waiting then
+  -- Another attempt of a customer already waiting (another key, or none): it is that entry. Its key now names the
+  -- entry too, so a retry under it answers the entry's outcome (its place, then its order) and never a second order.
+  if key ~= '' then redis.call('HSET', K.idem, idem_field(customer, key), cjson.decode(waiting).id) end
   return {'WAITING', redis.call('ZRANK', K.waitlist, customer) + 1}
 end
 local bought = read_entry(redis.call('HGET', K.users, customer))

@@ -20,7 +20,7 @@ for target in FuzzTokens:tokens FuzzBodies:bodies; do
   work=$(mktemp -d)
   log=$REPORT/$name.log
   # New inputs go to the first (scratch) corpus; the committed seeds are only read.
-  if ! timeout $((SECONDS_PER_TARGET + 60)) "$binary" -max_total_time="$SECONDS_PER_TARGET" -timeout=5 -rss_limit_mb=2048 \
+  if ! LSAN_OPTIONS="suppressions=$PWD/Fuzz/lsan-suppressions.txt:print_suppressions=0" timeout $((SECONDS_PER_TARGET + 60)) "$binary" -max_total_time="$SECONDS_PER_TARGET" -timeout=5 -rss_limit_mb=2048 \
       -artifact_prefix="$REPORT/$name-" -print_final_stats=1 "$work" "Fuzz/Corpus/$corpus" >"$log" 2>&1; then
     echo "fuzz: $name FAILED (log: $log)"
     grep -E "ERROR|Fatal|precondition|Test unit written" "$log" | head -20

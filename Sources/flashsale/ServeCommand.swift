@@ -86,6 +86,7 @@ struct ServeCommand: AsyncParsableCommand {
                 throw ValidationError("FLASHSALE_JWT_JWKS_FILE: \(error)")
             }
             logger.info("tokens from the identity provider", metadata: ["jwks": "\(file)", "keys": "\(identityProvider?.keyIDs.joined(separator: ",") ?? "")",
+                                                                         "skipped": "\(identityProvider?.skippedKeys.joined(separator: ", ") ?? "")",
                                                                          "issuer": "\(claimRules.issuer ?? "")", "hs256": "\(secret != nil)"])
         }
         func rate(_ name: String, default value: Double) throws -> Double {

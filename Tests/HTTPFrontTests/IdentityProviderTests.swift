@@ -177,6 +177,13 @@ struct IdentityProviderTests {
                 try await IdentityProviderKeys(path: provider.jwksPath, rules: provider.rules)
             }
         }
+        // A provider's set with keys this service does not use: those are skipped, the others verify.
+        let mixed: [[String: String]] = [try provider.jwk("ec-1"), ["kty": "EC", "crv": "P-384", "kid": "p384", "x": "AA", "y": "AA"],
+                                         ["kty": "RSA", "kid": "enc-1", "use": "enc", "n": "AQAB", "e": "AQAB"], ["kty": "oct", "kid": "h", "k": "c2VjcmV0"]]
+        try JSONSerialization.data(withJSONObject: ["keys": mixed]).write(to: URL(fileURLWithPath: provider.jwksPath))
+        let keys = try await IdentityProviderKeys(path: provider.jwksPath, rules: provider.rules)
+        #expect(keys.keyIDs == ["ec-1"] && keys.skippedKeys.count == 3, "\(keys.keyIDs) skipped \(keys.skippedKeys)")
+        #expect(await TokenVerifier(secret: nil, identityProvider: keys).verify(try provider.token(kid: "ec-1"), nowSeconds: Self.now).isSuccess)
         var privateKey = try provider.jwk("ed-1")
         privateKey["d"] = Base64URL.encode(Array(provider.eddsa.rawRepresentation))
         try JSONSerialization.data(withJSONObject: ["keys": [privateKey]]).write(to: URL(fileURLWithPath: provider.jwksPath))

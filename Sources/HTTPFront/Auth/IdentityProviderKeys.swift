@@ -35,6 +35,8 @@ public final class IdentityProviderKeys: Sendable {
         let algorithmByKeyID: [String: String]
         let collection: JWTKeyCollection
         let version: FileVersion
+        /// Keys of the file not used, with why (an encryption key, another algorithm or curve).
+        let skipped: [String]
     }
 
     /// What tells one version of the file from the next: the path its symbolic links lead to (a Kubernetes
@@ -74,32 +76,44 @@ public final class IdentityProviderKeys: Sendable {
 
     /// The key ids currently loaded.
     public var keyIDs: [String] { state.withLock { $0.keys.algorithmByKeyID.keys.sorted() } }
+    /// The keys of the file not used, with why.
+    public var skippedKeys: [String] { state.withLock { $0.keys.skipped } }
 
     static func load(path: String) async throws(LoadError) -> KeySet {
         let version = FileVersion(path: path)
         guard let data = FileManager.default.contents(atPath: path) else { throw .unreadable(path) }
         guard data.count <= maximumFileBytes else { throw .invalid("larger than \(maximumFileBytes) bytes") }
-        let jwks: JWKS
-        do {
-            jwks = try JSONDecoder().decode(JWKS.self, from: data)
-        } catch {
-            throw .invalid("\(error)")
+        // Read key by key: a provider's set may hold keys this service does not verify with (encryption keys,
+        // other algorithms or curves); those are skipped and named, the file is refused only when none is left.
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let entries = object["keys"] as? [Any] else {
+            throw .invalid(#"not a JWKS ({"keys":[...]})"#)
         }
-        guard !jwks.keys.isEmpty, jwks.keys.count <= maximumKeys else { throw .invalid("it must hold 1 to \(maximumKeys) keys") }
+        guard !entries.isEmpty, entries.count <= maximumKeys else { throw .invalid("it must hold 1 to \(maximumKeys) keys") }
         let collection = JWTKeyCollection()
         var algorithms: [String: String] = [:]
-        for jwk in jwks.keys {
-            guard let kid = jwk.keyIdentifier?.string, !kid.isEmpty else { throw .invalid("every key needs a kid") }
+        var skipped: [String] = []
+        for (index, entry) in entries.enumerated() {
+            guard let fields = entry as? [String: Any] else { throw .invalid("key \(index) is not an object") }
+            guard let kid = fields["kid"] as? String, !kid.isEmpty else { throw .invalid("key \(index) has no kid") }
+            guard fields["d"] == nil else { throw .invalid("key \(kid) is a private key: publish public keys only") }
             guard algorithms[kid] == nil else { throw .invalid("kid \(kid) appears twice") }
+            if let use = fields["use"] as? String, use != "sig" {
+                skipped.append("\(kid) (use \(use))")
+                continue
+            }
+            guard let encoded = try? JSONSerialization.data(withJSONObject: fields), let jwk = try? JSONDecoder().decode(JWK.self, from: encoded) else {
+                skipped.append("\(kid) (\(fields["kty"] as? String ?? "no kty"))")
+                continue
+            }
             let algorithm: String
             switch (jwk.keyType, jwk.algorithm ?? nil) {
             case (.ecdsa, let named) where (named == nil || named == .es256) && jwk.curve == .ecdsa(.p256): algorithm = "ES256"
             case (.rsa, let named) where named == nil || named == .rs256: algorithm = "RS256"
             case (.octetKeyPair, let named) where (named == nil || named == .eddsa) && jwk.curve == .eddsa(.ed25519): algorithm = "EdDSA"
             default:
-                throw .invalid("key \(kid): only ES256 (P-256), RS256 and EdDSA (Ed25519) keys are accepted")
+                skipped.append("\(kid) (\(fields["kty"] as? String ?? "?") \(fields["crv"] as? String ?? fields["alg"] as? String ?? ""))")
+                continue
             }
-            guard jwk.privateExponent == nil else { throw .invalid("key \(kid) is a private key: publish public keys only") }
             var typed = jwk
             typed.algorithm = JWK.Algorithm(rawValue: algorithm)
             do {
@@ -109,7 +123,10 @@ public final class IdentityProviderKeys: Sendable {
             }
             algorithms[kid] = algorithm
         }
-        return KeySet(algorithmByKeyID: algorithms, collection: collection, version: version)
+        guard !algorithms.isEmpty else {
+            throw .invalid("no ES256 (P-256), RS256 or EdDSA (Ed25519) signing key; skipped \(skipped.joined(separator: ", "))")
+        }
+        return KeySet(algorithmByKeyID: algorithms, collection: collection, version: version, skipped: skipped)
     }
 
     /// The keys to verify with: the file is looked at again when the last look is a second old, and read again

@@ -195,6 +195,7 @@ class Harness:
             "FLASHSALE_PORT": str(port),
             "FLASHSALE_REDIS_URL": "redis://127.0.0.1:%d" % self.redis_port,
             "FLASHSALE_JWT_SECRET": JWT_SECRET,
+            "FLASHSALE_SHUTDOWN_DELAY_SECONDS": "0",
             "FLASHSALE_INSTANCE_ID": instance,
             "FLASHSALE_DATA_KEY": self.data_key,
             "FLASHSALE_RATE_LIMIT_CUSTOMER": "0",

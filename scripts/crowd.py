@@ -334,6 +334,7 @@ class Topology:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_") and k != "MONGO_URI"}
         env.update({
             "FLASHSALE_JWT_SECRET": JWT_SECRET,
+            "FLASHSALE_SHUTDOWN_DELAY_SECONDS": "0",
             "FLASHSALE_DATA_KEY": base64.b64encode(os.urandom(32)).decode(),
             "FLASHSALE_RATE_LIMIT_CUSTOMER": "0",
             "FLASHSALE_RATE_LIMIT_ADDRESS": "0",

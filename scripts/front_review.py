@@ -49,7 +49,7 @@ class Server:
         self.redis = subprocess.Popen(["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
                                        "--appendonly", "no", "--dir", workdir], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHSALE_")}
-        env.update({"FLASHSALE_JWT_SECRET": JWT_SECRET, "FLASHSALE_LOG_LEVEL": "error", "FLASHSALE_RATE_LIMIT_CUSTOMER": "0",
+        env.update({"FLASHSALE_JWT_SECRET": JWT_SECRET, "FLASHSALE_SHUTDOWN_DELAY_SECONDS": "0", "FLASHSALE_LOG_LEVEL": "error", "FLASHSALE_RATE_LIMIT_CUSTOMER": "0",
                     "FLASHSALE_RATE_LIMIT_ADDRESS": "0", "FLASHSALE_DATA_KEY": "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA="})
         env.update(env_extra or {})
         self.process = subprocess.Popen([binary, "serve", "--port", str(self.port), "--redis-url",

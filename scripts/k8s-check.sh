@@ -186,6 +186,7 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" --save ""
 PORT=$(free_port)
 FLASHSALE_JWT_SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export FLASHSALE_JWT_SECRET
+export FLASHSALE_SHUTDOWN_DELAY_SECONDS=0
 METRICS_PORT=$(free_port)
 FLASHSALE_HOST=127.0.0.1 FLASHSALE_PORT=$PORT FLASHSALE_METRICS_PORT=$METRICS_PORT FLASHSALE_REDIS_URL="redis://127.0.0.1:$REDIS_PORT" \
   FLASHSALE_DATA_KEY="$(head -c 32 /dev/urandom | base64)" FLASHSALE_INSTANCE_ID=k8s-check \

@@ -43,6 +43,8 @@ stop_redis() {
 }
 
 BINARY=${FLASHSALE_BIN:-.build/release/flashsale}
+# No load balancer to give notice to on this machine: Ctrl-C stops at once.
+export FLASHSALE_SHUTDOWN_DELAY_SECONDS=${FLASHSALE_SHUTDOWN_DELAY_SECONDS:-0}
 "$BINARY" serve &
 SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; stop_redis' EXIT INT TERM

@@ -190,6 +190,7 @@ check "mongo: a plain-text hello on the TLS port gets no MongoDB reply (got: ${p
 FLASHSALE_JWT_SECRET=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 FLASHSALE_DATA_KEY=$(head -c 32 /dev/urandom | base64)
 export FLASHSALE_JWT_SECRET FLASHSALE_DATA_KEY
+export FLASHSALE_SHUTDOWN_DELAY_SECONDS=0
 export FLASHSALE_RATE_LIMIT_CUSTOMER=0 FLASHSALE_RATE_LIMIT_ADDRESS=0 FLASHSALE_LOG_FORMAT=json FLASHSALE_LOG_LEVEL=info
 HTTP_PORT=$(free_port)
 start_service() {  # name MONGO_URI

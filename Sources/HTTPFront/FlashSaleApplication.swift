@@ -18,6 +18,8 @@ public enum FlashSaleApplication {
     /// The application and its parts (tests reach the engine and hub through it).
     public struct Components {
         public let engine: ReservationService
+        /// Set on SIGTERM by ``ShutdownDelay``: unready, keep-alive connections closed after their next answer.
+        public let drain: DrainState
         public let hub: LiveStockHub
         /// The outbox drainer when MongoDB is configured.
         public let drainer: OutboxDrainer?
@@ -37,7 +39,8 @@ public enum FlashSaleApplication {
             if !configuration.corsOrigins.isEmpty {
                 router.middlewares.add(CrossOriginMiddleware(origins: configuration.corsOrigins))
             }
-            if configuration.tls != nil { router.middlewares.add(StrictTransportMiddleware()) }
+            let drain = DrainState()
+            router.middlewares.add(FrontHeadersMiddleware(strictTransport: configuration.tls != nil, drain: drain))
             router.middlewares.add(ProblemMiddleware())
             router.middlewares.add(RequestLogMiddleware())
             router.middlewares.add(MetricsMiddleware(metrics: metrics))
@@ -68,7 +71,8 @@ public enum FlashSaleApplication {
                 logger.notice("MongoDB is not configured (MONGO_URI): confirmed orders stay in the Redis outbox streams")
             }
             let durability = LedgerDurabilityMonitor(redis: redis, logger: logger)
-            let health = HealthRoutes(redis: redis, drainer: drainer, mongoFailure: mongoFailure, durability: durability)
+            var health = HealthRoutes(redis: redis, drainer: drainer, mongoFailure: mongoFailure, durability: durability)
+            health.drain = drain
             health.register(on: router)
             let exposition: @Sendable () -> Response = { [drainer] in
                 var headers = HTTPFields()
@@ -148,6 +152,7 @@ public enum FlashSaleApplication {
                 logger.warning("comparison order path: orders do not go through the engine", metadata: ["orderPath": "\(configuration.orderPath.rawValue)"])
             }
             self.engine = engine
+            self.drain = drain
             self.hub = hub
             self.drainer = drainer
             self.application = application

@@ -5,6 +5,8 @@ import HTTPFront
 import Hummingbird
 import Logging
 import Replication
+import ServiceLifecycle
+import UnixSignals
 
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -241,8 +243,19 @@ struct ServeCommand: AsyncParsableCommand {
             "from": "\(environment["FLASHSALE_MAX_CONNECTIONS"] == nil ? "the open-file and memory limits" : "FLASHSALE_MAX_CONNECTIONS")",
             "memoryLimitBytes": "\(ContainerMemory.limitBytes().map(String.init) ?? "none")",
         ])
-        let application = FlashSaleApplication.build(configuration: serverConfiguration, logger: logger)
-        try await application.runService()
+        var shutdownDelay = 5.0
+        if let text = environment["FLASHSALE_SHUTDOWN_DELAY_SECONDS"], !text.isEmpty {
+            guard let seconds = Double(text), (0...300).contains(seconds) else {
+                throw ValidationError("FLASHSALE_SHUTDOWN_DELAY_SECONDS must be 0...300, got \(text.debugDescription)")
+            }
+            shutdownDelay = seconds
+        }
+        let components = FlashSaleApplication.Components(configuration: serverConfiguration, logger: logger)
+        // Graceful shutdown goes in reverse order: the delay first (unready, still serving), then the application.
+        let group = ServiceGroup(configuration: .init(
+            services: [components.application, ShutdownDelay(drain: components.drain, seconds: shutdownDelay, logger: logger)],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
         logger.info("stopped")
         // The service group has finished (leases returned, queues drained); do not let a thread that
         // missed its shutdown keep the process alive.

@@ -35,7 +35,7 @@ class Service:
                         FLASHSALE_REDIS_USERNAME="flashsale",
                         FLASHSALE_REDIS_PASSWORD=cluster.passwords["REDIS_SERVICE_PASSWORD"],
                         FLASHSALE_REDIS_SENTINEL_PASSWORD=cluster.passwords["REDIS_SENTINEL_AUTH_PASSWORD"],
-                        FLASHSALE_JWT_SECRET=self.jwt, FLASHSALE_DATA_KEY=base64.b64encode(os.urandom(32)).decode(),
+                        FLASHSALE_JWT_SECRET=self.jwt, FLASHSALE_SHUTDOWN_DELAY_SECONDS="0", FLASHSALE_DATA_KEY=base64.b64encode(os.urandom(32)).decode(),
                         FLASHSALE_HOST="127.0.0.1", FLASHSALE_PORT=str(self.port), FLASHSALE_INSTANCE_ID="redis-ha-check")
 
     def start(self):

@@ -283,6 +283,14 @@ final class FirstHeadGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // The server is stopping: a connection that never asked anything is closed now, rather than holding the
+        // drain until its idle timer fires (a proxy's spare connections, a client that connected ahead).
+        if event is ChannelShouldQuiesceEvent, state == .silent {
+            state = .answered
+            deadline = nil
+            context.close(promise: nil)
+            return
+        }
         // The client closed its side before finishing a head: nothing can be answered to it.
         if case ChannelEvent.inputClosed = event, state == .silent || state == .receivingHead {
             state = .answered

@@ -12,6 +12,8 @@ struct HealthRoutes: Sendable {
     var durability: LedgerDurabilityMonitor?
     /// Readiness also requires the ledger scripts to be loaded on the server.
     var requireLedgerScripts = true
+    /// An instance told to stop is unready at once, whatever Redis says.
+    var drain: DrainState?
 
     func register(on router: Router<some RequestContext>) {
         router.get("healthz") { _, _ -> Response in
@@ -27,6 +29,9 @@ struct HealthRoutes: Sendable {
     let probe = ReadinessProbe()
 
     private func readiness() async -> Response {
+        if drain?.isDraining == true {
+            return JSONText.response(status: .serviceUnavailable, #"{"status":"draining","checks":{},"details":\#(details)}"#)
+        }
         let requireLedgerScripts = requireLedgerScripts
         let redis = redis
         let failure = await probe.result {

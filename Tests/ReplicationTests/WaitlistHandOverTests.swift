@@ -60,6 +60,14 @@ struct WaitlistHandOverTests {
         }
         // Usually one hand-over of 40 (two joined, the third failed, the rest not sent); a slow machine may split it.
         #expect(failed > 0 && waitlisted >= 2, "the fault took effect with joins before it: \(waitlisted) waitlisted, \(failed) failed")
+        // Liveness: once the fault is gone (a hand-over of one join never reaches the failing index), each refused
+        // customer retrying under their key gets a place.
+        for (customer, outcome) in outcomes {
+            guard case .rejected = outcome, let index = Int(customer.dropFirst(2)) else { continue }
+            let retried = await engine.reserve(saleID: sale.id, customerID: customer, quantity: 1, idempotencyKey: "k-\(index)", delivery: "{}")
+            guard case .waitlisted = retried else { Issue.record("\(customer) retried: \(retried)"); continue }
+            #expect(try connection.send("ZSCORE", keys.waitlist, customer).string != nil, "\(customer) waits after the retry")
+        }
         await engine.shutdown()
     }
 

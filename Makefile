@@ -22,7 +22,7 @@ test: bootstrap
 	scripts/api-conformance.sh
 	timeout 300 scripts/tls-check.sh
 	timeout 400 .venv/bin/python scripts/browser_test.py --bin .build/debug/flashsale
-	timeout 600 .venv/bin/python chaos/chaos.py --bin .build/debug/flashsale --quick --scenarios kill-instance,kill-head-holder,pause-instance,kill-redis
+	timeout 600 .venv/bin/python chaos/chaos.py --bin .build/debug/flashsale --quick --scenarios kill-instance,kill-head-holder,pause-instance,kill-redis,rolling-upgrade,planned-failover
 	timeout 300 .venv/bin/python chaos/chaos.py --bin .build/debug/flashsale --quick --tls --scenarios pause-instance
 	timeout 600 scripts/k8s-check.sh
 	timeout 420 .venv/bin/python scripts/redis_ha_check.py --bin .build/debug/flashsale
@@ -37,7 +37,7 @@ clean:
 image: release
 	scripts/image.sh
 
-.PHONY: bench-micro bench demo chaos fuzz
+.PHONY: bench-micro bench demo chaos fuzz soak
 # Every chaos scenario against a release build (bounded: each scenario stops by itself; the whole run < 20 min),
 # then the fuzz targets (60 s each) and the long run of the seeded liveness test (24 rounds of faults;
 # FLASHSALE_LIVENESS_SEED replays one).
@@ -46,6 +46,12 @@ chaos: release
 	timeout 2400 scripts/fuzz.sh
 	swift build --build-tests
 	FLASHSALE_LIVENESS_ROUNDS=24 timeout 600 swift test --skip-build --filter LivenessTests
+
+# Every chaos scenario N times (N=10), round by round, with min / median / max of every figure per scenario
+# (bounded: each scenario stops by itself; at most 4 hours in all).
+N ?= 10
+soak: release
+	timeout 14400 .venv/bin/python chaos/chaos.py --bin .build/release/flashsale --repeat $(N) $(SOAK_FLAGS)
 
 # libFuzzer with AddressSanitizer on the token verifier and the body decoder, FUZZ_SECONDS (60) each.
 fuzz: bootstrap

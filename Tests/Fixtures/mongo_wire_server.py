@@ -42,6 +42,8 @@ extended JSON both ways).  Control operations ("op"):
                the next `times` such commands (on `collection` when given) are
                applied, then answered after `milliseconds` (other connections
                are served meanwhile)
+    clear      [kind]                      disarm the faults (of that kind) -> {"cleared": n,
+                                              "uses": {kind: times a fault of it took effect}}
     down / up  [role]                      hang up on every request (hello included),
                                               on one member with role
     reset                                  clear store, journal, indexes, faults, down
@@ -471,6 +473,7 @@ class Store:
         self.down_roles = set() # members that hang up on everything
         self.replica_set = replica_set  # (name, primary "host:port", secondary "host:port") in replica-set mode
         self.faults = []        # armed fault dicts, oldest first
+        self.fault_uses = {}    # kind -> how many times a fault of that kind took effect
         self.down = False
 
     # Faults ----------------------------------------------------------------
@@ -490,6 +493,7 @@ class Store:
                 continue
             if predicate is not None and not predicate(fault):
                 continue
+            self.fault_uses[kind] = self.fault_uses.get(kind, 0) + 1
             if fault["times"] > 0:
                 fault["times"] -= 1
                 if fault["times"] == 0:
@@ -921,6 +925,11 @@ class Store:
             if times != 0:
                 self.faults.append(fault)
             return {"ok": True}
+        if op == "clear":
+            kind = msg.get("kind")
+            cleared = [f for f in self.faults if kind in (None, f["kind"])]
+            self.faults = [f for f in self.faults if f not in cleared]
+            return {"ok": True, "cleared": len(cleared), "uses": dict(self.fault_uses)}
         if op == "down":
             if msg.get("role"):
                 self.down_roles.add(msg["role"])

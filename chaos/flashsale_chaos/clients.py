@@ -98,10 +98,11 @@ def use_tls(cafile):
     _tls_context = ssl.create_default_context(cafile=cafile) if cafile else None
 
 
-def request(port, method, path, body=None, bearer=None, headers=None, timeout=5.0, plain=False):
+def request(port, method, path, body=None, bearer=None, headers=None, timeout=5.0, plain=False, reply_headers=None):
     """One request on a fresh connection: (status, json-or-text), over HTTPS when the run uses TLS (`plain`
     forces HTTP: the probe that TLS-only ports refuse it). Raises on network errors and timeouts; a failed
-    handshake or verification is an `ssl.SSLError`, an OSError like the others."""
+    handshake or verification is an `ssl.SSLError`, an OSError like the others. A dict as `reply_headers`
+    receives the answer's headers (names in lower case)."""
     if _tls_context is None or plain:
         connection = httpclient.HTTPConnection("127.0.0.1", port, timeout=timeout)
     else:
@@ -117,6 +118,8 @@ def request(port, method, path, body=None, bearer=None, headers=None, timeout=5.
         connection.request(method, path, body=data, headers=all_headers)
         response = connection.getresponse()
         raw = response.read()
+        if reply_headers is not None:
+            reply_headers.update((name.lower(), value) for name, value in response.getheaders())
         try:
             return response.status, json.loads(raw) if raw else None
         except ValueError:

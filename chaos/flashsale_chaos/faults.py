@@ -2,10 +2,12 @@
 Each function is bounded (fixed sleeps, waits with timeouts); `t.observed` keeps what an effect probe needs."""
 
 import json
+import os
 import signal
+import subprocess
 import time
 
-from . import LEASE_TTL_SECONDS
+from . import LEASE_TTL_SECONDS, ROOT
 from .clients import pairs, redis_call, request, token, wait_until
 
 
@@ -137,3 +139,103 @@ def mongo_down_observed(t):
     sleep(1.5)
 
 
+
+
+def rolling_upgrade(t):
+    """Each instance in turn: SIGTERM (it reports unready at once, serves through its shutdown delay while the
+    balancer's checks notice, then drains and exits), started again, and the next one only once the balancer
+    sends to the new one, as a Deployment's rolling update waits for readiness."""
+    replaced = []
+    for index, process in enumerate(t.instances):
+        old_pid, began = process.popen.pid, time.monotonic()
+        process.stop(grace=30)
+        stopped = time.monotonic() - began
+        t.restart_instance(index)
+        back = wait_until(lambda: t.haproxy_servers()["i%d" % index]["status"] == "UP", 15, 0.05)
+        replaced.append({"instance": index, "oldPid": old_pid, "newPid": process.popen.pid,
+                         "stopSeconds": round(stopped, 2), "backInBalancer": back})
+    t.observed["replaced"] = replaced
+    t.observed["balancer"] = t.haproxy_servers()
+
+
+def planned_failover(t):
+    """The hand-over the Redis pods' preStop hook performs (k8s/components/redis/redis-prestop.sh, run as it is):
+    the primary pauses writes, waits for its replicas to hold them, asks a Sentinel for `SENTINEL FAILOVER`,
+    and turns itself into a replica of the member the Sentinels name."""
+    before, began = t.primary_port, time.monotonic()
+    t.observed["oldPrimary"] = before
+    env = dict(os.environ, REDIS_PORT=str(before), REDIS_ADDRESS="127.0.0.1", POD_NAME="chaos-redis",
+               REDIS_MASTER_NAME="flashsale", REDIS_HANDOVER_SECONDS="20",
+               REDIS_SENTINELS=",".join("127.0.0.1:%d" % port for _, port in t.sentinels))
+    done = subprocess.run(["sh", os.path.join(ROOT, "k8s/components/redis/redis-prestop.sh")], env=env,
+                          capture_output=True, text=True, timeout=60)
+    t.observed["handOver"] = (done.stdout + done.stderr).strip().replace("\n", " / ")
+    if wait_until(lambda: t.primary_port != before, 20, 0.05):
+        t.observed["promotedAfterSeconds"] = round(time.monotonic() - began, 2)
+
+
+def unpaused_failover(t):
+    """`SENTINEL FAILOVER` alone: the old primary keeps taking writes until the Sentinels reconfigure it."""
+    before, began = t.primary_port, time.monotonic()
+    t.observed["oldPrimary"] = before
+    redis_call(t.sentinels[0][1], "SENTINEL", "FAILOVER", "flashsale")
+    if wait_until(lambda: t.primary_port != before, 20, 0.05):
+        t.observed["promotedAfterSeconds"] = round(time.monotonic() - began, 2)
+
+
+def old_primary_demoted(t):
+    """Heal: waits (at most 20 s) until the old primary serves as a replica, so the window ends with the
+    topology whole again."""
+    port = t.redis_port
+    if wait_until(lambda: redis_call(port, "ROLE")[0] == "slave", 20, 0.1):
+        t.observed["oldPrimaryRole"] = "replica"
+
+
+def evalsha_calls(port):
+    stats = redis_call(port, "INFO", "commandstats") or ""
+    for line in stats.splitlines():
+        if line.startswith("cmdstat_evalsha:"):
+            return int(line.split("calls=")[1].split(",")[0])
+    return 0
+
+
+def isolate_primary(t):
+    """The primary cut from its replicas, the Sentinels and two instances (every path through its proxy
+    but chaos-0's); the Sentinels promote a replica (down-after 1 s, then the election) while chaos-0 still
+    reaches the old primary. Held 2 s after the promotion, so chaos-0 keeps trying to commit there."""
+    calls_before = evalsha_calls(t.redis_port)  # the harness reads the primary on its own port, not the proxy's
+    began = time.monotonic()
+    t.observed["connectionsCut"] = t.proxy.cut(spare_pid=t.instances[0].popen.pid)
+    if wait_until(lambda: t.primary_port != t.primary_address, 20, 0.05):
+        t.observed["promotedAfterSeconds"] = round(time.monotonic() - began, 2)
+    sleep(2.0)
+    t.observed["isolatedPrimaryScriptCalls"] = evalsha_calls(t.redis_port) - calls_before
+    t.observed["isolatedPrimaryRole"] = redis_call(t.redis_port, "ROLE")[0]
+
+
+def heal_isolation(t):
+    t.proxy.heal()
+    old_primary_demoted(t)
+
+
+def slow_redis(t):
+    """50 ms more on every Redis round trip (25 ms each way through the proxy) for 5 s."""
+    t.proxy.delay = 0.025
+    began = time.monotonic()
+    redis_call(t.proxy.port, "PING", timeout=2)
+    t.observed["pingMsDuringFault"] = round((time.monotonic() - began) * 1000, 1)
+    sleep(5.0)
+
+
+def fast_redis(t):
+    t.proxy.delay = 0.0
+
+
+def slow_mongo(t):
+    """Every MongoDB command answered after 2 s, for 10 s."""
+    t.mongo_op({"op": "delayReply", "command": "*", "milliseconds": 2000, "times": -1})
+    sleep(10.0)
+
+
+def fast_mongo(t):
+    t.observed["mongoDelayedReplies"] = t.mongo_op({"op": "clear", "kind": "delayReply"}).get("uses", {}).get("delayReply", 0)

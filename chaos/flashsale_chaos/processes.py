@@ -1,11 +1,14 @@
 """Child processes of the harness: `Process` (a command with its output in a log file, stopped with an
-escalation to SIGKILL) and `TCPProxy` (the loopback proxy in front of Redis that a scenario can cut and heal)."""
+escalation to SIGKILL) and `TCPProxy` (the loopback proxy in front of Redis that a scenario can cut, slow
+and heal)."""
 
 import os
+import queue
 import signal
 import socket
 import subprocess
 import threading
+import time
 
 
 class Process:
@@ -60,7 +63,12 @@ class Process:
 
 
 class TCPProxy:
-    """A loopback TCP proxy the harness can cut (drop every connection, refuse new ones) and heal."""
+    """A loopback TCP proxy the harness can cut (drop every connection, refuse new ones) and heal, and slow
+    (every chunk forwarded `delay` seconds after it arrived, in order, both ways).
+
+    `cut(spare_pid=...)` spares one process: its connections stay up and it may open new ones (the client
+    of each connection is found through /proc: the socket's inode among the process's descriptors), so a
+    scenario can isolate a server from everybody but one client."""
 
     def __init__(self, target_port):
         self.target_port = target_port
@@ -70,8 +78,10 @@ class TCPProxy:
         self.listener.listen(512)
         self.port = self.listener.getsockname()[1]
         self.lock = threading.Lock()
-        self.connections = set()
+        self.connections = {}  # client socket -> upstream socket
         self.is_cut = False
+        self.spare_pid = None
+        self.delay = 0.0
         self.closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -82,9 +92,10 @@ class TCPProxy:
             except OSError:
                 return
             with self.lock:
-                if self.is_cut:
-                    client.close()
-                    continue
+                refused = self.is_cut and not self._spared(client)
+            if refused:
+                client.close()
+                continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=2)
                 upstream.settimeout(None)
@@ -92,16 +103,32 @@ class TCPProxy:
                 client.close()
                 continue
             with self.lock:
-                self.connections.update([client, upstream])
+                self.connections[client] = upstream
             for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+                chunks = queue.Queue(maxsize=4096)  # bounded: a slow sink stalls its source
+                threading.Thread(target=self._pump, args=(source, sink, chunks), daemon=True).start()
+                threading.Thread(target=self._deliver, args=(source, sink, chunks), daemon=True).start()
 
-    def _pump(self, source, sink):
+    def _pump(self, source, sink, chunks):
         try:
             while True:
                 data = source.recv(65536)
                 if not data:
                     break
+                chunks.put((time.monotonic() + self.delay, data))
+        except OSError:
+            pass
+        chunks.put((0.0, None))
+
+    def _deliver(self, source, sink, chunks):
+        try:
+            while True:
+                due, data = chunks.get()
+                if data is None:
+                    break
+                pause = due - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
                 sink.sendall(data)
         except OSError:
             pass
@@ -113,24 +140,59 @@ class TCPProxy:
                     pass
                 end.close()
             with self.lock:
-                self.connections.discard(source)
-                self.connections.discard(sink)
+                self.connections.pop(source, None)
+                self.connections.pop(sink, None)
 
-    def cut(self):
+    def _spared(self, client):
+        """Whether `client` (an accepted socket) belongs to the spared process. Called under the lock."""
+        if self.spare_pid is None:
+            return False
+        try:
+            return client_inode(client.getpeername()[1], self.port) in socket_inodes(self.spare_pid)
+        except OSError:
+            return False
+
+    def cut(self, spare_pid=None):
         with self.lock:
-            self.is_cut = True
-            victims = list(self.connections)
+            self.is_cut, self.spare_pid = True, spare_pid
+            victims = [c for c in self.connections if not self._spared(c)]
+            victims += [self.connections[c] for c in victims]
         for connection in victims:
             try:
                 connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        return len(victims) // 2
 
     def heal(self):
         with self.lock:
-            self.is_cut = False
+            self.is_cut, self.spare_pid = False, None
 
     def close(self):
         self.closed = True
         self.cut()
         self.listener.close()
+
+
+def client_inode(client_port, server_port):
+    """The socket inode of the loopback connection from `client_port` to `server_port` (/proc/net/tcp)."""
+    wanted = ":%04X" % client_port, ":%04X" % server_port
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            if fields[1].endswith(wanted[0]) and fields[2].endswith(wanted[1]):
+                return fields[9]
+    return None
+
+
+def socket_inodes(pid):
+    """The inodes of the sockets process `pid` holds open."""
+    inodes = set()
+    for descriptor in os.listdir("/proc/%d/fd" % pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, descriptor))
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes

@@ -9,6 +9,7 @@ import random
 import threading
 import time
 
+from .availability import availability
 from .checker import check, outage, quiesce, recovery
 from .clients import pairs, redis_call, request, wait_until
 from .liveness import liveness
@@ -41,10 +42,12 @@ def _milliseconds(value):
     return None
 
 
-def run_scenario(scenario, binary, root_workdir, quick, tls=None):
-    workdir = os.path.join(root_workdir, scenario.name)
+def run_scenario(scenario, binary, root_workdir, quick, tls=None, round_number=1):
+    """One run of `scenario` (round `round_number` of a soak: its files go to their own directory)."""
+    workdir = os.path.join(root_workdir, scenario.name if round_number == 1 else "%s.%d" % (scenario.name, round_number))
     os.makedirs(workdir, exist_ok=True)
-    result = {"scenario": scenario.name, "description": scenario.description, "control": scenario.control}
+    result = {"scenario": scenario.name, "description": scenario.description, "control": scenario.control,
+              "round": round_number}
     topology = None
     started = time.monotonic()
     try:
@@ -59,7 +62,7 @@ def run_scenario(scenario, binary, root_workdir, quick, tls=None):
         history = History()
         rng = random.Random(scenario.name)
         intents = [("c%05d" % i, rng.choice([1, 1, 2])) for i in range(customers)]
-        deadline = time.monotonic() + (25 if quick else 40)
+        deadline = time.monotonic() + scenario.workload.get("seconds", 25 if quick else 40)
         fault = {}
 
         def faults():
@@ -71,14 +74,20 @@ def run_scenario(scenario, binary, root_workdir, quick, tls=None):
                 scenario.heal(topology)
             # Measured while the workload still runs: from the start of healing until every instance is ready.
             fault["readySeconds"] = measure_recovery(topology, heal_started)
+            fault["overWall"] = time.time()
 
         injector = threading.Thread(target=faults, daemon=True)
-        run_workload(topology, sale, intents, workers, deadline, history, injector.start)
+        run_workload(topology, sale, intents, workers, deadline, history, injector.start,
+                     scenario.workload.get("arrivalSeconds", 6.0))
         injector.join(60)
         # The timings and the fault's evidence come from the workload; the sweep after healing proves neither.
         workload = history.copy()
         result["recoverySeconds"] = recovery(workload, fault)
         result["outageSeconds"] = outage(workload, fault)
+        result["availability"] = availability(workload, fault)
+        result["availabilityTargets"] = scenario.targets
+        result["availabilityMet"] = all((result["availability"].get(name) or 0) >= target
+                                        for name, target in scenario.targets.items())
         result["alive"] = all(p.alive for p in topology.instances)
         result["maxRSSMiB"] = round(max(p.rss_bytes() for p in topology.instances) / 2**20)
         sweep = liveness(topology, sale, stock, history)
@@ -96,7 +105,8 @@ def run_scenario(scenario, binary, root_workdir, quick, tls=None):
             result["tls"] = topology.tls_evidence()
         # Memory stays bounded (overload especially): an instance above 2 GiB fails the scenario.
         result["passed"] = (result["passed"] and result["alive"] and took_effect and result["maxRSSMiB"] < 2048
-                            and result["live"] and (not tls or result["tls"]["serversUseTLS"]))
+                            and result["live"] and result["availabilityMet"]
+                            and (not tls or result["tls"]["serversUseTLS"]))
     except Exception as error:  # noqa: BLE001 - a broken scenario is reported, never hidden
         result.update({"passed": False, "error": "%s: %s" % (type(error).__name__, error)})
     finally:

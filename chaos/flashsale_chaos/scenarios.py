@@ -3,9 +3,11 @@ that shows the fault took effect. Every scenario must also stay live (its sale s
 see `checker.liveness`); the control scenario reports that, like its lost orders, without failing on it."""
 
 from . import LEASE_TTL_SECONDS
-from .faults import (cut_redis, heal_redis, kill_head_holder, kill_instance, kill_primary, kill_redis, mongo_down_observed,
-                     mongo_up, nothing, pause_instance, rebalance_and_drain, rejoin_old_primary, restart_instance_0,
-                     restart_instance_1, restart_redis, resume_instance)
+from .faults import (cut_redis, fast_mongo, fast_redis, heal_isolation, heal_redis, isolate_primary, kill_head_holder,
+                     kill_instance, kill_primary, kill_redis, mongo_down_observed, mongo_up, nothing, old_primary_demoted,
+                     pause_instance, planned_failover, rebalance_and_drain, rejoin_old_primary, restart_instance_0,
+                     restart_instance_1, restart_redis, resume_instance, rolling_upgrade, slow_mongo, slow_redis,
+                     unpaused_failover)
 
 
 class Scenario:
@@ -13,12 +15,15 @@ class Scenario:
     proves nothing, so a scenario passes only when its fault demonstrably happened. `history` holds the
     workload's attempts only: the liveness sweep runs after healing and is no evidence of the fault."""
 
-    def __init__(self, name, description, inject, heal=None, topology=None, workload=None, control=False, effect=None):
+    def __init__(self, name, description, inject, heal=None, topology=None, workload=None, control=False, effect=None,
+                 targets=None):
         self.name, self.description, self.inject, self.heal = name, description, inject, heal
         self.topology = topology or {}
         self.workload = workload or {}
         self.control = control
         self.effect = effect
+        # Availability the scenario must reach (see `availability`): {"firstAttempts": 0.9999, ...}.
+        self.targets = targets or {}
 
 
 # Effect probes: evidence that each fault happened and mattered.
@@ -92,6 +97,46 @@ def load_shed(t, history, stocklog):
     return shed > 0, "%d requests shed with 429/503" % shed
 
 
+def rolled(t, history, stocklog):
+    replaced = t.observed.get("replaced", [])
+    downs = {name: server["downs"] for name, server in t.observed.get("balancer", {}).items()}
+    every = len(replaced) == len(t.instances) and all(r["newPid"] != r["oldPid"] and r["backInBalancer"] for r in replaced)
+    return every, (
+        "replaced one by one: %s; the balancer took each out on its failing /readyz (UP->DOWN: %s)" % (
+            ", ".join("chaos-%d stopped in %.2f s" % (r["instance"], r["stopSeconds"]) for r in replaced) or "none",
+            ", ".join("%s %d" % kv for kv in sorted(downs.items())) or "-"))
+
+
+def failed_over(t, history, stocklog):
+    promoted, demoted = t.observed.get("promotedAfterSeconds"), t.observed.get("oldPrimaryRole")
+    return promoted is not None and demoted == "replica", (
+        "a replica was promoted %s s after the failover began (primary now port %d, was %s); the old primary is %s%s" % (
+            promoted, t.primary_port, t.observed.get("oldPrimary"), demoted or "still not a replica",
+            "; redis-prestop.sh: %s" % t.observed["handOver"] if t.observed.get("handOver") else ""))
+
+
+def primary_isolated(t, history, stocklog):
+    promoted, calls = t.observed.get("promotedAfterSeconds"), t.observed.get("isolatedPrimaryScriptCalls", 0)
+    return promoted is not None and calls > 0 and t.observed.get("oldPrimaryRole") == "replica", (
+        "%s connections cut; a replica was promoted %s s after the cut; chaos-0 ran %d ledger scripts on the isolated "
+        "primary (its role then: %s), which became a replica after healing: %s" % (
+            t.observed.get("connectionsCut"), promoted, calls, t.observed.get("isolatedPrimaryRole"),
+            t.observed.get("oldPrimaryRole") or "no"))
+
+
+def redis_slowed(t, history, stocklog):
+    ping = t.observed.get("pingMsDuringFault") or 0
+    return ping >= 50, "a PING through the proxy took %.1f ms during the fault" % ping
+
+
+def mongo_slowed(t, history, stocklog):
+    delayed = t.observed.get("mongoDelayedReplies", 0)
+    return delayed > 0, "%d MongoDB replies held for 2 s" % delayed
+
+
+# Steady load across a longer fault: customers arrive over 15 s, more stock than they buy (the sweep sells the rest).
+STEADY = {"customers": 1800, "arrivalSeconds": 15.0, "stock": 2500, "seconds": 35}
+
 SCENARIOS = [
     Scenario("kill-instance", "SIGKILL an instance mid-sale, restart it", kill_instance, restart_instance_0,
              workload={"stock": 600}, effect=paused("chaos-0")),
@@ -114,6 +159,24 @@ SCENARIOS = [
     Scenario("overload", "8,000 customers on 400 connections, far above the admitted 300 req/s: shed, stay correct",
              nothing, topology={"rate_limits": True}, workload={"customers": 8000, "workers": 400, "stock": 1500},
              effect=load_shed),
+    Scenario("rolling-upgrade", "replace the three instances one by one (SIGTERM, 2 s shutdown delay, restart) "
+             "behind an L4 balancer that never re-sends, under steady load", rolling_upgrade,
+             topology={"l4": True, "shutdown_delay": 2}, workload=STEADY, effect=rolled,
+             targets={"firstAttempts": 0.9999, "intentsAnswered": 1.0}),
+    Scenario("planned-failover", "mid-sale, the Redis pods' preStop hand-over (redis-prestop.sh: pause writes, WAIT, "
+             "SENTINEL FAILOVER, the old primary becomes a replica); the instances follow the new primary",
+             planned_failover, old_primary_demoted, topology={"sentinel": True}, workload=STEADY, effect=failed_over,
+             targets={"firstAttempts": 0.999, "intentsAnswered": 1.0}),
+    Scenario("primary-isolated", "the primary cut from its replicas, the Sentinels and two instances while chaos-0 "
+             "still reaches it; a replica is promoted; commits wait for 1 replica ack", isolate_primary, heal_isolation,
+             topology={"sentinel": True, "isolatable": True}, workload=STEADY, effect=primary_isolated),
+    Scenario("slow-redis", "50 ms added to every Redis round trip for 5 s", slow_redis, fast_redis, workload=STEADY,
+             effect=redis_slowed, targets={"firstAttempts": 1.0, "intentsAnswered": 1.0}),
+    Scenario("slow-mongo", "MongoDB answers every command after 2 s, for 10 s", slow_mongo, fast_mongo, workload=STEADY,
+             effect=mongo_slowed, targets={"firstAttempts": 1.0, "intentsAnswered": 1.0}),
+    Scenario("control-failover-unpaused", "CONTROL: SENTINEL FAILOVER alone, without the hand-over's write pause",
+             unpaused_failover, old_primary_demoted, topology={"sentinel": True}, workload=STEADY, control=True,
+             effect=failed_over),
     Scenario("control-kill-redis-no-aof", "CONTROL: SIGKILL Redis running without AOF (RDB every second), restart",
              kill_redis, restart_redis, topology={"durable": False}, control=True, effect=requests_refused),
 ]

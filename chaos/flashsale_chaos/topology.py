@@ -17,6 +17,7 @@ import subprocess
 import time
 
 from . import JWT_SECRET, ROOT
+from .balancer import haproxy_config
 from .clients import free_port, redis_call, request, wait_until
 from .processes import Process, TCPProxy
 
@@ -56,9 +57,16 @@ def make_certificates(workdir):
 
 class Topology:
     def __init__(self, scenario, binary, workdir, sentinel=False, durable=True, rate_limits=False, offsets=None,
-                 tls=None, fleet_order_delay_ms=0):
+                 tls=None, fleet_order_delay_ms=0, isolatable=False, l4=False, shutdown_delay=0):
+        """`isolatable` (with `sentinel`): everybody reaches the primary through the TCP proxy (replicas,
+        Sentinels and, by the address the Sentinels give, the instances), so a scenario can cut it from all
+        but one instance. `l4`: haproxy balances TCP connections and never re-sends a request (as kube-proxy
+        or a cloud network load balancer). `shutdown_delay`: the instances' FLASHSALE_SHUTDOWN_DELAY_SECONDS."""
+        if l4 and tls:
+            raise ValueError("the L4 balancer topology runs without TLS")
         self.scenario, self.binary, self.workdir, self.tls = scenario, binary, workdir, tls
         self.fleet_order_delay_ms = fleet_order_delay_ms
+        self.isolatable, self.l4, self.shutdown_delay = isolatable, l4, shutdown_delay
         self.processes = []
         self.proxy = None
         self.observed = {}
@@ -75,6 +83,10 @@ class Topology:
         os.makedirs(self.redis_dir, exist_ok=True)
         self.redis_port = free_port()
         self.redis = self._start_redis("redis", self.redis_port, self.redis_dir)
+        if sentinel and self.isolatable:
+            self.proxy = TCPProxy(self.redis_port)
+        # The primary's address as replicas, Sentinels and instances know it.
+        self.primary_address = self.proxy.port if self.proxy else self.redis_port
         if sentinel:
             # Two replicas: with one replica ack required, commits go on after a failover while the other
             # replica remains (with a single replica they would stop until the old primary rejoined).
@@ -82,7 +94,8 @@ class Topology:
             for index, port in enumerate(self.replica_ports):
                 replica_dir = os.path.join(self.workdir, "replica-%d" % index)
                 os.makedirs(replica_dir, exist_ok=True)
-                self._start_redis("replica-%d" % index, port, replica_dir, ["--replicaof", "127.0.0.1", str(self.redis_port)])
+                self._start_redis("replica-%d" % index, port, replica_dir,
+                                  ["--replicaof", "127.0.0.1", str(self.primary_address)])
                 wait_until(lambda: "master_link_status:up" in redis_call(port, "INFO", "replication"), 15)
             for index in range(3):
                 self.sentinels.append(self._start_sentinel(index))
@@ -152,7 +165,7 @@ class Topology:
                          "sentinel monitor flashsale 127.0.0.1 %d 2\n"
                          "sentinel down-after-milliseconds flashsale 1000\n"
                          "sentinel failover-timeout flashsale 3000\n"
-                         "sentinel parallel-syncs flashsale 1\n" % (port, directory, self.redis_port))
+                         "sentinel parallel-syncs flashsale 1\n" % (port, directory, self.primary_address))
         process = self._spawn("sentinel-%d" % index, ["redis-server", config, "--sentinel"])
         if not wait_until(lambda: redis_call(port, "PING") == "PONG", 15):
             raise RuntimeError("sentinel %d did not start" % index)
@@ -161,9 +174,9 @@ class Topology:
     def _start_instance(self, index, port, sentinel, rate_limits, offset):
         env = {
             "FLASHSALE_JWT_SECRET": JWT_SECRET,
-            # A stop here is SIGTERM straight to the instance, and haproxy's checks are not what a scenario
-            # measures: no notice time (FLASHSALE_SHUTDOWN_DELAY_SECONDS).
-            "FLASHSALE_SHUTDOWN_DELAY_SECONDS": "0",
+            # A stop is SIGTERM straight to the instance; only the rolling upgrade gives haproxy's checks
+            # notice time (FLASHSALE_SHUTDOWN_DELAY_SECONDS) and measures what they make of it.
+            "FLASHSALE_SHUTDOWN_DELAY_SECONDS": str(self.shutdown_delay),
             "FLASHSALE_DATA_KEY": self.data_key,
             "FLASHSALE_LOG_LEVEL": "warning",
             "MONGO_URI": "mongodb://127.0.0.1:%d/flashsale?directConnection=true&serverSelectionTimeoutMS=1000"
@@ -177,7 +190,7 @@ class Topology:
             env["FLASHSALE_REDIS_SENTINELS"] = ",".join("127.0.0.1:%d" % p for _, p in self.sentinels)
             env["FLASHSALE_REDIS_REPLICA_ACKS"] = "1"
             env["FLASHSALE_REDIS_REPLICA_ACK_TIMEOUT_MS"] = "500"
-            redis_url = "redis://127.0.0.1:%d" % self.redis_port
+            redis_url = "redis://127.0.0.1:%d" % self.primary_address
         else:
             redis_url = "redis://127.0.0.1:%d" % self.proxy.port
         if self.tls:
@@ -211,6 +224,17 @@ class Topology:
                     return data.decode("utf-8", "replace")
                 data += chunk
 
+    def haproxy_servers(self):
+        """haproxy's view of each instance: {name: {"status": "UP"|"DOWN"|..., "downs": UP-to-DOWN transitions}}."""
+        lines = self.haproxy_command("show stat").splitlines()
+        columns = lines[0].lstrip("# ").split(",")
+        servers = {}
+        for line in lines[1:]:
+            row = dict(zip(columns, line.split(",")))
+            if row.get("pxname") == "instances" and row.get("svname") not in ("BACKEND", "FRONTEND", None):
+                servers[row["svname"]] = {"status": row.get("status", ""), "downs": int(row.get("chkdown") or 0)}
+        return servers
+
     def tls_evidence(self):
         """What haproxy says about TLS: its TLS connections so far (from clients and to instances, health
         checks included) and whether every server of the backend uses TLS."""
@@ -231,30 +255,19 @@ class Topology:
             bind = " ssl crt %s ssl-min-ver TLSv1.2" % self.tls.haproxy
             backend_tls = (" ssl verify required ca-file %s sni str(localhost) check-ssl check-sni localhost"
                            % self.tls.ca)
-        servers = "\n".join("    server i%d 127.0.0.1:%d check inter 300 fall 2 rise 1%s" % (i, p, backend_tls)
-                            for i, p in enumerate(self.instance_ports))
+        if self.l4:
+            # A network load balancer: TCP connections spread over the instances that pass the same health
+            # check, no request ever re-sent, a refused connection not retried elsewhere.
+            mode, retries, frontend = "tcp", ["retries 0"], []
+        else:
+            mode, frontend = "http", ["option forwardfor"]
+            retries = ["retries 2", "option redispatch", "retry-on conn-failure empty-response"]
         with open(config, "w") as handle:
-            handle.write("""global
-    maxconn 8000
-    stats socket %s mode 600 level user
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 15s
-    timeout server 10s
-    retries 2
-    option redispatch
-    retry-on conn-failure empty-response
-frontend api
-    bind 127.0.0.1:%d%s
-    option forwardfor
-    default_backend instances
-backend instances
-    balance roundrobin
-    option httpchk GET /readyz
-    http-check expect status 200
-%s
-""" % (self.haproxy_socket, self.lb_port, bind, servers))
+            handle.write(haproxy_config(
+                self.lb_port, self.instance_ports, ["maxconn 8000", "stats socket %s mode 600 level user" % self.haproxy_socket],
+                ["timeout connect 1s", "timeout client 15s", "timeout server 10s"] + retries, frontend,
+                ["option httpchk GET /readyz", "http-check expect status 200"], bind_options=bind,
+                server_options=" check inter 300 fall 2 rise 1" + backend_tls, mode=mode))
         return self._spawn("haproxy", ["haproxy", "-f", config, "-db"])
 
     def mongo_op(self, operation):

@@ -1,7 +1,7 @@
 """The workload: a sale opened through the admin API, then many customers, each one intent (one
-Idempotency-Key) sent through haproxy and retried on 429/503/unknown outcomes, every attempt recorded in
-the `History` the checker reads. The liveness sweep (see `liveness`) sends its customers with `run_customer`
-too."""
+Idempotency-Key) sent through haproxy and retried on 429/503/unknown outcomes as the sale page retries
+(Retry-After, doubling backoff, 6 attempts), every attempt recorded in the `History` the checker reads.
+The liveness sweep (see `liveness`) sends its customers with `run_customer` too, with shorter waits."""
 
 import http.client as httpclient
 import random
@@ -27,34 +27,60 @@ class History:
             return History(self.attempts)
 
 
-def run_customer(lb_port, sale, customer, quantity, history, deadline, max_attempts=8):
+# The sale page's retry policy (Pages/sale.js, flashsale.js `backoffMilliseconds`): at most 6 attempts under one
+# Idempotency-Key; after a 429/503 with Retry-After, that many seconds (capped) plus up to 250 ms of jitter;
+# otherwise (no answer, or no Retry-After) a doubling wait from 1 s, capped at 15 s, with jitter.
+PAGE_ATTEMPTS = 6
+PAGE_BASE_SECONDS, PAGE_CAP_SECONDS = 1.0, 15.0
+# The liveness sweep's policy: more attempts, shorter waits (it must sell out within its own deadline).
+SWEEP_ATTEMPTS = 8
+
+DEFINITIVE = (201, 202, 409, 400, 401, 404)
+
+
+def page_wait(attempt, retry_after):
+    """Seconds before retry number `attempt` (1-based), as the sale page waits."""
+    if retry_after is not None:
+        return min(PAGE_CAP_SECONDS, retry_after) + random.random() * 0.25
+    ceiling = min(PAGE_CAP_SECONDS, PAGE_BASE_SECONDS * 2 ** (attempt - 1))
+    return ceiling / 2 + random.random() * ceiling / 2
+
+
+def sweep_wait(attempt, retry_after):
+    return min((0.2 + random.random() * 0.4) * attempt, 1.5)
+
+
+def run_customer(lb_port, sale, customer, quantity, history, deadline, page=False):
     """One customer's intent: a single Idempotency-Key, retried on 429/503/unknown outcomes until a definite
-    answer, the attempt bound or the deadline."""
+    answer, the attempt bound or the deadline; waits between attempts as the sale page does (`page`), or
+    the sweep's shorter ones."""
     key = "buy-" + customer
     bearer = token(customer)
     body = {"quantity": quantity, "delivery": {"name": "Customer " + customer, "phone": "5550100",
                                                "address": "1 Chaos Street"}}
-    for attempt in range(max_attempts):
+    attempts, wait = (PAGE_ATTEMPTS, page_wait) if page else (SWEEP_ATTEMPTS, sweep_wait)
+    for attempt in range(1, attempts + 1):
         if time.monotonic() > deadline:
             return
         sent = time.time()
         started = time.monotonic()
+        headers = {}
         try:
             status, reply = request(lb_port, "POST", "/sales/%s/orders" % sale, body, bearer,
-                                 {"Idempotency-Key": key}, timeout=4.0)
+                                    {"Idempotency-Key": key}, timeout=4.0, reply_headers=headers)
         except (OSError, httpclient.HTTPException):
-            history.record(customer=customer, key=key, quantity=quantity, sent=sent, status="unknown", order=None,
-                           latency=time.monotonic() - started)
-            time.sleep(0.2 + random.random() * 0.3)
-            continue
+            status, reply = "unknown", None
         order = reply.get("orderId") if isinstance(reply, dict) else None
+        problem = reply.get("code") if isinstance(reply, dict) and status not in (201, 202) else None
         history.record(customer=customer, key=key, quantity=quantity, sent=sent, status=status, order=order,
-                       latency=time.monotonic() - started)
-        if status in (201, 202, 409, 400, 401, 404):
+                       latency=time.monotonic() - started, attempt=attempt, code=problem)
+        if status in DEFINITIVE:
             return
-        retry_after = 0.2 + random.random() * 0.4
-        time.sleep(min(retry_after * (attempt + 1), 1.5))
-
+        try:
+            retry_after = float(headers["retry-after"]) if "retry-after" in headers else None
+        except ValueError:
+            retry_after = None
+        time.sleep(max(0.0, min(wait(attempt, retry_after), deadline - time.monotonic())))
 
 
 def open_sale(topology, sale, stock):
@@ -70,17 +96,19 @@ def open_sale(topology, sale, stock):
     wait_until(lambda: request(topology.lb_port, "GET", "/sales/%s" % sale, timeout=2)[1].get("status") == "open", 10)
 
 
-def run_workload(topology, sale, intents, workers, deadline, history, on_start):
-    """Sends every intent `(customer, quantity)` on `workers` threads and returns when all are answered or
-    past `deadline`. Customers arrive over ~6 s; `on_start()` runs first (it starts the fault), so the fault
-    lands in the middle of the sale."""
+def run_workload(topology, sale, intents, workers, deadline, history, on_start, arrival_seconds=6.0):
+    """Sends every intent `(customer, quantity)` on `workers` threads, retried as the sale page does, and
+    returns when all are answered or past `deadline`. Customers arrive evenly over `arrival_seconds` (in 60
+    steps); `on_start()` runs first (it starts the fault), so the fault lands in the middle of the sale."""
     customers = len(intents)
+    step = arrival_seconds / 60.0
     with ThreadPoolExecutor(max_workers=workers) as pool:
         on_start()
         futures = []
         for index, (customer, quantity) in enumerate(intents):
-            futures.append(pool.submit(run_customer, topology.lb_port, sale, customer, quantity, history, deadline))
+            futures.append(pool.submit(run_customer, topology.lb_port, sale, customer, quantity, history, deadline,
+                                       True))
             if index % max(1, customers // 60) == 0:
-                time.sleep(0.1)
+                time.sleep(step)
         for future in futures:
             future.result()

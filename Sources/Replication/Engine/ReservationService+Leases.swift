@@ -54,18 +54,26 @@ extension ReservationService {
         let delay = configuration.fleetOrderDelayMicroseconds
         let ownClock = configuration.arrivalsOnOwnClock
         let sentAt = monotonicMilliseconds
-        let acquisition: LeaseAcquisition
-        do {
-            acquisition = try await committer.perform { ledger throws(RedisError) in
-                // the clock the arrivals were stamped on, read as the request leaves: the ledger corrects its skew
-                try ledger.acquireLease(saleID: saleID, owner: owner, shardID: shardID, sizing: sizing, ttlMilliseconds: ttl,
-                                        minimumUnits: minimumUnits, demandUnits: demandUnits, arrivals: arrivals,
-                                        arrivalToleranceMicroseconds: tolerance, fleetOrderDelayMicroseconds: delay,
-                                        instanceClockMicroseconds: ownClock ? wallClockMicroseconds() : nil)
+        var acquired: LeaseAcquisition?
+        // Twice at most: a server that was demoted (a failover) refused the script without applying it, and
+        // the second call goes to the new primary (the connection waits up to a second for the Sentinels to
+        // name it), so the customers waiting for this lease are served instead of told to retry.
+        for attempt in 1...2 where acquired == nil {
+            do {
+                acquired = try await committer.perform { ledger throws(RedisError) in
+                    // the clock the arrivals were stamped on, read as the request leaves: the ledger corrects its skew
+                    try ledger.acquireLease(saleID: saleID, owner: owner, shardID: shardID, sizing: sizing, ttlMilliseconds: ttl,
+                                            minimumUnits: minimumUnits, demandUnits: demandUnits, arrivals: arrivals,
+                                            arrivalToleranceMicroseconds: tolerance, fleetOrderDelayMicroseconds: delay,
+                                            instanceClockMicroseconds: ownClock ? wallClockMicroseconds() : nil)
+                }
+            } catch where error.code == .noPrimary && attempt == 1 {
+                continue
+            } catch {
+                return .unavailable(error)
             }
-        } catch {
-            return .unavailable(error)
         }
+        guard let acquisition = acquired else { preconditionFailure("the second attempt returns or throws") }
         switch acquisition {
         case .granted(let fence, let units, _, _):
             var machine = LeaseStateMachine(renewMarginMilliseconds: Int64(configuration.leaseRenewMarginMilliseconds))

@@ -552,6 +552,11 @@ public struct Ledger {
         if case .error(let message) = reply {
             // A broken ledger invariant is a bug in these scripts: stop loudly in debug builds and tests.
             assert(!message.hasPrefix("INVARIANT"), "ledger invariant broken by \(script.name): \(message)")
+            // The server was demoted (a failover): a replica refuses a script's first write, so nothing was
+            // applied and the call may go to the new primary (the connection already dropped itself).
+            if RedisConnection.isDemotion(message) {
+                throw RedisError(.noPrimary, "\(script.name): \(message)")
+            }
             throw RedisError(.serverError, "\(script.name): \(message)")
         }
         return reply

@@ -61,7 +61,12 @@ public final class RedisConnection {
     /// A `READONLY` answer means this server is no longer the primary (a failover demoted it): close, so the
     /// next command resolves the primary again. The command itself was refused, not applied.
     private func dropIfDemoted(_ reply: RedisReply) {
-        if case .error(let message) = reply, message.hasPrefix("READONLY") || message.hasPrefix("MASTERDOWN") { close() }
+        if case .error(let message) = reply, Self.isDemotion(message) { close() }
+    }
+
+    /// Whether a server error says the server is not (or no longer) a writable primary.
+    public static func isDemotion(_ message: String) -> Bool {
+        message.hasPrefix("READONLY") || message.hasPrefix("MASTERDOWN")
     }
 
     /// Convenience for textual commands: `try connection.send("SET", "key", "value")`.
@@ -158,15 +163,28 @@ public final class RedisConnection {
             try connect(to: RedisConfiguration.Endpoint(host: configuration.host, port: configuration.port))
             return
         }
-        let primary = try Self.primaryFromSentinels(configuration)
-        try connect(to: primary)
-        // A Sentinel may still name a primary it is demoting: trust the server's own answer.
-        let role = try send(RedisCommand("ROLE"))
-        guard role.array?.first?.string == "master" else {
+        // A Sentinel may still name a primary it is demoting: trust the server's own answer. While a failover
+        // is in progress (the named server is a replica already), ask again for up to a second: a hand-over
+        // completes within it, and the commits waiting on this thread are then made instead of refused.
+        var attempt = 0
+        while true {
+            let primary = try Self.primaryFromSentinels(configuration)
+            try connect(to: primary)
+            let role = try send(RedisCommand("ROLE"))
+            if role.array?.first?.string == "master" { return }
             close()
-            throw RedisError(.noPrimary, "\(primary) is not a primary (ROLE answered \(role)); a failover is in progress")
+            attempt += 1
+            guard attempt < Self.failoverPolls else {
+                throw RedisError(.noPrimary, "\(primary) is not a primary (ROLE answered \(role)); a failover is in progress")
+            }
+            usleep(Self.failoverPollMicroseconds)
         }
     }
+
+    /// How often, and how far apart, ``connect()`` asks the Sentinels again while the primary they name is a
+    /// replica (a failover in progress): 10 x 100 ms.
+    static let failoverPolls = 10
+    static let failoverPollMicroseconds: UInt32 = 100_000
 
     /// Asks each Sentinel in turn (bounded by their number) for the primary's address.
     private static func primaryFromSentinels(_ configuration: RedisConfiguration) throws(RedisError) -> RedisConfiguration.Endpoint {

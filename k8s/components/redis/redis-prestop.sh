@@ -9,26 +9,29 @@
 # Sentinel names the promoted member, it turns itself into its replica (Sentinel would only ~10 s later).
 set -u
 pod=${POD_NAME:-$(hostname)}
-me="$pod.${REDIS_SERVICE_NAME:-flashsale-redis}"
+# This member as the Sentinels name it (host and port); REDIS_ADDRESS/REDIS_PORT only where that is not the pod's
+# DNS name and 6379 (a test topology on one host).
+port=${REDIS_PORT:-6379}
+me="${REDIS_ADDRESS:-$pod.${REDIS_SERVICE_NAME:-flashsale-redis}} $port"
 wait_for=${REDIS_HANDOVER_SECONDS:-20}
 role() {
   if [ -n "${REDIS_SERVICE_PASSWORD:-}" ]; then
-    REDISCLI_AUTH=$REDIS_REPLICATION_PASSWORD timeout 3 redis-cli ${REDIS_CLI_TLS:-} --user replica -h "${REDIS_BIND:-127.0.0.1}" -p 6379 --raw role 2>/dev/null
+    REDISCLI_AUTH=$REDIS_REPLICATION_PASSWORD timeout 3 redis-cli ${REDIS_CLI_TLS:-} --user replica -h "${REDIS_BIND:-127.0.0.1}" -p "$port" --raw role 2>/dev/null
   else
-    timeout 3 redis-cli ${REDIS_CLI_TLS:-} -h "${REDIS_BIND:-127.0.0.1}" -p 6379 --raw role 2>/dev/null
+    timeout 3 redis-cli ${REDIS_CLI_TLS:-} -h "${REDIS_BIND:-127.0.0.1}" -p "$port" --raw role 2>/dev/null
   fi
 }
 admin() {
   if [ -n "${REDIS_SERVICE_PASSWORD:-}" ]; then
-    REDISCLI_AUTH=$REDIS_SENTINEL_PASSWORD timeout 3 redis-cli ${REDIS_CLI_TLS:-} --user sentinel -h "${REDIS_BIND:-127.0.0.1}" -p 6379 --raw "$@" 2>/dev/null
+    REDISCLI_AUTH=$REDIS_SENTINEL_PASSWORD timeout 3 redis-cli ${REDIS_CLI_TLS:-} --user sentinel -h "${REDIS_BIND:-127.0.0.1}" -p "$port" --raw "$@" 2>/dev/null
   else
-    timeout 3 redis-cli ${REDIS_CLI_TLS:-} -h "${REDIS_BIND:-127.0.0.1}" -p 6379 --raw "$@" 2>/dev/null
+    timeout 3 redis-cli ${REDIS_CLI_TLS:-} -h "${REDIS_BIND:-127.0.0.1}" -p "$port" --raw "$@" 2>/dev/null
   fi
 }
 named() {
   for sentinel in $(echo "$REDIS_SENTINELS" | tr ',' ' '); do
     named=$(REDISCLI_AUTH=${REDIS_SENTINEL_AUTH_PASSWORD:-} timeout 3 redis-cli ${REDIS_CLI_TLS:-} -h "${sentinel%:*}" -p "${sentinel##*:}" --raw \
-      sentinel get-master-addr-by-name "$REDIS_MASTER_NAME" 2>/dev/null | head -n 1 | grep -v -e '^ERR' -e '^NOAUTH' -e '^WRONGPASS' || true)
+      sentinel get-master-addr-by-name "$REDIS_MASTER_NAME" 2>/dev/null | head -n 2 | tr '\n' ' ' | sed 's/ $//' | grep -v -e '^ERR' -e '^NOAUTH' -e '^WRONGPASS' || true)
     [ -z "$named" ] || { echo "$named"; return; }
   done
 }
@@ -48,11 +51,12 @@ done
 echo "redis-prestop: $pod asked for a failover ($answer)"
 # No Sentinel took it: the primary takes writes again until SIGTERM (then Sentinel fails over).
 [ "$answer" = OK ] || admin client unpause >/dev/null
+# Polled ten times a second: writes wait for as long as this takes, and commits give up after their timeout.
 i=0
-while [ $i -lt "$wait_for" ]; do
+while [ $i -lt $((wait_for * 10)) ]; do
   [ "$(role | head -n 1)" = master ] || { echo "redis-prestop: $pod handed the primary role over"; exit 0; }
   primary=$(named)
-  [ -z "$primary" ] || [ "$primary" = "$me" ] || admin replicaof "$primary" 6379 >/dev/null
-  sleep 1; i=$((i + 1))
+  [ -z "$primary" ] || [ "$primary" = "$me" ] || admin replicaof $primary >/dev/null
+  sleep 0.1; i=$((i + 1))
 done
 echo "redis-prestop: $pod is still the primary after ${wait_for} s; stopping anyway (Sentinel fails over)"

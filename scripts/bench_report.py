@@ -91,7 +91,7 @@ if crowd:
     print("on 1,000 keep-alive connections, so it includes queueing behind earlier customers on these 2 shared cores.")
     print("With 3 instances, `front ceiling` is the FCFS precision an engine serving exactly in the order haproxy handed")
     print("the customers to the instances would reach, and `FCFS by hand-over` the engine's own precision against that order")
-    print("(from haproxy's request log; see `front_order` in scripts/crowd.py). `warm`: each connection served one")
+    print("(from haproxy's request log; see `front_order` in scripts/flashsale_crowd/front.py). `warm`: each connection served one")
     print("`GET /healthz` before the opening (`--warm`: the page a customer loaded), so haproxy's connections to the")
     print("instances already existed when the crowd came.\n")
     print("| instances | warm | fleet order delay | path | 201 | 202 | 409 | 503 | p50 ms | p95 ms | p99 ms | sold out after opening | FCFS precision | front ceiling | FCFS by hand-over | ledger |")

@@ -22,7 +22,7 @@ test: bootstrap
 	scripts/api-conformance.sh
 	timeout 300 scripts/tls-check.sh
 	timeout 400 .venv/bin/python scripts/browser_test.py --bin .build/debug/flashsale
-	timeout 600 .venv/bin/python chaos/chaos.py --bin .build/debug/flashsale --quick --scenarios kill-instance,kill-head-holder,pause-instance,kill-redis,rolling-upgrade,planned-failover
+	timeout 600 .venv/bin/python chaos/chaos.py --bin .build/debug/flashsale --quick --scenarios kill-instance,kill-head-holder,pause-instance,kill-redis,rolling-upgrade
 	timeout 300 .venv/bin/python chaos/chaos.py --bin .build/debug/flashsale --quick --tls --scenarios pause-instance
 	timeout 600 scripts/k8s-check.sh
 	timeout 420 .venv/bin/python scripts/redis_ha_check.py --bin .build/debug/flashsale
@@ -38,11 +38,11 @@ image: release
 	scripts/image.sh
 
 .PHONY: bench-micro bench demo chaos fuzz soak
-# Every chaos scenario against a release build (bounded: each scenario stops by itself; the whole run < 20 min),
+# Every chaos scenario against a release build (bounded: each scenario stops by itself; the whole run < 30 min),
 # then the fuzz targets (60 s each) and the long run of the seeded liveness test (24 rounds of faults;
 # FLASHSALE_LIVENESS_SEED replays one).
 chaos: release
-	timeout 1200 .venv/bin/python chaos/chaos.py --bin .build/release/flashsale
+	timeout 1800 .venv/bin/python chaos/chaos.py --bin .build/release/flashsale
 	timeout 2400 scripts/fuzz.sh
 	swift build --build-tests
 	FLASHSALE_LIVENESS_ROUNDS=24 timeout 600 swift test --skip-build --filter LivenessTests

@@ -98,6 +98,37 @@ struct SentinelTests {
         await engine.shutdown()
     }
 
+    /// A planned hand-over as the Redis pods' preStop makes it: the Sentinels promote the replica, the old
+    /// primary turns itself into the new one's replica. The engine's connection still points at the old one:
+    /// its commit is refused there (`READONLY`, nothing applied) and must go to the new primary, so the
+    /// customer is confirmed instead of told to retry.
+    @Test func aCommitRefusedByTheDemotedPrimaryGoesToTheNewOne() async throws {
+        let topology = try await Topology()
+        let sale = try LedgerFixture.createOpenSale(on: topology.primary, stock: 10, limit: 2)
+        let engine = LedgerFixture.engine(on: topology.primary, instanceID: "handover", leaseTTLMilliseconds: 60_000,
+                                          redis: topology.configuration)
+        guard case .confirmed = await engine.reserve(saleID: sale.id, customerID: "c1", quantity: 1, idempotencyKey: "k1", delivery: "d") else {
+            Issue.record("before the hand-over the order is confirmed"); return
+        }
+        _ = try topology.primary.connect().send("WAIT", "1", "2000")
+        try topology.sentinels[0].forceFailover()
+        let named = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < named, !topology.sentinels.allSatisfy({ $0.primaryPort() == topology.replica.port }) {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(topology.sentinels.allSatisfy { $0.primaryPort() == topology.replica.port }, "the Sentinels name the replica")
+        _ = try topology.primary.connect().send("REPLICAOF", "127.0.0.1", String(topology.replica.port))
+        #expect(try topology.primary.connect().send("ROLE").array?.first?.string == "slave")
+
+        let answer = await engine.reserve(saleID: sale.id, customerID: "c2", quantity: 1, idempotencyKey: "k2", delivery: "d")
+        guard case .confirmed(let order) = answer else {
+            Issue.record("the commit goes to the new primary: \(answer)"); return
+        }
+        let onNewPrimary = try LedgerFixture.orders(on: topology.replica, saleID: sale.id).map(\.orderID)
+        #expect(onNewPrimary.contains(order.orderID), "the order is in the new primary's ledger")
+        await engine.shutdown()
+    }
+
     // With replica acks, a cancellation is answered only once the replica has it (a retryable 503 while it
     // lags; repeating the cancel then returns it), and a customer served from the waitlist is announced
     // only once the replica holds the order.

@@ -71,9 +71,10 @@ def run_customer(lb_port, sale, customer, quantity, history, deadline, page=Fals
         except (OSError, httpclient.HTTPException):
             status, reply = "unknown", None
         order = reply.get("orderId") if isinstance(reply, dict) else None
-        problem = reply.get("code") if isinstance(reply, dict) and status not in (201, 202) else None
+        problem = reply if isinstance(reply, dict) and status not in (201, 202) else {}
         history.record(customer=customer, key=key, quantity=quantity, sent=sent, status=status, order=order,
-                       latency=time.monotonic() - started, attempt=attempt, code=problem)
+                       latency=time.monotonic() - started, attempt=attempt, code=problem.get("code"),
+                       detail=problem.get("detail"))
         if status in DEFINITIVE:
             return
         try:

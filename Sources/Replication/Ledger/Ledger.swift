@@ -527,6 +527,9 @@ public struct Ledger {
         wait.append(configuration.replicaAckTimeoutMilliseconds)
         let acknowledged = try connection.send(wait).throwingServerError().integer ?? 0
         guard acknowledged >= Int64(configuration.replicaAcks) else {
+            // A primary whose replicas stopped answering may be cut off while the Sentinels promote one of
+            // them: reconnect through the Sentinels (and `ROLE`) for the next command instead of staying.
+            if !configuration.sentinels.isEmpty { connection.close() }
             throw RedisError(.notReplicated, "\(acknowledged) of \(configuration.replicaAcks) replicas acknowledged within \(configuration.replicaAckTimeoutMilliseconds) ms")
         }
     }

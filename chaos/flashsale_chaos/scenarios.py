@@ -38,12 +38,12 @@ def leases_expired_of(instance):
 def paused(instance):
     """A paused or killed instance shows in the ledger when it held units (its leases expire there), and
     in the history when customers were routed to it: their requests stall until it resumes (answered after
-    more than one lease TTL) or fail (unknown, 503 or 504). Leases sized to demand can leave the instance
-    holding nothing at that instant, so either is evidence."""
+    more than one lease TTL) or fail (unknown, 502 from haproxy when the instance died mid-answer, 503 or 504).
+    Leases sized to demand can leave the instance holding nothing at that instant, so either is evidence."""
     def probe(t, history, stocklog):
         expired, lease_evidence = leases_expired_of(instance)(t, history, stocklog)
         stalled = sum(1 for a in history.attempts
-                      if a["status"] in (503, 504, "unknown") or a.get("latency", 0) > LEASE_TTL_SECONDS)
+                      if a["status"] in (502, 503, 504, "unknown") or a.get("latency", 0) > LEASE_TTL_SECONDS)
         return expired or stalled > 0, "%s (%s units leased to it when the fault hit); %d requests stalled" % (
             lease_evidence, t.observed.get("unitsHeldWhenPaused", "?"), stalled)
     return probe

@@ -170,8 +170,7 @@ def planned_failover(t):
     done = subprocess.run(["sh", os.path.join(ROOT, "k8s/components/redis/redis-prestop.sh")], env=env,
                           capture_output=True, text=True, timeout=60)
     t.observed["handOver"] = (done.stdout + done.stderr).strip().replace("\n", " / ")
-    if wait_until(lambda: t.primary_port != before, 20, 0.05):
-        t.observed["promotedAfterSeconds"] = round(time.monotonic() - began, 2)
+    observe_promotion(t, before, began)
 
 
 def unpaused_failover(t):
@@ -179,6 +178,11 @@ def unpaused_failover(t):
     before, began = t.primary_port, time.monotonic()
     t.observed["oldPrimary"] = before
     redis_call(t.sentinels[0][1], "SENTINEL", "FAILOVER", "flashsale")
+    observe_promotion(t, before, began)
+
+
+def observe_promotion(t, before, began):
+    """Waits (at most 20 s) until the Sentinels name another primary than `before`; keeps how long it took."""
     if wait_until(lambda: t.primary_port != before, 20, 0.05):
         t.observed["promotedAfterSeconds"] = round(time.monotonic() - began, 2)
 

@@ -38,6 +38,35 @@ struct LedgerScriptTests {
         #expect(outcomes == [.fenced])
     }
 
+    // A lease past its expiry that nothing reclaimed still holds its units: a late commit on it is made (the
+    // planned failover's write pause outlasts a renewal's slack). Once a script reclaims it, the next late
+    // commit is fenced off, and the units it held are in the pool.
+    @Test func aLateCommitOnAnUnreclaimedLeaseIsMadeAndOnAReclaimedOneFenced() throws {
+        let server = try RedisServer()
+        let sale = try LedgerFixture.createOpenSale(on: server, stock: 100)
+        let ledger = Ledger(connection: try server.connect())
+        let sizing = ShardSizing(spreadFactor: 1, maxShardUnits: 10)
+        guard case .granted(let fence, let units, _, _) = try ledger.acquireLease(saleID: sale.id, owner: "a", shardID: "a#1", sizing: sizing, ttlMilliseconds: 50) else {
+            Issue.record("a grant expected"); return
+        }
+        #expect(units == 10)
+        usleep(150_000)  // past the lease's expiry in Redis time
+        func late(_ name: String) -> PendingCommit {
+            PendingCommit(orderID: "\(sale.id).\(name)", shardID: "a#1", fence: fence, customerID: "c-\(name)", quantity: 1, idempotencyKey: "", delivery: "")
+        }
+        guard case .committed = try ledger.commit(saleID: sale.id, owner: "a", [late("o1")]).first else {
+            Issue.record("the unreclaimed lease's commit must be made"); return
+        }
+        // Another instance's grant settles the sale first: the expired lease goes back to the pool.
+        guard case .granted = try ledger.acquireLease(saleID: sale.id, owner: "b", shardID: "b#1", sizing: sizing, ttlMilliseconds: 60_000) else {
+            Issue.record("b's grant expected"); return
+        }
+        #expect(try ledger.commit(saleID: sale.id, owner: "a", [late("o2")]) == [.fenced])
+        let snapshot = try LedgerFixture.snapshot(on: server, saleID: sale.id)
+        #expect(snapshot.sold == 1 && snapshot.leases.map(\.owner) == ["b"])
+        #expect(snapshot.pool + snapshot.leases.reduce(0) { $0 + $1.remaining } + snapshot.sold == 100)
+    }
+
     // Before its start a sale grants no lease and says when it starts; it opens by itself at the start.
     @Test func scheduledSaleOpensAtStart() throws {
         let server = try RedisServer()

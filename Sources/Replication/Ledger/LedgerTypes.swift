@@ -136,7 +136,7 @@ public enum CommitOutcome: Sendable, Hashable {
     /// nothing was reserved; the entry's position is the answer.
     case waitlisted(position: Int)
     case limitExceeded(purchased: Int)
-    /// The lease is gone, expired or carries another fence: nothing was reserved.
+    /// The lease is gone (reclaimed after its expiry, returned, revoked) or carries another fence: nothing was reserved.
     case fenced
     case closed(ClosedReason)
     case notFound

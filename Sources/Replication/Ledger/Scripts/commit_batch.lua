@@ -5,6 +5,12 @@
 -- customer's idempotency key), `{WAITING, position}` (the key names the customer's waitlist entry),
 -- `{LIMIT, purchased}`, `{FENCED}` or `{CLOSED, reason}`.
 --
+-- FENCED: the lease is gone (reclaimed, returned or revoked), carries another fence or owner, or has fewer
+-- units left. A lease past its expiry that nothing reclaimed yet still holds its units, so its orders commit:
+-- they were taken from the instance's bucket before its local deadline, which comes earlier, and only their
+-- commit is late (a write pause while the primary role is handed over can outlast a renewal's slack). The
+-- first script that settles the sale reclaims it; from then on its late commits are FENCED.
+--
 -- Batch-level work: the batch's orders, customers and key claims are read with one HMGET each, and its
 -- confirmed orders are written with one multi-field HSET per hash (a customer's entry in `users`, units
 -- and order ids, is one field: see read_entry) and ONE outbox entry
@@ -99,7 +105,7 @@ for i = 1, count do
       bought[customer], held[customer] = read_entry(purchased[i])
       already = bought[customer]
     end
-    if not lease or lease.f ~= fence or lease.o ~= owner or lease.e <= now or lease.r < quantity then
+    if not lease or lease.f ~= fence or lease.o ~= owner or lease.r < quantity then
       results[i] = {'FENCED'}
     elseif already + quantity > meta.limit then
       results[i] = {'LIMIT', already}

@@ -17,6 +17,7 @@ let ledgerScripts = [
     "prelude", "create_sale", "acquire_lease", "renew_leases", "return_lease", "commit_batch", "cancel_order",
     "fail_order", "restore_begin", "restore_orders", "restore_finish", "join_waitlist", "close_sale", "snapshot",
     "revoke_leases", "direct_order", "retention", "store_summary", "add_rejections", "ensure_groups", "retire_sale",
+    "migrate_registries",
 ]
 
 let package = Package(

@@ -55,6 +55,12 @@ struct ServeCommand: AsyncParsableCommand {
             redis.sentinels = try RedisConfiguration.endpoints(sentinels)
             redis.masterName = environment["FLASHSALE_REDIS_MASTER_NAME"] ?? "flashsale"
         }
+        if let nodes = environment["FLASHSALE_REDIS_CLUSTER_NODES"], !nodes.isEmpty {
+            guard redis.sentinels.isEmpty else {
+                throw RedisError(.invalidConfiguration, "FLASHSALE_REDIS_CLUSTER_NODES and FLASHSALE_REDIS_SENTINELS are alternatives: set one")
+            }
+            redis.clusterNodes = try RedisConfiguration.endpoints(nodes, naming: "cluster node")
+        }
         try redis.applyCredentials(from: environment)
         if let acks = environment["FLASHSALE_REDIS_REPLICA_ACKS"] {
             guard let value = Int(acks), (0...16).contains(value) else {
@@ -109,7 +115,8 @@ struct ServeCommand: AsyncParsableCommand {
         )
         logger.info("starting", metadata: [
             "address": "\(configuration.host):\(configuration.port)",
-            "redis": redis.sentinels.isEmpty ? "\(redis.host):\(redis.port)" : "sentinels \(redis.sentinels.map(\.description).joined(separator: ",")) master \(redis.masterName)",
+            "redis": !redis.clusterNodes.isEmpty ? "cluster seeds \(redis.clusterNodes.map(\.description).joined(separator: ","))"
+                : redis.sentinels.isEmpty ? "\(redis.host):\(redis.port)" : "sentinels \(redis.sentinels.map(\.description).joined(separator: ",")) master \(redis.masterName)",
             "replicaAcks": "\(redis.replicaAcks)",
             "instance": "\(configuration.instanceID)",
             "allocator": "jemalloc \(Self.jemallocVersion)",

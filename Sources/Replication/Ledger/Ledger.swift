@@ -11,16 +11,31 @@ public struct Ledger {
         self.connection = connection
     }
 
-    /// Makes sure every script is loaded on this connection's server (readiness means they are).
+    /// Makes sure every script is loaded on this connection's server (on every master of a cluster), and
+    /// that registries an earlier version wrote are moved over (readiness means both).
     public func loadScripts() throws(RedisError) {
         for script in LedgerScripts.all { try connection.ensureLoaded(script) }
+        try migrateRegistries()
+    }
+
+    /// Moves the registries across sales from their names before they shared a hash tag (``LedgerKeys/legacyRegistries``)
+    /// into ``LedgerKeys/registries``, when a ledger written by an earlier version has them; answers the entries
+    /// moved. Also run by every readiness check, so that what an instance of the earlier version writes during a
+    /// rolling upgrade is moved too. Not on Redis Cluster: the old names span slots there, and no earlier version
+    /// ran on one.
+    @discardableResult
+    public func migrateRegistries() throws(RedisError) -> Int {
+        guard connection.configuration.clusterNodes.isEmpty else { return 0 }
+        let reply = try connection.evaluate(LedgerScripts.migrateRegistries, keys: LedgerKeys.legacyRegistries + LedgerKeys.registries)
+        if let message = reply.errorMessage { throw RedisError(.serverError, "migrate_registries: \(message)") }
+        return Int(reply.integer ?? 0)
     }
 
     // MARK: Sales
 
     /// Creates the sale; false when a sale with this id exists.
     ///
-    /// The registries (which no script may touch: they carry no hash tag) are written first, and both
+    /// The registries (which no script touches with the sale's keys: they are in a slot of their own) are written first, and both
     /// writes are idempotent. So a failure between the two steps leaves at worst a registry entry for a
     /// sale that does not exist yet (its readers skip it, and the caller's retry creates the sale), never a
     /// sale that the registries miss (which would never be reconciled or drained to MongoDB). Once the sale

@@ -43,12 +43,19 @@ public struct LedgerKeys: Sendable, Hashable {
     /// The channel on which stock changes of the sale are announced.
     public var channel: String { key("events") }
 
+    /// The registries across sales share the hash tag `{registry}`: on Redis Cluster they live in one slot, so a
+    /// transaction may cover all three (see `OutboxDrainer.forgetExpiredSales`). No script touches them with a
+    /// sale's keys (they are in another slot).
+    ///
     /// Sales whose lifecycle is not settled yet (scheduled or open, or closed without a stored summary).
-    /// A registry across sales, so deliberately without a sale's hash tag; never touched by a script.
-    public static let activeSales = "fs:sales:active"
+    public static let activeSales = "fs:{registry}:sales:active"
     /// Every sale id whose keys are still in Redis, scored by start time.
-    public static let allSales = "fs:sales:all"
+    public static let allSales = "fs:{registry}:sales:all"
     /// Settled, drained sales scored by the time their keys expire (Redis time, ms); the drainer removes
     /// them from the registries then.
-    public static let retiringSales = "fs:sales:retiring"
+    public static let retiringSales = "fs:{registry}:sales:retiring"
+    /// The registries' names before they shared a hash tag, in the order of ``registries``: a ledger written by
+    /// an earlier version is moved over by `migrate_registries.lua` (``Ledger/migrateRegistries()``).
+    public static let legacyRegistries = ["fs:sales:active", "fs:sales:all", "fs:sales:retiring"]
+    public static let registries = [activeSales, allSales, retiringSales]
 }

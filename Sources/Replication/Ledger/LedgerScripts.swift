@@ -110,6 +110,10 @@ public enum LedgerScripts {
     /// plus `{SOLD_OUT}` and `{INSUFFICIENT, unsold}`.
     public static let directOrder = script("direct_order", PackageResources.direct_order_lua)
 
+    /// KEYS: `LedgerKeys.legacyRegistries`, then `LedgerKeys.registries`. Without the prelude (no sale's keys).
+    /// Moves registries an earlier version wrote under their untagged names; answers the entries moved.
+    public static let migrateRegistries = RedisScript(name: "migrate_registries", source: String(decoding: PackageResources.migrate_registries_lua, as: UTF8.self))
+
     public static let all: [RedisScript] = [
         createSale, acquireLease, renewLeases, returnLease, commitBatch, cancelOrder, joinWaitlist, closeSale, snapshot,
         failOrder, restoreBegin, restoreOrders, restoreFinish,

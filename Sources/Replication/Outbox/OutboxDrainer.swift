@@ -245,10 +245,14 @@ public final class OutboxDrainer: Service, Sendable {
     }
 
     /// Settled sales whose retention ran out leave the registries (their keys have expired by now), each in
-    /// its own transaction on a fresh read (`WATCH` of its meta and the registries): its entries go only while
-    /// the retirement entry still has the score it was due at, and never for a live sale. A sale created again
-    /// with the same id (its meta has no TTL) keeps its entries in `all` and `active`; only the old retirement's
-    /// entry goes. A transaction that a write interrupted is left for the next pass. At most 1,000 per pass.
+    /// its own transaction on a fresh read (`WATCH` of the registries, which share a slot; the sale's meta may be
+    /// on another node of a cluster, so it is read, not watched): its entries go only while the retirement entry
+    /// still has the score it was due at, and never for a live sale. A sale created again with the same id (its
+    /// meta has no TTL) keeps its entries in `all` and `active`; only the old retirement's entry goes. Creating a
+    /// sale writes the registries, then meta, then the registries again (``Ledger/createSale(_:)``): a creation
+    /// that starts after the read interrupts the transaction, and one whose meta the read missed writes the
+    /// registries again after it. A transaction that a write interrupted is left for the next pass. At most
+    /// 1,000 per pass.
     private func forgetExpiredSales() async throws {
         let forgotten = try await redis.withConnection { connection throws(RedisError) -> [String] in
             let now = try Self.redisMilliseconds(connection)
@@ -260,10 +264,10 @@ public final class OutboxDrainer: Service, Sendable {
             for index in stride(from: 0, to: flat.count - 1, by: 2) {
                 guard let saleID = flat[index].string, let score = flat[index + 1].string else { continue }
                 let meta = LedgerKeys(saleID: saleID).meta
-                try connection.send(RedisCommand("WATCH", meta, LedgerKeys.allSales, LedgerKeys.activeSales, LedgerKeys.retiringSales)).throwingServerError()
-                let read = try connection.pipeline([RedisCommand("PTTL", meta), RedisCommand("ZSCORE", LedgerKeys.retiringSales, saleID)])
-                let ttl = try read[0].throwingServerError().integer ?? -2
-                let sameRetirement = try read[1].throwingServerError().string == score
+                try connection.send(RedisCommand("WATCH", LedgerKeys.allSales, LedgerKeys.activeSales, LedgerKeys.retiringSales)).throwingServerError()
+                let ttl = try connection.send(RedisCommand("PTTL", meta)).throwingServerError().integer ?? -2
+                // Last before the transaction: on a cluster, `MULTI` goes to the node of the command before it.
+                let sameRetirement = try connection.send(RedisCommand("ZSCORE", LedgerKeys.retiringSales, saleID)).throwingServerError().string == score
                 var changes: [RedisCommand] = []
                 if sameRetirement && ttl == -2 {
                     // The keys are gone: the sale leaves every registry.

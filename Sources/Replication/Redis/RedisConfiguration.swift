@@ -23,6 +23,10 @@ public struct RedisConfiguration: Sendable, Hashable {
     public var port: Int
     /// Redis Sentinels to ask for the primary (empty: connect to `host:port` directly).
     public var sentinels: [Endpoint] = []
+    /// Seed nodes of a Redis Cluster (empty: not a cluster). When set, `host`/`port` are not used: the
+    /// connection reads the slot map from these nodes and sends each sale's commands to the master that owns
+    /// its slot (see ``ClusterRouter``). An alternative to ``sentinels``, not a combination.
+    public var clusterNodes: [Endpoint] = []
     /// The primary's name in the Sentinels' configuration.
     public var masterName = "flashsale"
     /// Replicas that must acknowledge a commit batch (`WAIT`) before its customers are answered; 0 = none.
@@ -104,19 +108,19 @@ public struct RedisConfiguration: Sendable, Hashable {
 }
 
 extension RedisConfiguration {
-    /// Parses `host:port,host:port` (the `FLASHSALE_REDIS_SENTINELS` form).
-    public static func endpoints(_ list: String) throws(RedisError) -> [Endpoint] {
+    /// Parses `host:port,host:port` (the `FLASHSALE_REDIS_SENTINELS` and `FLASHSALE_REDIS_CLUSTER_NODES` form).
+    public static func endpoints(_ list: String, naming what: String = "Sentinel") throws(RedisError) -> [Endpoint] {
         var endpoints: [Endpoint] = []
         for item in list.split(separator: ",") {
             let text = item.trimmingCharacters(in: .whitespaces)
             guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65_535).contains(port),
                   colon != text.startIndex else {
-                throw RedisError(.invalidConfiguration, "a Sentinel address is host:port, got \(text.debugDescription)")
+                throw RedisError(.invalidConfiguration, "a \(what) address is host:port, got \(text.debugDescription)")
             }
             endpoints.append(Endpoint(host: String(text[..<colon]), port: port))
         }
         guard !endpoints.isEmpty, endpoints.count <= 16 else {
-            throw RedisError(.invalidConfiguration, "between 1 and 16 Sentinel addresses are needed, got \(endpoints.count)")
+            throw RedisError(.invalidConfiguration, "between 1 and 16 \(what) addresses are needed, got \(endpoints.count)")
         }
         return endpoints
     }

@@ -13,6 +13,9 @@ import Foundation
 /// the context is discarded (the outcome of that command is unknown and is reported as such); the next
 /// call reconnects. A connection the server closed while idle (`CLIENT KILL`, a restart) is detected
 /// before the next command is sent and replaced transparently, so nothing is sent twice.
+///
+/// With ``RedisConfiguration/clusterNodes`` set, the connection speaks to a Redis Cluster: it keeps one plain
+/// connection per master and sends each command to the one that owns its key's slot (``ClusterRouter``).
 public final class RedisConnection {
     public let configuration: RedisConfiguration
     private var context: UnsafeMutablePointer<redisContext>?
@@ -21,23 +24,37 @@ public final class RedisConnection {
     /// How many times a fresh TCP connection was made (1 after the first command).
     public private(set) var connectCount = 0
     /// The server of the current (or last) connection: the configured one, or the primary a Sentinel named.
-    public private(set) var endpoint: RedisConfiguration.Endpoint
+    public var endpoint: RedisConfiguration.Endpoint { cluster?.endpoint ?? directEndpoint }
+    private var directEndpoint: RedisConfiguration.Endpoint
+    /// Routing to the masters of a Redis Cluster, when one is configured.
+    let cluster: ClusterRouter?
 
     /// Creates the connection and connects eagerly, so that a wrong address fails here.
     public init(configuration: RedisConfiguration) throws(RedisError) {
         self.configuration = configuration
-        self.endpoint = RedisConfiguration.Endpoint(host: configuration.host, port: configuration.port)
-        try connect()
+        self.directEndpoint = RedisConfiguration.Endpoint(host: configuration.host, port: configuration.port)
+        if configuration.clusterNodes.isEmpty {
+            cluster = nil
+            try connect()
+        } else {
+            let router = try ClusterRouter(configuration: configuration)
+            cluster = router
+            try router.readMap()
+        }
     }
 
     deinit {
         if let context { redisFree(context) }
     }
 
-    public var isConnected: Bool { context != nil }
+    public var isConnected: Bool { cluster?.isConnected ?? (context != nil) }
 
-    /// Closes the socket; the next command reconnects.
+    /// The masters of a cluster's last slot map (empty without a cluster).
+    public var clusterMasters: [RedisConfiguration.Endpoint] { cluster?.knownMasters ?? [] }
+
+    /// Closes the socket (every node's, in a cluster); the next command reconnects.
     public func close() {
+        cluster?.close()
         if let context { redisFree(context) }
         context = nil
     }
@@ -47,6 +64,7 @@ public final class RedisConnection {
     /// Sends one command and waits for its reply. A server error comes back as `.error`.
     public func send(_ command: RedisCommand) throws(RedisError) -> RedisReply {
         precondition(command.count > 0, "a Redis command needs a name")
+        if let cluster { return try cluster.send(command) }
         let context = try readyContext()
         let raw = Self.withArgv(command) { argc, argv, lengths in
             redisCommandArgv(context, argc, argv, lengths)
@@ -81,6 +99,7 @@ public final class RedisConnection {
     /// Replies come back in command order; server errors are `.error` elements.
     public func pipeline(_ commands: [RedisCommand]) throws(RedisError) -> [RedisReply] {
         guard !commands.isEmpty else { return [] }
+        if let cluster { return try cluster.pipeline(commands) }
         let context = try readyContext()
         for command in commands {
             precondition(command.count > 0, "a Redis command needs a name")
@@ -103,6 +122,7 @@ public final class RedisConnection {
 
     /// Runs a script with `EVALSHA`, loading it first if needed and again after `NOSCRIPT`.
     public func evaluate(_ script: RedisScript, keys: [String], arguments: RedisCommand = RedisCommand()) throws(RedisError) -> RedisReply {
+        if let cluster { return try cluster.evaluate(script, keys: keys, arguments: arguments) }
         for attempt in 0..<2 {
             let digest = try digest(of: script)
             var command = RedisCommand()
@@ -125,12 +145,14 @@ public final class RedisConnection {
     /// Loads a script now (at start-up, so that readiness means scripts are loaded).
     @discardableResult
     public func load(_ script: RedisScript) throws(RedisError) -> String {
+        if let cluster { return try cluster.load(script) }
         loadedScripts.remove(script.digest)
         return try digest(of: script)
     }
 
     /// Loads a script unless this connection already loaded it on the current server.
     public func ensureLoaded(_ script: RedisScript) throws(RedisError) {
+        if let cluster { return try cluster.ensureLoaded(script) }
         if !loadedScripts.contains(script.digest) || !isConnected { _ = try digest(of: script) }
     }
 
@@ -212,7 +234,7 @@ public final class RedisConnection {
     }
 
     private func connect(to target: RedisConfiguration.Endpoint) throws(RedisError) {
-        endpoint = target
+        directEndpoint = target
         let connectTimeout = Self.timeval(milliseconds: configuration.connectTimeoutMilliseconds)
         guard let fresh = redisConnectWithTimeout(target.host, Int32(target.port), connectTimeout) else {
             throw RedisError(.connectionFailed, "cannot allocate a hiredis context")

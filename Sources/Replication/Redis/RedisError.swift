@@ -25,6 +25,10 @@ public struct RedisError: Error, Hashable, Sendable, CustomStringConvertible {
         public static let notReplicated = Code("REDIS_NOT_REPLICATED")
         /// No Sentinel named a reachable primary.
         public static let noPrimary = Code("REDIS_NO_PRIMARY")
+        /// Redis Cluster could not take the command now: no node answered with a map, the slot has no master
+        /// (`CLUSTERDOWN`), too many redirections, or the slot kept migrating (`TRYAGAIN`). Nothing was applied
+        /// unless the error says the connection broke.
+        public static let clusterUnavailable = Code("REDIS_CLUSTER_UNAVAILABLE")
         /// A reply did not have the shape the caller expected.
         public static let unexpectedReply = Code("REDIS_UNEXPECTED_REPLY")
 

@@ -1,0 +1,240 @@
+import Foundation
+import ReservationEngine
+import Testing
+import TestSupport
+@testable import Replication
+
+/// The ledger on Redis Cluster: a local cluster of real `redis-server`s (3 masters), the service's own
+/// connection routing each sale to the master that owns its slot.
+@Suite("Redis Cluster: slots, routing, redirections, registries", .serialized)
+struct ClusterTests {
+    // The specification's examples: CRC16 of the key (12182 for "foo", 0x31C3 for "123456789"), and of the hash
+    // tag when there is a non-empty one.
+    @Test func slotsFollowTheSpecification() {
+        #expect(ClusterSlots.slot(of: "foo") == 12_182)
+        #expect(ClusterSlots.slot(of: "123456789") == 0x31C3)
+        #expect(ClusterSlots.slot(of: "{user1000}.following") == ClusterSlots.slot(of: "{user1000}.followers"))
+        #expect(ClusterSlots.slot(of: "foo{}{bar}") == ClusterSlots.slot(of: "foo{}{bar}"))
+        #expect(ClusterSlots.slot(of: "foo{}{bar}") != ClusterSlots.slot(of: "bar"), "an empty tag hashes the whole key")
+        #expect(ClusterSlots.slot(of: "foo{{bar}}zap") == ClusterSlots.slot(of: "{bar"))
+        let keys = LedgerKeys(saleID: "phones")
+        #expect(Set((keys.retained + [keys.channel]).map(ClusterSlots.slot(of:))).count == 1, "a sale lives in one slot")
+        #expect(Set(LedgerKeys.registries.map(ClusterSlots.slot(of:))).count == 1, "the registries share a slot")
+        #expect(ClusterSlots.routingSlot(of: RedisCommand("EVALSHA", "abc", "2", keys.meta, keys.pool)) == ClusterSlots.slot(of: keys.meta))
+        #expect(ClusterSlots.routingSlot(of: RedisCommand("XREADGROUP", "GROUP", "g", "c", "COUNT", "5", "STREAMS", keys.outbox, ">"))
+                == ClusterSlots.slot(of: keys.outbox))
+        #expect(ClusterSlots.routingSlot(of: RedisCommand("WAIT", "1", "100")) == nil)
+        #expect(ClusterSlots.routingSlot(of: RedisCommand("EVALSHA", "abc", "0")) == nil)
+        #expect(ClusterRouter.redirection("MOVED 3999 127.0.0.1:6381") == .moved(slot: 3999, to: .init(host: "127.0.0.1", port: 6381)))
+        #expect(ClusterRouter.redirection("ASK 3999 127.0.0.1:6381") == .ask(slot: 3999, to: .init(host: "127.0.0.1", port: 6381)))
+        #expect(ClusterRouter.redirection("TRYAGAIN Multiple keys request during rehashing of slot") == .tryAgain)
+        #expect(ClusterRouter.redirection("ERR unknown command") == nil)
+    }
+
+    /// Sale ids whose slots fall on each of the cluster's masters (one per master).
+    static func salesOnEveryMaster(_ cluster: RedisCluster) throws -> [String] {
+        var ids: [String] = []
+        var masters: Set<Int> = []
+        for index in 0..<1_000 where masters.count < cluster.masters.count {
+            let id = "cluster-sale-\(index)"
+            let owner = try cluster.owner(of: ClusterSlots.slot(of: LedgerKeys(saleID: id).meta))
+            if masters.insert(owner.port).inserted { ids.append(id) }
+        }
+        try #require(ids.count == cluster.masters.count)
+        return ids
+    }
+
+    /// Creates the sale (50 units) and leases 10 of them to owner "a" as shard "a#1"; answers the lease's fence.
+    static func openWithALease(_ ledger: Ledger, _ id: String) throws -> Int64 {
+        #expect(try ledger.createSale(definition(id, stock: 50)))
+        let sizing = ShardSizing(spreadFactor: 1, maxShardUnits: 10)
+        guard case .granted(let fence, let units, _, _) = try ledger.acquireLease(saleID: id, owner: "a", shardID: "a#1", sizing: sizing, ttlMilliseconds: 60_000) else {
+            throw RedisServerError("no lease granted for \(id)")
+        }
+        #expect(units == 10)
+        return fence
+    }
+
+    static func definition(_ id: String, stock: Int = 20) -> SaleDefinition {
+        let now = LedgerFixture.nowMilliseconds
+        return SaleDefinition(id: id, name: "Cluster sale", stock: stock, startsAtMilliseconds: now - 1_000, endsAtMilliseconds: now + 3_600_000, perCustomerLimit: 2)
+    }
+
+    // Sales on three masters: each is created, leased, committed and read through one connection given only the
+    // seeds; its keys are on the master that owns its slot and nowhere else; the scripts are loaded on every
+    // master; the registries list every sale (one slot of their own); a commit's WAIT goes to the sale's master.
+    @Test func eachSaleRunsOnTheMasterThatOwnsItsSlot() throws {
+        let cluster = try RedisCluster(masters: 3)
+        let connection = try cluster.connect()
+        let ledger = Ledger(connection: connection)
+        try ledger.loadScripts()
+        #expect(Set(connection.clusterMasters.map(\.port)) == Set(cluster.masters.map(\.port)))
+        for master in cluster.masters {
+            let loaded = try master.connect().send(RedisCommand(["SCRIPT", "EXISTS"] + LedgerScripts.all.map(\.digest))).array ?? []
+            #expect(loaded.count == LedgerScripts.all.count && loaded.allSatisfy { $0.integer == 1 }, "scripts on \(master.port)")
+        }
+        let ids = try Self.salesOnEveryMaster(cluster)
+        let sizing = ShardSizing(spreadFactor: 1, maxShardUnits: 5)
+        for id in ids {
+            #expect(try ledger.createSale(Self.definition(id)))
+            guard case .granted(let fence, let units, _, _) = try ledger.acquireLease(saleID: id, owner: "a", shardID: "a#1", sizing: sizing, ttlMilliseconds: 60_000) else {
+                Issue.record("a grant for \(id)"); continue
+            }
+            #expect(units == 5)
+            let commit = PendingCommit(orderID: "\(id).o1", shardID: "a#1", fence: fence, customerID: "c1", quantity: 2, idempotencyKey: "k1", delivery: "{}")
+            guard case .committed = try ledger.commit(saleID: id, owner: "a", [commit]).first else {
+                Issue.record("commit on \(id)"); continue
+            }
+            let owner = try cluster.owner(of: ClusterSlots.slot(of: LedgerKeys(saleID: id).meta))
+            #expect(connection.endpoint.port == owner.port, "the last command went to the sale's master")
+            for master in cluster.masters {
+                let count = try master.connect().send(RedisCommand("CLUSTER", "COUNTKEYSINSLOT", String(ClusterSlots.slot(of: LedgerKeys(saleID: id).meta)))).integer
+                #expect((count ?? 0 > 0) == (master.port == owner.port), "keys of \(id) on \(master.port)")
+            }
+            let snapshot = try #require(try ledger.snapshot(saleID: id))
+            #expect(snapshot.sold == 2 && snapshot.pool == 15)
+            #expect(try ledger.order(saleID: id, orderID: "\(id).o1")?.quantity == 2)
+        }
+        let listed = try ledger.salePage(after: nil, count: 100).map(\.id)
+        #expect(Set(listed) == Set(ids))
+        #expect(try ledger.migrateRegistries() == 0, "nothing to migrate on a cluster")
+    }
+
+    // A reshard: the slot of a live sale moves to another master while a connection holds the old map. Halfway
+    // (some keys moved), a script naming all of the sale's keys gets TRYAGAIN and, past the bound, fails as
+    // REDIS_CLUSTER_UNAVAILABLE with nothing applied; a read of a key already moved follows ASK. Afterwards the
+    // stale connection follows MOVED, reads the map again, and the sale goes on where it was.
+    @Test func aSaleFollowsItsSlotThroughAReshard() throws {
+        let cluster = try RedisCluster(masters: 3)
+        let connection = try cluster.connect()
+        let ledger = Ledger(connection: connection)
+        let id = try Self.salesOnEveryMaster(cluster)[0]
+        let fence = try Self.openWithALease(ledger, id)
+        let slot = ClusterSlots.slot(of: LedgerKeys(saleID: id).meta)
+        let source = try cluster.owner(of: slot)
+        let target = try #require(cluster.masters.first { $0.port != source.port })
+        let router = try #require(connection.cluster)
+        let readsBefore = router.mapReads
+
+        try cluster.migrate(slot: slot, to: target, keysPerBatch: 1) {
+            let halfway = PendingCommit(orderID: "\(id).half", shardID: "a#1", fence: fence, customerID: "c0", quantity: 1, idempotencyKey: "", delivery: "{}")
+            let started = ContinuousClock.now
+            #expect {
+                _ = try ledger.commit(saleID: id, owner: "a", [halfway])
+            } throws: { ($0 as? RedisError)?.code == .clusterUnavailable }
+            #expect(started.duration(to: .now) >= .milliseconds(ClusterRouter.tryAgainBudgetMilliseconds), "TRYAGAIN retried for its whole budget")
+            // The first key moved answers on the target after ASKING.
+            let moved = try target.connect().send(RedisCommand("CLUSTER", "GETKEYSINSLOT", String(slot), "10")).array?.first?.string
+            let key = try #require(moved)
+            #expect(try connection.send(RedisCommand("TYPE", key)).string != "none", "\(key) read through ASK")
+        }
+        let commit = PendingCommit(orderID: "\(id).after", shardID: "a#1", fence: fence, customerID: "c1", quantity: 2, idempotencyKey: "", delivery: "{}")
+        guard case .committed = try ledger.commit(saleID: id, owner: "a", [commit]).first else {
+            Issue.record("the commit after the reshard"); return
+        }
+        #expect(connection.endpoint.port == target.port)
+        #expect(router.mapReads == readsBefore, "MOVED alone: the retry went to the new owner straight away")
+        let snapshot = try #require(try ledger.snapshot(saleID: id))
+        #expect(router.mapReads == readsBefore + 1, "the command after a MOVED reads the map again first")
+        #expect(snapshot.sold == 2, "the half-way commit applied nothing")
+        #expect(snapshot.pool + snapshot.leases.reduce(0) { $0 + $1.remaining } + snapshot.sold == 50)
+        #expect(try ledger.orders(saleID: id).map(\.orderID) == ["\(id).after"])
+    }
+
+    // The engine on the cluster: orders of sales on every master, through leases and group commits, with the
+    // reconciler renewing; the ledger adds up on each.
+    @Test func theEngineSellsSalesOnEveryMaster() async throws {
+        let cluster = try RedisCluster(masters: 3)
+        let ledger = Ledger(connection: try cluster.connect())
+        let ids = try Self.salesOnEveryMaster(cluster)
+        for id in ids { #expect(try ledger.createSale(Self.definition(id, stock: 30))) }
+        let dummy = cluster.masters[0]
+        let engine = LedgerFixture.engine(on: dummy, instanceID: "A", redis: cluster.configuration)
+        let confirmed = await withReconcilers([engine]) {
+            var confirmed = 0
+            for id in ids {
+                for customer in 0..<10 {
+                    if case .confirmed = await engine.reserve(saleID: id, customerID: "c\(customer)", quantity: 1, idempotencyKey: "k\(customer)", delivery: "{}") {
+                        confirmed += 1
+                    }
+                }
+            }
+            return confirmed
+        }
+        await engine.shutdown()
+        #expect(confirmed == 30)
+        for id in ids {
+            let snapshot = try #require(try ledger.snapshot(saleID: id))
+            #expect(snapshot.sold == 10)
+            #expect(snapshot.pool + snapshot.leases.reduce(0) { $0 + $1.remaining } + snapshot.sold == 30)
+        }
+    }
+
+    // A master dies mid-sale: its replica is promoted (cluster-node-timeout 1 s). Meanwhile the sale's commits fail
+    // (connection refused, then the slot has no master); once the map names the promoted replica they go there.
+    // Every order confirmed before the kill is on the new master, and the ledger adds up.
+    @Test func aSaleFollowsItsMasterThroughAFailover() throws {
+        let cluster = try RedisCluster(masters: 3, replicasPerMaster: 1)
+        var configuration = cluster.configuration
+        configuration.replicaAcks = 1
+        let connection = try RedisConnection(configuration: configuration)
+        let ledger = Ledger(connection: connection)
+        let id = try Self.salesOnEveryMaster(cluster)[1]
+        let fence = try Self.openWithALease(ledger, id)
+        func order(_ name: String) -> PendingCommit {
+            PendingCommit(orderID: "\(id).\(name)", shardID: "a#1", fence: fence, customerID: "c-\(name)", quantity: 1, idempotencyKey: "", delivery: "{}")
+        }
+        guard case .committed = try ledger.commit(saleID: id, owner: "a", [order("before")]).first else {
+            Issue.record("the commit before the kill"); return
+        }
+        try ledger.requireReplicas()
+        let slot = ClusterSlots.slot(of: LedgerKeys(saleID: id).meta)
+        let dead = try cluster.owner(of: slot)
+        dead.kill()
+        var refused = 0
+        var committed = false
+        let started = ContinuousClock.now
+        while !committed && started.duration(to: .now) < .seconds(30) {
+            do {
+                // A duplicate: an earlier attempt applied before its answer was lost (outcome unknown, retried).
+                switch try ledger.commit(saleID: id, owner: "a", [order("after")]).first {
+                case .committed, .duplicate: committed = true
+                default: break
+                }
+            } catch {
+                #expect([.connectionFailed, .connectionLost, .timeout, .clusterUnavailable].contains(error.code), "\(error)")
+                refused += 1
+                usleep(100_000)
+            }
+        }
+        #expect(committed, "the sale's commits reach the promoted replica")
+        #expect(refused > 0, "the commits failed while the slot had no master")
+        let promoted = try cluster.owner(of: slot)
+        #expect(promoted.port != dead.port && cluster.replicas.contains { $0.port == promoted.port })
+        #expect(connection.endpoint.port == promoted.port)
+        let snapshot = try #require(try ledger.snapshot(saleID: id))
+        #expect(Set(try ledger.orders(saleID: id).map(\.orderID)) == ["\(id).before", "\(id).after"])
+        #expect(snapshot.sold == 2 && snapshot.pool + snapshot.leases.reduce(0) { $0 + $1.remaining } + snapshot.sold == 50)
+    }
+
+    // A ledger written by an earlier version keeps its registries under the old names: readiness moves them over,
+    // keeping an entry already in the new registry as it is.
+    @Test func registriesUnderTheOldNamesAreMovedOver() throws {
+        let server = try RedisServer()
+        let connection = try server.connect()
+        try connection.send(RedisCommand("SADD", LedgerKeys.legacyRegistries[0], "old-a", "old-b")).throwingServerError()
+        try connection.send(RedisCommand("ZADD", LedgerKeys.legacyRegistries[1], "100", "old-a", "200", "old-b", "300", "both")).throwingServerError()
+        try connection.send(RedisCommand("ZADD", LedgerKeys.allSales, "999", "both")).throwingServerError()
+        try connection.send(RedisCommand("ZADD", LedgerKeys.legacyRegistries[2], "5000", "old-r")).throwingServerError()
+        let ledger = Ledger(connection: connection)
+        try ledger.loadScripts()
+        #expect(try connection.send(RedisCommand("SMEMBERS", LedgerKeys.activeSales)).array?.compactMap(\.string).sorted() == ["old-a", "old-b"])
+        #expect(try connection.send(RedisCommand("ZRANGE", LedgerKeys.allSales, "0", "-1", "WITHSCORES")).array?.compactMap(\.string)
+                == ["old-a", "100", "old-b", "200", "both", "999"])
+        #expect(try connection.send(RedisCommand("ZSCORE", LedgerKeys.retiringSales, "old-r")).string == "5000")
+        for legacy in LedgerKeys.legacyRegistries {
+            #expect(try connection.send(RedisCommand("EXISTS", legacy)).integer == 0)
+        }
+        #expect(try ledger.migrateRegistries() == 0, "a second run finds nothing")
+    }
+}

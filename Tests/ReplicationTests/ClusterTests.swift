@@ -141,8 +141,8 @@ struct ClusterTests {
         #expect(try ledger.orders(saleID: id).map(\.orderID) == ["\(id).after"])
     }
 
-    // The engine on the cluster: orders of sales on every master, through leases and group commits, with the
-    // reconciler renewing; the ledger adds up on each.
+    // The engine on the cluster: orders of sales on every master, through leases and group commits (one committer
+    // per master), with the reconciler renewing; the ledger adds up on each.
     @Test func theEngineSellsSalesOnEveryMaster() async throws {
         let cluster = try RedisCluster(masters: 3)
         let ledger = Ledger(connection: try cluster.connect())
@@ -150,6 +150,8 @@ struct ClusterTests {
         for id in ids { #expect(try ledger.createSale(Self.definition(id, stock: 30))) }
         let dummy = cluster.masters[0]
         let engine = LedgerFixture.engine(on: dummy, instanceID: "A", redis: cluster.configuration)
+        #expect(engine.committer.count == 3, "one group committer per seed node")
+        #expect(Set(ids.map { ObjectIdentifier(engine.committer.lane(of: $0)) }).count == 3, "sales on three masters, three lanes")
         let confirmed = await withReconcilers([engine]) {
             var confirmed = 0
             for id in ids {

@@ -4,14 +4,14 @@ import ReservationEngine
 import Testing
 import TestSupport
 
-/// Blocks a committer thread until released (simulates a paused process: GC, SIGSTOP, network stall).
+/// Blocks the committer thread of a sale until released (simulates a paused process: GC, SIGSTOP, network stall).
 final class CommitterPause: Sendable {
     private let semaphore = DispatchSemaphore(value: 0)
-    func hold(_ engine: ReservationService) async {
+    func hold(_ engine: ReservationService, saleID: String) async {
         let semaphore = semaphore
         let started = DispatchSemaphore(value: 0)
         Thread.detachNewThread {
-            Task { try? await engine.committer.perform { _ in started.signal(); semaphore.wait() } }
+            Task { try? await engine.committer.perform(saleID: saleID) { _ in started.signal(); semaphore.wait() } }
         }
         started.wait()
     }
@@ -36,7 +36,7 @@ struct FaultTests {
         #expect(leaseOfA.count == 1 && leaseOfA.first?.owner == "A")
 
         let pause = CommitterPause()
-        await pause.hold(instanceA)
+        await pause.hold(instanceA, saleID: sale.id)
         // A takes units locally; the commits queue behind the pause.
         let lateOrders = Task {
             await withTaskGroup(of: ReservationOutcome.self) { group in

@@ -3,6 +3,7 @@ that shows the fault took effect. Every scenario must also stay live (its sale s
 see `checker.liveness`); the control scenario reports that, like its lost orders, without failing on it."""
 
 from . import LEASE_TTL_SECONDS
+from .cluster import kill_sale_master, master_failed_over, reshard_sale, resharded, restart_old_master
 from .faults import (cut_redis, fast_mongo, fast_redis, heal_isolation, heal_redis, isolate_primary, kill_head_holder,
                      kill_instance, kill_primary, kill_redis, mongo_down_observed, mongo_up, nothing, old_primary_demoted,
                      pause_instance, planned_failover, rebalance_and_drain, rejoin_old_primary, restart_instance_0,
@@ -174,6 +175,14 @@ SCENARIOS = [
              effect=redis_slowed, targets={"firstAttempts": 1.0, "intentsAnswered": 1.0}),
     Scenario("slow-mongo", "MongoDB answers every command after 2 s, for 10 s", slow_mongo, fast_mongo, workload=STEADY,
              effect=mongo_slowed, targets={"firstAttempts": 1.0, "intentsAnswered": 1.0}),
+    Scenario("cluster-reshard", "Redis Cluster (3 masters, a replica each): the live sale's slot migrates to another "
+             "master mid-sale, key by key (MIGRATE, 50 ms apart); the instances follow ASK, TRYAGAIN and MOVED",
+             reshard_sale, topology={"cluster": 1}, workload=STEADY, effect=resharded),
+    # Two replicas per master: with one replica ack required, commits go on after the promotion while the other
+    # replica remains (with one replica they would stop until the old master rejoined, as in sentinel-failover).
+    Scenario("cluster-failover", "Redis Cluster (3 masters, two replicas each): SIGKILL the sale's master; the cluster "
+             "promotes a replica; commits wait for 1 replica ack; the old master rejoins as a replica",
+             kill_sale_master, restart_old_master, topology={"cluster": 2}, workload=STEADY, effect=master_failed_over),
     Scenario("control-failover-unpaused", "CONTROL: SENTINEL FAILOVER alone, without the hand-over's write pause",
              unpaused_failover, old_primary_demoted, topology={"sentinel": True}, workload=STEADY, control=True,
              effect=failed_over),

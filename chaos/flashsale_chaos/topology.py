@@ -19,6 +19,7 @@ import time
 from . import JWT_SECRET, ROOT
 from .balancer import haproxy_config
 from .clients import free_port, redis_call, request, wait_until
+from .cluster import Cluster, sale_slot
 from .processes import Process, TCPProxy
 
 TLSFiles = collections.namedtuple("TLSFiles", "ca cert key haproxy")
@@ -57,11 +58,13 @@ def make_certificates(workdir):
 
 class Topology:
     def __init__(self, scenario, binary, workdir, sentinel=False, durable=True, rate_limits=False, offsets=None,
-                 tls=None, fleet_order_delay_ms=0, isolatable=False, l4=False, shutdown_delay=0):
+                 tls=None, fleet_order_delay_ms=0, isolatable=False, l4=False, shutdown_delay=0, cluster=False):
         """`isolatable` (with `sentinel`): everybody reaches the primary through the TCP proxy (replicas,
         Sentinels and, by the address the Sentinels give, the instances), so a scenario can cut it from all
         but one instance. `l4`: haproxy balances TCP connections and never re-sends a request (as kube-proxy
-        or a cloud network load balancer). `shutdown_delay`: the instances' FLASHSALE_SHUTDOWN_DELAY_SECONDS."""
+        or a cloud network load balancer). `shutdown_delay`: the instances' FLASHSALE_SHUTDOWN_DELAY_SECONDS.
+        `cluster` (replicas per master, 1 or 2): the ledger on a Redis Cluster of three masters (see `cluster`), the
+        instances given its masters as seeds and waiting for one replica ack per commit."""
         if l4 and tls:
             raise ValueError("the L4 balancer topology runs without TLS")
         self.scenario, self.binary, self.workdir, self.tls = scenario, binary, workdir, tls
@@ -69,6 +72,8 @@ class Topology:
         self.isolatable, self.l4, self.shutdown_delay = isolatable, l4, shutdown_delay
         self.processes = []
         self.proxy = None
+        self.cluster = None
+        self.want_cluster = cluster
         self.observed = {}
         try:
             self._start(sentinel, durable, rate_limits, offsets)
@@ -81,15 +86,22 @@ class Topology:
         self.durable = durable
         self.redis_dir = os.path.join(self.workdir, "redis")
         os.makedirs(self.redis_dir, exist_ok=True)
-        self.redis_port = free_port()
-        self.redis = self._start_redis("redis", self.redis_port, self.redis_dir)
+        if self.want_cluster:
+            self.cluster = Cluster(self, replicas_per_master=int(self.want_cluster))
+            self.redis_port = self.primary_address = self.cluster.master_ports[0]
+            self.redis = self.cluster.processes[self.redis_port]
+        else:
+            self.redis_port = free_port()
+            self.redis = self._start_redis("redis", self.redis_port, self.redis_dir)
         if sentinel and self.isolatable:
             self.proxy = TCPProxy(self.redis_port)
-        # The primary's address as replicas, Sentinels and instances know it.
-        self.primary_address = self.proxy.port if self.proxy else self.redis_port
-        if sentinel:
+        if self.cluster:
+            pass
+        elif sentinel:
             # Two replicas: with one replica ack required, commits go on after a failover while the other
             # replica remains (with a single replica they would stop until the old primary rejoined).
+            # The primary's address as replicas, Sentinels and instances know it.
+            self.primary_address = self.proxy.port if self.proxy else self.redis_port
             self.replica_ports = [free_port(), free_port()]
             for index, port in enumerate(self.replica_ports):
                 replica_dir = os.path.join(self.workdir, "replica-%d" % index)
@@ -103,6 +115,7 @@ class Topology:
                                    for _, port in self.sentinels), 20)
         else:
             self.proxy = TCPProxy(self.redis_port)
+            self.primary_address = self.redis_port
 
         self.mongo_port, self.mongo_control = free_port(), free_port()
         self.mongo = self._spawn("mongo", [os.path.join(ROOT, ".venv/bin/python"),
@@ -186,7 +199,12 @@ class Topology:
             # haproxy on this host is the front: each client's budget is its own address from X-Forwarded-For.
             "FLASHSALE_TRUSTED_PROXIES": "127.0.0.1/32",
         }
-        if sentinel:
+        if self.cluster:
+            env["FLASHSALE_REDIS_CLUSTER_NODES"] = self.cluster.seeds
+            env["FLASHSALE_REDIS_REPLICA_ACKS"] = "1"
+            env["FLASHSALE_REDIS_REPLICA_ACK_TIMEOUT_MS"] = "500"
+            redis_url = "redis://127.0.0.1:%d" % self.redis_port
+        elif sentinel:
             env["FLASHSALE_REDIS_SENTINELS"] = ",".join("127.0.0.1:%d" % p for _, p in self.sentinels)
             env["FLASHSALE_REDIS_REPLICA_ACKS"] = "1"
             env["FLASHSALE_REDIS_REPLICA_ACK_TIMEOUT_MS"] = "500"
@@ -283,7 +301,10 @@ class Topology:
 
     @property
     def primary_port(self):
-        """The Redis primary now (a Sentinel's answer in the failover topology)."""
+        """The Redis primary now (a Sentinel's answer in the failover topology; on a cluster, the master that owns
+        the sale's slot)."""
+        if self.cluster:
+            return self.cluster.owner(sale_slot(self.sale))
         if not self.sentinels:
             return self.redis_port
         for _ in range(20):  # bounded: 20 rounds over the Sentinels, 0.1 s apart

@@ -179,7 +179,7 @@ extension ReservationService {
     private func withdrawArrivalHead(sale: LocalSale) async {
         let saleID = sale.definition.id
         let owner = configuration.instanceID
-        _ = try? await committer.perform { ledger throws(RedisError) in
+        _ = try? await committer.perform(saleID: saleID) { ledger throws(RedisError) in
             try ledger.clearArrivalHead(saleID: saleID, owner: owner)
         }
     }
@@ -216,7 +216,7 @@ extension ReservationService {
         let failingJoin = configuration.faultFailingWaitlistJoin
         let outcomes: [Result<WaitlistOutcome, RedisError>]
         do {
-            outcomes = try await committer.perform { ledger throws(RedisError) -> [Result<WaitlistOutcome, RedisError>] in
+            outcomes = try await committer.perform(saleID: saleID) { ledger throws(RedisError) -> [Result<WaitlistOutcome, RedisError>] in
                 var outcomes: [Result<WaitlistOutcome, RedisError>] = []
                 outcomes.reserveCapacity(requests.count)
                 for (index, request) in requests.enumerated() {

@@ -60,7 +60,7 @@ extension ReservationService {
         // name it), so the customers waiting for this lease are served instead of told to retry.
         for attempt in 1...2 where acquired == nil {
             do {
-                acquired = try await committer.perform { ledger throws(RedisError) in
+                acquired = try await committer.perform(saleID: saleID) { ledger throws(RedisError) in
                     // the clock the arrivals were stamped on, read as the request leaves: the ledger corrects its skew
                     try ledger.acquireLease(saleID: saleID, owner: owner, shardID: shardID, sizing: sizing, ttlMilliseconds: ttl,
                                             minimumUnits: minimumUnits, demandUnits: demandUnits, arrivals: arrivals,
@@ -160,7 +160,7 @@ extension ReservationService {
         precondition(leases.count <= 10_000, "return at most 10000 leases at once")
         let owner = configuration.instanceID
         do {
-            try await committer.perform { ledger throws(RedisError) in
+            try await committer.perform(saleID: saleID) { ledger throws(RedisError) in
                 for lease in leases {
                     _ = try ledger.returnLease(saleID: saleID, owner: owner, shardID: lease.shardID, fence: lease.fence)
                 }

@@ -10,8 +10,9 @@ import Synchronization
 /// too, so everything this instance says to the ledger is ordered.
 public final class ReservationService: Sendable {
     public let configuration: EngineConfiguration
-    /// Commits, and the ledger calls that must be ordered with them (lease acquire and return, waitlist).
-    let committer: GroupCommitter
+    /// Commits, and the ledger calls that must be ordered with them (lease acquire and return, waitlist): one
+    /// group committer per master of the ledger, a sale always on the same one (see ``CommitLanes``).
+    let committer: CommitLanes
     /// Everything else (renewals, reads, summaries) on a connection of its own, so that a deep commit
     /// queue never delays a lease renewal past its deadline.
     let control: GroupCommitter
@@ -31,12 +32,13 @@ public final class ReservationService: Sendable {
     public init(redis: RedisConfiguration, configuration: EngineConfiguration, logger: Logger, commitObserver: (any CommitObserver)? = nil) {
         self.configuration = configuration
         self.logger = logger
-        self.committer = GroupCommitter(
+        self.committer = CommitLanes(
             redis: redis,
             owner: configuration.instanceID,
             configuration: .init(queueCapacity: configuration.commitQueueCapacity, maxBatchOrders: configuration.commitBatchMaxOrders),
             logger: logger,
-            observer: commitObserver
+            observer: commitObserver,
+            threadName: "group-committer"
         )
         self.control = GroupCommitter(
             redis: redis,
@@ -374,7 +376,7 @@ public final class ReservationService: Sendable {
     public func cancel(saleID: String, orderID: String, customerID: String?) async throws(ReservationError) -> OrderRecord {
         let outcome: CancelOutcome
         do {
-            outcome = try await committer.perform { ledger throws(RedisError) in
+            outcome = try await committer.perform(saleID: saleID) { ledger throws(RedisError) in
                 let outcome = try ledger.cancel(saleID: saleID, orderID: orderID, customerID: customerID)
                 // Announced only once the replicas have it (when configured); the same call again answers it.
                 if case .cancelled = outcome { try ledger.requireReplicas() }

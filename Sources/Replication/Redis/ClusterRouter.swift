@@ -175,9 +175,12 @@ final class ClusterRouter {
             current = target
             askingTarget = false
             guard let message = reply.errorMessage, let redirection = Self.redirection(message) else {
-                if let message = reply.errorMessage, RedisConnection.isDemotion(message) || message.hasPrefix("CLUSTERDOWN") {
+                if let message = reply.errorMessage, message.hasPrefix("CLUSTERDOWN") {
+                    // The slot has no master (a failover in progress): refused, nothing applied.
                     mapIsStale = true
+                    throw RedisError(.clusterUnavailable, message)
                 }
+                if let message = reply.errorMessage, RedisConnection.isDemotion(message) { mapIsStale = true }
                 return reply
             }
             switch redirection {
@@ -191,6 +194,9 @@ final class ClusterRouter {
                 target = owner
                 askingTarget = true
             case .tryAgain:
+                // Bounded by the deadline; ASK and TRYAGAIN may alternate while the keys move, so the count of
+                // redirections starts again.
+                redirects = 0
                 guard ContinuousClock.now < deadline else {
                     throw RedisError(.clusterUnavailable, "slot \(slot.map(String.init) ?? "?") is migrating: TRYAGAIN for \(Self.tryAgainBudgetMilliseconds) ms (nothing applied)")
                 }

@@ -26,6 +26,7 @@ test: bootstrap
 	timeout 300 .venv/bin/python chaos/chaos.py --bin .build/debug/flashsale --quick --tls --scenarios pause-instance
 	timeout 600 scripts/k8s-check.sh
 	timeout 420 .venv/bin/python scripts/redis_ha_check.py --bin .build/debug/flashsale
+	timeout 300 .venv/bin/python scripts/redis_cluster_check.py --bin .build/debug/flashsale
 	timeout 120 .venv/bin/python scripts/mongo_init_check.py
 	timeout 2400 scripts/image-test.sh
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The Kubernetes checks (`make test`), each bounded in time:
-#   1. render: every kustomization (base, overlays/dev, overlays/production, overlays/redis-tls) renders with
+#   1. render: every kustomization (base, overlays/dev, overlays/production, overlays/redis-tls, overlays/redis-cluster) renders with
 #      `kubectl kustomize` (dev with throwaway files for its local-secrets component, in a temp copy of k8s/);
 #   1b. would it run: scripts/k8s_would_run.py reads the rendered overlays as the kubelet would (the release
 #      image command, local images, Redis settings against the topology, HPA targets without replicas, no
 #      Namespace, retained claims, every referenced ConfigMap/Secret key, ports, API egress);
-#   2. secrets: no Secret is rendered from committed files (base, production and redis-tls render none; git
+#   2. secrets: no Secret is rendered from committed files (base, production, redis-tls and redis-cluster render none; git
 #      tracks no file under a secrets/ directory);
 #   3. validate: every rendered object, and k8s/jobs/*, against the Kubernetes 1.32 schemas
 #      (kubernetes-validate --strict); the Prometheus Operator CRDs (ServiceMonitor, PrometheusRule) have
@@ -63,7 +63,7 @@ for f in jwt-secret data-key mongodb-keyfile mongodb-root-username mongodb-root-
   head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$secrets/$f"
 done
 mkdir -p "$WORK/rendered"
-for target in base overlays/dev overlays/production overlays/redis-tls; do
+for target in base overlays/dev overlays/production overlays/redis-tls overlays/redis-cluster; do
   name=${target##*/}
   timeout 60 kubectl kustomize "$WORK/k8s/$target" > "$WORK/rendered/$name.yaml" || fail "kubectl kustomize k8s/$target"
   echo "k8s-check: render k8s/$target: $("$PY" - "$WORK/rendered/$name.yaml" <<'PYEOF'
@@ -78,12 +78,12 @@ done
 "$PY" scripts/k8s_would_run.py "$WORK/rendered" "$WORK/k8s" || fail "the rendered manifests would not run (above)"
 
 # 2. No secret from the repository.
-for name in base production redis-tls; do
+for name in base production redis-tls redis-cluster; do
   ! grep -q '^kind: Secret$' "$WORK/rendered/$name.yaml" || fail "k8s/$name renders a Secret from committed files"
 done
 tracked=$(git ls-files k8s | grep -E '(^|/)secrets/' || true)
 [ -z "$tracked" ] || fail "git tracks secret material: $tracked"
-echo "k8s-check: secrets: base, production and redis-tls render no Secret; dev's come from untracked files; git tracks none"
+echo "k8s-check: secrets: base, production, redis-tls and redis-cluster render no Secret; dev's come from untracked files; git tracks none"
 
 # Split every rendered object into its own file (checkov and kubernetes-validate read them one by one).
 "$PY" - "$WORK" <<'PYEOF'
@@ -91,7 +91,7 @@ import os, sys, yaml
 work = sys.argv[1]
 out = os.path.join(work, "objects"); os.makedirs(out)
 crd = os.path.join(work, "crd"); os.makedirs(crd)
-sources = [(n, os.path.join(work, "rendered", n + ".yaml")) for n in ("base", "dev", "production", "redis-tls")]
+sources = [(n, os.path.join(work, "rendered", n + ".yaml")) for n in ("base", "dev", "production", "redis-tls", "redis-cluster")]
 sources += [("jobs", os.path.join(work, "k8s", "jobs", f)) for f in sorted(os.listdir(os.path.join(work, "k8s", "jobs")))]
 for overlay, path in sources:
     for i, doc in enumerate(d for d in yaml.safe_load_all(open(path)) if d):

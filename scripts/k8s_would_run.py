@@ -7,7 +7,9 @@ and the kubelet would, and fail on what would not start or would start wrong:
                rewrites the overlay's `images:` entry named flashsale); a local image (dev) is never pulled;
                every image carries an exact version; Redis >= 7.2.11 and MongoDB >= 7.0.28 (critical CVEs)
   redis        each overlay's Redis settings match its topology: replica acks <= members - 1, every Sentinel
-               list names exactly the Sentinel pods, REDIS_MEMBERS the member pods, the quorum is a majority
+               list names exactly the Sentinel pods, REDIS_MEMBERS the member pods, the quorum is a majority;
+               on a Redis Cluster the seeds and the create Job's nodes are exactly its pods, at least 3 masters
+               with a replica each, replica acks <= replicas per master, a Job creates it
   replicas     no spec.replicas on a workload an HPA scales (an apply would reset the count mid-sale)
   namespace    no overlay renders the Namespace (delete -k / prune would take the volumes with it)
   data         StatefulSets keep their claims when deleted or scaled (Retain)
@@ -110,11 +112,40 @@ def config_values(docs, prefix):
     return found[0].get("data", {}) if found else None
 
 
+def check_redis_cluster(name, docs, nodes, config, env):
+    """The cluster component: the seeds the API gets and the nodes the create Job joins are exactly the pods, the
+    masters leave each at least one replica, and the replica acks do not exceed the replicas per master."""
+    count = nodes["spec"].get("replicas", 1)
+    pod_names = [f"flashsale-redis-cluster-{i}.flashsale-redis-cluster:6379" for i in range(count)]
+    for key, value in (("FLASHSALE_REDIS_CLUSTER_NODES", config.get("FLASHSALE_REDIS_CLUSTER_NODES", "")),
+                       ("REDIS_CLUSTER_NODES", (env or {}).get("REDIS_CLUSTER_NODES", ""))):
+        if sorted(n for n in value.split(",") if n) != sorted(pod_names):
+            fail(name, f"{key}={value} but the cluster's pods are {','.join(pod_names)}")
+    if config.get("FLASHSALE_REDIS_SENTINELS"):
+        fail(name, "FLASHSALE_REDIS_SENTINELS is set with a Redis Cluster: the service refuses to start with both")
+    masters = int((env or {}).get("REDIS_CLUSTER_MASTERS", "0"))
+    if not (3 <= masters and count >= 2 * masters):
+        fail(name, f"REDIS_CLUSTER_MASTERS={masters} with {count} pods: a cluster needs 3 masters or more (a majority to fail one over) and a replica for each")
+        return
+    acks = int(config.get("FLASHSALE_REDIS_REPLICA_ACKS", "0"))
+    if acks > count // masters - 1:
+        fail(name, f"FLASHSALE_REDIS_REPLICA_ACKS={acks} with {count // masters - 1} replica(s) per master: every commit would wait for replicas that do not exist")
+    if nodes["spec"].get("podManagementPolicy") != "Parallel":
+        fail(name, "the Redis Cluster StatefulSet starts its pods in order: the create Job needs them all")
+    if not any(d["kind"] == "Job" and d["metadata"]["name"] == "flashsale-redis-cluster-create" for d in docs):
+        fail(name, "no Job creates the cluster (flashsale-redis-cluster-create): the nodes would start without slots")
+
+
 def check_redis(name, docs):
     sets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "StatefulSet"}
     members, sentinels = sets.get("flashsale-redis"), sets.get("flashsale-redis-sentinel")
     config = config_values(docs, "flashsale-config") or {}
     env = config_values(docs, "flashsale-redis-env")
+    if "flashsale-redis-cluster" in sets:
+        check_redis_cluster(name, docs, sets["flashsale-redis-cluster"], config, env)
+        return
+    if config.get("FLASHSALE_REDIS_CLUSTER_NODES"):
+        fail(name, "FLASHSALE_REDIS_CLUSTER_NODES is set but no Redis Cluster is deployed")
     if members is None:
         if config.get("FLASHSALE_REDIS_SENTINELS"):
             fail(name, "FLASHSALE_REDIS_SENTINELS is set but no Sentinel is deployed")

@@ -32,40 +32,23 @@ Ctrl-C or SIGTERM).
 
     .venv/bin/python scripts/redis_ha_check.py --bin .build/debug/flashsale
 """
-import argparse
-import atexit
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import traceback
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from redis_ha import Failure  # noqa: E402
-from redis_ha.orders import Client, Service  # noqa: E402
+from redis_ha import Failure, verify  # noqa: E402
+from redis_ha.orders import Service  # noqa: E402
 from redis_ha.pods import COMPONENT, REDIS_PORT, SENTINEL_PORT, Cluster, cli  # noqa: E402
-
-LEDGER = """local stock = tonumber(redis.call('HGET', KEYS[1], 'stock'))
-local leased, all = 0, redis.call('HGETALL', KEYS[4])
-for i = 2, #all, 2 do leased = leased + cjson.decode(all[i]).r end
-local missing = 0
-for i = 1, #ARGV do missing = missing + (1 - redis.call('HEXISTS', KEYS[5], ARGV[i])) end
-return {stock, tonumber(redis.call('GET', KEYS[2])), tonumber(redis.call('GET', KEYS[3])), leased, missing}"""
+from redis_ha.verify import check  # noqa: E402
 
 
 def say(text):
     print("redis-ha-check: " + text, flush=True)
-
-
-def check(condition, message):
-    if not condition:
-        raise Failure(message)
 
 
 def started_as(pod, primary):
@@ -120,21 +103,9 @@ def run(cluster, service, state):
         % (took, refused.split(" ")[0], pong.split(" ")[0], outside.split(" ")[0], sentinel.split(" ")[0]))
 
     # 2. Orders through the service.
-    service.start()
-    sale = "ha-%d" % int(time.time())
-    starts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))
-    status, reply = service.request("POST", "/admin/sales", {"id": sale, "name": "HA check", "stock": 1000000,
-                                    "startsAt": starts, "durationSeconds": 3600, "perCustomerLimit": 100},
-                                    service.token("ha-admin", admin=True), timeout=15)
-    check(status == 201, "POST /admin/sales answered %s %s" % (status, reply))
-    with ThreadPoolExecutor(4) as pool:
-        customers = list(pool.map(lambda n: ("ha-customer-%03d" % n, service.token("ha-customer-%03d" % n)), range(100)))
-    client = state["client"] = Client(service, sale, customers, limit=100)
-    flowing = time.monotonic()
-    client.start()
-    client.wait_flowing("orders through the service", flowing, 30, count=50)
+    sale, customers, client, flowing = verify.orders_flowing(service, "ha", state)
     say("2. orders flow: %d acknowledged in %.1f s (sale %s, %d customers in turn, ~30 orders/s)"
-        % (len(client.acks), time.monotonic() - flowing, sale, len(customers)))
+        % (len(client.acks), flowing, sale, len(customers)))
 
     # 3. The primary lost; then redis-0 restarted alone.
     lost = time.monotonic()
@@ -204,98 +175,26 @@ def run(cluster, service, state):
     state["handover"], primary = handover, successor
 
     # 7. No acknowledged order lost.
-    client.stop()
-    with open(service.log, errors="replace") as f:
-        refused = [line for line in f if "NOPERM" in line]
-    check(not refused, "the ACL refused the service a command (%d times): %s" % (len(refused), refused[:1]))
-    check(not client.unexpected, "unexpected answers to orders: %s" % "; ".join(client.unexpected[:5]))
-    tokens = dict(customers)
-
-    def read_back(ack):
-        """GET /orders/{id} as the order's customer (429 retried: 20 requests/s per customer)."""
-        for _ in range(20):
-            status, reply = service.request("GET", "/orders/%s" % ack[1], bearer=tokens[ack[3]], timeout=10)
-            if status != 429:
-                break
-            time.sleep(0.5)
-        ok = status == 200 and reply.get("orderId") == ack[1] and reply.get("customerId") == ack[3] \
-            and reply.get("status") == "confirmed"
-        during = ([label for at, label in marks if at <= ack[0]] or ["step 2"])[-1]
-        return None if ok else "%s (acknowledged during %s): %s %s" % (ack[1], during, status, reply)
-    with ThreadPoolExecutor(4) as pool:
-        lost_orders = [problem for problem in pool.map(read_back, client.acks) if problem]
-    check(not lost_orders, "%d acknowledged orders do not read back: %s" % (len(lost_orders), "; ".join(lost_orders[:5])))
-    keys = ["fs:{%s}:%s" % (sale, k) for k in ("meta", "pool", "sold", "leases", "orders")]
-    ids = [ack[1] for ack in client.acks]
-    stock = pool_units = sold = leased = None
-    missing = 0
-    for first in range(0, max(len(ids), 1), 500):
-        _, out = cli(primary.host, REDIS_PORT, "eval", LEDGER, "5", *keys, *ids[first:first + 500], user="flashsale",
-                     password=cluster.passwords["REDIS_SERVICE_PASSWORD"], timeout=20)
-        numbers = out.splitlines()
-        check(len(numbers) == 5 and all(n.lstrip("-").isdigit() for n in numbers), "reading the ledger: %s" % out[:300])
-        stock, pool_units, sold, leased, chunk_missing = map(int, numbers)
-        missing += chunk_missing
-    check(missing == 0, "%d acknowledged orders are missing from the ledger on %s" % (missing, primary.name))
-    check(pool_units + leased + sold == stock, "ledger invariant broken: pool %d + leased %d + sold %d != stock %d"
-          % (pool_units, leased, sold, stock))
-    check(sold >= len(ids), "sold %d < %d units acknowledged" % (sold, len(ids)))
+    ids, stock, pool_units, sold, leased = verify.no_order_lost(service, client, customers, marks, sale, primary.host,
+                                                                REDIS_PORT, cluster.passwords["REDIS_SERVICE_PASSWORD"])
     say("7. no acknowledged order lost: %d of %d orders acknowledged (201) read back 200 from the service and are in "
         "%s's ledger; pool %d + leased %d + sold %d == stock %d, sold >= %d acknowledged (%d intents unresolved, "
         "%d retries)" % (len(ids), len(ids), primary.name, pool_units, leased, sold, stock, len(ids),
                          client.unresolved, client.retries))
-    return len(ids)
+    state["acknowledged"] = len(ids)
+
+
+def build(work, binary):
+    cluster = Cluster(work)
+    service = Service(binary, work, cluster)
+    cluster.check_free()
+    return cluster, service
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bin", default=".build/debug/flashsale", help="the flashsale binary")
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        say("FAIL: must run as root (it adds the pods' names to /etc/hosts)")
-        return 1
-    if not os.access(args.bin, os.X_OK):
-        say("FAIL: %s is not an executable flashsale binary" % args.bin)
-        return 1
-    def interrupted(number, _frame):
-        raise Failure("interrupted by signal %d" % number)
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, interrupted)
-    started, work = time.monotonic(), tempfile.mkdtemp(prefix="redis-ha-check-")
-    state, passed = {"client": None}, False
-    cluster = service = None
-    try:
-        cluster = Cluster(work)
-        atexit.register(cluster.hosts.remove)
-        service = Service(args.bin, work, cluster)
-        cluster.check_free()
-        cluster.hosts.add()
-        acknowledged = run(cluster, service, state)
-        say("PASS: %d orders acknowledged, 0 lost; primary lost: promoted in %.1f s; planned hand-over %.1f s; "
-            "%.0f s in all" % (acknowledged, state["promotion"], state["handover"], time.monotonic() - started))
-        passed = True
-    except Exception as failure:  # noqa: BLE001 - any error fails the check, after the logs are shown
-        if not isinstance(failure, Failure):
-            traceback.print_exc()
-        for pod in cluster.pods if cluster else []:
-            if pod.log:
-                print("  %s (start %d), last lines:\n%s" % (pod.name, pod.incarnation, pod.tail()), end="", flush=True)
-        if service and service.proc:
-            print("  flashsale serve, last lines:\n" + service.tail(), end="")
-        say("FAIL: %s (logs in %s)" % (failure, work))
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, signal.SIG_IGN)  # the clean-up below runs to its end
-        if state["client"]:
-            state["client"].stopping.set()
-        if service:
-            service.stop()
-        if cluster:
-            cluster.stop_all()
-            cluster.hosts.remove()
-        if passed:
-            shutil.rmtree(work, ignore_errors=True)
-    return 0 if passed else 1
+    return verify.main(__doc__, "redis-ha-check", build, run, lambda state, seconds: (
+        "%d orders acknowledged, 0 lost; primary lost: promoted in %.1f s; planned hand-over %.1f s; %.0f s in all"
+        % (state["acknowledged"], state["promotion"], state["handover"], seconds)))
 
 
 if __name__ == "__main__":

@@ -57,13 +57,14 @@ extension LedgerRebuild.Failure {
 }
 
 /// The ledger's Redis and MongoDB for a maintenance command (`ledger rebuild`, `orders reexport`): from its flags,
-/// else the environment the service reads (FLASHSALE_REDIS_URL and the Redis login, MONGO_URI).
+/// else the environment the service reads (FLASHSALE_REDIS_URL, the Sentinels or cluster nodes, the Redis login, MONGO_URI).
 func maintenanceClients(redisURL: String?, mongoURI: String?, purpose: String) throws -> (RedisClient, MongoClient) {
     let environment = ProcessInfo.processInfo.environment
     guard let uri = mongoURI ?? environment["MONGO_URI"], !uri.isEmpty else {
         throw ValidationError("MONGO_URI (or --mongo-uri) must name the MongoDB that holds the orders")
     }
     var redisConfiguration = try RedisConfiguration(url: redisURL ?? environment["FLASHSALE_REDIS_URL"] ?? "redis://127.0.0.1:6379")
+    if redisURL == nil { try redisConfiguration.applyTopology(from: environment) }
     try redisConfiguration.applyCredentials(from: environment)
     return (RedisClient(configuration: redisConfiguration, name: "redis-\(purpose)"), try MongoClient(uri: uri, appName: "flashsale-\(purpose)", threads: 1))
 }

@@ -51,16 +51,7 @@ struct ServeCommand: AsyncParsableCommand {
             return value
         } ?? 8080
         var redis = try RedisConfiguration(url: redisURL ?? environment["FLASHSALE_REDIS_URL"] ?? "redis://127.0.0.1:6379")
-        if let sentinels = environment["FLASHSALE_REDIS_SENTINELS"], !sentinels.isEmpty {
-            redis.sentinels = try RedisConfiguration.endpoints(sentinels)
-            redis.masterName = environment["FLASHSALE_REDIS_MASTER_NAME"] ?? "flashsale"
-        }
-        if let nodes = environment["FLASHSALE_REDIS_CLUSTER_NODES"], !nodes.isEmpty {
-            guard redis.sentinels.isEmpty else {
-                throw RedisError(.invalidConfiguration, "FLASHSALE_REDIS_CLUSTER_NODES and FLASHSALE_REDIS_SENTINELS are alternatives: set one")
-            }
-            redis.clusterNodes = try RedisConfiguration.endpoints(nodes, naming: "cluster node")
-        }
+        try redis.applyTopology(from: environment)
         try redis.applyCredentials(from: environment)
         if let acks = environment["FLASHSALE_REDIS_REPLICA_ACKS"] {
             guard let value = Int(acks), (0...16).contains(value) else {
@@ -315,6 +306,22 @@ extension BearerTokens {
 }
 
 extension RedisConfiguration {
+    /// Where the ledger is beyond the URL: the Sentinels that name its primary (`FLASHSALE_REDIS_SENTINELS`,
+    /// `FLASHSALE_REDIS_MASTER_NAME`), or the seed nodes of a Redis Cluster (`FLASHSALE_REDIS_CLUSTER_NODES`);
+    /// not both.
+    mutating func applyTopology(from environment: [String: String]) throws {
+        if let list = environment["FLASHSALE_REDIS_SENTINELS"], !list.isEmpty {
+            sentinels = try RedisConfiguration.endpoints(list)
+            masterName = environment["FLASHSALE_REDIS_MASTER_NAME"] ?? "flashsale"
+        }
+        if let nodes = environment["FLASHSALE_REDIS_CLUSTER_NODES"], !nodes.isEmpty {
+            guard sentinels.isEmpty else {
+                throw ValidationError("FLASHSALE_REDIS_CLUSTER_NODES and FLASHSALE_REDIS_SENTINELS are alternatives: set one")
+            }
+            clusterNodes = try RedisConfiguration.endpoints(nodes, naming: "cluster node")
+        }
+    }
+
     /// Credentials from the environment (a Secret) over the URL's: the image has no shell to build a URL.
     /// `FLASHSALE_REDIS_USERNAME`/`_PASSWORD` log in to the members (an ACL user), `FLASHSALE_REDIS_SENTINEL_USERNAME`/
     /// `_PASSWORD` to the Sentinels.

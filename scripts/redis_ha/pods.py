@@ -9,11 +9,10 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 
 import yaml
 
-from . import Failure
+from . import Failure, wait
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COMPONENT = os.path.join(ROOT, "k8s", "components", "redis")
@@ -224,13 +223,7 @@ class Cluster:
 
     def wait(self, what, predicate, timeout):
         """Polls `predicate` until it answers truthy (then returns that and the seconds it took) or fails."""
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
-            answer = predicate()
-            if answer:
-                return answer, time.monotonic() - started
-            time.sleep(0.2)
-        raise Failure("%s not within %d s (%s)" % (what, timeout, self.describe()))
+        return wait(what, predicate, timeout, self.describe)
 
     def stop_all(self):
         for pod in self.pods:

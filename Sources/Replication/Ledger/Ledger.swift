@@ -542,9 +542,9 @@ public struct Ledger {
         wait.append(configuration.replicaAckTimeoutMilliseconds)
         let acknowledged = try connection.send(wait).throwingServerError().integer ?? 0
         guard acknowledged >= Int64(configuration.replicaAcks) else {
-            // A primary whose replicas stopped answering may be cut off while the Sentinels promote one of
-            // them: reconnect through the Sentinels (and `ROLE`) for the next command instead of staying.
-            if !configuration.sentinels.isEmpty { connection.close() }
+            // A primary whose replicas stopped answering may be cut off while the Sentinels (or the cluster)
+            // promote one of them: resolve the primary (or read the slot map) again for the next command.
+            if !configuration.sentinels.isEmpty || !configuration.clusterNodes.isEmpty { connection.close() }
             throw RedisError(.notReplicated, "\(acknowledged) of \(configuration.replicaAcks) replicas acknowledged within \(configuration.replicaAckTimeoutMilliseconds) ms")
         }
     }

@@ -2,7 +2,7 @@
 # `make bench`: the package-benchmark microbenchmarks, then the order paths under wrk (healthz = the HTTP
 # ceiling, noop = the front alone, engine, direct = the textbook design), alternated, several rounds, with
 # CPU per order of the server, redis-server and wrk; the engine's perf profile; the reference crowd on 1 and 3
-# instances, the open-loop bar and the memory a connection costs. Medians and ratios go to BENCHMARKS.md. Bounded: every step has a timeout.
+# instances, the open-loop bar, the ledger over 1, 2 and 3 Redis Cluster masters and the memory a connection costs. Medians and ratios go to BENCHMARKS.md. Bounded: every step has a timeout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +37,10 @@ timeout 600 .venv/bin/python scripts/crowd.py --bin "$BIN" --instances 3 --compa
 for rate in ${BENCH_OPEN_RATES:-2000 5000}; do
   timeout 600 .venv/bin/python scripts/crowd.py --bin "$BIN" --open-loop --instances 1 --rate "$rate" --report-dir "$OUT/crowd" | tee -a "$OUT/crowd-wrk.txt"
 done
+
+# The ledger over 1, 2 and 3 Redis Cluster masters (and one plain redis-server), side by side.
+timeout 1200 .venv/bin/python scripts/cluster_scaling.py --bin "$BIN" --rounds "${BENCH_SCALING_ROUNDS:-2}" --report-dir "$OUT" \
+  | tee "$OUT/cluster-scaling.txt"
 
 # What a connection costs in memory (VmRSS of one engine instance, step by step).
 timeout 300 .venv/bin/python scripts/conn_memory.py --bin "$BIN" --connections "${BENCH_MEMORY_CONNECTIONS:-5000}" \

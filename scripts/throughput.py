@@ -112,7 +112,7 @@ local MODE = "@MODE@"
 local TOKENS = "@TOKENS@"
 local CUSTOMERS = @CUSTOMERS@
 local THREADS = @THREADS@
-local PATH = "@PATH@"
+local PATHS = {@PATHS@}  -- customer n orders on PATHS[n mod #PATHS + 1] (one sale, or one per master)
 local BODY = '@BODY@'
 local MARK = "@MARK@"
 local OPEN_US = @OPEN_US@  -- no request leaves before this instant (CLOCK_REALTIME, microseconds)
@@ -131,12 +131,13 @@ started = false
 local fixed
 
 -- one order request is pre .. token .. mid .. idempotency key .. post (or key first: wrk.format writes the
--- headers in table order, which differs between the threads' Lua states)
-local pre, mid, post, key_first
+-- headers in table order, which differs between the threads' Lua states), with pre, mid and post per path
+local pres, mids, posts, key_first = {}, {}, {}, false
 
 local function order(n, key)
-  if key_first then return pre .. key .. mid .. tokens[n] .. post end
-  return pre .. tokens[n] .. mid .. key .. post
+  local p = (lo + n - 1) % #PATHS + 1
+  if key_first then return pres[p] .. key .. mids[p] .. tokens[n] .. posts[p] end
+  return pres[p] .. tokens[n] .. mids[p] .. key .. posts[p]
 end
 
 function init(args)
@@ -150,13 +151,15 @@ function init(args)
     return
   end
   -- the template through wrk.format (Host and Content-Length as wrk writes them), split at two markers
-  local template = wrk.format("POST", PATH, {["Authorization"] = "Bearer \1",
-    ["Content-Type"] = "application/json", ["Idempotency-Key"] = "\2"}, BODY)
-  local t = template:find("\1", 1, true)
-  local k = template:find("\2", 1, true)
-  key_first = k < t
-  local first, second = math.min(t, k), math.max(t, k)
-  pre, mid, post = template:sub(1, first - 1), template:sub(first + 1, second - 1), template:sub(second + 1)
+  for p, path in ipairs(PATHS) do
+    local template = wrk.format("POST", path, {["Authorization"] = "Bearer \1",
+      ["Content-Type"] = "application/json", ["Idempotency-Key"] = "\2"}, BODY)
+    local t = template:find("\1", 1, true)
+    local k = template:find("\2", 1, true)
+    key_first = k < t
+    local first, second = math.min(t, k), math.max(t, k)
+    pres[p], mids[p], posts[p] = template:sub(1, first - 1), template:sub(first + 1, second - 1), template:sub(second + 1)
+  end
   lo = math.floor(CUSTOMERS * tid / THREADS)  -- this thread's file holds customers lo .. lo + slice - 1
   for line in io.lines(TOKENS .. "-" .. tid .. ".txt") do
     slice = slice + 1
@@ -232,8 +235,10 @@ end
 
 
 def write_lua(path, mode, tokens_file, customers, threads, sale_id, mark, open_us):
+    """`sale_id`: one sale, or a list of sales (customer n orders on sale n mod len)."""
+    sales = sale_id if isinstance(sale_id, (list, tuple)) else [sale_id]
     text = (LUA.replace("@OPEN_US@", "%d" % open_us).replace("@MODE@", mode).replace("@TOKENS@", tokens_file).replace("@CUSTOMERS@", str(customers))
-            .replace("@THREADS@", str(threads)).replace("@PATH@", "/sales/%s/orders" % sale_id)
+            .replace("@THREADS@", str(threads)).replace("@PATHS@", ", ".join('"/sales/%s/orders"' % s for s in sales))
             .replace("@BODY@", crowd.BODY).replace("@MARK@", mark))
     with open(path, "w") as handle:
         handle.write(text)

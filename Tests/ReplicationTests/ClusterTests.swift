@@ -14,7 +14,6 @@ struct ClusterTests {
         #expect(ClusterSlots.slot(of: "foo") == 12_182)
         #expect(ClusterSlots.slot(of: "123456789") == 0x31C3)
         #expect(ClusterSlots.slot(of: "{user1000}.following") == ClusterSlots.slot(of: "{user1000}.followers"))
-        #expect(ClusterSlots.slot(of: "foo{}{bar}") == ClusterSlots.slot(of: "foo{}{bar}"))
         #expect(ClusterSlots.slot(of: "foo{}{bar}") != ClusterSlots.slot(of: "bar"), "an empty tag hashes the whole key")
         #expect(ClusterSlots.slot(of: "foo{{bar}}zap") == ClusterSlots.slot(of: "{bar"))
         let keys = LedgerKeys(saleID: "phones")

@@ -9,13 +9,19 @@ on a fresh sale:
 
 - `plain`: the batch's strings vouched plain (ARGV plain = "1": records written without cjson's escaper);
 - `escaped`: the same batch with plain = "0" (every string through cjson.encode, as a batch holding one
-  customer id that needs escaping is written).
+  customer id that needs escaping is written);
+- `replayed`: the same batch marked as a replay (ARGV replay = "1", as the group committer resends a batch after
+  an unknown outcome: the script then looks every order id up first).
+
+Batches are first attempts (replay = "0"), as the committer sends them, unless said otherwise.
 
 With `--ablation`, measurement-only copies of the script (never used by the service) are timed next to it,
 each without one part, to show what each part costs: `no-held-ids` (customers' `users` entries without the
 ids of the orders holding their units), `no-reads` (no HMGET of orders, key claims and customers),
 `no-record` (the order id stored instead of its record JSON), `no-writes` (no HSET of orders, claims and
-customers' entries), `no-outbox-records` (the outbox entry without the records array).
+customers' entries), `no-key-claims` (no HMGET nor HSET of idempotency-key claims), `no-replay-read` (no HMGET
+of the batch's order ids), and `records-in-outbox` (the batch's entry as before the commit log: its records
+in full, in the outbox stream; it costs more, so it "saves" a negative amount).
 
 Per variant: EVALSHA microseconds per order from `INFO commandstats` (Redis's own time, including the commands
 the script ran, which are listed too), median over --rounds. Bounded: --rounds x --batches calls, 60 s socket
@@ -40,19 +46,25 @@ from crowd import Redis, free_port, wait_until  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(ROOT, "Sources", "Replication", "Ledger", "Scripts")
-KEYS = "meta pool sold fence leases users idem orders outbox stocklog waitlist waiters stats customer-orders served".split()
+KEYS = "meta pool sold fence leases users idem orders outbox stocklog waitlist waiters stats customer-orders served commits".split()
 DELIVERY = "fs1.k1." + "emHtld6PBTTi5fd_Px1as8hlpjgskyW-Z0gE9VqL2ocPSk_Hkv28QPjlxKXlHsuiOTzfvU-dnn1uVkQCC097YB4bWvmDI"
 
 
 ABLATIONS = {
     "no-held-ids": [("      held[customer] = held[customer] .. ' ' .. id\n", "")],
-    "no-reads": [("local existing = read_in_chunks(K.orders, ids)\nlocal claims = read_in_chunks(K.idem, keyed)\n"
+    "no-reads": [("local existing = replay and read_in_chunks(K.orders, ids) or {}\nlocal claims = read_in_chunks(K.idem, keyed)\n"
                   "local purchased = read_in_chunks(K.users, customers)", "local existing, claims, purchased = {}, {}, {}")],
     "no-record": [("local encoded = order_record_json(id, customer, quantityText, nowText, key, delivery, shard, fenceText, owner, 'bucket', plain)",
                    "local encoded = id")],
-    "no-writes": [("  call_in_chunks('HSET', K.orders, orderWrites)\n  call_in_chunks('HSET', K.idem, idemWrites)\n"
-                   "  call_in_chunks('HSET', K.users, userWrites)\n", "")],
-    "no-outbox-records": [("'records', '[' .. table.concat(records, ',') .. ']')", "'records', '[]')")],
+    "no-writes": [("  local added = call_in_chunks('HSET', K.orders, orderWrites)\n", "  local added = committed\n"),
+                  ("  call_in_chunks('HSET', K.idem, idemWrites)\n  call_in_chunks('HSET', K.users, userWrites)\n", "")],
+    "no-key-claims": [("local claims = read_in_chunks(K.idem, keyed)", "local claims = {}"),
+                      ("  call_in_chunks('HSET', K.idem, idemWrites)\n", "")],
+    # the batch's entry as it was before the commit log: its records in full, in the outbox
+    "records-in-outbox": [("      committedIds[committed] = id\n", "      committedIds[committed] = encoded\n"),
+                          ("redis.call('XADD', K.commits, '*', 'at', now, 'instance', owner, 'ids', table.concat(committedIds, ' '))",
+                           "redis.call('XADD', K.outbox, '*', 'type', 'orders', 'at', now, 'instance', owner, "
+                           "'records', '[' .. table.concat(committedIds, ',') .. ']')")],
 }
 
 
@@ -69,7 +81,14 @@ def read(name):
         return handle.read()
 
 
-def run_variant(redis, prelude, sha, sale, plain, batches, batch):
+def cpu_seconds(pid):
+    """The process's user + system CPU so far (/proc/PID/stat), in seconds."""
+    with open("/proc/%d/stat" % pid) as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_variant(redis, pid, prelude, sha, sale, plain, batches, batch, replay=False):
     keys = ["fs:{%s}:%s" % (sale, suffix) for suffix in KEYS]
     now = int(time.time() * 1000)
     stock = batches * batch
@@ -84,16 +103,17 @@ def run_variant(redis, prelude, sha, sale, plain, batches, batch):
         raise RuntimeError("acquire_lease answered %r" % (lease,))
     fence = lease[1]
     redis("CONFIG", "RESETSTAT")
+    started = cpu_seconds(pid)
     n = 0
     for _ in range(batches):
-        argv = ["inst-1", batch, "1" if plain else "0"]
+        argv = ["inst-1", batch, "1" if plain else "0", "1" if replay else "0"]
         for _ in range(batch):
             n += 1
             argv += ["%s.o%024x" % (sale, n), "inst-1#1", fence, "cust-%d" % n, 1, "key-%d" % n, DELIVERY]
         out = redis("EVALSHA", sha, len(keys), *keys, *argv)
         if len(out) != batch or not all(isinstance(o, int) for o in out):
             raise RuntimeError("a commit was refused: %r" % (out[:3],))
-    stats = {}
+    stats = {"cpu": (0, (cpu_seconds(pid) - started) * 1e6 / n)}
     for line in redis("INFO", "commandstats").splitlines():
         if line.startswith("cmdstat_"):
             name, rest = line[len("cmdstat_"):].split(":", 1)
@@ -127,17 +147,20 @@ def main():
         body = read("commit_batch")
         shas = {"plain": redis("SCRIPT", "LOAD", prelude + body)}
         shas["escaped"] = shas["plain"]
+        shas["replayed"] = shas["plain"]
         if args.ablation:
             for name in ABLATIONS:
                 shas[name] = redis("SCRIPT", "LOAD", prelude + ablated(body, name))
         variants = list(shas)
         results = {variant: [] for variant in variants}
         nested = {variant: {} for variant in variants}
+        cpu = {variant: [] for variant in variants}
         for round_no in range(args.rounds):
             for index, variant in enumerate(variants if round_no % 2 == 0 else reversed(variants)):
-                stats = run_variant(redis, prelude, shas[variant], "cost%d-%d" % (round_no, index), variant != "escaped",
-                                    args.batches, args.batch)
+                stats = run_variant(redis, server.pid, prelude, shas[variant], "cost%d-%d" % (round_no, index), variant != "escaped",
+                                    args.batches, args.batch, replay=variant == "replayed")
                 results[variant].append(stats["evalsha"][1])
+                cpu[variant].append(stats.pop("cpu")[1])
                 nested[variant] = stats
                 redis("FLUSHALL")
         print("commit_batch.lua, %d batches of %d orders per round, %d rounds (alternated), redis-server %s"
@@ -146,13 +169,17 @@ def main():
             values = results[variant]
             inner = ", ".join("%s %.2f" % (name, usec) for name, (calls, usec) in sorted(nested[variant].items(), key=lambda kv: -kv[1][1])
                               if name not in ("evalsha", "config|resetstat", "info", "flushall"))
-            print("  %-17s EVALSHA us per order: median %.2f (rounds %s); inside it, last round: %s"
-                  % (variant, statistics.median(values), ", ".join("%.1f" % v for v in values), inner))
+            print("  %-17s EVALSHA us per order: median %.2f (rounds %s); redis-server CPU us per order: median %.2f (rounds %s);"
+                  " inside the script, last round: %s"
+                  % (variant, statistics.median(values), ", ".join("%.1f" % v for v in values), statistics.median(cpu[variant]),
+                     ", ".join("%.1f" % v for v in cpu[variant]), inner))
         base = statistics.median(results["plain"])
         print("  plain / escaped: %.3f" % (base / statistics.median(results["escaped"])))
         for name in variants[2:]:
-            print("  %-17s saves %.2f us per order (%.0f%% of the script)"
-                  % (name, base - statistics.median(results[name]), 100 * (base - statistics.median(results[name])) / base))
+            script = statistics.median(results[name]) - base
+            process = statistics.median(cpu[name]) - statistics.median(cpu["plain"])
+            print("  %-17s %+.2f us per order against plain in the script (%+.0f%%), %+.2f us of redis-server CPU (%+.0f%%)"
+                  % (name, script, 100 * script / base, process, 100 * process / statistics.median(cpu["plain"])))
     finally:
         server.terminate()
         try:

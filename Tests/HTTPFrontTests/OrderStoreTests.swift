@@ -100,7 +100,7 @@ struct OrderStoreTests {
                 #expect((details?["orderStore"] as? String)?.contains("not configured") == true)
             }
             let connection = try fixture.redis.connect()
-            #expect(try connection.send("XLEN", LedgerKeys(saleID: "nomongo").outbox).integer == 1)
+            #expect(try connection.send("XLEN", LedgerKeys(saleID: "nomongo").commits).integer == 1, "the order waits in the commit log")
         }
     }
 

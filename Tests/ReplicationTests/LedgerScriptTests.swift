@@ -111,6 +111,31 @@ struct LedgerScriptTests {
         #expect(snapshot.sold == 1 && snapshot.leases.first?.remaining == 3 && snapshot.invariantHolds)
     }
 
+    // The group committer's first attempt at a batch skips the lookup of its order ids (they are new); the same
+    // batch sent again as a replay looks them up and answers its orders as duplicates; and a reused id on a
+    // first attempt, which the ids' construction rules out, still shows: the HSET's count is logged and counted.
+    @Test func aReplayLooksItsOrderIDsUpAndAFirstAttemptDoesNot() throws {
+        let server = try RedisServer()
+        let sale = try LedgerFixture.createOpenSale(on: server, stock: 10, limit: 5)
+        let connection = try server.connect()
+        let ledger = Ledger(connection: connection)
+        guard case .granted(let fence, _, _, _) = try ledger.acquireLease(saleID: sale.id, owner: "a", shardID: "a#1", sizing: ShardSizing(spreadFactor: 1, maxShardUnits: 10), ttlMilliseconds: 5_000) else {
+            Issue.record("lease expected"); return
+        }
+        let batch = ["r1", "r2"].map { PendingCommit(orderID: $0, shardID: "a#1", fence: fence, customerID: "c-\($0)", quantity: 1, idempotencyKey: "", delivery: "{}") }
+        let first = try ledger.commit(saleID: sale.id, owner: "a", batch, replay: false)
+        #expect(first.allSatisfy { if case .committed = $0 { true } else { false } }, "\(first)")
+        let replayed = try ledger.commit(saleID: sale.id, owner: "a", batch, replay: true)
+        let replayedIDs = replayed.map { outcome -> String? in if case .duplicate(let record) = outcome { record.orderID } else { nil } }
+        #expect(replayedIDs == ["r1", "r2"], "\(replayed)")
+        #expect(try LedgerFixture.snapshot(on: server, saleID: sale.id).sold == 2, "the replay sold nothing")
+        let keys = LedgerKeys(saleID: sale.id)
+        #expect(try connection.send("HGET", keys.stats, "reusedOrderIds").isNull)
+
+        _ = try ledger.commit(saleID: sale.id, owner: "a", [batch[0]], replay: false)
+        #expect(try connection.send("HGET", keys.stats, "reusedOrderIds").string == "1", "a reused id on a first attempt is counted")
+    }
+
     // A lease is sized by the instances present in the sale (their renew ticks), not only by those holding a
     // lease: at the opening, the first instance to ask does not take the share of the others about to ask.
     @Test func leasesAreSizedByThePresentInstances() throws {
@@ -341,13 +366,17 @@ struct LedgerScriptTests {
         #expect(try connection.send("EXISTS", keys.customers).integer == 0, "no past order: no index entry")
         #expect(try connection.send("HLEN", keys.idempotency).integer == 1)
         #expect(try connection.send("XLEN", keys.stockLog).integer == stockLogBefore + 1, "one stock-log entry for the batch")
-        let entries = StreamEntry.parse(try connection.send("XRANGE", keys.outbox, "-", "+"))
-        #expect(entries.count == 1, "one outbox entry for the batch")
+        let entries = StreamEntry.parse(try connection.send("XRANGE", keys.commits, "-", "+"))
+        #expect(entries.count == 1, "one commit-log entry for the batch")
         let entry = try #require(entries.first)
-        #expect(entry.fields["type"] == "orders")
-        let writes = try #require(OutboxDocuments.orderWrites(saleID: sale.id, entry: entry))
-        #expect(writes.map(\.orderID) == ["1", "3", "6"] && writes.allSatisfy(\.confirmation))
+        #expect(entry.fields["ids"] == "1 3 6", "the batch's committed orders by id, and nothing else: \(entry.fields)")
+        #expect(Set(entry.fields.keys) == ["at", "instance", "ids"])
+        #expect(try connection.send("XLEN", keys.outbox).integer == 0, "no record copied into the outbox")
         let records = try LedgerFixture.orders(on: server, saleID: sale.id)
+        let writes = try #require(OutboxDocuments.commitWrites(saleID: sale.id, entry: entry,
+                                                               records: Dictionary(uniqueKeysWithValues: records.map { ($0.orderID, $0) })))
+        #expect(writes.map(\.orderID) == ["1", "3", "6"] && writes.allSatisfy(\.confirmation))
+        #expect(OutboxDocuments.commitWrites(saleID: sale.id, entry: entry, records: [:]) == nil, "an order the ledger lacks is not written")
         #expect(Set(records.map(\.orderID)) == ["1", "3", "6"])
         #expect(records.first { $0.orderID == "3" }?.delivery == "d-3")
     }

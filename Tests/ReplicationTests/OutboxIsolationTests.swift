@@ -7,6 +7,33 @@ import TestSupport
 @Suite("Outbox: a failing sale or a transient refusal holds nothing else back", .serialized)
 struct OutboxIsolationTests {
     // A sale whose drain keeps failing is skipped for the pass, its failure recorded, and the sales listed after it drain: two sales, MongoDB refusing every write of the first-listed one's sale document for good.
+    // A commit-log entry that names an order the ledger does not hold (a record deleted by hand) is never
+    // acknowledged: the sale is reported failing, the entry stays pending, and once the record is back the entry
+    // is written and acknowledged. Nothing is dropped on the drainer's word.
+    @Test func aCommitEntryNamingAMissingRecordIsKept() async throws {
+        let harness = try OutboxHarness()
+        let keys = LedgerKeys(saleID: harness.sale.id)
+        let records = await harness.placeOrders(["kept-0", "kept-1"])
+        #expect(records.count == 2)
+        let connection = try harness.redis.connect()
+        let removed = try #require(try connection.send("HGET", keys.orders, records[1].orderID).string)
+        _ = try connection.send("HDEL", keys.orders, records[1].orderID)
+
+        for _ in 0..<3 { _ = try? await harness.drainer.drainOnce() }
+        let failing = harness.drainer.status.failingSales
+        #expect(failing[harness.sale.id]?.contains("does not hold") == true, "\(failing)")
+        #expect(try harness.streamState(keys.commits) == (1, 1), "the entry naming it is pending, not acknowledged; the other one is")
+        let stored = Set(try harness.mongoServer.documents("orders").compactMap { $0["_id"] as? String })
+        #expect(stored == [records[0].orderID], "the other batch was written")
+
+        _ = try connection.send("HSET", keys.orders, records[1].orderID, removed)
+        try await harness.drainUntilIdle()
+        #expect(Set(try harness.mongoServer.documents("orders").compactMap { $0["_id"] as? String }) == Set(records.map(\.orderID)))
+        #expect(try harness.streamState(keys.commits) == (0, 0))
+        #expect(harness.drainer.status.failingSales.isEmpty)
+        await harness.shutdown()
+    }
+
     @Test func aFailingSaleDoesNotBlockTheOthers() async throws {
         let harness = try OutboxHarness()
         let now = LedgerFixture.nowMilliseconds
@@ -22,7 +49,7 @@ struct OutboxIsolationTests {
 
         let stored = Set(try harness.mongoServer.documents("orders").compactMap { $0["_id"] as? String })
         #expect(stored == Set(records.map(\.orderID)), "the sale listed after the failing one drained")
-        #expect(try harness.streamState(LedgerKeys(saleID: harness.sale.id).outbox) == (0, 0))
+        #expect(try harness.streamState(LedgerKeys(saleID: harness.sale.id).commits) == (0, 0))
         #expect(harness.drainer.status.lastError != nil, "the failure is recorded")
         let failing = harness.drainer.status.failingSales
         #expect(Array(failing.keys) == [blocked.id] && failing[blocked.id]?.contains("121") == true, "\(failing)")

@@ -134,9 +134,10 @@ struct OutboxTests {
         let indexNames = try (harness.mongoServer.control(["op": "indexes", "collection": "orders"])["indexes"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }
         #expect(Set(indexNames).isSuperset(of: ["sale_customer", "sale_created", "customer_created"]))
 
-        // Acknowledged and removed: nothing pending, the outbox is empty.
+        // Acknowledged and removed: nothing pending, the outbox and the commit log are empty.
         let outbox = try harness.streamState(LedgerKeys(saleID: harness.sale.id).outbox)
         #expect(outbox.length == 0 && outbox.pending == 0)
+        #expect(try harness.streamState(LedgerKeys(saleID: harness.sale.id).commits) == (0, 0))
         let stockLog = try harness.streamState(LedgerKeys(saleID: harness.sale.id).stockLog)
         #expect(stockLog.pending == 0 && stockLog.length > 0, "the stock log is acknowledged and kept")
         await harness.shutdown()
@@ -174,7 +175,7 @@ struct OutboxTests {
         // Idle time long enough that the first pass (index creation, the sale document) cannot outlast it on a busy machine.
         let harness = try OutboxHarness(claimIdleMilliseconds: 1_500)
         let records = await harness.placeOrders((0..<4).map { "orphan-\($0)" })
-        let outbox = LedgerKeys(saleID: harness.sale.id).outbox
+        let outbox = LedgerKeys(saleID: harness.sale.id).commits
         let connection = try harness.redis.connect()
         _ = try connection.send("XGROUP", "CREATE", outbox, "mongo-sink", "0", "MKSTREAM")
         let taken = try connection.send("XREADGROUP", "GROUP", "mongo-sink", "dead-instance", "COUNT", "100", "STREAMS", outbox, ">")
@@ -209,7 +210,7 @@ struct OutboxTests {
         #expect(harness.drainer.status.ordersWritten > 0 && second.status.ordersWritten > 0, "both drainers took a share")
         #expect(harness.drainer.status.ordersWritten + second.status.ordersWritten == records.count)
         #expect(Set(try harness.mongoServer.documents("orders").compactMap { $0["_id"] as? String }) == Set(records.map(\.orderID)))
-        #expect(try harness.streamState(LedgerKeys(saleID: harness.sale.id).outbox) == (0, 0))
+        #expect(try harness.streamState(LedgerKeys(saleID: harness.sale.id).commits) == (0, 0))
         secondMongo.shutdown()
         await harness.shutdown()
     }
@@ -224,13 +225,13 @@ struct OutboxTests {
         }
         #expect(harness.drainer.status.consecutiveFailures == 3)
         let keys = LedgerKeys(saleID: harness.sale.id)
-        #expect(try harness.streamState(keys.outbox).length == 5, "the orders wait in the outbox")
+        #expect(try harness.streamState(keys.commits).length == 5, "the orders wait in the commit log")
 
         try harness.mongoServer.control(["op": "up"])
         try await harness.drainUntilIdle()
         let stored = Set(try harness.mongoServer.documents("orders").compactMap { $0["_id"] as? String })
         #expect(stored == Set(records.map(\.orderID)))
-        #expect(try harness.streamState(keys.outbox) == (0, 0))
+        #expect(try harness.streamState(keys.commits) == (0, 0))
         #expect(harness.drainer.status.lastError == nil)
         await harness.shutdown()
     }
@@ -260,7 +261,7 @@ struct OutboxTests {
         // The batch was sent twice, with the same _ids: the replay was a no-op upsert.
         let orderUpdates = try harness.mongoServer.commands(named: "update").filter { $0["update"] as? String == "orders" }
         #expect(orderUpdates.count >= 3, "the first drain, the write whose reply was lost, its replay")
-        #expect(try harness.streamState(LedgerKeys(saleID: harness.sale.id).outbox) == (0, 0))
+        #expect(try harness.streamState(LedgerKeys(saleID: harness.sale.id).commits) == (0, 0))
         await harness.shutdown()
     }
 
@@ -313,8 +314,8 @@ struct OutboxTests {
         await harness.shutdown()
     }
 
-    // A commit batch is one outbox entry: each of its orders becomes its own document (in the batch's order),
-    // and MongoDB refusing one of them for good compensates that order alone.
+    // A commit batch is one commit-log entry naming its orders: each becomes its own document (in the batch's
+    // order) from its record in the ledger, and MongoDB refusing one of them for good compensates that order alone.
     @Test func aBatchEntryIsWrittenOrderByOrder() async throws {
         let harness = try OutboxHarness(stock: 10)
         let ledger = Ledger(connection: try harness.redis.connect())
@@ -326,7 +327,8 @@ struct OutboxTests {
             PendingCommit(orderID: id, shardID: "batcher#1", fence: fence, customerID: "batch-\(index)", quantity: 1, idempotencyKey: "", delivery: "sealed-\(index)")
         })
         #expect(outcomes.allSatisfy { if case .committed = $0 { true } else { false } }, "\(outcomes)")
-        #expect(try harness.streamState(LedgerKeys(saleID: harness.sale.id).outbox).length == 1)
+        #expect(try harness.streamState(LedgerKeys(saleID: harness.sale.id).commits).length == 1)
+        #expect(try harness.streamState(LedgerKeys(saleID: harness.sale.id).outbox).length == 0, "the batch's records are not copied into the outbox")
         try harness.mongoServer.control(["op": "writeError", "command": "update", "code": 121,
                                          "errmsg": "Document failed validation", "match": ["_id": ids[2]], "times": 1])
         let pass = try await harness.drainUntilIdle()
@@ -338,7 +340,7 @@ struct OutboxTests {
         #expect((byID[ids[3]]?["outboxIndex"] as? NSNumber)?.intValue == 3)
         #expect(byID[ids[1]]?["delivery"] as? String == "sealed-1" && byID[ids[1]]?["customerId"] as? String == "batch-1")
         #expect(try LedgerFixture.orders(on: harness.redis, saleID: harness.sale.id).first { $0.orderID == ids[2] }?.status == .failed)
-        #expect(try harness.streamState(LedgerKeys(saleID: harness.sale.id).outbox) == (0, 0))
+        #expect(try harness.streamState(LedgerKeys(saleID: harness.sale.id).commits) == (0, 0))
         let after = try LedgerFixture.snapshot(on: harness.redis, saleID: harness.sale.id)
         #expect(after.sold == 3 && after.invariantHolds)
         await harness.shutdown()

@@ -67,6 +67,7 @@ struct RetentionSafetyTests {
         let stored = Set(try harness.mongoServer.documents("orders").compactMap { $0["_id"] as? String })
         #expect(stored.isSuperset(of: second), "the new sale's orders reached MongoDB")
         #expect(try harness.streamState(LedgerKeys(saleID: saleID).outbox).length == 0)
+        #expect(try harness.streamState(LedgerKeys(saleID: saleID).commits).length == 0)
         await engine.shutdown()
         Self.finish(harness)
     }
@@ -147,7 +148,7 @@ struct RetentionSafetyTests {
         let before = try await Self.close(harness, ledger)
         #expect(before.sold == 4)
         // The other drainer ("B") holds every entry so far.
-        for stream in [keys.outbox, keys.stockLog] {
+        for stream in [keys.outbox, keys.commits, keys.stockLog] {
             _ = try connection.send("XGROUP", "CREATE", stream, "mongo-sink", "0", "MKSTREAM")
             _ = try connection.send("XREADGROUP", "GROUP", "mongo-sink", "B", "COUNT", "1000", "STREAMS", stream, ">")
         }
@@ -159,12 +160,13 @@ struct RetentionSafetyTests {
         }
         _ = try ledger.failOrder(saleID: saleID, orderID: records[0].orderID, reason: "refused by B's write")
         _ = try ledger.summary(saleID: saleID)
-        for stream in [keys.outbox, keys.stockLog] {
+        for stream in [keys.outbox, keys.commits, keys.stockLog] {
             _ = try connection.send("XREADGROUP", "GROUP", "mongo-sink", "B", "COUNT", "1000", "STREAMS", stream, ">")
             let pending = try connection.send("XPENDING", stream, "mongo-sink", "-", "+", "1000").array ?? []
             for entry in pending { _ = try connection.send("XACK", stream, "mongo-sink", entry.array?.first?.string ?? "") }
         }
         _ = try connection.send("XTRIM", keys.outbox, "MAXLEN", "0")
+        _ = try connection.send("XTRIM", keys.commits, "MAXLEN", "0")
         _ = try await first
         try await harness.drainUntilIdle()
 
@@ -218,6 +220,51 @@ struct RetentionSafetyTests {
         #expect(try harness.streamState(keys.outbox) == (0, 0))
         #expect(harness.drainer.status.heldCancellations == 0)
         #expect(try connection.send("ZSCORE", LedgerKeys.retiringSales, saleID).string != nil, "the sale retires")
+        Self.finish(harness)
+    }
+
+    // The commit log names a batch's orders by id and the drainer reads their records from the ledger, so
+    // retirement must never give the records a TTL while an entry names them: a closed, summarized sale whose
+    // only commit-log entries are held by a dead consumer does not retire (the retire script answers BACKLOG, no
+    // key gets a TTL), and once they are claimed and written it retires with every order in MongoDB.
+    @Test func retirementWaitsForTheCommitLog() async throws {
+        let harness = try OutboxHarness(stock: 10, claimIdleMilliseconds: 1_500)
+        let saleID = harness.sale.id
+        let keys = LedgerKeys(saleID: saleID)
+        let records = await harness.placeOrders((0..<3).map { "named-\($0)" })
+        #expect(records.count == 3)
+        let connection = try harness.redis.connect()
+        let ledger = Ledger(connection: connection)
+        _ = try await Self.close(harness, ledger)
+        // A dead consumer holds every commit-log entry: delivered, never acknowledged.
+        _ = try connection.send("XGROUP", "CREATE", keys.commits, "mongo-sink", "0", "MKSTREAM")
+        _ = try connection.send("XREADGROUP", "GROUP", "mongo-sink", "dead", "COUNT", "100", "STREAMS", keys.commits, ">")
+        #expect(try harness.streamState(keys.commits).pending == 3)
+
+        try await harness.drainUntilIdle()
+        #expect(try harness.mongoServer.documents("sales").count == 1, "the sale document and the stock log drained")
+        #expect(try harness.mongoServer.documents("orders").isEmpty)
+        #expect(try connection.send("ZSCORE", LedgerKeys.retiringSales, saleID).isNull, "not retired while the log names orders")
+        var arguments = RedisCommand()
+        arguments.append(3_600)
+        arguments.append("mongo-sink")
+        arguments.append(try #require(try connection.send("GET", keys.summary).string))
+        for (field, value) in Ledger.pairs(try connection.send("HGETALL", keys.meta).array ?? []).sorted(by: { $0.key < $1.key }) {
+            arguments.append(field)
+            arguments.append(value)
+        }
+        let reply = try connection.evaluate(LedgerScripts.retireSale, keys: keys.retained, arguments: arguments)
+        #expect(reply.array?.first?.string == "BACKLOG", "\(reply)")
+        for key in keys.all + [keys.summary] where try connection.send("EXISTS", key).integer == 1 {
+            #expect(try connection.send("PTTL", key).integer == -1, "\(key) has no TTL yet")
+        }
+
+        try await Task.sleep(for: .milliseconds(1_600))
+        try await harness.drainUntilIdle()
+        #expect(Set(try harness.mongoServer.documents("orders").compactMap { $0["_id"] as? String }) == Set(records.map(\.orderID)))
+        #expect(try harness.streamState(keys.commits) == (0, 0))
+        #expect(try connection.send("ZSCORE", LedgerKeys.retiringSales, saleID).string != nil, "the sale retires once they are written")
+        try Self.expectEveryKeyExpires(connection, keys)
         Self.finish(harness)
     }
 

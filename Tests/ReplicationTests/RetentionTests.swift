@@ -48,6 +48,7 @@ struct RetentionTests {
         let stockLogLength = try connection.send(RedisCommand("XLEN", keys.stockLog)).integer ?? -1
         #expect(stockLogLength == 1, "the stock log keeps only its last acknowledged entry")
         #expect(try connection.send(RedisCommand("XLEN", keys.outbox)).integer == 0)
+        #expect(try connection.send(RedisCommand("XLEN", keys.commits)).integer == 0)
         for key in keys.all + [keys.summary] where try connection.send(RedisCommand("EXISTS", key)).integer == 1 {
             let ttl = try connection.send(RedisCommand("TTL", key)).integer ?? -2
             #expect(ttl > 0 && ttl <= 2, "\(key) expires after the retention period (TTL \(ttl))")

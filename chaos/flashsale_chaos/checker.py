@@ -42,14 +42,16 @@ def outage(history, fault):
 
 
 def quiesce(topology, sale):
-    """Waits (bounded) for the outbox to drain into MongoDB, then stops the instances gracefully so their
-    leases return: the ledger is at rest."""
+    """Waits (bounded) for the outbox and the commit log to drain into MongoDB, then stops the instances
+    gracefully so their leases return: the ledger is at rest."""
     primary = topology.primary_port
-    outbox = "fs:{%s}:outbox" % sale
 
     def drained():
-        pending = redis_call(primary, "XPENDING", outbox, "mongo-sink")
-        return redis_call(primary, "XLEN", outbox) == 0 and (pending is None or pending[0] == 0)
+        for stream in ("fs:{%s}:outbox" % sale, "fs:{%s}:commits" % sale):
+            pending = redis_call(primary, "XPENDING", stream, "mongo-sink")
+            if redis_call(primary, "XLEN", stream) != 0 or not (pending is None or pending[0] == 0):
+                return False
+        return True
 
     wait_until(drained, 45, 0.25)
     for process in topology.instances:

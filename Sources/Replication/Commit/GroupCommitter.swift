@@ -12,8 +12,9 @@ import Synchronization
 /// so they are ordered with the commits: a lease is returned only after the commits queued before it.
 ///
 /// When a commit's outcome is unknown (timeout, broken connection), the same batch is sent once more on a
-/// fresh connection: the script recognises orders it already holds (same order id) and answers them as
-/// duplicates, so a retry never sells twice. If that fails too, the callers get ``CommitOutcome/unavailable(_:)``.
+/// fresh connection, marked as a replay: the script then looks its order ids up, recognises orders it already
+/// holds and answers them as duplicates, so a retry never sells twice (a first attempt skips that read: its
+/// ids are new). If that fails too, the callers get ``CommitOutcome/unavailable(_:)``.
 public final class GroupCommitter: Sendable {
     public struct Configuration: Sendable {
         public var queueCapacity: Int
@@ -221,7 +222,8 @@ private final class CommitWorker: @unchecked Sendable {
                 lastError = error
             case .success(let ledger):
                 do throws(RedisError) {
-                    let outcomes = try ledger.commit(saleID: saleID, owner: owner, commits)
+                    // The retry is the same batch again: its ids may be in the ledger already.
+                    let outcomes = try ledger.commit(saleID: saleID, owner: owner, commits, replay: attempt > 0)
                     return try awaitReplicas(ledger.connection, outcomes)
                 } catch {
                     lastError = error

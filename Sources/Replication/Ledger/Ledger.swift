@@ -123,9 +123,14 @@ public struct Ledger {
         return page
     }
 
-    /// Confirmed orders of the sale not yet written to MongoDB (the drainer deletes what it wrote).
+    /// Entries of the sale not yet written to MongoDB, in the outbox and the commit log (the drainer deletes
+    /// what it wrote; a commit-log entry is one batch of orders).
     public func outboxBacklog(saleID: String) throws(RedisError) -> Int {
-        Int(try connection.send(RedisCommand("XLEN", LedgerKeys(saleID: saleID).outbox)).throwingServerError().integer ?? 0)
+        let keys = LedgerKeys(saleID: saleID)
+        let replies = try connection.pipeline([RedisCommand("XLEN", keys.outbox), RedisCommand("XLEN", keys.commits)])
+        var total = 0
+        for reply in replies { total += Int(try reply.throwingServerError().integer ?? 0) }
+        return total
     }
 
     public func snapshot(saleID: String) throws(RedisError) -> LedgerSnapshot? {
@@ -300,10 +305,10 @@ public struct Ledger {
         }
     }
 
-    /// Encodes the arguments of one commit batch (all orders of one sale).
-    public static func encodeCommit(owner: String, _ commits: some Collection<PendingCommit>) -> RedisCommand {
+    /// Encodes the arguments of one commit batch (all orders of one sale). `replay`: see ``commit(saleID:owner:_:replay:)``.
+    public static func encodeCommit(owner: String, _ commits: some Collection<PendingCommit>, replay: Bool = true) -> RedisCommand {
         var arguments = RedisCommand()
-        arguments.reserveCapacity(arguments: 3 + commits.count * 7, bytes: 32 + commits.count * 192)
+        arguments.reserveCapacity(arguments: 4 + commits.count * 7, bytes: 32 + commits.count * 192)
         arguments.append(owner)
         arguments.append(commits.count)
         var plain = isPlainJSONText(owner)
@@ -312,6 +317,7 @@ public struct Ledger {
                 && isPlainJSONText(commit.idempotencyKey) && isPlainJSONText(commit.delivery)
         }
         arguments.append(plain ? "1" : "0")
+        arguments.append(replay ? "1" : "0")
         for commit in commits {
             arguments.append(commit.orderID)
             arguments.append(commit.shardID)
@@ -325,9 +331,14 @@ public struct Ledger {
     }
 
     /// Commits a batch of orders of one sale in one `EVALSHA`; one outcome per order, in order.
-    public func commit(saleID: String, owner: String, _ commits: some Collection<PendingCommit>) throws(RedisError) -> [CommitOutcome] {
+    ///
+    /// `replay`: the batch may have been applied already (sent again after an unknown outcome), so the script
+    /// looks its order ids up and answers those it holds as duplicates. False only for a batch never sent
+    /// before, whose ids are new (96 random bits each): the script then skips that read (the group committer's
+    /// first attempt).
+    public func commit(saleID: String, owner: String, _ commits: some Collection<PendingCommit>, replay: Bool = true) throws(RedisError) -> [CommitOutcome] {
         precondition(!commits.isEmpty, "commit at least one order")
-        let reply = try run(LedgerScripts.commitBatch, saleID: saleID, Self.encodeCommit(owner: owner, commits))
+        let reply = try run(LedgerScripts.commitBatch, saleID: saleID, Self.encodeCommit(owner: owner, commits, replay: replay))
         guard let results = reply.array, results.count == commits.count else {
             throw Self.unexpected(reply, LedgerScripts.commitBatch)
         }
@@ -444,6 +455,29 @@ public struct Ledger {
         for value in values {
             guard case .bulk(let json) = value else { throw RedisError(.unexpectedReply, "order record is not a string") }
             records.append(try OrderRecord(ledgerJSON: json))
+        }
+        return records
+    }
+
+    /// The records of these orders that the ledger holds, by id (one pipeline, `HMGET`s of at most 1,000 ids).
+    public func orderRecords(saleID: String, ids: [String]) throws(RedisError) -> [String: OrderRecord] {
+        guard !ids.isEmpty else { return [:] }
+        let key = LedgerKeys(saleID: saleID).orders
+        let chunks = stride(from: 0, to: ids.count, by: 1_000).map { ids[$0..<min($0 + 1_000, ids.count)] }
+        let replies = try connection.pipeline(chunks.map { chunk in
+            var command = RedisCommand("HMGET", key)
+            for id in chunk { command.append(id) }
+            return command
+        })
+        var records: [String: OrderRecord] = [:]
+        records.reserveCapacity(ids.count)
+        for (chunk, reply) in zip(chunks, replies) {
+            let values = try reply.throwingServerError().array ?? []
+            guard values.count == chunk.count else { throw RedisError(.unexpectedReply, "HMGET answered \(values.count) values for \(chunk.count) ids") }
+            for (id, value) in zip(chunk, values) {
+                guard case .bulk(let json) = value else { continue }
+                records[id] = try OrderRecord(ledgerJSON: json)
+            }
         }
         return records
     }

@@ -17,7 +17,14 @@ public struct LedgerKeys: Sendable, Hashable {
     public var users: String { key("users") }
     public var idempotency: String { key("idem") }
     public var orders: String { key("orders") }
+    /// Order events for MongoDB: cancellations, and the orders the waitlist or the direct path created, each
+    /// entry carrying its order's facts.
     public var outbox: String { key("outbox") }
+    /// The commit log: one entry per commit batch, naming its orders by id (`ids`, space-separated) and
+    /// nothing else; the drainer reads their records from ``orders``. Apart from the outbox, so that a drainer
+    /// of an earlier version (which skips an entry it cannot read) never sees one during a rolling upgrade.
+    /// Retirement waits for it to be empty (`retire_sale.lua`), so every record it names is still there.
+    public var commits: String { key("commits") }
     public var stockLog: String { key("stocklog") }
     public var waitlist: String { key("waitlist") }
     public var waiters: String { key("waiters") }
@@ -33,7 +40,7 @@ public struct LedgerKeys: Sendable, Hashable {
 
     /// The order every ledger script expects its KEYS in (see `LedgerScripts.prelude`).
     public var all: [String] {
-        [meta, pool, sold, fence, leases, users, idempotency, orders, outbox, stockLog, waitlist, waiters, stats, customers, served]
+        [meta, pool, sold, fence, leases, users, idempotency, orders, outbox, stockLog, waitlist, waiters, stats, customers, served, commits]
     }
 
     /// The KEYS of the scripts that may run after a sale closed or retired (see `retention.lua`): ``all``, then

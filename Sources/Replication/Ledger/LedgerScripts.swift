@@ -44,7 +44,7 @@ public enum LedgerScripts {
     public static let cancelOrder = script("cancel_order", PackageResources.cancel_order_lua)
 
     /// Appended to the prelude of the scripts that may run after a sale closed or retired (never the order
-    /// path's): the summary key (KEYS[16]), the retention TTL kept on keys written after retirement, and the
+    /// path's): the summary key (KEYS[17]), the retention TTL kept on keys written after retirement, and the
     /// summary computed in Lua.
     static let retention = String(decoding: PackageResources.retention_lua, as: UTF8.self)
 

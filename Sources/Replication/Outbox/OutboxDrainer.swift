@@ -5,8 +5,10 @@ import Synchronization
 
 /// Moves each sale's confirmed orders, stock changes and sale document from Redis to MongoDB.
 ///
-/// Per sale and pass: the sale document (when the ledger's meta changed), then a batch of the outbox
-/// stream, then a batch of the stock log. Streams are read with a consumer group, so several instances
+/// Per sale and pass: the sale document (when the ledger's meta changed), then a batch of the commit log
+/// (entries naming a commit batch's orders by id: their records are read from the ledger), a batch of the
+/// outbox stream (cancellations, orders of the waitlist, entries of earlier versions), then a batch of the
+/// stock log. Streams are read with a consumer group, so several instances
 /// can drain side by side and an instance that dies leaves its claimed entries pending; they are taken
 /// over after ``Configuration/claimIdleMilliseconds`` with `XAUTOCLAIM`. An entry is acknowledged (and
 /// removed from the outbox) only after MongoDB accepted its write with write concern majority.
@@ -363,22 +365,52 @@ public final class OutboxDrainer: Service, Sendable {
         let waiting = state.withLock { state in
             Set(state.held.filter { $0.key.saleID == saleID && $0.value.retryAt > now }.map(\.key.entryID))
         }
+        // The commit log before the outbox: a cancellation in the outbox may follow a batch's confirmation (the
+        // two commute in MongoDB either way, see `OutboxDocuments`).
+        let commitEntries = try await readBatch(stream: keys.commits)
+        if !commitEntries.isEmpty { try await drainCommits(saleID: saleID, entries: commitEntries, into: &pass) }
         let orderEntries = try await readBatch(stream: keys.outbox, skipping: waiting)
         if !orderEntries.isEmpty { try await drainOrders(saleID: saleID, entries: orderEntries, into: &pass) }
         let stockEntries = try await readBatch(stream: keys.stockLog)
         if !stockEntries.isEmpty { try await drainStockLog(saleID: saleID, entries: stockEntries, into: &pass) }
 
-        if meta["status"] == "closed", let summary, orderEntries.isEmpty, stockEntries.isEmpty, waiting.isEmpty {
+        if meta["status"] == "closed", let summary, commitEntries.isEmpty, orderEntries.isEmpty, stockEntries.isEmpty, waiting.isEmpty {
             // Not retired when it changed since this pass read it (the next pass writes the new sale document
             // first) or something is left to drain.
             try await retire(saleID: saleID, meta: meta, summary: summary)
         }
     }
 
+    /// The commit log: each entry names a batch's orders by id, whose records are read from the ledger in one
+    /// pipeline. An entry that names no order, or one the ledger lacks (retirement rules that out:
+    /// `retire_sale.lua` waits for the log to be empty before any key gets a TTL), is never acknowledged: the
+    /// other entries are written, then the sale is reported failing and keeps its keys, so nothing is dropped
+    /// on a malformed or tampered entry (the sale's commit log waits behind it until it is fixed).
+    private func drainCommits(saleID: String, entries: [StreamEntry], into pass: inout Pass) async throws {
+        let present = entries.filter { !$0.fields.isEmpty }
+        let ids = present.flatMap { OutboxDocuments.committedOrderIDs($0) ?? [] }
+        let records = try await redis.withConnection { connection throws(RedisError) in
+            try Ledger(connection: connection).orderRecords(saleID: saleID, ids: ids)
+        }
+        var writable: [(entry: StreamEntry, order: OutboxDocuments.OrderWrite)] = []
+        var unreadable: [StreamEntry] = []
+        for entry in present {
+            if let writes = OutboxDocuments.commitWrites(saleID: saleID, entry: entry, records: records) {
+                writable.append(contentsOf: writes.map { (entry, $0) })
+            } else {
+                unreadable.append(entry)
+            }
+        }
+        let kept = Set(unreadable.map(\.id))
+        try await writeOrders(saleID: saleID, stream: LedgerKeys(saleID: saleID).commits, entries: entries.filter { !kept.contains($0.id) },
+                              writable: writable, into: &pass)
+        if let first = unreadable.first {
+            throw RedisError(.unexpectedReply, "commit-log entry \(first.id) of sale \(saleID) names no order, or an order the ledger does not hold "
+                             + "(\(unreadable.count) such entries kept)")
+        }
+    }
+
     private func drainOrders(saleID: String, entries: [StreamEntry], into pass: inout Pass) async throws {
-        let keys = LedgerKeys(saleID: saleID)
-        // An entry may carry several orders (a commit batch): each write remembers its entry, and a
-        // transient refusal of any of them keeps the whole entry for the next pass (the writes are idempotent).
         var writable: [(entry: StreamEntry, order: OutboxDocuments.OrderWrite)] = []
         for entry in entries {
             if let writes = OutboxDocuments.orderWrites(saleID: saleID, entry: entry) {
@@ -388,6 +420,16 @@ public final class OutboxDrainer: Service, Sendable {
                 logger.error("unreadable outbox entry skipped", metadata: ["sale": "\(saleID)", "entry": "\(entry.id)"])
             }
         }
+        try await writeOrders(saleID: saleID, stream: LedgerKeys(saleID: saleID).outbox, entries: entries, writable: writable, into: &pass)
+    }
+
+    /// Writes the order events of `entries` (read from `stream`) and acknowledges (deletes) the entries done.
+    /// An entry may carry several orders (a commit batch): each write remembers its entry, and a transient
+    /// refusal of any of them keeps the whole entry for the next pass (the writes are idempotent).
+    private func writeOrders(
+        saleID: String, stream: String, entries: [StreamEntry], writable: [(entry: StreamEntry, order: OutboxDocuments.OrderWrite)],
+        into pass: inout Pass
+    ) async throws {
         let result = try await mongo.bulkWrite(OutboxDocuments.orders, writable.map(\.order.write))
         var retry: Set<String> = []
         var held: Set<String> = []
@@ -421,7 +463,7 @@ public final class OutboxDrainer: Service, Sendable {
             pass.compensated += 1
         }
         let done = entries.map(\.id).filter { !retry.contains($0) && !held.contains($0) }
-        try await acknowledge(stream: keys.outbox, ids: done, delete: true)
+        try await acknowledge(stream: stream, ids: done, delete: true)
         state.withLock { state in
             for id in done { state.held.removeValue(forKey: HeldEntry(saleID: saleID, entryID: id)) }
             state.status.heldCancellations = state.held.count

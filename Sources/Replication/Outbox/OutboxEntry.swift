@@ -60,21 +60,14 @@ public enum OutboxDocuments {
     }
 
     /// The writes for one outbox entry: one for `order` and `cancel` entries, one per record for an `orders`
-    /// entry (a commit batch: `records` is a JSON array of ledger order records). nil for an entry that is not
-    /// an order event, or is malformed.
+    /// entry (a commit batch as an earlier version wrote it: `records` is a JSON array of ledger order records).
+    /// nil for an entry that is not an order event, or is malformed.
     public static func orderWrites(saleID: String, entry: StreamEntry) -> [OrderWrite]? {
         let fields = entry.fields
         if fields["type"] == "orders" {
             guard let text = fields["records"],
                   let records = try? JSONDecoder().decode([OrderRecord].self, from: Data(text.utf8)), !records.isEmpty else { return nil }
-            return records.enumerated().map { index, record in
-                var insert = orderFacts(saleID: saleID, entry: entry, index: index, customer: record.customerID, quantity: Int64(record.quantity),
-                                   createdAt: record.createdAtMilliseconds, delivery: record.delivery, key: record.idempotencyKey,
-                                   shard: record.shardID, fence: record.fence, instance: record.instanceID, source: record.source)
-                insert["status"] = "confirmed"
-                return OrderWrite(orderID: record.orderID, confirmation: true,
-                                  write: .upsert(id: .string(record.orderID), update: ["$setOnInsert": .document(insert)]))
-            }
+            return records.enumerated().map { index, record in confirmation(saleID: saleID, entry: entry, index: index, record: record) }
         }
         guard let orderID = fields["orderId"], let customer = fields["customer"],
               let quantity = fields["quantity"].flatMap(Int64.init), let at = fields["at"].flatMap(Int64.init) else { return nil }
@@ -99,6 +92,40 @@ public enum OutboxDocuments {
         default:
             return nil
         }
+    }
+
+    /// The order ids a commit-log entry names (``LedgerKeys/commits``: `ids`, space-separated, at least one);
+    /// nil for a malformed entry.
+    public static func committedOrderIDs(_ entry: StreamEntry) -> [String]? {
+        guard let text = entry.fields["ids"] else { return nil }
+        let ids = text.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+        return ids.isEmpty ? nil : ids
+    }
+
+    /// The writes for one commit-log entry: a confirmation per order it names, in its order, from the order's
+    /// record as the ledger holds it now (`records`, by id). Only a record's status changes after its commit,
+    /// and a confirmation writes the facts with status `confirmed` on insert, as the batch's entry did when
+    /// it carried the records; a cancellation follows through the outbox. nil when the entry is malformed or
+    /// names an order `records` lacks (which retirement rules out: see `retire_sale.lua`).
+    public static func commitWrites(saleID: String, entry: StreamEntry, records: [String: OrderRecord]) -> [OrderWrite]? {
+        guard let ids = committedOrderIDs(entry) else { return nil }
+        var writes: [OrderWrite] = []
+        writes.reserveCapacity(ids.count)
+        for (index, id) in ids.enumerated() {
+            guard let record = records[id], record.orderID == id else { return nil }
+            writes.append(confirmation(saleID: saleID, entry: entry, index: index, record: record))
+        }
+        return writes
+    }
+
+    /// A batch's order confirmed: its facts (from the ledger's record) with status `confirmed`, written once.
+    private static func confirmation(saleID: String, entry: StreamEntry, index: Int, record: OrderRecord) -> OrderWrite {
+        var insert = orderFacts(saleID: saleID, entry: entry, index: index, customer: record.customerID, quantity: Int64(record.quantity),
+                                createdAt: record.createdAtMilliseconds, delivery: record.delivery, key: record.idempotencyKey,
+                                shard: record.shardID, fence: record.fence, instance: record.instanceID, source: record.source)
+        insert["status"] = "confirmed"
+        return OrderWrite(orderID: record.orderID, confirmation: true,
+                          write: .upsert(id: .string(record.orderID), update: ["$setOnInsert": .document(insert)]))
     }
 
     /// An order of the ledger written again (`flashsale orders reexport`): its facts if MongoDB lacks it, and the

@@ -1,6 +1,8 @@
 -- ARGV: owner, count, plain ("1" when the caller checked that owner and every order's id, shard, customer,
--- key and delivery are printable ASCII without `"`, `\` or `/`: see order_record_json; else "0"), then
--- `count` groups of 7: orderId, shardId, fence, customer, quantity, idempotencyKey ("" for none), delivery. Answers one element per order, in order:
+-- key and delivery are printable ASCII without `"`, `\` or `/`: see order_record_json; else "0"), replay
+-- ("1" when the batch may have been applied already: the same batch sent again after an unknown outcome; its
+-- order ids are then looked up, and an order already in the ledger answers DUP. A first attempt's ids are new
+-- by construction, 96 random bits each (OrderID.swift), so it skips that read), then `count` groups of 7: orderId, shardId, fence, customer, quantity, idempotencyKey ("" for none), delivery. Answers one element per order, in order:
 -- `createdAtMs` (an integer: committed; no table per order on the common path), `{DUP, orderRecordJSON}` (already in the ledger: this order replayed, or the
 -- customer's idempotency key), `{WAITING, position}` (the key names the customer's waitlist entry),
 -- `{LIMIT, purchased}`, `{FENCED}` or `{CLOSED, reason}`.
@@ -13,12 +15,13 @@
 --
 -- Batch-level work: the batch's orders, customers and key claims are read with one HMGET each, and its
 -- confirmed orders are written with one multi-field HSET per hash (a customer's entry in `users`, units
--- and order ids, is one field: see read_entry) and ONE outbox entry
--- (`type orders`, `records` = a JSON array of the order records as stored) and one stock-log entry.
+-- and order ids, is one field: see read_entry), ONE commit-log entry (`ids`: the batch's order ids, each
+-- after the one before and a space; the drainer reads their records from `orders`, so a record's bytes are
+-- written once, not again into a stream and the AOF) and one stock-log entry.
 -- Decisions within the batch see each other through the local tables (`created`, `claimedNow`, `bought`).
 local meta = load_meta()
 local count = tonumber(ARGV[2])
-if not count or #ARGV ~= 3 + 7 * count then
+if not count or #ARGV ~= 4 + 7 * count then
   return redis.error_reply('BADARG ' .. #ARGV .. ' arguments for ' .. tostring(ARGV[2]) .. ' orders')
 end
 local results = {}
@@ -36,11 +39,12 @@ elseif now >= meta.finish then
 end
 local owner = ARGV[1]
 local plain = ARGV[3] == '1'
+local replay = ARGV[4] == '1'
 local nowText = string.format('%d', now)
 
 local ids, customers, keyed, keyedAt = {}, {}, {}, {}
 for i = 1, count do
-  local b = 4 + (i - 1) * 7
+  local b = 5 + (i - 1) * 7
   ids[i], customers[i] = ARGV[b], ARGV[b + 3]
   -- an order id is written into its customer's `users` entry after a space (read_entry)
   if string.find(ARGV[b], ' ', 1, true) then return redis.error_reply('BADARG order id with a space') end
@@ -49,7 +53,7 @@ for i = 1, count do
     keyedAt[i] = #keyed
   end
 end
-local existing = read_in_chunks(K.orders, ids)
+local existing = replay and read_in_chunks(K.orders, ids) or {}
 local claims = read_in_chunks(K.idem, keyed)
 local purchased = read_in_chunks(K.users, customers)
 
@@ -59,11 +63,11 @@ local held = {}              -- customer -> ids of the orders holding those unit
 local buyers = {}            -- customers with an order confirmed in this batch
 local created = {}           -- orderId -> record JSON, for this batch's orders
 local claimedNow = {}        -- idempotency field -> orderId, claimed by this batch
-local orderWrites, idemWrites, records = {}, {}, {}
+local orderWrites, idemWrites, committedIds = {}, {}, {}
 local delta, committed = 0, 0
 local goodQuantity, goodFence = {}, {}  -- texts already checked (a batch repeats a few of each)
 for i = 1, count do
-  local b = 4 + (i - 1) * 7
+  local b = 5 + (i - 1) * 7
   local id, shard, fence, customer = ids[i], ARGV[b + 1], tonumber(ARGV[b + 2]), customers[i]
   local quantity, key, delivery = tonumber(ARGV[b + 4]), ARGV[b + 5], ARGV[b + 6]
   -- quantity and fence are written into the record as given: they must be plain decimal integers
@@ -119,7 +123,7 @@ for i = 1, count do
       buyers[customer] = true
       local encoded = order_record_json(id, customer, quantityText, nowText, key, delivery, shard, fenceText, owner, 'bucket', plain)
       created[id] = encoded
-      records[committed] = encoded
+      committedIds[committed] = id
       orderWrites[#orderWrites + 1] = id
       orderWrites[#orderWrites + 1] = encoded
       if field then
@@ -140,11 +144,17 @@ if delta > 0 then
     userWrites[#userWrites + 1] = customer
     userWrites[#userWrites + 1] = string.format('%d', bought[customer]) .. held[customer]
   end
-  call_in_chunks('HSET', K.orders, orderWrites)
+  -- Every committed order is a new field. An id already in `orders` would be a reused id (a replay looks its
+  -- ids up; a first attempt's are new by construction): the HSET's count shows it, and it is logged and
+  -- counted (`stats.reusedOrderIds`) rather than failed, since the batch's other writes would be made already.
+  local added = call_in_chunks('HSET', K.orders, orderWrites)
+  if added ~= committed then
+    redis.log(redis.LOG_WARNING, 'commit_batch: ' .. (committed - added) .. ' order ids were already in ' .. K.orders)
+    redis.call('HINCRBY', K.stats, 'reusedOrderIds', committed - added)
+  end
   call_in_chunks('HSET', K.idem, idemWrites)
   call_in_chunks('HSET', K.users, userWrites)
-  redis.call('XADD', K.outbox, '*', 'type', 'orders', 'at', now, 'instance', owner,
-    'records', '[' .. table.concat(records, ',') .. ']')
+  redis.call('XADD', K.commits, '*', 'at', now, 'instance', owner, 'ids', table.concat(committedIds, ' '))
   redis.call('INCRBY', K.sold, delta)
   redis.call('HINCRBY', K.stats, 'orders', committed)
   log_stock(now, 'commit', -delta, 0, owner)

@@ -2,7 +2,7 @@
 -- and the helpers that move units. See LedgerScripts.swift for the key order and record formats.
 local K = {meta = KEYS[1], pool = KEYS[2], sold = KEYS[3], fence = KEYS[4], leases = KEYS[5],
   users = KEYS[6], idem = KEYS[7], orders = KEYS[8], outbox = KEYS[9], stocklog = KEYS[10],
-  waitlist = KEYS[11], waiters = KEYS[12], stats = KEYS[13], customers = KEYS[14], served = KEYS[15]}
+  waitlist = KEYS[11], waiters = KEYS[12], stats = KEYS[13], customers = KEYS[14], served = KEYS[15], commits = KEYS[16]}
 local MAX_SETTLE = 1000
 
 local function num(value) return tonumber(value) or 0 end
@@ -22,12 +22,15 @@ local function read_in_chunks(key, fields)
   return values
 end
 
--- `command key a1 b1 a2 b2 ...` for pairs (HSET field value, ZADD score member), none allowed.
+-- `command key a1 b1 a2 b2 ...` for pairs (HSET field value, ZADD score member), none allowed. Answers the
+-- sum of the replies (HSET and ZADD: the fields or members added).
 local function call_in_chunks(command, key, pairs_list)
   assert(#pairs_list % 2 == 0, 'call_in_chunks takes pairs')
+  local total = 0
   for first = 1, #pairs_list, CHUNK do
-    redis.call(command, key, unpack(pairs_list, first, math.min(first + CHUNK - 1, #pairs_list)))
+    total = total + redis.call(command, key, unpack(pairs_list, first, math.min(first + CHUNK - 1, #pairs_list)))
   end
+  return total
 end
 
 -- The ledger's clock: Redis `TIME`, in microseconds (exact in a Lua number) and in milliseconds.

@@ -1,7 +1,7 @@
 -- Appended to the prelude of the scripts that may run after a sale closed or retired (fail_order,
 -- store_summary, add_rejections, ensure_groups, retire_sale), never to the order path's. Their KEYS are
--- `LedgerKeys.retained`: every key of the sale, then the summary (KEYS[16]).
-K.summary = KEYS[16]
+-- `LedgerKeys.retained`: every key of the sale, then the summary (KEYS[17]).
+K.summary = KEYS[17]
 
 -- Retirement gives every key of the sale the retention TTL, so meta carrying a TTL means "retired". A key
 -- written after that which did not exist then (a first past order, a customer's entry, statistics, a

@@ -1,6 +1,6 @@
 -- ARGV: retentionSeconds, group, summary (the JSON the caller wrote to MongoDB), then the meta hash it wrote
 -- to MongoDB as field/value pairs. Retires a closed, summarized, drained sale on one atomic read: only while
--- meta and the summary are exactly what MongoDB got, the outbox is empty, nothing is pending in the group on
+-- meta and the summary are exactly what MongoDB got, the outbox and the commit log are empty, nothing is pending in the group on
 -- either stream and every stock-log entry was delivered to it. Every key of the sale then gets the retention
 -- TTL (`EXPIRE NX`: set once, a later call does not push the expiry out).
 -- Answers `{RETIRED, nowMs}`, `{CHANGED}` (the sale document must be written again first), `{BACKLOG}` or
@@ -19,8 +19,10 @@ for i = 1, #flat, 2 do
   if flat[i] == 'status' then status = flat[i + 1] end
 end
 if status ~= 'closed' or redis.call('GET', K.summary) ~= ARGV[3] then return {'CHANGED'} end
-if redis.call('XLEN', K.outbox) > 0 then return {'BACKLOG'} end
-for _, stream in ipairs({K.outbox, K.stocklog}) do
+-- The commit log names its orders by id: its records are in K.orders, which gets its TTL below only once no
+-- entry is left to name them (and a closed sale commits nothing, so none is added after).
+if redis.call('XLEN', K.outbox) > 0 or redis.call('XLEN', K.commits) > 0 then return {'BACKLOG'} end
+for _, stream in ipairs({K.outbox, K.commits, K.stocklog}) do
   local pending = redis.pcall('XPENDING', stream, ARGV[2])
   if pending.err or pending[1] > 0 then return {'BACKLOG'} end
 end

@@ -119,7 +119,8 @@ struct LedgerHygieneTests {
         #expect(try connection.send(RedisCommand("TYPE", index)).string == "zset")
         #expect(try connection.send(RedisCommand("ZCARD", index)).integer == 299, "one entry per cancelled order")
         let entry = try connection.send(RedisCommand("HGET", LedgerKeys(saleID: sale.id).users, "cycler")).string
-        #expect(entry == "1 " + (last?.orderID ?? "-"), "units, then the one order holding them")
+        #expect(entry == "1 " + (last?.orderID ?? "-") + "\nk299\r" + (last?.orderID ?? "-"), "units, then the one order holding them and its key's claim")
+        #expect(try connection.send(RedisCommand("HLEN", LedgerKeys(saleID: sale.id).idempotency)).integer == 299, "the cancelled orders' keys stay claimed, in idem")
         // Look-alike customers are different customers: ids are bytes.
         let other = try await engine.customerView(saleID: sale.id, customerID: "cycler|a|")
         #expect(other.orders.isEmpty)

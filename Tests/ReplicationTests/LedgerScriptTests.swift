@@ -361,10 +361,10 @@ struct LedgerScriptTests {
         let snapshot = try LedgerFixture.snapshot(on: server, saleID: sale.id)
         #expect(snapshot.sold == 4 && snapshot.leases.first?.remaining == 2 && snapshot.invariantHolds)
         #expect(try LedgerFixture.purchases(on: server, saleID: sale.id) == ["alice": 2, "bob": 2])
-        #expect(try connection.send("HGET", keys.users, "alice").string == "2 1 6", "units, then the orders holding them")
+        #expect(try connection.send("HGET", keys.users, "alice").string == "2 1 6\nk\r1", "units, then the orders holding them, then their key claims")
         #expect(try connection.send("HGET", keys.users, "bob").string == "2 3")
         #expect(try connection.send("EXISTS", keys.customers).integer == 0, "no past order: no index entry")
-        #expect(try connection.send("HLEN", keys.idempotency).integer == 1)
+        #expect(try connection.send("HLEN", keys.idempotency).integer == 0, "the key's claim is in alice's entry")
         #expect(try connection.send("XLEN", keys.stockLog).integer == stockLogBefore + 1, "one stock-log entry for the batch")
         let entries = StreamEntry.parse(try connection.send("XRANGE", keys.commits, "-", "+"))
         #expect(entries.count == 1, "one commit-log entry for the batch")
@@ -438,6 +438,63 @@ struct LedgerScriptTests {
                                                                    sizing: ShardSizing(spreadFactor: 1, maxShardUnits: units), ttlMilliseconds: 60_000)
         guard case .granted(let fence, _, _, _) = lease else { throw RedisServerError("lease expected, got \(lease)") }
         return (sale, connection, fence)
+    }
+
+    // A key's claim lives in its customer's entry while its order holds units, and in `idem` once the order is
+    // released: a later batch under the key answers the first order either way (read from the entry, then from
+    // `idem`), the waitlist and the direct path see entry claims too, a key with a line break is claimed in `idem`,
+    // and a failed order frees its key.
+    @Test func aKeysClaimFollowsItsOrder() throws {
+        let server = try RedisServer()
+        let (sale, connection, fence) = try Self.leasedSale(on: server, stock: 10, owner: "a", shardID: "a#1", units: 10)
+        let ledger = Ledger(connection: connection)
+        let keys = LedgerKeys(saleID: sale.id)
+        func order(_ id: String, _ customer: String, key: String) -> PendingCommit {
+            PendingCommit(orderID: id, shardID: "a#1", fence: fence, customerID: customer, quantity: 1, idempotencyKey: key, delivery: "d")
+        }
+        func duplicateOf(_ outcomes: [CommitOutcome]) -> String? { if case .duplicate(let record) = outcomes.first { record.orderID } else { nil } }
+        guard case .committed = try ledger.commit(saleID: sale.id, owner: "a", [order("o1", "ann", key: "k")]).first else {
+            Issue.record("o1 commits"); return
+        }
+        #expect(try connection.send("HGET", keys.users, "ann").string == "1 o1\nk\ro1")
+        #expect(try connection.send("HLEN", keys.idempotency).integer == 0)
+        #expect(duplicateOf(try ledger.commit(saleID: sale.id, owner: "a", [order("o2", "ann", key: "k")])) == "o1", "from the entry")
+        guard case .duplicate(let joined) = try ledger.joinWaitlist(saleID: sale.id, owner: "a", customerID: "ann", quantity: 1, orderID: "w1",
+                                                                   idempotencyKey: "k", delivery: "d") else {
+            Issue.record("the waitlist reads the entry's claim"); return
+        }
+        #expect(joined.orderID == "o1")
+        guard case .duplicate(let direct) = try ledger.directOrder(saleID: sale.id, orderID: "d1", customerID: "ann", quantity: 1, idempotencyKey: "k", delivery: "d") else {
+            Issue.record("the direct path reads the entry's claim"); return
+        }
+        #expect(direct.orderID == "o1")
+
+        // Released: the claim moves to `idem`, the entry goes, and the key still names the (cancelled) order.
+        guard case .cancelled = try ledger.cancel(saleID: sale.id, orderID: "o1", customerID: "ann") else { Issue.record("o1 cancels"); return }
+        #expect(try connection.send("HEXISTS", keys.users, "ann").integer == 0)
+        #expect(try connection.send("HGET", keys.idempotency, "3:annk").string == "o1")
+        guard case .duplicate(let cancelled) = try ledger.commit(saleID: sale.id, owner: "a", [order("o3", "ann", key: "k")]).first else {
+            Issue.record("the key names the cancelled order"); return
+        }
+        #expect(cancelled.orderID == "o1" && cancelled.status == .cancelled)
+
+        // A key with a line break cannot sit in an entry: it is claimed in `idem`, and still answers its order.
+        guard case .committed = try ledger.commit(saleID: sale.id, owner: "a", [order("o4", "bob", key: "two\nlines")]).first else {
+            Issue.record("o4 commits"); return
+        }
+        #expect(try connection.send("HGET", keys.users, "bob").string == "1 o4")
+        #expect(duplicateOf(try ledger.commit(saleID: sale.id, owner: "a", [order("o5", "bob", key: "two\nlines")])) == "o4")
+
+        // A failed order frees its key (its attempt bought nothing): the next order under it commits.
+        guard case .committed = try ledger.commit(saleID: sale.id, owner: "a", [order("o6", "cid", key: "q")]).first else {
+            Issue.record("o6 commits"); return
+        }
+        _ = try ledger.failOrder(saleID: sale.id, orderID: "o6", reason: "refused")
+        guard case .committed = try ledger.commit(saleID: sale.id, owner: "a", [order("o7", "cid", key: "q")]).first else {
+            Issue.record("the failed order's key is free again"); return
+        }
+        #expect(try connection.send("HGET", keys.users, "cid").string == "1 o7\nq\ro7")
+        #expect(try LedgerFixture.snapshot(on: server, saleID: sale.id).invariantHolds)
     }
 
     // The record JSON of a batch holds every string exactly: a batch of plain strings is quoted as it is

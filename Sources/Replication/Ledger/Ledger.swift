@@ -554,10 +554,10 @@ public struct Ledger {
         return entries
     }
 
-    /// A `users` entry, `<units>` then ` <orderId>` per order holding them (see `read_entry` in the
-    /// scripts' prelude); nil when malformed.
+    /// A `users` entry, `<units>` then ` <orderId>` per order holding them, then the key claims of those orders
+    /// (`\n<key>\r<orderId>` each, left out here; see `read_entry` in the scripts' prelude); nil when malformed.
     static func entry(_ text: String) -> (units: Int, orderIDs: [String])? {
-        let parts = text.split(separator: " ", omittingEmptySubsequences: false)
+        let parts = text.prefix { $0 != "\n" }.split(separator: " ", omittingEmptySubsequences: false)
         guard let first = parts.first, let units = Int(first), units > 0, !parts.dropFirst().contains(where: \.isEmpty) else {
             return nil
         }

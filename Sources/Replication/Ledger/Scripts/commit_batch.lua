@@ -13,11 +13,13 @@
 -- commit is late (a write pause while the primary role is handed over can outlast a renewal's slack). The
 -- first script that settles the sale reclaims it; from then on its late commits are FENCED.
 --
--- Batch-level work: the batch's orders, customers and key claims are read with one HMGET each, and its
--- confirmed orders are written with one multi-field HSET per hash (a customer's entry in `users`, units
--- and order ids, is one field: see read_entry), ONE commit-log entry (`ids`: the batch's order ids, each
--- after the one before and a space; the drainer reads their records from `orders`, so a record's bytes are
--- written once, not again into a stream and the AOF) and one stock-log entry.
+-- Batch-level work: the batch's customers are read with one HMGET (a customer's entry in `users` holds their
+-- units, the ids of the orders holding them and those orders' key claims: see read_entry), its order ids only
+-- on a replay, and key claims in `idem` only while `idem` holds any (waitlist entries, released orders, orders
+-- of the waitlist, the direct path, a restore or an earlier version). Its confirmed orders are written with
+-- one multi-field HSET per hash, ONE commit-log entry (`ids`: the batch's order ids, each after the one before
+-- and a space; the drainer reads their records from `orders`, so a record's bytes are written once, not again
+-- into a stream and the AOF) and one stock-log entry.
 -- Decisions within the batch see each other through the local tables (`created`, `claimedNow`, `bought`).
 local meta = load_meta()
 local count = tonumber(ARGV[2])
@@ -42,27 +44,31 @@ local plain = ARGV[3] == '1'
 local replay = ARGV[4] == '1'
 local nowText = string.format('%d', now)
 
+-- Claims in `idem` are read only while it holds any: on the common path every key's claim is in its
+-- customer's entry, read anyway.
+local claimsInIdem = redis.call('HLEN', K.idem) > 0
 local ids, customers, keyed, keyedAt = {}, {}, {}, {}
 for i = 1, count do
   local b = 5 + (i - 1) * 7
   ids[i], customers[i] = ARGV[b], ARGV[b + 3]
   -- an order id is written into its customer's `users` entry after a space (read_entry)
   if string.find(ARGV[b], ' ', 1, true) then return redis.error_reply('BADARG order id with a space') end
-  if ARGV[b + 5] ~= '' then
+  if claimsInIdem and ARGV[b + 5] ~= '' then
     keyed[#keyed + 1] = idem_field(ARGV[b + 3], ARGV[b + 5])
     keyedAt[i] = #keyed
   end
 end
 local existing = replay and read_in_chunks(K.orders, ids) or {}
-local claims = read_in_chunks(K.idem, keyed)
+local idemClaims = claimsInIdem and read_in_chunks(K.idem, keyed) or {}
 local purchased = read_in_chunks(K.users, customers)
 
 local leases, dirty = {}, {}
 local bought = {}            -- customer -> units bought, including this batch's orders so far
 local held = {}              -- customer -> ids of the orders holding those units (see read_entry)
+local claimsOf = {}          -- customer -> the claims part of their entry, with this batch's claims
 local buyers = {}            -- customers with an order confirmed in this batch
 local created = {}           -- orderId -> record JSON, for this batch's orders
-local claimedNow = {}        -- idempotency field -> orderId, claimed by this batch
+local claimedNow = {}        -- customer -> {key -> orderId}, claimed by this batch
 local orderWrites, idemWrites, committedIds = {}, {}, {}
 local delta, committed = 0, 0
 local goodQuantity, goodFence = {}, {}  -- texts already checked (a batch repeats a few of each)
@@ -80,15 +86,26 @@ for i = 1, count do
     if not string.find(fenceText, '^%d+$') then return redis.error_reply('BADARG fence ' .. fenceText) end
     goodFence[fenceText] = true
   end
-  local field = keyedAt[i] and keyed[keyedAt[i]]
+  local already = bought[customer]
+  if not already then
+    bought[customer], held[customer], claimsOf[customer] = read_entry(purchased[i])
+    already = bought[customer]
+  end
   local record = existing[i] or created[id]
   local claim = nil
-  if not record and field then
-    local mine = claimedNow[field]
+  if not record and key ~= '' then
+    local mine = claimedNow[customer]
+    mine = mine and mine[key]
     if mine then
       claim = {'DUP', created[mine]}
-    elseif claims[keyedAt[i]] then
-      claim = key_claim(customer, key)
+    else
+      local claimed = entry_claim(claimsOf[customer], key)
+      local claimedRecord = claimed and redis.call('HGET', K.orders, claimed)
+      if claimedRecord then
+        claim = {'DUP', claimedRecord}
+      elseif keyedAt[i] and idemClaims[keyedAt[i]] then
+        claim = idem_claim(customer, key)
+      end
     end
   end
   if record then
@@ -103,11 +120,6 @@ for i = 1, count do
       local raw = redis.call('HGET', K.leases, shard)
       lease = raw and cjson.decode(raw) or false
       leases[shard] = lease
-    end
-    local already = bought[customer]
-    if not already then
-      bought[customer], held[customer] = read_entry(purchased[i])
-      already = bought[customer]
     end
     if not lease or lease.f ~= fence or lease.o ~= owner or lease.r < quantity then
       results[i] = {'FENCED'}
@@ -126,10 +138,19 @@ for i = 1, count do
       committedIds[committed] = id
       orderWrites[#orderWrites + 1] = id
       orderWrites[#orderWrites + 1] = encoded
-      if field then
-        claimedNow[field] = id
-        idemWrites[#idemWrites + 1] = field
-        idemWrites[#idemWrites + 1] = id
+      if key ~= '' then
+        local claimedBy = claimedNow[customer]
+        if not claimedBy then
+          claimedBy = {}
+          claimedNow[customer] = claimedBy
+        end
+        claimedBy[key] = id
+        if entry_key(key) then
+          claimsOf[customer] = claimsOf[customer] .. '\n' .. key .. '\r' .. id
+        else
+          idemWrites[#idemWrites + 1] = idem_field(customer, key)
+          idemWrites[#idemWrites + 1] = id
+        end
       end
       results[i] = now
     end
@@ -142,7 +163,7 @@ if delta > 0 then
   local userWrites = {}
   for customer in pairs(buyers) do
     userWrites[#userWrites + 1] = customer
-    userWrites[#userWrites + 1] = string.format('%d', bought[customer]) .. held[customer]
+    userWrites[#userWrites + 1] = string.format('%d', bought[customer]) .. held[customer] .. claimsOf[customer]
   end
   -- Every committed order is a new field. An id already in `orders` would be a reused id (a replay looks its
   -- ids up; a first attempt's are new by construction): the HSET's count shows it, and it is logged and

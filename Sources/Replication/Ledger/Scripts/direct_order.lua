@@ -8,9 +8,9 @@ local now = now_ms()
 local gate = settle_lifecycle(now, meta)
 if gate then return gate end
 local id, customer, quantity, key = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local claim = key_claim(customer, key)
-if claim then return claim end
 local entry = redis.call('HGET', K.users, customer)
+local claim = key_claim(customer, key, entry)
+if claim then return claim end
 local bought = read_entry(entry)
 if bought + quantity > meta.limit then return {'LIMIT', bought} end
 local pool = num(redis.call('GET', K.pool))

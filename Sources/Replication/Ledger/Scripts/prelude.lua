@@ -69,31 +69,63 @@ end
 
 -- A customer's entry in `users`: the units their confirmed orders hold, then the id of each of those
 -- orders after a space, `<units> <orderId> <orderId>...` (order ids never contain a space; an entry
--- without ids, `<units>`, reads the same). Bounded by the per-customer limit; `/me` reads a customer's
--- orders that hold units from it, and the commit script keeps it with the same HMGET and HSET that keep the
--- count (a sorted-set index beside the count cost 15-22% of the commit's Redis time, commit_cost.py).
--- Answers the units and the ids part, each id after a space ('' for none); 0, '' for no entry.
+-- without ids, `<units>`, reads the same), then the claims of the Idempotency-Keys those orders were placed
+-- under, `\n<key>\r<orderId>` each (a key is an HTTP header value: it never holds CR or LF; a key that does is
+-- claimed in `idem` instead). Bounded by the per-customer limit; `/me` reads a customer's orders that hold
+-- units from it, and the commit script keeps it, and so the customer's key claims, with the same HMGET and HSET
+-- that keep the count (a sorted-set index beside the count cost 15-22% of the commit's Redis time, and a claim
+-- in `idem` per keyed order 13%, commit_cost.py). Claims of orders written by the waitlist, the direct path,
+-- a restore or an earlier version, of released orders and of waitlist entries are in `idem` (see key_claim).
+-- Answers the units, the ids part (each id after a space) and the claims part (each claim after a LF); 0, '', ''
+-- for no entry.
 local function read_entry(entry)
-  if not entry then return 0, '' end
+  if not entry then return 0, '', '' end
+  local claims = ''
+  local newline = string.find(entry, '\n', 1, true)
+  if newline then
+    claims = string.sub(entry, newline)
+    entry = string.sub(entry, 1, newline - 1)
+  end
   local space = string.find(entry, ' ', 1, true)
-  if not space then return tonumber(entry) or 0, '' end
-  return tonumber(string.sub(entry, 1, space - 1)) or 0, string.sub(entry, space)
+  if not space then return tonumber(entry) or 0, '', claims end
+  return tonumber(string.sub(entry, 1, space - 1)) or 0, string.sub(entry, space), claims
 end
 
--- Writes a customer's entry; none once they hold no unit (then they hold no order either).
-local function write_entry(customer, units, held)
+-- Whether a key can be claimed in an entry (no CR or LF in it).
+local function entry_key(key)
+  return not string.find(key, '[\r\n]')
+end
+
+-- The order id an entry's claims part gives `key`, or nil.
+local function entry_claim(claims, key)
+  if claims == '' or key == '' then return nil end
+  local at = string.find(claims, '\n' .. key .. '\r', 1, true)
+  if not at then return nil end
+  local first = at + #key + 2
+  local stop = string.find(claims, '\n', first, true)
+  return string.sub(claims, first, (stop or 0) - 1)
+end
+
+-- Writes a customer's entry; none once they hold no unit (then they hold no order, and no claim, either).
+local function write_entry(customer, units, held, claims)
+  claims = claims or ''
   if units <= 0 then
-    assert(held == '', 'a customer without units holds no order')
+    assert(held == '' and claims == '', 'a customer without units holds no order and no claim')
     redis.call('HDEL', K.users, customer)
   else
-    redis.call('HSET', K.users, customer, string.format('%d', units) .. held)
+    redis.call('HSET', K.users, customer, string.format('%d', units) .. held .. claims)
   end
 end
 
--- Adds a confirmed order to a customer's entry (`entry` as read by the caller).
-local function add_to_entry(customer, entry, quantity, id)
-  local units, held = read_entry(entry)
-  write_entry(customer, units + quantity, held .. ' ' .. id)
+-- Adds a confirmed order to a customer's entry (`entry` as read by the caller). With `key` (not ''), the key's
+-- claim goes into the entry too when it can (entry_key); answers whether it did (else the caller claims the
+-- key in `idem`).
+local function add_to_entry(customer, entry, quantity, id, key)
+  local units, held, claims = read_entry(entry)
+  local claimed = key ~= nil and key ~= '' and entry_key(key)
+  if claimed then claims = claims .. '\n' .. key .. '\r' .. id end
+  write_entry(customer, units + quantity, held .. ' ' .. id, claims)
+  return claimed
 end
 
 -- The index of past orders (`customers`, a sorted set read by lexicographic range): one member per
@@ -121,12 +153,8 @@ local function order_record_json(id, customer, quantityText, createdText, key, d
     ',"src":' .. cjson.encode(source) .. '}'
 end
 
--- What a customer's idempotency key already stands for: `{DUP, record}` when it names an order,
--- `{WAITING, position}` when it names the customer's waitlist entry (a key is claimed by whichever comes
--- first, order or waitlist entry), nil when the key is free. A claim left by an entry that is no longer
--- waiting (cannot happen: unserved entries free their key) is freed rather than trusted.
-local function key_claim(customer, key)
-  if key == '' then return nil end
+-- What a customer's idempotency key stands for by its claim in `idem` (see key_claim).
+local function idem_claim(customer, key)
   local field = idem_field(customer, key)
   local claimed = redis.call('HGET', K.idem, field)
   if not claimed then return nil end
@@ -138,6 +166,24 @@ local function key_claim(customer, key)
   end
   redis.call('HDEL', K.idem, field)
   return nil
+end
+
+-- What a customer's idempotency key already stands for: `{DUP, record}` when it names an order,
+-- `{WAITING, position}` when it names the customer's waitlist entry (a key is claimed by whichever comes
+-- first, order or waitlist entry), nil when the key is free. The claim is in the customer's entry (an order
+-- holding units, committed in a batch) or in `idem` (the others, see read_entry). A claim left by an entry that
+-- is no longer waiting (cannot happen: unserved entries free their key) is freed rather than trusted.
+-- `entry`: the customer's `users` entry when the caller read it already.
+local function key_claim(customer, key, entry)
+  if key == '' then return nil end
+  if entry == nil then entry = redis.call('HGET', K.users, customer) end
+  local _, _, claims = read_entry(entry)
+  local claimed = entry_claim(claims, key)
+  if claimed then
+    local record = redis.call('HGET', K.orders, claimed)
+    if record then return {'DUP', record} end
+  end
+  return idem_claim(customer, key)
 end
 
 -- Frees a waitlist entry's key claim (the entry leaves unserved: its attempt bought nothing).
@@ -261,7 +307,7 @@ end
 -- go back to the pool and the customer's count drops. The caller has set the order's new status.
 -- Everything is checked before the first write (a script's error does not undo the writes before it).
 local function release_order(order)
-  local units, held = read_entry(redis.call('HGET', K.users, order.c))
+  local units, held, claims = read_entry(redis.call('HGET', K.users, order.c))
   local at = string.find(held .. ' ', ' ' .. order.id .. ' ', 1, true)
   if at then
     held = string.sub(held, 1, at - 1) .. string.sub(held, at + #order.id + 1)
@@ -269,14 +315,25 @@ local function release_order(order)
     -- only an entry written by a version that kept the count alone lacks the order
     assert(held == '', 'a confirmed order is in its customer\'s entry')
   end
+  -- Its key's claim leaves the entry for `idem`: a released order keeps its key (fail_order then frees it).
+  local moved = nil
+  if order.k and order.k ~= '' then
+    local line = '\n' .. order.k .. '\r' .. order.id
+    local from = string.find(claims .. '\n', line .. '\n', 1, true)
+    if from then
+      claims = string.sub(claims, 1, from - 1) .. string.sub(claims, from + #line)
+      moved = idem_field(order.c, order.k)
+    end
+  end
   units = units - order.q
-  assert(units > 0 or held == '', 'a customer without units holds no order')
+  assert(units > 0 or (held == '' and claims == ''), 'a customer without units holds no order and no claim')
+  if moved then redis.call('HSET', K.idem, moved, order.id) end
   local encoded = cjson.encode(order)
   redis.call('HSET', K.orders, order.id, encoded)
   redis.call('ZADD', K.customers, 0, past_member(order.c, order.t, order.id))
   redis.call('DECRBY', K.sold, order.q)
   redis.call('INCRBY', K.pool, order.q)
-  write_entry(order.c, units, held)
+  write_entry(order.c, units, held, claims)
   redis.call('HINCRBY', K.stats, 'orders', -1)
   redis.call('HINCRBY', K.stats, order.s, 1)
   return encoded

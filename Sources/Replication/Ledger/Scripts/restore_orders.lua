@@ -8,8 +8,10 @@ for i = 0, n - 1 do
   local b = 1 + i * 6
   local id, customer, quantity, status, record, key = ARGV[b + 1], ARGV[b + 2], tonumber(ARGV[b + 3]), ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]
   if redis.call('HSETNX', K.orders, id, record) == 1 then
+    local inEntry = false
     if status == 'confirmed' then
-      add_to_entry(customer, redis.call('HGET', K.users, customer), quantity, id)
+      -- as a commit batch writes it: the key's claim in the customer's entry
+      inEntry = add_to_entry(customer, redis.call('HGET', K.users, customer), quantity, id, key)
       redis.call('INCRBY', K.sold, quantity)
       confirmed, units = confirmed + 1, units + quantity
     elseif status == 'cancelled' or status == 'failed' then
@@ -17,7 +19,7 @@ for i = 0, n - 1 do
       redis.call('HINCRBY', K.stats, status, 1)
     end
     -- A failed order freed its key; a cancelled one keeps it (as the live ledger does).
-    if key ~= '' and status ~= 'failed' then redis.call('HSET', K.idem, idem_field(customer, key), id) end
+    if key ~= '' and status ~= 'failed' and not inEntry then redis.call('HSET', K.idem, idem_field(customer, key), id) end
   end
 end
 redis.call('HINCRBY', K.stats, 'orders', confirmed)

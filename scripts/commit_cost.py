@@ -55,8 +55,7 @@ ABLATIONS = {
     "no-held-ids": [("      held[customer] = held[customer] .. ' ' .. id\n", "")],
     "no-reads": [("local existing = replay and read_in_chunks(K.orders, ids) or {}\nlocal idemClaims = claimsInIdem and read_in_chunks(K.idem, keyed) or {}\n"
                   "local purchased = read_in_chunks(K.users, customers)", "local existing, idemClaims, purchased = {}, {}, {}")],
-    "no-record": [("local encoded = order_record_json(id, customer, quantityText, nowText, key, delivery, shard, fenceText, owner, 'bucket', plain)",
-                   "local encoded = id")],
+    "no-record": [("      created[id] = encoded\n", "      encoded = id\n      created[id] = encoded\n")],
     "no-writes": [("  local added = call_in_chunks('HSET', K.orders, orderWrites)\n", "  local added = committed\n"),
                   ("  call_in_chunks('HSET', K.idem, idemWrites)\n  call_in_chunks('HSET', K.users, userWrites)\n", "")],
     # key claims as before they moved into the customers' entries: each in `idem`, read and written per batch

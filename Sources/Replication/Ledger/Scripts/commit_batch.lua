@@ -47,14 +47,16 @@ local nowText = string.format('%d', now)
 -- Claims in `idem` are read only while it holds any: on the common path every key's claim is in its
 -- customer's entry, read anyway.
 local claimsInIdem = redis.call('HLEN', K.idem) > 0
+local argv, find = ARGV, string.find  -- locals: read once per field of every order
 local ids, customers, keyed, keyedAt = {}, {}, {}, {}
 for i = 1, count do
   local b = 5 + (i - 1) * 7
-  ids[i], customers[i] = ARGV[b], ARGV[b + 3]
+  local id = argv[b]
+  ids[i], customers[i] = id, argv[b + 3]
   -- an order id is written into its customer's `users` entry after a space (read_entry)
-  if string.find(ARGV[b], ' ', 1, true) then return redis.error_reply('BADARG order id with a space') end
-  if claimsInIdem and ARGV[b + 5] ~= '' then
-    keyed[#keyed + 1] = idem_field(ARGV[b + 3], ARGV[b + 5])
+  if find(id, ' ', 1, true) then return redis.error_reply('BADARG order id with a space') end
+  if claimsInIdem and argv[b + 5] ~= '' then
+    keyed[#keyed + 1] = idem_field(argv[b + 3], argv[b + 5])
     keyedAt[i] = #keyed
   end
 end
@@ -68,23 +70,31 @@ local held = {}              -- customer -> ids of the orders holding those unit
 local claimsOf = {}          -- customer -> the claims part of their entry, with this batch's claims
 local buyers = {}            -- customers with an order confirmed in this batch
 local created = {}           -- orderId -> record JSON, for this batch's orders
-local claimedNow = {}        -- customer -> {key -> orderId}, claimed by this batch
+-- Keys claimed by this batch: in `claimsOf` (its entry's claims part grows with them), and here those that
+-- cannot sit in an entry (entry_key), by idem_field.
+local claimedNow = {}
 local orderWrites, idemWrites, committedIds = {}, {}, {}
+local orderCount, idemCount = 0, 0
 local delta, committed = 0, 0
-local goodQuantity, goodFence = {}, {}  -- texts already checked (a batch repeats a few of each)
+-- quantity and fence texts already checked, with their numbers (a batch repeats a few of each), and per
+-- lease the end of its orders' records (shard, fence, instance, source: the same for all of them)
+local quantities, fences, tails, tailFences = {}, {}, {}, {}
 for i = 1, count do
   local b = 5 + (i - 1) * 7
-  local id, shard, fence, customer = ids[i], ARGV[b + 1], tonumber(ARGV[b + 2]), customers[i]
-  local quantity, key, delivery = tonumber(ARGV[b + 4]), ARGV[b + 5], ARGV[b + 6]
+  local id, shard, customer = ids[i], argv[b + 1], customers[i]
+  local key, delivery = argv[b + 5], argv[b + 6]
   -- quantity and fence are written into the record as given: they must be plain decimal integers
-  local quantityText, fenceText = ARGV[b + 4], ARGV[b + 2]
-  if not goodQuantity[quantityText] then
-    if not string.find(quantityText, '^[1-9]%d*$') then return redis.error_reply('BADARG quantity ' .. quantityText) end
-    goodQuantity[quantityText] = true
+  local quantityText, fenceText = argv[b + 4], argv[b + 2]
+  local quantity, fence = quantities[quantityText], fences[fenceText]
+  if not quantity then
+    if not find(quantityText, '^[1-9]%d*$') then return redis.error_reply('BADARG quantity ' .. quantityText) end
+    quantity = tonumber(quantityText)
+    quantities[quantityText] = quantity
   end
-  if not goodFence[fenceText] then
-    if not string.find(fenceText, '^%d+$') then return redis.error_reply('BADARG fence ' .. fenceText) end
-    goodFence[fenceText] = true
+  if not fence then
+    if not find(fenceText, '^%d+$') then return redis.error_reply('BADARG fence ' .. fenceText) end
+    fence = tonumber(fenceText)
+    fences[fenceText] = fence
   end
   local already = bought[customer]
   if not already then
@@ -94,18 +104,13 @@ for i = 1, count do
   local record = existing[i] or created[id]
   local claim = nil
   if not record and key ~= '' then
-    local mine = claimedNow[customer]
-    mine = mine and mine[key]
-    if mine then
-      claim = {'DUP', created[mine]}
-    else
-      local claimed = entry_claim(claimsOf[customer], key)
-      local claimedRecord = claimed and redis.call('HGET', K.orders, claimed)
-      if claimedRecord then
-        claim = {'DUP', claimedRecord}
-      elseif keyedAt[i] and idemClaims[keyedAt[i]] then
-        claim = idem_claim(customer, key)
-      end
+    -- the customer's entry, with this batch's claims; then those of keys kept out of entries; then `idem`
+    local claimed = entry_claim(claimsOf[customer], key) or (idemWrites[1] and claimedNow[idem_field(customer, key)])
+    local claimedRecord = claimed and (created[claimed] or redis.call('HGET', K.orders, claimed))
+    if claimedRecord then
+      claim = {'DUP', claimedRecord}
+    elseif keyedAt[i] and idemClaims[keyedAt[i]] then
+      claim = idem_claim(customer, key)
     end
   end
   if record then
@@ -133,23 +138,32 @@ for i = 1, count do
       bought[customer] = already + quantity
       held[customer] = held[customer] .. ' ' .. id
       buyers[customer] = true
-      local encoded = order_record_json(id, customer, quantityText, nowText, key, delivery, shard, fenceText, owner, 'bucket', plain)
+      local encoded
+      if plain then
+        local tail = tails[shard]
+        if tailFences[shard] ~= fenceText then
+          tail = order_record_tail(shard, fenceText, owner, 'bucket')
+          tails[shard], tailFences[shard] = tail, fenceText
+        end
+        encoded = '{"id":"' .. id .. '","c":"' .. customer .. '","q":' .. quantityText .. ',"t":' .. nowText ..
+          ',"s":"confirmed","k":"' .. key .. '","d":"' .. delivery .. tail
+      else
+        encoded = order_record_json(id, customer, quantityText, nowText, key, delivery, shard, fenceText, owner, 'bucket', false)
+      end
       created[id] = encoded
       committedIds[committed] = id
-      orderWrites[#orderWrites + 1] = id
-      orderWrites[#orderWrites + 1] = encoded
+      orderWrites[orderCount + 1] = id
+      orderWrites[orderCount + 2] = encoded
+      orderCount = orderCount + 2
       if key ~= '' then
-        local claimedBy = claimedNow[customer]
-        if not claimedBy then
-          claimedBy = {}
-          claimedNow[customer] = claimedBy
-        end
-        claimedBy[key] = id
         if entry_key(key) then
           claimsOf[customer] = claimsOf[customer] .. '\n' .. key .. '\r' .. id
         else
-          idemWrites[#idemWrites + 1] = idem_field(customer, key)
-          idemWrites[#idemWrites + 1] = id
+          local field = idem_field(customer, key)
+          claimedNow[field] = id
+          idemWrites[idemCount + 1] = field
+          idemWrites[idemCount + 2] = id
+          idemCount = idemCount + 2
         end
       end
       results[i] = now
@@ -163,7 +177,7 @@ if delta > 0 then
   local userWrites = {}
   for customer in pairs(buyers) do
     userWrites[#userWrites + 1] = customer
-    userWrites[#userWrites + 1] = string.format('%d', bought[customer]) .. held[customer] .. claimsOf[customer]
+    userWrites[#userWrites + 1] = units_text(bought[customer]) .. held[customer] .. claimsOf[customer]
   end
   -- Every committed order is a new field. An id already in `orders` would be a reused id (a replay looks its
   -- ids up; a first attempt's are new by construction): the HSET's count shows it, and it is logged and
@@ -176,10 +190,9 @@ if delta > 0 then
   call_in_chunks('HSET', K.idem, idemWrites)
   call_in_chunks('HSET', K.users, userWrites)
   redis.call('XADD', K.commits, '*', 'at', now, 'instance', owner, 'ids', table.concat(committedIds, ' '))
-  redis.call('INCRBY', K.sold, delta)
+  local sold = redis.call('INCRBY', K.sold, delta)
   redis.call('HINCRBY', K.stats, 'orders', committed)
-  log_stock(now, 'commit', -delta, 0, owner)
-  local sold = num(redis.call('GET', K.sold))
+  log_stock(now, 'commit', -delta, 0, owner, sold)
   if sold > meta.stock then return redis.error_reply('INVARIANT sold=' .. sold .. ' > stock=' .. meta.stock) end
   if sold == meta.stock then close_sale(now, 'sold_out') end
 end

@@ -63,6 +63,17 @@ local function length_text(s)
   return text
 end
 
+-- The decimal text of a customer's units (at most the per-customer limit), formatted once per count.
+local UNITS_TEXT = {}
+local function units_text(units)
+  local text = UNITS_TEXT[units]
+  if not text then
+    text = string.format('%d', units)
+    UNITS_TEXT[units] = text
+  end
+  return text
+end
+
 local function idem_field(customer, key)
   return length_text(customer) .. ':' .. customer .. key
 end
@@ -141,11 +152,16 @@ end
 -- caller vouches that every string is printable ASCII without `"`, `\` or `/` (bytes 0x20-0x7E but those
 -- three), which JSON and cjson write as they are: the strings are then quoted without the escaper (about
 -- 3 us of Redis time per order, scripts/commit_cost.py; the output is byte for byte what cjson writes).
+-- The end of a plain record (see below) from the delivery's closing quote on: the same for every order of a
+-- lease, so commit_batch.lua writes it once per lease.
+local function order_record_tail(shard, fenceText, instance, source)
+  return '","sh":"' .. shard .. '","f":' .. fenceText .. ',"i":"' .. instance .. '","src":"' .. source .. '"}'
+end
+
 local function order_record_json(id, customer, quantityText, createdText, key, delivery, shard, fenceText, instance, source, plain)
   if plain then
     return '{"id":"' .. id .. '","c":"' .. customer .. '","q":' .. quantityText .. ',"t":' .. createdText ..
-      ',"s":"confirmed","k":"' .. key .. '","d":"' .. delivery .. '","sh":"' .. shard .. '","f":' .. fenceText ..
-      ',"i":"' .. instance .. '","src":"' .. source .. '"}'
+      ',"s":"confirmed","k":"' .. key .. '","d":"' .. delivery .. order_record_tail(shard, fenceText, instance, source)
   end
   return '{"id":' .. cjson.encode(id) .. ',"c":' .. cjson.encode(customer) .. ',"q":' .. quantityText ..
     ',"t":' .. createdText .. ',"s":"confirmed","k":' .. cjson.encode(key) .. ',"d":' .. cjson.encode(delivery) ..
@@ -193,9 +209,10 @@ local function release_claim(customer, waiter)
   if redis.call('HGET', K.idem, field) == waiter.id then redis.call('HDEL', K.idem, field) end
 end
 
-local function log_stock(now, reason, delta, fence, instance)
+-- `sold`: the sold count when the caller has it (INCRBY's answer), else read here.
+local function log_stock(now, reason, delta, fence, instance, sold)
   redis.call('XADD', K.stocklog, '*', 'at', now, 'reason', reason, 'delta', delta,
-    'sold', redis.call('GET', K.sold) or '0', 'pool', redis.call('GET', K.pool) or '0',
+    'sold', sold or redis.call('GET', K.sold) or '0', 'pool', redis.call('GET', K.pool) or '0',
     'fence', fence or 0, 'instance', instance or '')
 end
 

@@ -13,7 +13,9 @@ on a fresh sale:
 - `replayed`: the same batch marked as a replay (ARGV replay = "1", as the group committer resends a batch after
   an unknown outcome: the script then looks every order id up first).
 
-Batches are first attempts (replay = "0"), as the committer sends them, unless said otherwise.
+Batches are first attempts (replay = "0"), as the committer sends them, unless said otherwise. With
+`--against REV`, the script as of that git revision (prelude included) runs as one more variant, `at-REV`, with
+the arguments that revision takes: the change since then, measured side by side.
 
 With `--ablation`, measurement-only copies of the script (never used by the service) are timed next to it,
 each without one part, to show what each part costs: `no-held-ids` (customers' `users` entries without the
@@ -89,7 +91,7 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_variant(redis, pid, prelude, sha, sale, plain, batches, batch, replay=False):
+def run_variant(redis, pid, prelude, sha, sale, plain, batches, batch, replay=False, replay_argument=True):
     keys = ["fs:{%s}:%s" % (sale, suffix) for suffix in KEYS]
     now = int(time.time() * 1000)
     stock = batches * batch
@@ -107,10 +109,11 @@ def run_variant(redis, pid, prelude, sha, sale, plain, batches, batch, replay=Fa
     started = cpu_seconds(pid)
     n = 0
     for _ in range(batches):
-        argv = ["inst-1", batch, "1" if plain else "0", "1" if replay else "0"]
+        argv = ["inst-1", batch, "1" if plain else "0"] + (["1" if replay else "0"] if replay_argument else [])
         for _ in range(batch):
             n += 1
-            argv += ["%s.o%024x" % (sale, n), "inst-1#1", fence, "cust-%d" % n, 1, "key-%d" % n, DELIVERY]
+            # every sealed delivery differs (its nonce), as the service's do
+            argv += ["%s.o%024x" % (sale, n), "inst-1#1", fence, "cust-%d" % n, 1, "key-%d" % n, DELIVERY[:-12] + "%012x" % n]
         out = redis("EVALSHA", sha, len(keys), *keys, *argv)
         if len(out) != batch or not all(isinstance(o, int) for o in out):
             raise RuntimeError("a commit was refused: %r" % (out[:3],))
@@ -130,6 +133,7 @@ def main():
     parser.add_argument("--batch", type=int, default=50, help="orders per batch (the committer's typical size here)")
     parser.add_argument("--ablation", action="store_true", help="also time copies of the script without one part each")
     parser.add_argument("--aof", action="store_true", help="appendonly yes, appendfsync always (as the service's Redis)")
+    parser.add_argument("--against", metavar="REV", help="also time the script (and its prelude) as of this git revision: variant at-REV")
     args = parser.parse_args()
     if not (1 <= args.rounds <= 50 and 1 <= args.batches <= 10_000 and 1 <= args.batch <= 512):
         parser.error("--rounds 1..50, --batches 1..10000, --batch 1..512")
@@ -152,6 +156,15 @@ def main():
         if args.ablation:
             for name in ABLATIONS:
                 shas[name] = redis("SCRIPT", "LOAD", prelude + ablated(body, name))
+        older = {}  # variant -> whether that revision's script takes the replay argument
+        if args.against:
+            def at(name):
+                path = "Sources/Replication/Ledger/Scripts/%s.lua" % name
+                return subprocess.run(["git", "-C", ROOT, "show", "%s:%s" % (args.against, path)], check=True,
+                                      capture_output=True, text=True).stdout
+            old_body = at("commit_batch")
+            shas["at-" + args.against] = redis("SCRIPT", "LOAD", at("prelude") + old_body)
+            older["at-" + args.against] = "4 + 7 * count" in old_body
         variants = list(shas)
         results = {variant: [] for variant in variants}
         nested = {variant: {} for variant in variants}
@@ -159,7 +172,7 @@ def main():
         for round_no in range(args.rounds):
             for index, variant in enumerate(variants if round_no % 2 == 0 else reversed(variants)):
                 stats = run_variant(redis, server.pid, prelude, shas[variant], "cost%d-%d" % (round_no, index), variant != "escaped",
-                                    args.batches, args.batch, replay=variant == "replayed")
+                                    args.batches, args.batch, replay=variant == "replayed", replay_argument=older.get(variant, True))
                 results[variant].append(stats["evalsha"][1])
                 cpu[variant].append(stats.pop("cpu")[1])
                 nested[variant] = stats

@@ -66,8 +66,13 @@ def check(topology, sale, stock, history):
     leases = [json.loads(v) for v in pairs(redis_call(primary, "HGETALL", keys["leases"])).values()]
     leased = sum(lease["r"] for lease in leases)
     orders = {k: json.loads(v) for k, v in pairs(redis_call(primary, "HGETALL", keys["orders"])).items()}
-    # A customer's entry: the units they hold, then the ids of the orders holding them.
-    entries = {k: v.split(" ") for k, v in pairs(redis_call(primary, "HGETALL", keys["users"])).items()}
+    # A customer's entry: the units they hold, then the ids of the orders holding them, then those orders' key
+    # claims ("\n<key>\r<orderId>" each).
+    entries, claims = {}, {}
+    for customer, text in pairs(redis_call(primary, "HGETALL", keys["users"])).items():
+        head, _, rest = text.partition("\n")
+        entries[customer] = head.split(" ")
+        claims[customer] = dict(line.partition("\r")[::2] for line in rest.split("\n")) if rest else {}
     users = {k: int(v[0]) for k, v in entries.items()}
     idem = pairs(redis_call(primary, "HGETALL", keys["idem"]))
     meta = pairs(redis_call(primary, "HGETALL", keys["meta"]))
@@ -89,8 +94,11 @@ def check(topology, sale, stock, history):
     held = {}
     for order in ledger_confirmed:
         held.setdefault(order["c"], set()).add(order["id"])
+    # ... and each claim in an entry names one of the orders it holds, placed under that key
     entries_disagree = sorted(c for c in set(held) | set(entries)
-                              if set(entries.get(c, [None])[1:]) != held.get(c, set()) or users.get(c, 0) != per_customer.get(c, 0))
+                              if set(entries.get(c, [None])[1:]) != held.get(c, set()) or users.get(c, 0) != per_customer.get(c, 0)
+                              or any(order not in held.get(c, set()) or orders[order].get("k") != key
+                                     for key, order in claims.get(c, {}).items()))
     keyed = {}
     for order in ledger_confirmed:
         if order.get("k"):
@@ -105,7 +113,7 @@ def check(topology, sale, stock, history):
     resolved_ordered = 0
     for attempt in unknown:
         field = "%d:%s%s" % (len(attempt["customer"]), attempt["customer"], attempt["key"])
-        if field in idem:
+        if field in idem or attempt["key"] in claims.get(attempt["customer"], {}):
             resolved_ordered += 1
 
     mongo_orders = {d["_id"]: d for d in topology.mongo_op({"op": "documents", "collection": "orders"}).get("documents", [])}

@@ -484,6 +484,10 @@ struct LedgerScriptTests {
         }
         #expect(try connection.send("HGET", keys.users, "bob").string == "1 o4")
         #expect(duplicateOf(try ledger.commit(saleID: sale.id, owner: "a", [order("o5", "bob", key: "two\nlines")])) == "o4")
+        // ... nor is such a key looked for across two of an entry's claims.
+        _ = try ledger.commit(saleID: sale.id, owner: "a", [order("o8", "dan", key: "a"), order("o9", "dan", key: "b")])
+        #expect(try connection.send("HGET", keys.users, "dan").string == "2 o8 o9\na\ro8\nb\ro9")
+        #expect(try ledger.commit(saleID: sale.id, owner: "a", [order("o10", "dan", key: "a\ro8\nb")]) == [.limitExceeded(purchased: 2)])
 
         // A failed order frees its key (its attempt bought nothing): the next order under it commits.
         guard case .committed = try ledger.commit(saleID: sale.id, owner: "a", [order("o6", "cid", key: "q")]).first else {

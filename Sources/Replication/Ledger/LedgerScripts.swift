@@ -31,11 +31,13 @@ public enum LedgerScripts {
     public static let returnLease = script("return_lease", PackageResources.return_lease_lua)
 
     /// ARGV: owner, count, plain ("1" when `Ledger.isPlainJSONText` holds for the owner and every order's
-    /// id, shard, customer, key and delivery: the records are then written without the JSON escaper),
-    /// then `count` groups of 7: orderId, shardId, fence, customer, quantity, idempotencyKey ("" for none),
-    /// delivery. Answers one element per order, in order:
-    /// `{OK, createdAtMs}`, `{DUP, orderRecordJSON}` (already in the ledger: this order replayed, or the
-    /// customer's idempotency key), `{LIMIT, purchased}`, `{FENCED}` or `{CLOSED, reason}`.
+    /// id, shard, customer, key and delivery: the records are then written without the JSON escaper), replay
+    /// ("1" when the batch may have been applied already: its order ids are then looked up), then `count`
+    /// groups of 7: orderId, shardId, fence, customer, quantity, idempotencyKey ("" for none), delivery.
+    /// Answers one element per order, in order: `createdAtMs` (an integer: committed), `{DUP, orderRecordJSON}`
+    /// (already in the ledger: this order replayed, or the customer's idempotency key), `{WAITING, position}`,
+    /// `{LIMIT, purchased}`, `{FENCED}` or `{CLOSED, reason}`. Writes one commit-log entry naming the committed
+    /// orders (``LedgerKeys/commits``).
     public static let commitBatch = script("commit_batch", PackageResources.commit_batch_lua)
 
     /// ARGV: orderId, customer ("" when an admin cancels). A compensating transaction: the units go to the

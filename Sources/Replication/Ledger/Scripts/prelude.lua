@@ -109,7 +109,8 @@ end
 
 -- The order id an entry's claims part gives `key`, or nil.
 local function entry_claim(claims, key)
-  if claims == '' or key == '' then return nil end
+  -- a key with a line break is never in an entry (and could match across two claims)
+  if claims == '' or key == '' or not entry_key(key) then return nil end
   local at = string.find(claims, '\n' .. key .. '\r', 1, true)
   if not at then return nil end
   local first = at + #key + 2
@@ -146,18 +147,18 @@ local function past_member(customer, created, id)
   return length_text(customer) .. ':' .. customer .. '|x|' .. string.format('%015d', created) .. '|' .. id
 end
 
+-- The end of a plain record (see order_record_json) from the delivery's closing quote on: the same for every order of a
+-- lease, so commit_batch.lua writes it once per lease.
+local function order_record_tail(shard, fenceText, instance, source)
+  return '","sh":"' .. shard .. '","f":' .. fenceText .. ',"i":"' .. instance .. '","src":"' .. source .. '"}'
+end
+
 -- A confirmed order's record (OrderRecord in Swift), written out: only the strings go through the JSON
 -- escaper, and the integers arrive as decimal text (a batch formats its time once; quantity and fence are
 -- ARGV's own text, checked by the caller), so no Lua number is formatted per order. With `plain`, the
 -- caller vouches that every string is printable ASCII without `"`, `\` or `/` (bytes 0x20-0x7E but those
 -- three), which JSON and cjson write as they are: the strings are then quoted without the escaper (about
 -- 3 us of Redis time per order, scripts/commit_cost.py; the output is byte for byte what cjson writes).
--- The end of a plain record (see below) from the delivery's closing quote on: the same for every order of a
--- lease, so commit_batch.lua writes it once per lease.
-local function order_record_tail(shard, fenceText, instance, source)
-  return '","sh":"' .. shard .. '","f":' .. fenceText .. ',"i":"' .. instance .. '","src":"' .. source .. '"}'
-end
-
 local function order_record_json(id, customer, quantityText, createdText, key, delivery, shard, fenceText, instance, source, plain)
   if plain then
     return '{"id":"' .. id .. '","c":"' .. customer .. '","q":' .. quantityText .. ',"t":' .. createdText ..

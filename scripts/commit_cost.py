@@ -91,7 +91,15 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_variant(redis, pid, prelude, sha, sale, plain, batches, batch, replay=False, replay_argument=True):
+def layout_of(body):
+    """The arguments a revision's commit_batch.lua takes: "leases" (the batch's leases once, then 6 per order),
+    "replay" (4 + 7 per order) or "first" (3 + 7 per order, before the replay argument)."""
+    if "5 + 2 * leaseCount + 6 * count" in body:
+        return "leases"
+    return "replay" if "4 + 7 * count" in body else "first"
+
+
+def run_variant(redis, pid, prelude, sha, sale, plain, batches, batch, replay=False, layout="leases"):
     keys = ["fs:{%s}:%s" % (sale, suffix) for suffix in KEYS]
     now = int(time.time() * 1000)
     stock = batches * batch
@@ -109,11 +117,17 @@ def run_variant(redis, pid, prelude, sha, sale, plain, batches, batch, replay=Fa
     started = cpu_seconds(pid)
     n = 0
     for _ in range(batches):
-        argv = ["inst-1", batch, "1" if plain else "0"] + (["1" if replay else "0"] if replay_argument else [])
+        argv = ["inst-1", batch, "1" if plain else "0"] + (["1" if replay else "0"] if layout != "first" else [])
+        if layout == "leases":
+            argv += [1, "inst-1#1", fence]  # one lease: its shard and fence, then each order names it as "1"
         for _ in range(batch):
             n += 1
             # every sealed delivery differs (its nonce), as the service's do
-            argv += ["%s.o%024x" % (sale, n), "inst-1#1", fence, "cust-%d" % n, 1, "key-%d" % n, DELIVERY[:-12] + "%012x" % n]
+            order, customer, key, delivery = "%s.o%024x" % (sale, n), "cust-%d" % n, "key-%d" % n, DELIVERY[:-12] + "%012x" % n
+            if layout == "leases":
+                argv += [order, 1, customer, 1, key, delivery]
+            else:
+                argv += [order, "inst-1#1", fence, customer, 1, key, delivery]
         out = redis("EVALSHA", sha, len(keys), *keys, *argv)
         if len(out) != batch or not all(isinstance(o, int) for o in out):
             raise RuntimeError("a commit was refused: %r" % (out[:3],))
@@ -156,7 +170,7 @@ def main():
         if args.ablation:
             for name in ABLATIONS:
                 shas[name] = redis("SCRIPT", "LOAD", prelude + ablated(body, name))
-        older = {}  # variant -> whether that revision's script takes the replay argument
+        older = {}  # variant -> the arguments that revision's script takes (layout_of)
         if args.against:
             def at(name):
                 path = "Sources/Replication/Ledger/Scripts/%s.lua" % name
@@ -164,7 +178,7 @@ def main():
                                       capture_output=True, text=True).stdout
             old_body = at("commit_batch")
             shas["at-" + args.against] = redis("SCRIPT", "LOAD", at("prelude") + old_body)
-            older["at-" + args.against] = "4 + 7 * count" in old_body
+            older["at-" + args.against] = layout_of(old_body)
         variants = list(shas)
         results = {variant: [] for variant in variants}
         nested = {variant: {} for variant in variants}
@@ -172,7 +186,7 @@ def main():
         for round_no in range(args.rounds):
             for index, variant in enumerate(variants if round_no % 2 == 0 else reversed(variants)):
                 stats = run_variant(redis, server.pid, prelude, shas[variant], "cost%d-%d" % (round_no, index), variant != "escaped",
-                                    args.batches, args.batch, replay=variant == "replayed", replay_argument=older.get(variant, True))
+                                    args.batches, args.batch, replay=variant == "replayed", layout=older.get(variant, layout_of(body)))
                 results[variant].append(stats["evalsha"][1])
                 cpu[variant].append(stats.pop("cpu")[1])
                 nested[variant] = stats

@@ -501,6 +501,56 @@ struct LedgerScriptTests {
         #expect(try LedgerFixture.snapshot(on: server, saleID: sale.id).invariantHolds)
     }
 
+    // A batch names each lease (shard and fence) once and its orders by the lease's index: orders of two
+    // leases interleaved, and of a superseded fence of the first, are decided in arrival order against their own
+    // lease (its units, its fence), and each record carries its own lease's shard and fence. A customer's first
+    // order in the batch is written with their entry in one piece, and a second order folds it back in; a key
+    // with a line break (an escaped batch) is claimed in `idem`.
+    @Test func aBatchNamesEachLeaseOnce() throws {
+        let server = try RedisServer()
+        let (sale, connection, first) = try Self.leasedSale(on: server, stock: 10, owner: "a", shardID: "a#1", units: 3)
+        let ledger = Ledger(connection: connection)
+        let keys = LedgerKeys(saleID: sale.id)
+        let lease = try ledger.acquireLease(saleID: sale.id, owner: "a", shardID: "a#2",
+                                            sizing: ShardSizing(spreadFactor: 1, maxShardUnits: 3), ttlMilliseconds: 60_000)
+        guard case .granted(let second, _, _, _) = lease else { Issue.record("a second lease expected, got \(lease)"); return }
+        #expect(second != first)
+        func order(_ id: String, _ customer: String, shard: String, fence: Int64, key: String = "") -> PendingCommit {
+            PendingCommit(orderID: id, shardID: shard, fence: fence, customerID: customer, quantity: 1, idempotencyKey: key, delivery: "d-\(id)")
+        }
+        let batch = [
+            order("o1", "alice", shard: "a#1", fence: first, key: "k1"),
+            order("o2", "bob", shard: "a#2", fence: second),
+            order("o3", "carol", shard: "a#1", fence: first + 100),          // a fence the shard's lease does not carry
+            order("o4", "dave", shard: "a#2", fence: second, key: "line\nbreak"),
+            order("o5", "alice", shard: "a#1", fence: first, key: "k2"),   // alice's second: folds her first back in
+            order("o6", "erin", shard: "a#2", fence: second),              // a#2's third and last unit
+            order("o7", "frank", shard: "a#2", fence: second),             // a#2 has none left
+            order("o8", "alice", shard: "a#1", fence: first, key: "k1"),   // alice's first key, earlier in this batch
+        ]
+        let outcomes = try ledger.commit(saleID: sale.id, owner: "a", batch)
+        func committed(_ index: Int) -> Bool { if case .committed = outcomes[index] { true } else { false } }
+        #expect(committed(0) && committed(1) && committed(3) && committed(4) && committed(5), "\(outcomes)")
+        #expect(outcomes[2] == .fenced && outcomes[6] == .fenced, "\(outcomes)")
+        if case .duplicate(let record) = outcomes[7] { #expect(record.orderID == "o1") } else { Issue.record("o8: \(outcomes[7])") }
+
+        let records = Dictionary(uniqueKeysWithValues: try LedgerFixture.orders(on: server, saleID: sale.id).map { ($0.orderID, $0) })
+        #expect(Set(records.keys) == ["o1", "o2", "o4", "o5", "o6"])
+        for (id, shard, fence) in [("o1", "a#1", first), ("o5", "a#1", first), ("o2", "a#2", second), ("o4", "a#2", second), ("o6", "a#2", second)] {
+            #expect(records[id]?.shardID == shard && records[id]?.fence == fence, "\(id): \(String(describing: records[id]))")
+        }
+        #expect(records["o4"]?.idempotencyKey == "line\nbreak")
+        #expect(try connection.send("HGET", keys.users, "alice").string == "2 o1 o5\nk1\ro1\nk2\ro5")
+        #expect(try connection.send("HGET", keys.users, "bob").string == "1 o2")
+        #expect(try connection.send("HGET", keys.users, "dave").string == "1 o4", "a key with a line break is not in the entry")
+        #expect(try connection.send("HLEN", keys.idempotency).integer == 1, "... but in idem")
+        #expect(try ledger.commit(saleID: sale.id, owner: "a", [order("o9", "dave", shard: "a#1", fence: first, key: "line\nbreak")])
+                    == [.duplicate(try #require(records["o4"]))], "its claim answers a later batch")
+        let snapshot = try LedgerFixture.snapshot(on: server, saleID: sale.id)
+        #expect(snapshot.sold == 5 && snapshot.invariantHolds)
+        #expect(Dictionary(uniqueKeysWithValues: snapshot.leases.map { ($0.shardID, $0.remaining) }) == ["a#1": 1, "a#2": 0])
+    }
+
     // The record JSON of a batch holds every string exactly: a batch of plain strings is quoted as it is
     // (byte for byte what the escaper would write), one with a string that needs escaping goes through
     // the escaper, even when only one of its orders does.

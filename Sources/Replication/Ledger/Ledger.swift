@@ -305,23 +305,52 @@ public struct Ledger {
         }
     }
 
+    /// A lease named by a commit batch's orders (see ``encodeCommit(owner:_:replay:)``).
+    private struct CommitLease: Hashable {
+        var shardID: String
+        var fence: Int64
+    }
+
     /// Encodes the arguments of one commit batch (all orders of one sale). `replay`: see ``commit(saleID:owner:_:replay:)``.
+    ///
+    /// The leases the orders were taken from go first, each `shardId, fence` pair once; every order then names its
+    /// lease by its 1-based index (see `commit_batch.lua`), so the script interns and checks a lease's strings once
+    /// per batch rather than once per order.
     public static func encodeCommit(owner: String, _ commits: some Collection<PendingCommit>, replay: Bool = true) -> RedisCommand {
+        var leaseIndex: [CommitLease: Int] = [:]
+        var leases: [CommitLease] = []
+        var orderLeases: [Int] = []
+        orderLeases.reserveCapacity(commits.count)
+        var plain = isPlainJSONText(owner)
+        for commit in commits {
+            let lease = CommitLease(shardID: commit.shardID, fence: commit.fence)
+            if let index = leaseIndex[lease] {
+                orderLeases.append(index)
+            } else {
+                leases.append(lease)
+                leaseIndex[lease] = leases.count
+                orderLeases.append(leases.count)
+            }
+            if plain {
+                plain = isPlainJSONText(commit.orderID) && isPlainJSONText(commit.shardID) && isPlainJSONText(commit.customerID)
+                    && isPlainJSONText(commit.idempotencyKey) && isPlainJSONText(commit.delivery)
+            }
+        }
+        assert(orderLeases.count == commits.count && leases.count == leaseIndex.count, "every order names one lease")
         var arguments = RedisCommand()
-        arguments.reserveCapacity(arguments: 4 + commits.count * 7, bytes: 32 + commits.count * 192)
+        arguments.reserveCapacity(arguments: 5 + 2 * leases.count + commits.count * 6, bytes: 32 + leases.count * 32 + commits.count * 192)
         arguments.append(owner)
         arguments.append(commits.count)
-        var plain = isPlainJSONText(owner)
-        for commit in commits where plain {
-            plain = isPlainJSONText(commit.orderID) && isPlainJSONText(commit.shardID) && isPlainJSONText(commit.customerID)
-                && isPlainJSONText(commit.idempotencyKey) && isPlainJSONText(commit.delivery)
-        }
         arguments.append(plain ? "1" : "0")
         arguments.append(replay ? "1" : "0")
-        for commit in commits {
+        arguments.append(leases.count)
+        for lease in leases {
+            arguments.append(lease.shardID)
+            arguments.append(lease.fence)
+        }
+        for (commit, lease) in zip(commits, orderLeases) {
             arguments.append(commit.orderID)
-            arguments.append(commit.shardID)
-            arguments.append(commit.fence)
+            arguments.append(lease)
             arguments.append(commit.customerID)
             arguments.append(commit.quantity)
             arguments.append(commit.idempotencyKey)

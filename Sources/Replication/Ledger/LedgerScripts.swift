@@ -32,8 +32,10 @@ public enum LedgerScripts {
 
     /// ARGV: owner, count, plain ("1" when `Ledger.isPlainJSONText` holds for the owner and every order's
     /// id, shard, customer, key and delivery: the records are then written without the JSON escaper), replay
-    /// ("1" when the batch may have been applied already: its order ids are then looked up), then `count`
-    /// groups of 7: orderId, shardId, fence, customer, quantity, idempotencyKey ("" for none), delivery.
+    /// ("1" when the batch may have been applied already: its order ids are then looked up), leases (how many
+    /// distinct leases its orders were taken from), then that many pairs shardId, fence, then `count` groups of
+    /// 6: orderId, lease (the 1-based index of its pair), customer, quantity, idempotencyKey ("" for none),
+    /// delivery (``Ledger/encodeCommit(owner:_:replay:)``).
     /// Answers one element per order, in order: `createdAtMs` (an integer: committed), `{DUP, orderRecordJSON}`
     /// (already in the ledger: this order replayed, or the customer's idempotency key), `{WAITING, position}`,
     /// `{LIMIT, purchased}`, `{FENCED}` or `{CLOSED, reason}`. Writes one commit-log entry naming the committed

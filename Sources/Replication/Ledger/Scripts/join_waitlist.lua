@@ -17,6 +17,7 @@ if waiting then
   if key ~= '' then redis.call('HSET', K.idem, idem_field(customer, key), cjson.decode(waiting).id) end
   return {'WAITING', redis.call('ZRANK', K.waitlist, customer) + 1}
 end
+-- read again, not the entry key_claim read: settle may have served this customer's earlier waitlist entry
 local bought = read_entry(redis.call('HGET', K.users, customer))
 if bought + quantity > meta.limit then return {'LIMIT', bought} end
 local unsold = meta.stock - num(redis.call('GET', K.sold))

@@ -142,6 +142,12 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--order-path must be engine, direct or noop, got \(pathName.debugDescription)")
         }
         serverConfiguration.orderPath = path
+        if let delay = environment["FLASHSALE_COMMIT_DELAY_US"] {
+            guard let microseconds = Int(delay), (0...100_000).contains(microseconds) else {
+                throw ValidationError("FLASHSALE_COMMIT_DELAY_US must be 0...100000 (microseconds), got \(delay.debugDescription)")
+            }
+            serverConfiguration.engine.commitDelayMicroseconds = microseconds
+        }
         if let delay = environment["FLASHSALE_FLEET_ORDER_DELAY_MS"] {
             guard let milliseconds = Int(delay), (0...5_000).contains(milliseconds) else {
                 throw ValidationError("FLASHSALE_FLEET_ORDER_DELAY_MS must be 0...5000, got \(delay.debugDescription)")

@@ -18,9 +18,12 @@ from .processes import cpu_seconds
 class Topology:
     """redis-server (AOF always) + N instances (+ haproxy when N > 1), all on 127.0.0.1."""
 
-    def __init__(self, procs, binary, workdir, instances, order_path, haproxy_maxconn=9000, fleet_order_delay_ms=0):
+    def __init__(self, procs, binary, workdir, instances, order_path, haproxy_maxconn=9000, fleet_order_delay_ms=0,
+                 server_env=None):
         self.procs, self.workdir = procs, workdir
         self.fleet_order_delay_ms = fleet_order_delay_ms
+        self.server_env = dict(server_env or {})  # FLASHSALE_* settings of the instances, on top of the crowd's
+        assert all(key.startswith("FLASHSALE_") for key in self.server_env), "only FLASHSALE_* settings"
         self.redis, self.instances, self.haproxy = None, [], None
         self.haproxy_maxconn, self.haproxy_warnings = haproxy_maxconn, []
         try:
@@ -75,6 +78,7 @@ class Topology:
             env["FLASHSALE_TRUST_REQUEST_START"] = "true"
             # ... from haproxy only, on this host: its X-Forwarded-For and X-Request-Start are believed.
             env["FLASHSALE_TRUSTED_PROXIES"] = "127.0.0.1/32"
+        env.update(self.server_env)
         return env
 
     def _start_haproxy(self):

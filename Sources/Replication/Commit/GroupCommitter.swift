@@ -19,11 +19,20 @@ public final class GroupCommitter: Sendable {
     public struct Configuration: Sendable {
         public var queueCapacity: Int
         public var maxBatchOrders: Int
+        /// The commit delay: after a batch of at least `commitDelayAfterOrders` requests, wait up to this long
+        /// for more before sending the next (0: never). Larger batches cost the ledger less per order (its
+        /// fixed cost per script call is shared by more orders); every order of a busy committer waits up to this
+        /// much longer. A committer whose last batch was smaller never waits.
+        public var commitDelayMicroseconds: Int
+        public var commitDelayAfterOrders: Int
 
-        public init(queueCapacity: Int = 65_536, maxBatchOrders: Int = 512) {
-            precondition(queueCapacity > 0 && maxBatchOrders > 0)
+        public init(queueCapacity: Int = 65_536, maxBatchOrders: Int = 512, commitDelayMicroseconds: Int = 0, commitDelayAfterOrders: Int = 32) {
+            precondition(queueCapacity > 0 && maxBatchOrders > 0 && commitDelayAfterOrders > 0)
+            precondition((0...100_000).contains(commitDelayMicroseconds), "a commit delay is at most 100 ms")
             self.queueCapacity = queueCapacity
             self.maxBatchOrders = maxBatchOrders
+            self.commitDelayMicroseconds = commitDelayMicroseconds
+            self.commitDelayAfterOrders = commitDelayAfterOrders
         }
     }
 
@@ -52,7 +61,10 @@ public final class GroupCommitter: Sendable {
         thread = BatchingThread(
             name: threadName,
             queueCapacity: configuration.queueCapacity,
-            maxBatchItems: configuration.maxBatchOrders
+            maxBatchItems: configuration.maxBatchOrders,
+            linger: configuration.commitDelayMicroseconds > 0
+                ? .init(afterBatchItems: configuration.commitDelayAfterOrders, nanoseconds: UInt64(configuration.commitDelayMicroseconds) * 1_000)
+                : nil
         ) { requests in
             worker.handle(requests)
         }

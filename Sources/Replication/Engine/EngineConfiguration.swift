@@ -19,6 +19,9 @@ public struct EngineConfiguration: Sendable {
     public var reconcileIntervalMilliseconds: Int
     public var commitQueueCapacity: Int
     public var commitBatchMaxOrders: Int
+    /// The group committer's commit delay (``GroupCommitter/Configuration/commitDelayMicroseconds``): 0, the
+    /// default, sends each batch as soon as the previous one answered.
+    public var commitDelayMicroseconds: Int = 0
     /// Reservations of one sale that may wait in this instance's admission queue (FIFO) at once; an
     /// arrival beyond it is refused with RETRY_LATER (overload).
     public var admissionQueueCapacity: Int

@@ -35,7 +35,8 @@ public final class ReservationService: Sendable {
         self.committer = CommitLanes(
             redis: redis,
             owner: configuration.instanceID,
-            configuration: .init(queueCapacity: configuration.commitQueueCapacity, maxBatchOrders: configuration.commitBatchMaxOrders),
+            configuration: .init(queueCapacity: configuration.commitQueueCapacity, maxBatchOrders: configuration.commitBatchMaxOrders,
+                                 commitDelayMicroseconds: configuration.commitDelayMicroseconds),
             logger: logger,
             observer: commitObserver,
             threadName: "group-committer"

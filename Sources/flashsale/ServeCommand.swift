@@ -143,8 +143,9 @@ struct ServeCommand: AsyncParsableCommand {
         }
         serverConfiguration.orderPath = path
         if let delay = environment["FLASHSALE_COMMIT_DELAY_US"] {
-            guard let microseconds = Int(delay), (0...100_000).contains(microseconds) else {
-                throw ValidationError("FLASHSALE_COMMIT_DELAY_US must be 0...100000 (microseconds), got \(delay.debugDescription)")
+            let longest = GroupCommitter.Configuration.maxCommitDelayMicroseconds
+            guard let microseconds = Int(delay), (0...longest).contains(microseconds) else {
+                throw ValidationError("FLASHSALE_COMMIT_DELAY_US must be 0...\(longest) (microseconds), got \(delay.debugDescription)")
             }
             serverConfiguration.engine.commitDelayMicroseconds = microseconds
         }

@@ -25,10 +25,12 @@ public final class GroupCommitter: Sendable {
         /// much longer. A committer whose last batch was smaller never waits.
         public var commitDelayMicroseconds: Int
         public var commitDelayAfterOrders: Int
+        /// The longest commit delay (`FLASHSALE_COMMIT_DELAY_US`): a batching aid, not a schedule.
+        public static let maxCommitDelayMicroseconds = 100_000
 
         public init(queueCapacity: Int = 65_536, maxBatchOrders: Int = 512, commitDelayMicroseconds: Int = 0, commitDelayAfterOrders: Int = 32) {
             precondition(queueCapacity > 0 && maxBatchOrders > 0 && commitDelayAfterOrders > 0)
-            precondition((0...100_000).contains(commitDelayMicroseconds), "a commit delay is at most 100 ms")
+            precondition((0...Self.maxCommitDelayMicroseconds).contains(commitDelayMicroseconds), "a commit delay is at most 100 ms")
             self.queueCapacity = queueCapacity
             self.maxBatchOrders = maxBatchOrders
             self.commitDelayMicroseconds = commitDelayMicroseconds

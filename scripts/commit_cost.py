@@ -20,8 +20,9 @@ the arguments that revision takes: the change since then, measured side by side.
 With `--ablation`, measurement-only copies of the script (never used by the service) are timed next to it,
 each without one part, to show what each part costs: `no-held-ids` (customers' `users` entries without the
 ids of the orders holding their units), `no-reads` (no HMGET of customers, nor of orders or `idem`),
-`no-record` (the order id stored instead of its record JSON), `no-writes` (no HSET of orders, claims and
-customers' entries); and, to show what a change saved, copies of the script as it was before it:
+`no-record` (the order id stored instead of its record JSON), `no-order-writes` (no HSET of the records),
+`no-entry-writes` (no HSET of the customers' entries), `no-writes` (no HSET of orders, claims and customers'
+entries); and, to show what a change saved, copies of the script as it was before it:
 `claims-in-idem` (every key claimed in `idem`, read and written per batch, as before the claims moved into
 the customers' entries) and `records-in-outbox` (the batch's entry as before the commit log: its records in
 full, in the outbox stream).
@@ -58,11 +59,15 @@ ABLATIONS = {
     "no-reads": [("local existing = replay and read_in_chunks(K.orders, ids) or {}\nlocal idemClaims = claimsInIdem and read_in_chunks(K.idem, keyed) or {}\n"
                   "local purchased = read_in_chunks(K.users, customers)", "local existing, idemClaims, purchased = {}, {}, {}")],
     "no-record": [("      created[id] = encoded\n", "      encoded = id\n      created[id] = encoded\n")],
+    "no-order-writes": [("  local added = call_in_chunks('HSET', K.orders, orderWrites)\n", "  local added = committed\n")],
+    "no-entry-writes": [("  call_in_chunks('HSET', K.users, userWrites)\n", "")],
     "no-writes": [("  local added = call_in_chunks('HSET', K.orders, orderWrites)\n", "  local added = committed\n"),
                   ("  call_in_chunks('HSET', K.idem, idemWrites)\n  call_in_chunks('HSET', K.users, userWrites)\n", "")],
     # key claims as before they moved into the customers' entries: each in `idem`, read and written per batch
     "claims-in-idem": [("local claimsInIdem = redis.call('HLEN', K.idem) > 0", "local claimsInIdem = true"),
-                       ("        if entry_key(key) then\n", "        if false then\n")],
+                       ("      local inEntry = key ~= '' and (plain or entry_key(key))\n", "      local inEntry = false\n"),
+                       ("      if already == 0 and held[customer] == '' and claimsOf[customer] == '' then\n",
+                        "      if key == '' and already == 0 and held[customer] == '' and claimsOf[customer] == '' then\n")],
     # the batch's entry as it was before the commit log: its records in full, in the outbox
     "records-in-outbox": [("      committedIds[committed] = id\n", "      committedIds[committed] = encoded\n"),
                           ("redis.call('XADD', K.commits, '*', 'at', now, 'instance', owner, 'ids', table.concat(committedIds, ' '))",

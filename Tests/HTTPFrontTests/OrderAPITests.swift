@@ -271,6 +271,7 @@ struct OrderAPITests {
                 #expect(!text.contains("route=\"/sales/adm"), "no sale id in a route label: \(text)")
                 #expect(text.contains("flashsale_commit_batch_orders_bucket") && text.contains("flashsale_commit_latency_seconds_bucket"))
                 #expect(text.contains("flashsale_leases_held") && text.contains("flashsale_websocket_clients 0"))
+                #expect(text.contains("flashsale_leases_lapsed_total 0"), "no lease lapsed: \(text)")
             }
         }
     }

@@ -218,6 +218,63 @@ struct ClusterTests {
         #expect(snapshot.sold == 2 && snapshot.pool + snapshot.leases.reduce(0) { $0 + $1.remaining } + snapshot.sold == 50)
     }
 
+    // A master stalls (SIGSTOP: what a long fsync, a hung host or a partition shorter than the cluster's node
+    // timeout look like to a client: connections open, commands time out) while sales on the other masters sell.
+    // The renewals and reads of those sales go on in their own control lanes, beside the stalled one: none of
+    // their leases passes its local deadline, their orders and stock reads stay fast. After the master resumes,
+    // its own sale sells again.
+    @Test func aStalledMasterHoldsUpOnlyItsOwnSales() async throws {
+        let cluster = try RedisCluster(masters: 3, nodeTimeoutMilliseconds: 60_000)
+        let ledger = Ledger(connection: try cluster.connect())
+        let ids = try Self.salesOnEveryMaster(cluster)
+        for id in ids { #expect(try ledger.createSale(Self.definition(id, stock: 1_000))) }
+        let stalledID = ids[0]
+        let stalled = try cluster.owner(of: ClusterSlots.slot(of: LedgerKeys(saleID: stalledID).meta))
+        let healthy = Array(ids.dropFirst())
+        let engine = LedgerFixture.engine(on: cluster.masters[0], instanceID: "A", leaseTTLMilliseconds: 2_000, redis: cluster.configuration)
+        let (confirmed, attempts, slowest) = await withReconcilers([engine]) {
+            for id in healthy {
+                if case .confirmed = await engine.reserve(saleID: id, customerID: "warm", quantity: 1, idempotencyKey: nil, delivery: "{}") {} else {
+                    Issue.record("the first order of \(id)")
+                }
+            }
+            // a few ticks: the reconciler tracks every active sale, the stalled one too (its renew tick reaches its master)
+            try? await Task.sleep(for: .milliseconds(300))
+            stalled.pause()
+            var confirmed = 0
+            var attempts = 0
+            var slowest = Duration.zero
+            let until = ContinuousClock.now + .seconds(4)
+            while ContinuousClock.now < until {
+                for id in healthy {
+                    let started = ContinuousClock.now
+                    if case .confirmed = await engine.reserve(saleID: id, customerID: "c\(attempts)", quantity: 1, idempotencyKey: nil, delivery: "{}") {
+                        confirmed += 1
+                    }
+                    // the sale's stock as its pages see it: refreshed through its control lane
+                    _ = try? await engine.stock(saleID: id)
+                    slowest = max(slowest, started.duration(to: .now))
+                    attempts += 1
+                }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            stalled.resume()
+            return (confirmed, attempts, slowest)
+        }
+        #expect(attempts > 20 && confirmed == attempts, "every order on the other masters confirmed (\(confirmed) of \(attempts))")
+        #expect(slowest < .seconds(1), "the slowest order and stock read on the other masters took \(slowest)")
+        #expect(engine.leasesLapsed == 0, "\(engine.leasesLapsed) leases of sales on the other masters passed their local deadline")
+        let after = await withReconcilers([engine]) {
+            await engine.reserve(saleID: stalledID, customerID: "after", quantity: 1, idempotencyKey: nil, delivery: "{}")
+        }
+        await engine.shutdown()
+        guard case .confirmed = after else { Issue.record("the stalled master's sale after it resumed: \(after)"); return }
+        for id in healthy {
+            let snapshot = try #require(try ledger.snapshot(saleID: id))
+            #expect(snapshot.pool + snapshot.leases.reduce(0) { $0 + $1.remaining } + snapshot.sold == 1_000)
+        }
+    }
+
     // A ledger written by an earlier version keeps its registries under the old names: readiness moves them over,
     // keeping an entry already in the new registry as it is.
     @Test func registriesUnderTheOldNamesAreMovedOver() throws {

@@ -21,6 +21,9 @@ public final class FlashSaleMetrics: CommitObserver, ArchiveObserver, Sendable {
     private let commitLatency: DurationHistogram
     private let frontLag: DurationHistogram
     private let leasesHeld: Gauge
+    private let leasesLapsed: Counter
+    /// The engine's lapsed leases at the last scrape (the counter advances by the difference).
+    private let leasesLapsedSeen = Mutex(0)
     private let webSocketClients: Gauge
     private let commitQueueDepth: Gauge
     private let outboxOrders: Counter
@@ -41,6 +44,7 @@ public final class FlashSaleMetrics: CommitObserver, ArchiveObserver, Sendable {
         commitLatency = registry.makeDurationHistogram(descriptor: Self.metric("flashsale_commit_latency_seconds", help: "Time from sending a commit batch to the ledger's answer"), buckets: [.microseconds(250), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .seconds(1)])
         frontLag = registry.makeDurationHistogram(descriptor: Self.metric("flashsale_front_lag_seconds", help: "From the front's X-Request-Start to the order reaching the engine: how late the instance saw its customers (orders across instances follow arrival only among the customers seen)"), buckets: [.milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2_500)])
         leasesHeld = registry.makeGauge(descriptor: Self.metric("flashsale_leases_held", help: "Leases this instance sells from"))
+        leasesLapsed = registry.makeCounter(descriptor: Self.metric("flashsale_leases_lapsed_total", help: "Leases whose bucket closed at the local deadline unrenewed (the ledger, or the sale's Redis master, did not answer in time)"))
         webSocketClients = registry.makeGauge(descriptor: Self.metric("flashsale_websocket_clients", help: "Open live-stock WebSockets"))
         commitQueueDepth = registry.makeGauge(descriptor: Self.metric("flashsale_commit_queue_depth", help: "Orders and ledger calls waiting for the committer"))
         outboxOrders = registry.makeCounter(descriptor: Self.metric("flashsale_outbox_written_total", help: "Outbox entries written to MongoDB"), labels: [("kind", "orders")])
@@ -155,6 +159,12 @@ public final class FlashSaleMetrics: CommitObserver, ArchiveObserver, Sendable {
             outboxHeldCancellations.set(to: Double(status.heldCancellations))
         }
         leasesHeld.set(to: Double(engine.leasesHeld))
+        let lapsed = engine.leasesLapsed
+        let lapsedBefore = leasesLapsedSeen.withLock { seen in
+            defer { seen = lapsed }
+            return seen
+        }
+        leasesLapsed.increment(by: Int64(max(0, lapsed - lapsedBefore)))
         webSocketClients.set(to: Double(hub.socketCount))
         commitQueueDepth.set(to: Double(engine.commitQueueDepth))
         var buffer: [UInt8] = []

@@ -144,7 +144,7 @@ extension ReservationService {
         // Served customers are told only once the replicas hold their orders (when configured): a failover
         // must not take back an order somebody was told about. Short of that, the cursor stays put and the
         // next tick tries again.
-        guard let result = try? await control.perform({ ledger throws(RedisError) in
+        guard let result = try? await control.perform(saleID: saleID, { ledger throws(RedisError) in
             let result = try ledger.servedWaiters(saleID: saleID, after: after)
             if !result.served.isEmpty { try ledger.requireReplicasOfEveryWrite(saleID: saleID) }
             return result
@@ -255,38 +255,101 @@ extension ReservationService {
 
     /// One reconcile tick: picks up sales created elsewhere, then reconciles every tracked sale. Sales whose
     /// lifecycle settled (closed, summary stored) leave the registry of active sales.
+    ///
+    /// The sales of each control lane (one per master of the ledger) are reconciled one after the other, the
+    /// lanes side by side, and the registry read beside them. A tick waits for them at most
+    /// ``laneWaitMilliseconds``; a lane still busy then (its master stalls: each command waits up to the
+    /// connection's timeout, longer than a lease's slack) goes on by itself and is skipped by the ticks until
+    /// it is done. So a stalled master delays the renewals of its own sales only, never those of sales on the
+    /// other masters. A sale first seen in this tick is reconciled in it too, after.
     public func reconcileAll() async {
-        if let active = try? await control.perform({ ledger throws(RedisError) in try ledger.activeSaleIDs() }) {
-            for saleID in active.prefix(1_000) { _ = try? await localSale(saleID) }
+        let tracked = trackedSales
+        var work: [(lane: Int, run: @Sendable () async -> Void)] = [(CommitLanes.registriesLane, { [self] in
+            if let active = try? await control.performOnRegistries({ ledger throws(RedisError) in try ledger.activeSaleIDs() }) {
+                for saleID in active.prefix(1_000) { _ = try? await localSale(saleID) }
+            }
+        })]
+        for (lane, sales) in control.byLane(tracked, saleID: \.definition.id) {
+            work.append((lane, { [self] in for sale in sales { await reconcileTick(sale: sale) } }))
         }
-        for sale in trackedSales {
-            let saleID = sale.definition.id
-            // A settled sale costs no ledger call any more; refusals after its close are not in its summary.
-            // A while after it settled the process forgets it (a later request loads it again).
-            let now = monotonicMilliseconds
-            let forget = sale.state.withLock { state -> Bool? in
-                guard state.settled else { return nil }
-                if state.settledAtMilliseconds == nil { state.settledAtMilliseconds = now }
-                return now - state.settledAtMilliseconds! >= Self.settledSaleMemoryMilliseconds
+        let finished = await runLanes(work)
+        guard finished.contains(CommitLanes.registriesLane) else { return }
+        let known = Set(tracked.map { ObjectIdentifier($0) })
+        let found = trackedSales.filter { !known.contains(ObjectIdentifier($0)) }
+        guard !found.isEmpty else { return }
+        _ = await runLanes(control.byLane(found, saleID: \.definition.id).map { lane, sales in
+            (lane, { [self] in for sale in sales { await reconcileTick(sale: sale) } })
+        })
+    }
+
+    /// How long a reconcile tick waits for a control lane before it leaves the lane to finish by itself.
+    static let laneWaitMilliseconds = 500
+
+    /// Starts each lane's work unless that lane's earlier work still runs, and waits until all of it finished or
+    /// ``laneWaitMilliseconds`` passed. Answers the lanes that finished.
+    private func runLanes(_ work: [(lane: Int, run: @Sendable () async -> Void)]) async -> Set<Int> {
+        precondition(work.count <= CommitLanes.maxLanes + 1, "at most one piece of work per lane and the registries")
+        let (done, finish) = AsyncStream.makeStream(of: Int.self, bufferingPolicy: .unbounded)
+        var started = 0
+        for (lane, run) in work {
+            guard busyLanes.withLock({ $0.insert(lane).inserted }) else { continue }
+            started += 1
+            Task { [self] in
+                await run()
+                busyLanes.withLock { _ = $0.remove(lane) }
+                finish.yield(lane)
             }
-            if let forget {
-                _ = takeRejections(saleID: saleID)
-                if forget { forgetSale(saleID) }
-                continue
-            }
-            await reconcile(sale: sale)
-            let counts = takeRejections(saleID: saleID)
-            let closed = sale.view?.status == .closed
-            guard !counts.isEmpty || closed else { continue }
-            do {
-                let stored = try await control.perform { ledger throws(RedisError) -> Bool in
-                    try ledger.addRejections(saleID: saleID, counts)
-                    return closed ? try ledger.summary(saleID: saleID)?.final == true : false
+        }
+        guard started > 0 else { return [] }
+        let expected = started
+        return await withTaskGroup(of: Set<Int>.self) { group in
+            group.addTask {
+                var finished: Set<Int> = []
+                for await lane in done {
+                    finished.insert(lane)
+                    if finished.count == expected { break }
                 }
-                if stored { sale.state.withLock { $0.settled = true } }
-            } catch {
-                logger.warning("storing sale statistics failed", metadata: ["sale": "\(saleID)", "error": "\(error)"])
+                return finished
             }
+            group.addTask {
+                try? await Task.sleep(for: .milliseconds(Self.laneWaitMilliseconds))
+                return []
+            }
+            let first = await group.next() ?? []
+            group.cancelAll()
+            return first
+        }
+    }
+
+    /// A tracked sale's part of a reconcile tick: forgets it a while after it settled, else reconciles it and
+    /// stores its statistics.
+    private func reconcileTick(sale: LocalSale) async {
+        let saleID = sale.definition.id
+        // A settled sale costs no ledger call any more; refusals after its close are not in its summary.
+        // A while after it settled the process forgets it (a later request loads it again).
+        let now = monotonicMilliseconds
+        let forget = sale.state.withLock { state -> Bool? in
+            guard state.settled else { return nil }
+            if state.settledAtMilliseconds == nil { state.settledAtMilliseconds = now }
+            return now - state.settledAtMilliseconds! >= Self.settledSaleMemoryMilliseconds
+        }
+        if let forget {
+            _ = takeRejections(saleID: saleID)
+            if forget { forgetSale(saleID) }
+            return
+        }
+        await reconcile(sale: sale)
+        let counts = takeRejections(saleID: saleID)
+        let closed = sale.view?.status == .closed
+        guard !counts.isEmpty || closed else { return }
+        do {
+            let stored = try await control.perform(saleID: saleID) { ledger throws(RedisError) -> Bool in
+                try ledger.addRejections(saleID: saleID, counts)
+                return closed ? try ledger.summary(saleID: saleID)?.final == true : false
+            }
+            if stored { sale.state.withLock { $0.settled = true } }
+        } catch {
+            logger.warning("storing sale statistics failed", metadata: ["sale": "\(saleID)", "error": "\(error)"])
         }
     }
 
@@ -298,7 +361,7 @@ extension ReservationService {
         let counts = takeRejections(saleID: saleID)
         let summary: SaleSummary?
         do {
-            summary = try await control.perform { ledger throws(RedisError) in
+            summary = try await control.perform(saleID: saleID) { ledger throws(RedisError) in
                 try ledger.addRejections(saleID: saleID, counts)
                 return try ledger.summary(saleID: saleID)
             }
@@ -329,6 +392,7 @@ extension ReservationService {
             }
         }
         for bucket in expired {
+            lapsedLeases.add(1, ordering: .relaxed)
             sale.unpublish(bucket)
             _ = bucket.close()
             logger.warning("lease passed its local deadline unrenewed", metadata: ["sale": "\(saleID)", "shard": "\(bucket.shardID)"])
@@ -340,7 +404,7 @@ extension ReservationService {
         let renewed: (LedgerView, [Int?])?
         do {
             let leases = renewals
-            renewed = try await control.perform { ledger throws(RedisError) in
+            renewed = try await control.perform(saleID: saleID) { ledger throws(RedisError) in
                 try ledger.renewLeases(saleID: saleID, owner: owner, leases: leases, ttlMilliseconds: ttl)
             }
         } catch {
@@ -436,7 +500,7 @@ extension ReservationService {
     public func closeSale(saleID: String) async throws(ReservationError) -> Bool {
         let result: (status: SaleStatus, reason: ClosedReason?, closedNow: Bool)?
         do {
-            result = try await control.perform { ledger throws(RedisError) in
+            result = try await control.perform(saleID: saleID) { ledger throws(RedisError) in
                 try ledger.closeSaleReportingChange(saleID: saleID, mode: ClosedReason.closed.rawValue)
             }
         } catch {
@@ -456,7 +520,7 @@ extension ReservationService {
     /// Sales in the registry, latest start first, with their ledger snapshots (see `Ledger.salePage`).
     public func salePage(after cursor: (id: String, startsAtMilliseconds: Int64)?, count: Int) async throws(ReservationError) -> [(id: String, startsAtMilliseconds: Int64, snapshot: LedgerSnapshot?)] {
         do {
-            return try await control.perform { ledger throws(RedisError) in
+            return try await control.performOnRegistries { ledger throws(RedisError) in
                 try ledger.salePage(after: cursor, count: count).map { entry throws(RedisError) in
                     (entry.id, entry.startsAtMilliseconds, try ledger.snapshot(saleID: entry.id))
                 }
@@ -469,7 +533,7 @@ extension ReservationService {
     /// Confirmed orders of the sale still waiting in the Redis outbox for MongoDB.
     public func outboxBacklog(saleID: String) async throws(ReservationError) -> Int {
         do {
-            return try await control.perform { ledger throws(RedisError) in try ledger.outboxBacklog(saleID: saleID) }
+            return try await control.perform(saleID: saleID) { ledger throws(RedisError) in try ledger.outboxBacklog(saleID: saleID) }
         } catch {
             throw ReservationError(.retryLater, "the ledger is unreachable (\(error.code))")
         }
@@ -478,7 +542,7 @@ extension ReservationService {
     public func rebalance(saleID: String, drainInstance: String?) async throws(ReservationError) -> (revokedLeases: Int, returnedUnits: Int) {
         let result: (leases: Int, units: Int)?
         do {
-            result = try await control.perform { ledger throws(RedisError) in
+            result = try await control.perform(saleID: saleID) { ledger throws(RedisError) in
                 try ledger.revokeLeases(saleID: saleID, owner: drainInstance)
             }
         } catch {

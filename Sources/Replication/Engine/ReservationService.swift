@@ -13,9 +13,10 @@ public final class ReservationService: Sendable {
     /// Commits, and the ledger calls that must be ordered with them (lease acquire and return, waitlist): one
     /// group committer per master of the ledger, a sale always on the same one (see ``CommitLanes``).
     let committer: CommitLanes
-    /// Everything else (renewals, reads, summaries) on a connection of its own, so that a deep commit
-    /// queue never delays a lease renewal past its deadline.
-    let control: GroupCommitter
+    /// Everything else (renewals, reads, summaries) on connections of their own, so that a deep commit
+    /// queue never delays a lease renewal past its deadline; one lane per master, so that a master that
+    /// stalls never delays the renewals of sales on the others.
+    let control: CommitLanes
     let logger: Logger
     private let sales = Mutex<[String: LocalSale]>([:])
     /// Per customer of a sale: units taken and not yet answered, and idempotency keys in flight with the
@@ -28,6 +29,10 @@ public final class ReservationService: Sendable {
     let servedObserver = Mutex<(@Sendable (String, [ServedWaiter]) -> Void)?>(nil)
     /// Whether the last reconcile reached the ledger (for logging transitions only).
     let ledgerReachable = Atomic(true)
+    /// Buckets closed at their lease's local deadline because no renewal came back in time.
+    let lapsedLeases = Atomic(0)
+    /// Control lanes (and ``CommitLanes/registriesLane``) whose reconcile work still runs.
+    let busyLanes = Mutex<Set<Int>>([])
 
     public init(redis: RedisConfiguration, configuration: EngineConfiguration, logger: Logger, commitObserver: (any CommitObserver)? = nil) {
         self.configuration = configuration
@@ -41,7 +46,7 @@ public final class ReservationService: Sendable {
             observer: commitObserver,
             threadName: "group-committer"
         )
-        self.control = GroupCommitter(
+        self.control = CommitLanes(
             redis: redis,
             owner: configuration.instanceID,
             configuration: .init(queueCapacity: 4_096, maxBatchOrders: 64),
@@ -64,6 +69,10 @@ public final class ReservationService: Sendable {
 
     public var commitStatistics: GroupCommitter.Statistics { committer.statistics }
 
+    /// Leases whose bucket this instance closed at the local deadline, unrenewed (the ledger, or the master of
+    /// the sale, did not answer in time), since it started.
+    public var leasesLapsed: Int { lapsedLeases.load(ordering: .relaxed) }
+
     /// Requests waiting for the group committer.
     public var commitQueueDepth: Int { committer.queuedCount }
 
@@ -80,7 +89,7 @@ public final class ReservationService: Sendable {
         try definition.validate()
         let created: Bool
         do {
-            created = try await control.perform { ledger throws(RedisError) in try ledger.createSale(definition) }
+            created = try await control.perform(saleID: definition.id) { ledger throws(RedisError) in try ledger.createSale(definition) }
         } catch {
             throw ReservationError(.retryLater, "the ledger is unreachable: \(error.code)")
         }
@@ -89,7 +98,7 @@ public final class ReservationService: Sendable {
 
     /// An atomic read of the sale in the ledger (lease table, counters); nil when unknown.
     public func snapshot(saleID: String) async throws(RedisError) -> LedgerSnapshot? {
-        try await control.perform { ledger throws(RedisError) in try ledger.snapshot(saleID: saleID) }
+        try await control.perform(saleID: saleID) { ledger throws(RedisError) in try ledger.snapshot(saleID: saleID) }
     }
 
     /// The last global view this instance learned (at most one reconcile interval old).
@@ -399,7 +408,7 @@ public final class ReservationService: Sendable {
     public func order(orderID: String) async throws(ReservationError) -> OrderRecord? {
         guard let saleID = OrderID.saleID(of: orderID) else { return nil }
         do {
-            return try await control.perform { ledger throws(RedisError) in try ledger.order(saleID: saleID, orderID: orderID) }
+            return try await control.perform(saleID: saleID) { ledger throws(RedisError) in try ledger.order(saleID: saleID, orderID: orderID) }
         } catch {
             throw ReservationError(.retryLater, "the ledger is unreachable (\(error.code))")
         }
@@ -411,7 +420,7 @@ public final class ReservationService: Sendable {
         _ = try await localSale(saleID)
         let view: (orders: [OrderRecord], waitlistPosition: Int?, saleExists: Bool)
         do {
-            view = try await control.perform { ledger throws(RedisError) in try ledger.customerView(saleID: saleID, customerID: customerID) }
+            view = try await control.perform(saleID: saleID) { ledger throws(RedisError) in try ledger.customerView(saleID: saleID, customerID: customerID) }
         } catch {
             throw ReservationError(.retryLater, "the ledger is unreachable (\(error.code))")
         }

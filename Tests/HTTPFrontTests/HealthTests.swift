@@ -49,6 +49,62 @@ struct HealthTests {
         }
     }
 
+    // On Redis Cluster, readiness asks every master: ready while any of them answers with the scripts loaded (a master
+    // down stops only its own sales; were every instance unready for it, the sales on the other masters would stop
+    // too), the failing masters named; unready once none answers. A master that stalls never makes /readyz slow: the
+    // last answer is given while the probe waits for the stalled node.
+    @Test func readinessOnRedisClusterAsksEveryMaster() async throws {
+        let cluster = try RedisCluster(masters: 3, nodeTimeoutMilliseconds: 60_000)
+        let configuration = ServerConfiguration(
+            host: "127.0.0.1", port: 0, redis: cluster.configuration,
+            jwtSecret: "test-secret-test-secret", instanceID: "test-instance"
+        )
+        let application = FlashSaleApplication.build(configuration: configuration, logger: Logger(label: "test"))
+        try await application.test(.live) { client in
+            func readyz() async throws -> (status: HTTPResponse.Status, body: String, took: Duration) {
+                let started = ContinuousClock.now
+                return try await client.execute(uri: "/readyz", method: .get) { ($0.status, String(buffer: $0.body), started.duration(to: .now)) }
+            }
+            func until(_ what: String, seconds: Double = 10, _ condition: ((status: HTTPResponse.Status, body: String, took: Duration)) -> Bool) async throws -> String {
+                let deadline = ContinuousClock.now + .seconds(seconds)
+                var last = try await readyz()
+                while !condition(last), ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(100))
+                    last = try await readyz()
+                }
+                #expect(condition(last), "\(what): \(last.status) \(last.body)")
+                return last.body
+            }
+            _ = try await until("ready, every master answering") { $0.status == .ok && $0.body.contains(#""masters":3,"answering":3"#) }
+
+            let stalled = cluster.masters[1]
+            stalled.pause()
+            var statuses: Set<HTTPResponse.Status> = []
+            var slowest = Duration.zero
+            var named = false
+            let stallEnds = ContinuousClock.now + .seconds(4)
+            while ContinuousClock.now < stallEnds {
+                let answer = try await readyz()
+                statuses.insert(answer.status)
+                slowest = max(slowest, answer.took)
+                named = named || (answer.body.contains(#""answering":2"#) && answer.body.contains(":\(stalled.port)"))
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            stalled.resume()
+            #expect(statuses == [.ok], "ready while two masters of three answer: \(statuses)")
+            #expect(slowest < .milliseconds(500), "the slowest /readyz took \(slowest) while a master stalled")
+            #expect(named, "the stalled master is named in details.redisCluster")
+            _ = try await until("every master answering again") { $0.status == .ok && $0.body.contains(#""answering":3"#) }
+
+            cluster.masters[0].kill()
+            _ = try await until("ready with one master down") { $0.status == .ok && $0.body.contains(#""answering":2"#) }
+            for master in cluster.masters.dropFirst() { master.kill() }
+            let down = try await until("unready with every master down") { $0.status == .serviceUnavailable }
+            #expect(down.contains("REDIS_CLUSTER_UNAVAILABLE") || down.contains("no Redis Cluster master answers"), "\(down)")
+            try await client.execute(uri: "/healthz", method: .get) { #expect($0.status == .ok) }
+        }
+    }
+
     // With FLASHSALE_METRICS_PORT, /metrics answers on that port (the histogram included) and 404 on the API port,
     // so a NetworkPolicy can admit only Prometheus to it.
     @Test func metricsOnTheirOwnPort() async throws {

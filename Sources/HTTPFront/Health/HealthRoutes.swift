@@ -34,21 +34,43 @@ struct HealthRoutes: Sendable {
         }
         let requireLedgerScripts = requireLedgerScripts
         let redis = redis
-        let failure = await probe.result {
+        let outcome = await probe.result {
             do {
-                try await redis.withConnection { connection throws(RedisError) in
+                return try await redis.withConnection { connection throws(RedisError) -> ReadinessProbe.Outcome in
+                    if let masters = try connection.probeClusterMasters(loading: requireLedgerScripts ? LedgerScripts.all : []) {
+                        return Self.clusterReadiness(masters)
+                    }
                     try connection.send("PING").throwingServerError()
                     if requireLedgerScripts { try Ledger(connection: connection).loadScripts() }
+                    return ReadinessProbe.Outcome(failure: nil)
                 }
-                return nil
             } catch {
-                return String(describing: error)
+                return ReadinessProbe.Outcome(failure: String(describing: error))
             }
         }
-        guard let failure else {
+        var details = details
+        if let cluster = outcome.cluster {
+            assert(details.hasPrefix("{") && details.count > 2, "details is a JSON object with members")
+            details = #"{"redisCluster":\#(cluster),"# + details.dropFirst()
+        }
+        guard let failure = outcome.failure else {
             return JSONText.response(status: .ok, #"{"status":"ready","checks":{"redis":"ok"},"details":\#(details)}"#)
         }
         return JSONText.response(status: .serviceUnavailable, #"{"status":"not_ready","checks":{"redis":"\#(failure.jsonEscaped)"},"details":\#(details)}"#)
+    }
+
+    /// Ready while any master of the cluster answers with the scripts loaded: the sales on it can sell. A master that
+    /// does not answer makes only its own sales answer `RETRY_LATER` (until the cluster promotes its replica); were
+    /// every instance unready for it, the sales on the other masters would stop too. The masters that do not answer
+    /// are named in `details.redisCluster` (and `FlashSaleRedisClusterMasterMissing` pages for them).
+    static func clusterReadiness(_ masters: [(master: RedisConfiguration.Endpoint, failure: RedisError?)]) -> ReadinessProbe.Outcome {
+        let down = masters.filter { $0.failure != nil }
+        let named = down.prefix(16).map { #"{"master":"\#("\($0.master)".jsonEscaped)","error":"\#(String(describing: $0.failure!).jsonEscaped)"}"# }
+        let summary = #"{"masters":\#(masters.count),"answering":\#(masters.count - down.count),"failing":[\#(named.joined(separator: ","))]}"#
+        guard down.count < masters.count else {
+            return ReadinessProbe.Outcome(failure: "no Redis Cluster master answers", cluster: summary)
+        }
+        return ReadinessProbe.Outcome(failure: nil, cluster: summary)
     }
 
     /// The ledger's durability and the order store's state as a JSON object.
@@ -78,14 +100,21 @@ struct HealthRoutes: Sendable {
     }
 }
 
-/// A readiness check shared by every caller for ``freshness``: a result younger than that is answered as it is,
-/// and while one caller probes, the others get the previous result instead of probing too.
+/// A readiness check shared by every caller: a result younger than ``freshnessNanoseconds`` is answered as it is;
+/// an older one is answered too while one caller's probe refreshes it in the background, so that a slow probe (a
+/// Redis node that stalls until the command timeout) never makes `/readyz` itself slow: the kubelet's probe has a
+/// timeout of its own. Only the first call, with no result yet, waits for its probe.
 final class ReadinessProbe: Sendable {
     static let freshnessNanoseconds: UInt64 = 500_000_000
 
+    /// A probe's result: why the instance is not ready (nil: ready), and on Redis Cluster its masters' state (JSON).
+    struct Outcome: Sendable {
+        var failure: String?
+        var cluster: String?
+    }
+
     private struct State {
-        /// nil: ready; otherwise why not.
-        var last: String??
+        var last: Outcome?
         var at: UInt64 = 0
         var probing = false
     }
@@ -94,19 +123,32 @@ final class ReadinessProbe: Sendable {
     /// Probes run (tests count them).
     let probes = Atomic(0)
 
-    /// The failure (nil when ready), probing with `check` only when the last result is stale and nobody else probes.
-    func result(_ check: @Sendable () async -> String?) async -> String? {
+    /// The last outcome, probing with `check` when it is stale and nobody else probes (in the background when there is
+    /// an outcome to answer meanwhile).
+    func result(_ check: @escaping @Sendable () async -> Outcome) async -> Outcome {
         let now = RateLimiter.monotonicNanoseconds()
-        let cached: String?? = state.withLock { state in
-            if let last = state.last, state.probing || now &- state.at < Self.freshnessNanoseconds { return .some(last) }
+        let (cached, refresh): (Outcome?, Bool) = state.withLock { state in
+            if let last = state.last {
+                if state.probing || now &- state.at < Self.freshnessNanoseconds { return (last, false) }
+                state.probing = true
+                return (last, true)
+            }
             state.probing = true
-            return .none
+            return (nil, true)
         }
-        if let cached { return cached }
+        if let cached {
+            if refresh { Task { await self.probe(check) } }
+            return cached
+        }
+        return await probe(check)
+    }
+
+    @discardableResult
+    private func probe(_ check: @Sendable () async -> Outcome) async -> Outcome {
         probes.add(1, ordering: .relaxed)
         let fresh = await check()
         state.withLock { state in
-            state.last = .some(fresh)
+            state.last = fresh
             state.at = RateLimiter.monotonicNanoseconds()
             state.probing = false
         }

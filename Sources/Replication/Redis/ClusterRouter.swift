@@ -140,6 +140,23 @@ final class ClusterRouter {
         }
     }
 
+    /// Each master of the slot map (read first when stale): `PING`, then `scripts` loaded there. Answers the
+    /// masters with each one's failure, nil for a master that answered; throws when no map can be read.
+    func probeMasters(loading scripts: [RedisScript]) throws(RedisError) -> [(master: RedisConfiguration.Endpoint, failure: RedisError?)] {
+        if mapIsStale { try readMap() }
+        return masters.map { master in
+            do throws(RedisError) {
+                let node = try connection(to: master)
+                try node.send(RedisCommand("PING")).throwingServerError()
+                for script in scripts { try node.ensureLoaded(script) }
+                return (master, nil)
+            } catch {
+                mapIsStale = true  // a master that does not answer may have been replaced
+                return (master, error)
+            }
+        }
+    }
+
     func load(_ script: RedisScript) throws(RedisError) -> String {
         if mapIsStale { try readMap() }
         do throws(RedisError) {

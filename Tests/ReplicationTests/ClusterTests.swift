@@ -275,6 +275,21 @@ struct ClusterTests {
         }
     }
 
+    // The ledger on Redis Cluster is durable only when every master is: each holds its sales' orders alone. A master
+    // with appendfsync everysec makes it not durable, named; set back, durable again.
+    @Test func durabilityIsEveryMastersDurability() throws {
+        let cluster = try RedisCluster(masters: 3)
+        let ledger = Ledger(connection: try cluster.connect())
+        #expect(ledger.durability() == .durable)
+        let weak = cluster.masters[2]
+        try weak.connect().send("CONFIG", "SET", "appendfsync", "everysec").throwingServerError()
+        let found = ledger.durability()
+        guard case .notDurable(let reason) = found else { Issue.record("one master with appendfsync everysec: \(found)"); return }
+        #expect(reason.contains(":\(weak.port)") && reason.contains("appendfsync everysec"), "\(reason)")
+        try weak.connect().send("CONFIG", "SET", "appendfsync", "always").throwingServerError()
+        #expect(ledger.durability() == .durable)
+    }
+
     // A ledger written by an earlier version keeps its registries under the old names: readiness moves them over,
     // keeping an entry already in the new registry as it is.
     @Test func registriesUnderTheOldNamesAreMovedOver() throws {

@@ -37,9 +37,11 @@ struct HealthRoutes: Sendable {
         let outcome = await probe.result {
             do {
                 return try await redis.withConnection { connection throws(RedisError) -> ReadinessProbe.Outcome in
-                    if let masters = try connection.probeClusterMasters(loading: requireLedgerScripts ? LedgerScripts.all : []) {
-                        return Self.clusterReadiness(masters)
+                    let masters = try connection.eachClusterMaster { master throws(RedisError) in
+                        try master.send("PING").throwingServerError()
+                        if requireLedgerScripts { for script in LedgerScripts.all { try master.ensureLoaded(script) } }
                     }
+                    if let masters { return Self.clusterReadiness(masters) }
                     try connection.send("PING").throwingServerError()
                     if requireLedgerScripts { try Ledger(connection: connection).loadScripts() }
                     return ReadinessProbe.Outcome(failure: nil)
@@ -63,9 +65,12 @@ struct HealthRoutes: Sendable {
     /// does not answer makes only its own sales answer `RETRY_LATER` (until the cluster promotes its replica); were
     /// every instance unready for it, the sales on the other masters would stop too. The masters that do not answer
     /// are named in `details.redisCluster` (and `FlashSaleRedisClusterMasterMissing` pages for them).
-    static func clusterReadiness(_ masters: [(master: RedisConfiguration.Endpoint, failure: RedisError?)]) -> ReadinessProbe.Outcome {
-        let down = masters.filter { $0.failure != nil }
-        let named = down.prefix(16).map { #"{"master":"\#("\($0.master)".jsonEscaped)","error":"\#(String(describing: $0.failure!).jsonEscaped)"}"# }
+    static func clusterReadiness(_ masters: [(master: RedisConfiguration.Endpoint, result: Result<Void, RedisError>)]) -> ReadinessProbe.Outcome {
+        let down = masters.compactMap { master -> (RedisConfiguration.Endpoint, RedisError)? in
+            guard case .failure(let error) = master.result else { return nil }
+            return (master.master, error)
+        }
+        let named = down.prefix(16).map { #"{"master":"\#("\($0.0)".jsonEscaped)","error":"\#(String(describing: $0.1).jsonEscaped)"}"# }
         let summary = #"{"masters":\#(masters.count),"answering":\#(masters.count - down.count),"failing":[\#(named.joined(separator: ","))]}"#
         guard down.count < masters.count else {
             return ReadinessProbe.Outcome(failure: "no Redis Cluster master answers", cluster: summary)

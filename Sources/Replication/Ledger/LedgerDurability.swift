@@ -36,8 +36,29 @@ public enum LedgerDurability: Sendable, Hashable, CustomStringConvertible {
 
 extension Ledger {
     /// Asks the server for its persistence settings. Never throws: a refusal or an error is `unknown`.
+    ///
+    /// On Redis Cluster every master is asked (each holds its sales' orders alone): durable only when every one is;
+    /// otherwise the first weaker master's answer, or the first that would not say, named by its address.
     public func durability() -> LedgerDurability {
         do throws(RedisError) {
+            if let masters = try connection.eachClusterMaster({ master in Ledger(connection: master).durability() }) {
+                let judged = masters.map { entry -> (String, LedgerDurability) in
+                    switch entry.result {
+                    case .success(let found): ("\(entry.master)", found)
+                    case .failure(let error): ("\(entry.master)", .unknown("\(error.code): \(error.message)"))
+                    }
+                }
+                if let (master, weak) = judged.first(where: { if case .notDurable = $0.1 { true } else { false } }),
+                   case .notDurable(let reason) = weak {
+                    return .notDurable("master \(master): \(reason)")
+                }
+                if let (master, unknown) = judged.first(where: { if case .unknown = $0.1 { true } else { false } }),
+                   case .unknown(let reason) = unknown {
+                    return .unknown("master \(master): \(reason)")
+                }
+                assert(judged.allSatisfy { $0.1 == .durable }, "durable, not durable or unknown")
+                return .durable
+            }
             let replies = try connection.pipeline([RedisCommand("CONFIG", "GET", "appendonly"), RedisCommand("CONFIG", "GET", "appendfsync")])
             var values: [String: String] = [:]
             for reply in replies {

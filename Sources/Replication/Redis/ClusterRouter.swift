@@ -140,19 +140,17 @@ final class ClusterRouter {
         }
     }
 
-    /// Each master of the slot map (read first when stale): `PING`, then `scripts` loaded there. Answers the
-    /// masters with each one's failure, nil for a master that answered; throws when no map can be read.
-    func probeMasters(loading scripts: [RedisScript]) throws(RedisError) -> [(master: RedisConfiguration.Endpoint, failure: RedisError?)] {
+    /// `body` on each master of the slot map (read first when stale), one after the other; each master with its
+    /// result. A master that fails makes the map be read again before the next command (it may have been
+    /// replaced). Throws when no map can be read.
+    func eachMaster<Value>(_ body: (RedisConnection) throws(RedisError) -> Value) throws(RedisError) -> [(master: RedisConfiguration.Endpoint, result: Result<Value, RedisError>)] {
         if mapIsStale { try readMap() }
         return masters.map { master in
             do throws(RedisError) {
-                let node = try connection(to: master)
-                try node.send(RedisCommand("PING")).throwingServerError()
-                for script in scripts { try node.ensureLoaded(script) }
-                return (master, nil)
+                return (master, .success(try body(try connection(to: master))))
             } catch {
-                mapIsStale = true  // a master that does not answer may have been replaced
-                return (master, error)
+                mapIsStale = true
+                return (master, .failure(error))
             }
         }
     }

@@ -52,10 +52,10 @@ public final class RedisConnection {
     /// The masters of a cluster's last slot map (empty without a cluster).
     public var clusterMasters: [RedisConfiguration.Endpoint] { cluster?.knownMasters ?? [] }
 
-    /// On Redis Cluster, each master of the slot map: `PING`, then `scripts` loaded there; each master with its
-    /// failure (nil: it answered). Nil without a cluster; throws when no node gives a slot map.
-    public func probeClusterMasters(loading scripts: [RedisScript]) throws(RedisError) -> [(master: RedisConfiguration.Endpoint, failure: RedisError?)]? {
-        try cluster?.probeMasters(loading: scripts)
+    /// On Redis Cluster, `body` on each master of the slot map, each master with its result (see
+    /// ``ClusterRouter/eachMaster(_:)``). Nil without a cluster; throws when no node gives a slot map.
+    public func eachClusterMaster<Value>(_ body: (RedisConnection) throws(RedisError) -> Value) throws(RedisError) -> [(master: RedisConfiguration.Endpoint, result: Result<Value, RedisError>)]? {
+        try cluster?.eachMaster(body)
     }
 
     /// Closes the socket (every node's, in a cluster); the next command reconnects.

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import ReservationEngine
 import Testing
 import TestSupport
@@ -273,6 +274,65 @@ struct ClusterTests {
             let snapshot = try #require(try ledger.snapshot(saleID: id))
             #expect(snapshot.pool + snapshot.leases.reduce(0) { $0 + $1.remaining } + snapshot.sold == 1_000)
         }
+    }
+
+    // The outbox drainer on Redis Cluster: a master that stalls fails the drain of its own sale, and the sales on the
+    // other masters reach MongoDB in the same pass (the sales drain latest start first, the stalled one first); once
+    // the master answers again its sale drains too. Nothing is lost: every confirmed order ends in MongoDB.
+    @Test func aStalledMasterHoldsUpOnlyItsOwnSalesDrain() async throws {
+        let cluster = try RedisCluster(masters: 3, nodeTimeoutMilliseconds: 60_000)
+        let ledger = Ledger(connection: try cluster.connect())
+        let registries = try cluster.owner(of: ClusterSlots.slot(of: LedgerKeys.activeSales))
+        var ids = try Self.salesOnEveryMaster(cluster)
+        // the stalled sale: on a master without the registries (which every pass reads first)
+        let stalledIndex = try #require(try ids.firstIndex { try cluster.owner(of: ClusterSlots.slot(of: LedgerKeys(saleID: $0).meta)).port != registries.port })
+        ids.swapAt(0, stalledIndex)
+        let now = LedgerFixture.nowMilliseconds
+        for (index, id) in ids.enumerated() {
+            #expect(try ledger.createSale(SaleDefinition(id: id, name: "Cluster sale", stock: 20, startsAtMilliseconds: now - 1_000 - Int64(index) * 100,
+                                                        endsAtMilliseconds: now + 3_600_000, perCustomerLimit: 2)))
+        }
+        let engine = LedgerFixture.engine(on: cluster.masters[0], instanceID: "A", redis: cluster.configuration)
+        for id in ids {
+            for customer in ["c1", "c2"] {
+                guard case .confirmed = await engine.reserve(saleID: id, customerID: customer, quantity: 1, idempotencyKey: nil, delivery: "sealed-\(customer)") else {
+                    Issue.record("an order of \(id)"); continue
+                }
+            }
+        }
+        await engine.shutdown()
+
+        let mongoServer = try MongoWireServer()
+        defer { mongoServer.stop() }
+        let mongo = try MongoClient(uri: mongoServer.uri, threads: 1)
+        let client = RedisClient(configuration: cluster.configuration, name: "test-outbox")
+        var logger = Logger(label: "test.outbox")
+        logger.logLevel = .critical
+        let drainer = OutboxDrainer(redis: client, mongo: mongo, configuration: .init(consumer: "test-drainer"), logger: logger)
+        defer {
+            mongo.shutdown()
+            client.shutdown()
+        }
+        let stalled = try cluster.owner(of: ClusterSlots.slot(of: LedgerKeys(saleID: ids[0]).meta))
+        stalled.pause()
+        let pass: OutboxDrainer.Pass
+        do {
+            pass = try await drainer.drainOnce()
+        } catch {
+            stalled.resume()
+            Issue.record("the pass failed as a whole: \(error)")
+            return
+        }
+        stalled.resume()
+        #expect(pass.orders == 4 && pass.failedSales == 1, "the other masters' sales drained: \(pass)")
+        #expect(drainer.status.failingSales.keys.sorted() == [ids[0]])
+        func drainedOrders() throws -> Set<String> { Set(try mongoServer.documents("orders").compactMap { $0["saleId"] as? String }) }
+        #expect(try drainedOrders() == Set(ids.dropFirst()))
+        for _ in 0..<20 where try drainedOrders().count < ids.count {
+            _ = try? await drainer.drainOnce()
+        }
+        #expect(try mongoServer.documents("orders").count == 2 * ids.count, "every confirmed order reached MongoDB")
+        #expect(drainer.status.failingSales.isEmpty)
     }
 
     // The ledger on Redis Cluster is durable only when every master is: each holds its sales' orders alone. A master

@@ -206,14 +206,29 @@ public final class OutboxDrainer: Service, Sendable {
         var pass = Pass()
         var attempted = 0
         var firstFailure: (any Error)?
+        // On Redis Cluster each sale lives on one master: a master that does not answer fails its own sales, and
+        // the rest of the pass skips them (each would wait for the command timeout) while the other masters' sales
+        // drain on.
+        let clustered = !redis.configuration.clusterNodes.isEmpty
+        var silentMasters: Set<RedisConfiguration.Endpoint> = []
         for saleID in sales where !state.withLock({ $0.finished.contains(saleID) }) {
             attempted += 1
             do {
+                if !silentMasters.isEmpty, let master = try await lastKnownMaster(of: saleID), silentMasters.contains(master) {
+                    throw RedisError(.clusterUnavailable, "its Redis master \(master) did not answer earlier in this pass")
+                }
                 try await drain(saleID: saleID, into: &pass)
                 state.withLock { _ = $0.status.failingSales.removeValue(forKey: saleID) }
             } catch {
-                // Every sale would fail the same way: stop the pass (the next one resumes after a backoff).
-                if Self.isStoreUnreachable(error) { throw error }
+                if Self.isStoreUnreachable(error) {
+                    // Every sale would fail the same way: stop the pass (the next one resumes after a backoff); on
+                    // Redis Cluster, every sale of the same master.
+                    guard clustered, error is RedisError else { throw error }
+                    if let master = try? await lastKnownMaster(of: saleID) {
+                        assert(silentMasters.count < 1_024, "a cluster has at most a few hundred masters")
+                        silentMasters.insert(master)
+                    }
+                }
                 firstFailure = firstFailure ?? error
                 pass.failedSales += 1
                 let newlyFailing = state.withLock { state -> Bool in
@@ -237,6 +252,13 @@ public final class OutboxDrainer: Service, Sendable {
         // Not one sale drained: the pass failed as a whole (and is retried with backoff).
         if let firstFailure, pass.failedSales == attempted { throw firstFailure }
         return pass
+    }
+
+    /// On Redis Cluster, the master of the sale's slot in the client's last slot map (no command sent).
+    private func lastKnownMaster(of saleID: String) async throws -> RedisConfiguration.Endpoint? {
+        try await redis.withConnection { connection throws(RedisError) in
+            connection.lastKnownClusterOwner(ofKey: LedgerKeys(saleID: saleID).meta)
+        }
     }
 
     /// An error that says the store is out of reach (not something about one sale).

@@ -51,6 +51,13 @@ final class ClusterRouter {
     /// The masters of the last map read.
     var knownMasters: [RedisConfiguration.Endpoint] { masters }
 
+    /// The master that owned `slot` in the last map read, without reading it again (nil when none did).
+    func lastKnownOwner(of slot: Int) -> RedisConfiguration.Endpoint? {
+        precondition((0..<ClusterSlots.count).contains(slot), "slot \(slot) is outside the key space")
+        let index = Int(owners[slot])
+        return index >= 0 && index < masters.count ? masters[index] : nil
+    }
+
     /// The master that owns `slot`, reading the map first when it is stale.
     func owner(of slot: Int) throws(RedisError) -> RedisConfiguration.Endpoint {
         precondition((0..<ClusterSlots.count).contains(slot), "slot \(slot) is outside the key space")

@@ -52,6 +52,12 @@ public final class RedisConnection {
     /// The masters of a cluster's last slot map (empty without a cluster).
     public var clusterMasters: [RedisConfiguration.Endpoint] { cluster?.knownMasters ?? [] }
 
+    /// On Redis Cluster, the master that owned `key`'s slot in the last slot map read (no command is sent); nil
+    /// without a cluster or when no master did.
+    public func lastKnownClusterOwner(ofKey key: String) -> RedisConfiguration.Endpoint? {
+        cluster?.lastKnownOwner(of: ClusterSlots.slot(of: key))
+    }
+
     /// On Redis Cluster, `body` on each master of the slot map, each master with its result (see
     /// ``ClusterRouter/eachMaster(_:)``). Nil without a cluster; throws when no node gives a slot map.
     public func eachClusterMaster<Value>(_ body: (RedisConnection) throws(RedisError) -> Value) throws(RedisError) -> [(master: RedisConfiguration.Endpoint, result: Result<Value, RedisError>)]? {

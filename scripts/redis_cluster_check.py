@@ -13,7 +13,9 @@ network errors). Each step is bounded in time and prints one line with its figur
      fs:* keys);
   2. orders flow through the service;
   3. the sale's master lost (SIGKILL): the cluster promotes its replica, orders continue (the longest time
-     without a 201 is reported); the pod restarted alone rejoins as a replica;
+     without a 201 is reported); the service's /readyz, asked every 200 ms meanwhile, answers 200 throughout
+     (two masters of three answer: unready pods would take every sale out of the Service); the pod restarted
+     alone rejoins as a replica;
   4. all nine restarted at once, each on a NEW address (as pods rescheduled get new IPs): the nodes find each
      other again by their names (the start script resolves nodes.conf's names), the cluster is ok, orders flow;
   5. no acknowledged order lost: every 201 reads back and is in the ledger of the sale's master, where
@@ -28,6 +30,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import threading
 import time
 
 import yaml
@@ -171,6 +174,33 @@ def probe(pod):
     return subprocess.run(command, env=pod.env, stdin=subprocess.DEVNULL, capture_output=True, timeout=10).returncode
 
 
+class ReadinessWatch:
+    """Asks the service's /readyz every 200 ms on a thread of its own until stopped (bounded: 120 s); keeps each
+    answer that was not 200, with its time."""
+
+    def __init__(self, service):
+        self.service, self.asked, self.refused = service, 0, []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _watch(self):
+        deadline = time.monotonic() + 120
+        while not self.done.is_set() and time.monotonic() < deadline:
+            try:
+                status, body = self.service.request("GET", "/readyz", timeout=2)
+            except OSError as error:
+                status, body = None, str(error)
+            self.asked += 1
+            if status != 200:
+                self.refused.append((time.monotonic(), status, str(body)[:200]))
+            self.done.wait(0.2)
+
+    def stop(self):
+        self.done.set()
+        self.thread.join(5)
+
+
 def run(nodes, service, state):
     # 1. Create, create again, ACL.
     for pod in nodes.pods:
@@ -200,6 +230,7 @@ def run(nodes, service, state):
                                                                          sale, master.name))
 
     # 3. The sale's master lost.
+    watch = ReadinessWatch(service)
     lost = time.monotonic()
     marks = [(lost, "step 3")]
     master.stop()
@@ -207,13 +238,17 @@ def run(nodes, service, state):
                                      lambda: (lambda o: o if o is not None and o is not master else None)(nodes.owner(sale)), 30)
     promoted_at = time.monotonic()
     client.wait_flowing("orders after the promotion", promoted_at, 45)
+    watch.stop()
     outage = client.gap(lost, promoted_at)
+    check(watch.asked >= 5 and not watch.refused, "the service's /readyz during the failover: %d of %d not 200, the first "
+          "%.1f s after the kill: %s" % (len(watch.refused), watch.asked, (watch.refused or [(lost, None, "")])[0][0] - lost,
+                                         (watch.refused or [(0, None, "")])[0][1:]))
     master.start()
     _, rejoined = nodes.wait("%s rejoining as a replica" % master.name,
                              lambda: nodes.role(master)[:1] == ["slave"] and nodes.healthy(), 60)
     say("3. the sale's master lost (SIGKILL %s): %s promoted after %.1f s; orders continued, longest time without a "
-        "201 %.1f s; %s restarted alone rejoined as a replica in %.1f s"
-        % (master.name, promoted.name, promotion, outage, master.name, rejoined))
+        "201 %.1f s; /readyz 200 all along (%d asked); %s restarted alone rejoined as a replica in %.1f s"
+        % (master.name, promoted.name, promotion, outage, watch.asked, master.name, rejoined))
 
     # 4. All restarted at once, on new addresses.
     down = time.monotonic()

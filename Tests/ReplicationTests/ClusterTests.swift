@@ -335,6 +335,29 @@ struct ClusterTests {
         #expect(drainer.status.failingSales.isEmpty)
     }
 
+    // A node that stalls is asked for the slot map last: after a command timed out on it, the next command for another
+    // master reads the map from the other nodes at once, not after a second command timeout on the stalled one (which
+    // the map lists first here).
+    @Test func aStalledNodeIsAskedForTheMapLast() throws {
+        let cluster = try RedisCluster(masters: 3, nodeTimeoutMilliseconds: 60_000)
+        let connection = try cluster.connect()
+        let router = try #require(connection.cluster)
+        let first = try #require(router.knownMasters.first)
+        let ids = try Self.salesOnEveryMaster(cluster)
+        let stalledID = try #require(try ids.first { try cluster.owner(of: ClusterSlots.slot(of: LedgerKeys(saleID: $0).meta)).port == first.port })
+        let otherID = try #require(ids.first { $0 != stalledID })
+        let stalled = try #require(cluster.masters.first { $0.port == first.port })
+        let readsBefore = router.mapReads
+        stalled.pause()
+        defer { stalled.resume() }
+        #expect(throws: RedisError.self) { try connection.send(RedisCommand("EXISTS", LedgerKeys(saleID: stalledID).meta)).throwingServerError() }
+        let started = ContinuousClock.now
+        #expect(try connection.send(RedisCommand("EXISTS", LedgerKeys(saleID: otherID).meta)).throwingServerError().integer == 0)
+        let took = started.duration(to: .now)
+        #expect(took < .seconds(1), "the map was read from another node at once (took \(took); a command timeout is 2 s)")
+        #expect(router.mapReads == readsBefore + 1)
+    }
+
     // The ledger on Redis Cluster is durable only when every master is: each holds its sales' orders alone. A master
     // with appendfsync everysec makes it not durable, named; set back, durable again.
     @Test func durabilityIsEveryMastersDurability() throws {

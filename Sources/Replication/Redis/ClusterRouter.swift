@@ -28,6 +28,10 @@ final class ClusterRouter {
     private var current: RedisConfiguration.Endpoint?
     /// How many times the slot map was read (tests and logs).
     private(set) var mapReads = 0
+    /// Nodes whose last command failed (refused, timed out, lost), and when: the slot map is asked of the others
+    /// first, so that a node that stalls costs a command timeout once, not again at every map read. A node leaves
+    /// the list when it answers; bounded by the nodes known (``connection(to:)``).
+    private var failedNodes: [RedisConfiguration.Endpoint: ContinuousClock.Instant] = [:]
 
     /// Redirections (`MOVED`, `ASK`) followed for one command before it fails.
     static let maxRedirects = 5
@@ -121,8 +125,10 @@ final class ClusterRouter {
                 answered = try connection(to: target).pipeline(indices.map { commands[$0] })
             } catch {
                 mapIsStale = true
+                failedNodes[target] = .now
                 throw error
             }
+            if !failedNodes.isEmpty { failedNodes[target] = nil }
             for (index, reply) in zip(indices, answered) { replies[index] = reply }
         }
         current = previous
@@ -154,9 +160,12 @@ final class ClusterRouter {
         if mapIsStale { try readMap() }
         return masters.map { master in
             do throws(RedisError) {
-                return (master, .success(try body(try connection(to: master))))
+                let value = try body(try connection(to: master))
+                failedNodes[master] = nil
+                return (master, .success(value))
             } catch {
                 mapIsStale = true
+                failedNodes[master] = .now
                 return (master, .failure(error))
             }
         }
@@ -192,8 +201,10 @@ final class ClusterRouter {
             } catch {
                 // Outcome unknown, or the node is gone (not even connecting): the map is read again before the next command.
                 mapIsStale = true
+                failedNodes[target] = .now
                 throw error
             }
+            if !failedNodes.isEmpty { failedNodes[target] = nil }
             current = target
             askingTarget = false
             guard let message = reply.errorMessage, let redirection = Self.redirection(message) else {
@@ -290,11 +301,16 @@ final class ClusterRouter {
 
     // MARK: The slot map
 
-    /// Reads `CLUSTER SLOTS` from the known masters, then the seeds, until one answers with a map.
+    /// Reads `CLUSTER SLOTS` from the known masters, then the seeds, until one answers with a map; nodes whose last
+    /// command failed are asked last, the longest failed first.
     func readMap() throws(RedisError) {
         var failures: [String] = []
         var candidates = masters
         for seed in configuration.clusterNodes where !candidates.contains(seed) { candidates.append(seed) }
+        if !failedNodes.isEmpty {
+            let failed = candidates.filter { failedNodes[$0] != nil }.sorted { failedNodes[$0]! < failedNodes[$1]! }
+            candidates = candidates.filter { failedNodes[$0] == nil } + failed
+        }
         for candidate in candidates {
             do throws(RedisError) {
                 let reply = try connection(to: candidate).send(RedisCommand("CLUSTER", "SLOTS"))
@@ -303,11 +319,13 @@ final class ClusterRouter {
                     continue
                 }
                 try apply(reply, from: candidate)
+                failedNodes[candidate] = nil
                 mapReads += 1
                 mapIsStale = false
                 return
             } catch {
                 connections.removeValue(forKey: candidate)?.close()
+                failedNodes[candidate] = .now
                 failures.append("\(candidate): \(error.message)")
             }
         }
@@ -338,5 +356,7 @@ final class ClusterRouter {
             connection.close()
             connections.removeValue(forKey: endpoint)
         }
+        failedNodes = failedNodes.filter { masters.contains($0.key) || configuration.clusterNodes.contains($0.key) }
+        assert(failedNodes.count <= masters.count + configuration.clusterNodes.count, "failed nodes are known nodes")
     }
 }

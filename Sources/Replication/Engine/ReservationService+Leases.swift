@@ -286,7 +286,7 @@ extension ReservationService {
     static let laneWaitMilliseconds = 500
 
     /// Starts each lane's work unless that lane's earlier work still runs, and waits until all of it finished or
-    /// ``laneWaitMilliseconds`` passed. Answers the lanes that finished.
+    /// ``laneWaitMilliseconds`` passed. Answers the lanes whose work finished within the wait.
     private func runLanes(_ work: [(lane: Int, run: @Sendable () async -> Void)]) async -> Set<Int> {
         precondition(work.count <= CommitLanes.maxLanes + 1, "at most one piece of work per lane and the registries")
         let (done, finish) = AsyncStream.makeStream(of: Int.self, bufferingPolicy: .unbounded)
@@ -315,9 +315,12 @@ extension ReservationService {
                 try? await Task.sleep(for: .milliseconds(Self.laneWaitMilliseconds))
                 return []
             }
-            let first = await group.next() ?? []
+            // The first to end: every lane finished, or the wait ran out (then the collector, cancelled, answers
+            // the lanes that finished by then).
+            var finished = await group.next() ?? []
             group.cancelAll()
-            return first
+            for await more in group { finished.formUnion(more) }
+            return finished
         }
     }
 

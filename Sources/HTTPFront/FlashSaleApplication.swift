@@ -40,10 +40,7 @@ public enum FlashSaleApplication {
                 router.middlewares.add(CrossOriginMiddleware(origins: configuration.corsOrigins))
             }
             let drain = DrainState()
-            router.middlewares.add(FrontHeadersMiddleware(strictTransport: configuration.tls != nil, drain: drain))
-            router.middlewares.add(ProblemMiddleware())
-            router.middlewares.add(RequestLogMiddleware())
-            router.middlewares.add(MetricsMiddleware(metrics: metrics))
+            router.middlewares.add(FrontMiddleware(metrics: metrics, strictTransport: configuration.tls != nil, drain: drain))
             let cipher = configuration.dataCipher ?? {
                 logger.warning("no data key configured: delivery details are sealed with a key that lives only as long as this process")
                 return FieldCipher(sealing: FieldCipher.Key.generate(id: "ephemeral").key)
@@ -157,36 +154,5 @@ public enum FlashSaleApplication {
             self.drainer = drainer
             self.application = application
         }
-    }
-}
-
-/// One log line per request with its id, method, path (never the query: it may hold a token) and status.
-struct RequestLogMiddleware: RouterMiddleware {
-    typealias Context = FlashSaleRequestContext
-
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        do {
-            let response = try await next(request, context)
-            Self.log(request, status: response.status.code, logger: context.logger)
-            return response
-        } catch let error as any HTTPResponseError {
-            Self.log(request, status: error.status.code, logger: context.logger)
-            throw error
-        } catch {
-            Self.logFailure(request, error: error, logger: context.logger)
-            throw error
-        }
-    }
-
-    // Not inlined into `handle`: the metadata would otherwise take room in the frame every connection
-    // task keeps (see APIRoutes.PlacedOrder).
-    @inline(never)
-    static func log(_ request: Request, status: Int, logger: Logger) {
-        logger.debug("request", metadata: ["method": "\(request.method)", "path": "\(request.uri.path)", "status": "\(status)"])
-    }
-
-    @inline(never)
-    static func logFailure(_ request: Request, error: any Error, logger: Logger) {
-        logger.error("request failed", metadata: ["method": "\(request.method)", "path": "\(request.uri.path)", "error": "\(error)"])
     }
 }

@@ -32,6 +32,12 @@ struct RouteTableTests {
                     }
                 }
             }
+            // Counted with the status the client got: the three 405s above are 405s, not the router's 404.
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                let text = String(buffer: response.body)
+                #expect(text.contains(#"flashsale_http_requests_total{route="NotFound",status="405"} 3"#), "\(text)")
+                #expect(text.contains(#"flashsale_http_requests_total{route="NotFound",status="404"} 1"#), "\(text)")
+            }
         }
     }
 }

@@ -174,27 +174,6 @@ public final class FlashSaleMetrics: CommitObserver, ArchiveObserver, Sendable {
     }
 }
 
-/// Counts every request by route template and status, and times it (from the head's arrival at the router).
-struct MetricsMiddleware: RouterMiddleware {
-    typealias Context = FlashSaleRequestContext
-    let metrics: FlashSaleMetrics
-
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let start = ContinuousClock.now
-        do {
-            let response = try await next(request, context)
-            metrics.request(route: context.endpointPath ?? "unmatched", method: request.method, status: Int(response.status.code), duration: .now - start)
-            return response
-        } catch let error as any HTTPResponseError {
-            metrics.request(route: context.endpointPath ?? "unmatched", method: request.method, status: Int(error.status.code), duration: .now - start)
-            throw error
-        } catch {
-            metrics.request(route: context.endpointPath ?? "unmatched", method: request.method, status: 500, duration: .now - start)
-            throw error
-        }
-    }
-}
-
 /// One request series: its route template, method label and status.
 struct RequestSeriesKey: Hashable {
     let route: String

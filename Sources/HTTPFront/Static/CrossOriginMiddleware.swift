@@ -34,7 +34,7 @@ public struct CrossOriginMiddleware: RouterMiddleware {
         return origins.contains(origin) ? origin : nil
     }
 
-    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    @concurrent public func handle(_ request: Request, context: Context, next: @concurrent (Request, Context) async throws -> Response) async throws -> Response {
         guard let origin = request.headers[.origin] else { return try await next(request, context) }
         let allowed = allowedOrigin(origin)
         if request.method == .options, request.headers[.accessControlRequestMethod] != nil {

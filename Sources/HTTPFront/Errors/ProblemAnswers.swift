@@ -32,22 +32,10 @@ enum RouteTable {
     }
 }
 
-/// Every error the server emits is problem+json (API.md): the router's own 404 for an unknown path, a
-/// 405 with `Allow` for a known path asked with another method, and any other plain HTTP error
-/// (a malformed request the framework refused) keep their status with a problem body.
-struct ProblemMiddleware: RouterMiddleware {
-    typealias Context = FlashSaleRequestContext
-
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        do {
-            return try await next(request, context)
-        } catch let problem as Problem {
-            throw problem
-        } catch let error as HTTPError {
-            throw Self.problem(for: error, request: request)
-        }
-    }
-
+/// The problem+json form of the framework's own errors (``FrontMiddleware``): the router's 404 for an unknown
+/// path, a 405 with `Allow` for a known path asked with another method, and any other plain HTTP error (a
+/// malformed request the framework refused) with its status kept.
+enum ProblemAnswers {
     static func problem(for error: HTTPError, request: Request) -> any HTTPResponseError {
         if error.status == .notFound {
             let allowed = RouteTable.methods(forPath: request.uri.path)

@@ -150,7 +150,7 @@ struct ClusterTests {
         for id in ids { #expect(try ledger.createSale(Self.definition(id, stock: 30))) }
         let dummy = cluster.masters[0]
         let engine = LedgerFixture.engine(on: dummy, instanceID: "A", redis: cluster.configuration)
-        #expect(engine.committer.count == 3, "one group committer per seed node")
+        #expect(engine.committer.count == 3, "one group committer per master")
         #expect(Set(ids.map { ObjectIdentifier(engine.committer.lane(of: $0)) }).count == 3, "sales on three masters, three lanes")
         let confirmed = await withReconcilers([engine]) {
             var confirmed = 0
@@ -333,6 +333,38 @@ struct ClusterTests {
         }
         #expect(try mongoServer.documents("orders").count == 2 * ids.count, "every confirmed order reached MongoDB")
         #expect(drainer.status.failingSales.isEmpty)
+    }
+
+    // The lanes follow the masters of the slot map read at start, not the seed list. The seeds here are every node,
+    // replicas first, as the Kubernetes component lists every pod: the engine runs one commit lane and one control
+    // lane per master, and each master's slots are on a lane of their own (a master that stalls holds up no other
+    // master's sales). With no seed answering at start, the slots are split evenly over one lane per seed.
+    @Test func lanesFollowTheMastersOfTheMap() async throws {
+        let cluster = try RedisCluster(masters: 3, replicasPerMaster: 1)
+        var configuration = cluster.configuration
+        configuration.clusterNodes = (cluster.replicas + cluster.masters).map { RedisConfiguration.Endpoint(host: "127.0.0.1", port: $0.port) }
+        let engine = LedgerFixture.engine(on: cluster.masters[0], instanceID: "A", redis: configuration)
+        #expect(engine.committer.count == 3 && engine.control.count == 3, "one lane per master, not one per seed (\(engine.committer.count) lanes)")
+        var ownerPort = [Int](repeating: 0, count: ClusterSlots.count)
+        for range in try #require(try cluster.masters[0].connect().send("CLUSTER", "SLOTS").array) {
+            let fields = try #require(range.array)
+            let start = try #require(fields[0].integer), end = try #require(fields[1].integer)
+            let port = try #require(fields[2].array?[1].integer)
+            for slot in Int(start)...Int(end) { ownerPort[slot] = Int(port) }
+        }
+        #expect(!ownerPort.contains(0), "the map covers every slot")
+        var lanesOfMaster: [Int: Set<Int>] = [:]
+        for slot in 0..<ClusterSlots.count { lanesOfMaster[ownerPort[slot], default: []].insert(engine.committer.laneIndex(ofSlot: slot)) }
+        #expect(lanesOfMaster.count == 3 && lanesOfMaster.values.allSatisfy { $0.count == 1 }, "each master's slots on one lane: \(lanesOfMaster)")
+        #expect(Set(lanesOfMaster.values.flatMap { $0 }).count == 3, "three masters, three lanes: \(lanesOfMaster)")
+        #expect(engine.control.layout == engine.committer.layout)
+        await engine.shutdown()
+
+        var unreachable = configuration
+        unreachable.clusterNodes = try (0..<2).map { _ in RedisConfiguration.Endpoint(host: "127.0.0.1", port: try RedisServer.freeLoopbackPort()) }
+        let fallback = LaneLayout.forLedger(unreachable, logger: Logger(label: "test.lanes"))
+        #expect(fallback == LaneLayout.even(2))
+        #expect(fallback.lane(ofSlot: 0) == 0 && fallback.lane(ofSlot: ClusterSlots.count - 1) == 1)
     }
 
     // A node that stalls is asked for the slot map last: after a command timed out on it, the next command for another

@@ -37,8 +37,10 @@ public final class ReservationService: Sendable {
     public init(redis: RedisConfiguration, configuration: EngineConfiguration, logger: Logger, commitObserver: (any CommitObserver)? = nil) {
         self.configuration = configuration
         self.logger = logger
+        let layout = LaneLayout.forLedger(redis, logger: logger)
         self.committer = CommitLanes(
             redis: redis,
+            layout: layout,
             owner: configuration.instanceID,
             configuration: .init(queueCapacity: configuration.commitQueueCapacity, maxBatchOrders: configuration.commitBatchMaxOrders,
                                  commitDelayMicroseconds: configuration.commitDelayMicroseconds),
@@ -48,6 +50,7 @@ public final class ReservationService: Sendable {
         )
         self.control = CommitLanes(
             redis: redis,
+            layout: layout,
             owner: configuration.instanceID,
             configuration: .init(queueCapacity: 4_096, maxBatchOrders: 64),
             logger: logger,

@@ -54,6 +54,8 @@ final class ClusterRouter {
     var endpoint: RedisConfiguration.Endpoint { current ?? masters.first ?? configuration.clusterNodes[0] }
     /// The masters of the last map read.
     var knownMasters: [RedisConfiguration.Endpoint] { masters }
+    /// Each slot's master in the last map read, as an index into ``knownMasters`` (-1: nobody).
+    var slotOwners: [Int16] { owners }
 
     /// The master that owned `slot` in the last map read, without reading it again (nil when none did).
     func lastKnownOwner(of slot: Int) -> RedisConfiguration.Endpoint? {

@@ -5,7 +5,7 @@ import Logging
 /// The one middleware every request passes (with ``CrossOriginMiddleware`` outside it when configured). It does
 /// in one layer what four did: each layer of Hummingbird's middleware chain costs a request about five task
 /// switches (the responder, its closure, the middleware's own entry), and an order took 76 of them
-/// (BENCHMARKS.md, "One middleware").
+/// (BENCHMARKS.md, "Task switches per order").
 ///
 /// In order:
 /// - **The answer to an error** is problem+json (API.md): an engine refusal or a bad request as thrown, the

@@ -433,7 +433,7 @@ def cpu_of(pids):
 
 
 def run_row(args, row, round_no, procs, tokens_file, log):
-    workdir = tempfile.mkdtemp(prefix="tp-%s-" % kind(row).replace("@", "-"))
+    workdir = tempfile.mkdtemp(prefix="tp-%s-" % row.replace("@", "-"))
     result = {"row": row, "round": round_no}
     binary = args.against if row.endswith(AGAINST) else args.bin
     row = kind(row)

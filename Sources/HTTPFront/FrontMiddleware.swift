@@ -49,8 +49,6 @@ struct FrontMiddleware: RouterMiddleware {
     static func answer(to error: any Error, request: Request, context: Context) throws -> Response {
         let answer: any HTTPResponseError
         switch error {
-        case let problem as Problem:
-            answer = problem
         case let error as HTTPError:
             answer = ProblemAnswers.problem(for: error, request: request)
         case let error as any HTTPResponseError:
